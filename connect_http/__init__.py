@@ -1,0 +1,46 @@
+"""HTTP: the Workplace install flow and the signed security webhooks."""
+
+import azure.functions as func
+
+from shared import connect
+from shared.clock import now
+from shared.services import get_services
+from shared.web import Reply
+
+bp = func.Blueprint()
+
+
+def _response(reply: Reply) -> func.HttpResponse:
+    return func.HttpResponse(
+        reply.body, status_code=reply.status, mimetype=reply.mimetype, headers=reply.headers
+    )
+
+
+@bp.function_name("connect_install")
+@bp.route(route="workplace/install", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def connect_install(req: func.HttpRequest) -> func.HttpResponse:
+    """Only an admin holding a function key starts an install."""
+    return _response(connect.start_install(get_services(), now()))
+
+
+@bp.function_name("connect_http")
+# The constraint keeps `workplace/install` (function key) from ever matching this anonymous route.
+@bp.route(
+    route="workplace/{action:regex(^(callback|webhook)$)}",
+    methods=["GET", "POST"],
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
+def connect_http(req: func.HttpRequest) -> func.HttpResponse:
+    """The callback and the webhook: `state` and the signature are their credentials."""
+    action, svc = req.route_params.get("action"), get_services()
+    params = dict(req.params)
+    if action == "callback" and req.method == "GET":
+        reply = connect.complete_install(svc, params, now())
+    elif action == "webhook" and req.method == "GET":
+        reply = connect.verify_subscription(svc, params)
+    elif action == "webhook" and req.method == "POST":
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        reply = connect.receive_webhook(svc, req.get_body(), headers, now())
+    else:
+        reply = Reply.error(404, f"No {req.method} /api/workplace/{action}.")
+    return _response(reply)

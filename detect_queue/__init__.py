@@ -1,0 +1,25 @@
+"""Queue: run the detections over one batch of stored activities."""
+
+import azure.functions as func
+
+from shared.activities import ActivityBatch
+from shared.detection.engine import run_batch
+from shared.services import get_services
+
+bp = func.Blueprint()
+
+
+@bp.function_name("detect_queue")
+@bp.queue_trigger(arg_name="msg", queue_name="%ACTIVITY_QUEUE%", connection="AzureWebJobsStorage")
+def detect_queue(msg: func.QueueMessage) -> None:
+    # A malformed message raises, so the host retries it and then parks it in the poison queue.
+    batch = ActivityBatch.from_message(msg.get_body())
+    svc = get_services()
+    run_batch(
+        batch,
+        activities=svc.activities,
+        state=svc.detection_state,
+        alerts=svc.alerts,
+        enqueue=svc.enqueue_action,
+        policy=svc.failed_login_policy,
+    )

@@ -1,0 +1,307 @@
+"""Vigil's settings: read once from the environment, validated, cached.
+
+Every setting the code reads is listed in `SETTINGS` with its default and whether it is a secret;
+the README's configuration table is checked against it by a test.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+GovernanceMode = Literal["off", "dry-run", "enforce"]
+
+DEV_STORAGE = "UseDevelopmentStorage=true"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names it and says how to fix it."""
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    default: str | None  # None: no default (required when its feature is used)
+    secret: bool
+    description: str
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "AzureWebJobsStorage",
+        DEV_STORAGE,
+        True,
+        "Storage connection string (Azurite locally). In Azure use the identity-based "
+        "`AzureWebJobsStorage__*` settings instead.",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__tableServiceUri",
+        None,
+        False,
+        "Identity-based storage: Table service URI (with `__queueServiceUri` and `__clientId`).",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__queueServiceUri",
+        None,
+        False,
+        "Identity-based storage: Queue service URI.",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__clientId",
+        None,
+        False,
+        "Client id of the user-assigned managed identity used for storage (identity-based).",
+    ),
+    SettingSpec("STORAGE_PREFIX", "vigil", False, "Prefix of every table name Vigil creates."),
+    SettingSpec("ACTIVITY_QUEUE", "activity", False, "Queue of activity batches for detection."),
+    SettingSpec("GOVERN_QUEUE", "govern", False, "Queue of governance actions."),
+    SettingSpec("WORKPLACE_APP_ID", None, False, "Workplace app id (third-party install)."),
+    SettingSpec(
+        "WORKPLACE_APP_SECRET",
+        None,
+        True,
+        "Workplace app secret: signs webhooks, `appsecret_proof`, code exchange.",
+    ),
+    SettingSpec(
+        "WORKPLACE_REDIRECT_URI",
+        None,
+        False,
+        "The Redirect URL registered for the app, e.g. "
+        "`https://<app>.azurewebsites.net/api/workplace/callback`.",
+    ),
+    SettingSpec(
+        "WORKPLACE_GRAPH_URL", "https://graph.workplace.com", False, "Workplace Graph API base URL."
+    ),
+    SettingSpec(
+        "WORKPLACE_DIALOG_URL",
+        "https://work.workplace.com/dialog/work/app_install/",
+        False,
+        "Workplace install dialog.",
+    ),
+    SettingSpec(
+        "WORKPLACE_WEBHOOK_VERIFY_TOKEN",
+        None,
+        True,
+        "The verify token entered on the app's webhook page (`hub.verify_token`).",
+    ),
+    SettingSpec("INSTALL_STATE_TTL_SECONDS", "600", False, "Lifetime of an install `state` nonce."),
+    SettingSpec(
+        "SECRET_ENCRYPTION_KEY",
+        None,
+        True,
+        "Fernet key that encrypts stored Workplace tokens (required unless storage is Azurite, "
+        "where a fixed development key is used).",
+    ),
+    SettingSpec(
+        "GRAPH_URL", "https://graph.microsoft.com/v1.0", False, "Microsoft Graph base URL."
+    ),
+    SettingSpec(
+        "GRAPH_AUTHORITY_HOST",
+        "https://login.microsoftonline.com",
+        False,
+        "Entra ID authority host for the client-credentials flow.",
+    ),
+    SettingSpec("GRAPH_TENANT_ID", None, False, "Entra tenant id (required to govern)."),
+    SettingSpec("GRAPH_CLIENT_ID", None, False, "App registration client id (required to govern)."),
+    SettingSpec(
+        "GRAPH_CLIENT_SECRET",
+        None,
+        True,
+        "Client secret of the app registration (or use `GRAPH_CLIENT_CERTIFICATE_PATH`).",
+    ),
+    SettingSpec(
+        "GRAPH_CLIENT_CERTIFICATE_PATH",
+        None,
+        False,
+        "PEM file with the private key and certificate of the app registration.",
+    ),
+    SettingSpec(
+        "GRAPH_CA_BUNDLE",
+        None,
+        False,
+        "Extra CA bundle trusted for Entra and Graph (only the local simulator needs it).",
+    ),
+    SettingSpec("SYNC_SCHEDULE", "0 * * * * *", False, "NCRONTAB schedule of `sync_timer` (UTC)."),
+    SettingSpec("SYNC_MAX_ENVELOPES", "500", False, "Webhook envelopes drained per timer run."),
+    SettingSpec(
+        "FAILED_LOGIN_THRESHOLD",
+        "10",
+        False,
+        "Multiple failed logins: alert when a user has MORE than this many failures...",
+    ),
+    SettingSpec(
+        "FAILED_LOGIN_WINDOW_MINUTES", "5", False, "...within this many minutes (event time)."
+    ),
+    SettingSpec(
+        "FAILED_LOGIN_ACTIONS",
+        "revoke_sessions",
+        False,
+        "Governance actions for a failed-logins alert, comma-separated (empty: none).",
+    ),
+    SettingSpec(
+        "GOVERNANCE_MODE",
+        "dry-run",
+        False,
+        "`off` (record nothing is done), `dry-run` (record what would be sent), `enforce`.",
+    ),
+)
+
+_SPECS = {s.name: s for s in SETTINGS}
+ACTIONS = ("revoke_sessions",)
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return _SPECS[name].default
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int = 1) -> int:
+    raw = _get(env, name)
+    try:
+        value = int(raw or "")
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _require(name: str, value: str | None, purpose: str) -> str:
+    if not value:
+        raise ConfigError(
+            f"{name} is not set: it is needed to {purpose}. Add it to the Function App settings "
+            f"(or to the environment / local.settings.json when running locally)."
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage_connection: str | None
+    table_service_uri: str | None
+    queue_service_uri: str | None
+    storage_client_id: str | None
+    storage_prefix: str
+    activity_queue: str
+    govern_queue: str
+    workplace_app_id: str | None
+    workplace_app_secret: str | None
+    workplace_redirect_uri: str | None
+    workplace_graph_url: str
+    workplace_dialog_url: str
+    workplace_verify_token: str | None
+    install_state_ttl_seconds: int
+    secret_encryption_key: str | None
+    graph_url: str
+    graph_authority_host: str
+    graph_tenant_id: str | None
+    graph_client_id: str | None
+    graph_client_secret: str | None
+    graph_client_certificate_path: str | None
+    graph_ca_bundle: str | None
+    sync_schedule: str
+    sync_max_envelopes: int
+    failed_login_threshold: int
+    failed_login_window_minutes: int
+    failed_login_actions: tuple[str, ...]
+    governance_mode: GovernanceMode
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        table_uri = _get(e, "AzureWebJobsStorage__tableServiceUri")
+        queue_uri = _get(e, "AzureWebJobsStorage__queueServiceUri")
+        connection = None if (table_uri and queue_uri) else _get(e, "AzureWebJobsStorage")
+        mode = _get(e, "GOVERNANCE_MODE") or "dry-run"
+        if mode not in ("off", "dry-run", "enforce"):
+            raise ConfigError(f"GOVERNANCE_MODE must be off, dry-run or enforce, got {mode!r}")
+        actions = tuple(
+            a.strip() for a in (_get(e, "FAILED_LOGIN_ACTIONS") or "").split(",") if a.strip()
+        )
+        for action in actions:
+            if action not in ACTIONS:
+                raise ConfigError(
+                    f"FAILED_LOGIN_ACTIONS: unknown action {action!r} (known: {', '.join(ACTIONS)})"
+                )
+        prefix = _get(e, "STORAGE_PREFIX") or "vigil"
+        if not prefix.isalnum() or not prefix[0].isalpha():
+            raise ConfigError(f"STORAGE_PREFIX must be letters and digits, got {prefix!r}")
+        return cls(
+            storage_connection=connection,
+            table_service_uri=table_uri,
+            queue_service_uri=queue_uri,
+            storage_client_id=_get(e, "AzureWebJobsStorage__clientId"),
+            storage_prefix=prefix,
+            activity_queue=_get(e, "ACTIVITY_QUEUE") or "activity",
+            govern_queue=_get(e, "GOVERN_QUEUE") or "govern",
+            workplace_app_id=_get(e, "WORKPLACE_APP_ID"),
+            workplace_app_secret=_get(e, "WORKPLACE_APP_SECRET"),
+            workplace_redirect_uri=_get(e, "WORKPLACE_REDIRECT_URI"),
+            workplace_graph_url=(_get(e, "WORKPLACE_GRAPH_URL") or "").rstrip("/"),
+            workplace_dialog_url=_get(e, "WORKPLACE_DIALOG_URL") or "",
+            workplace_verify_token=_get(e, "WORKPLACE_WEBHOOK_VERIFY_TOKEN"),
+            install_state_ttl_seconds=_int(e, "INSTALL_STATE_TTL_SECONDS"),
+            secret_encryption_key=_get(e, "SECRET_ENCRYPTION_KEY"),
+            graph_url=(_get(e, "GRAPH_URL") or "").rstrip("/"),
+            graph_authority_host=(_get(e, "GRAPH_AUTHORITY_HOST") or "").rstrip("/"),
+            graph_tenant_id=_get(e, "GRAPH_TENANT_ID"),
+            graph_client_id=_get(e, "GRAPH_CLIENT_ID"),
+            graph_client_secret=_get(e, "GRAPH_CLIENT_SECRET"),
+            graph_client_certificate_path=_get(e, "GRAPH_CLIENT_CERTIFICATE_PATH"),
+            graph_ca_bundle=_get(e, "GRAPH_CA_BUNDLE"),
+            sync_schedule=_get(e, "SYNC_SCHEDULE") or "",
+            sync_max_envelopes=_int(e, "SYNC_MAX_ENVELOPES"),
+            failed_login_threshold=_int(e, "FAILED_LOGIN_THRESHOLD"),
+            failed_login_window_minutes=_int(e, "FAILED_LOGIN_WINDOW_MINUTES"),
+            failed_login_actions=actions,
+            governance_mode=mode,  # type: ignore[arg-type]
+        )
+
+    # Each feature asks for what it needs, so a missing setting is reported where it matters.
+    def workplace_app(self) -> tuple[str, str]:
+        return (
+            _require("WORKPLACE_APP_ID", self.workplace_app_id, "install Vigil into Workplace"),
+            _require(
+                "WORKPLACE_APP_SECRET",
+                self.workplace_app_secret,
+                "verify Workplace webhooks and exchange install codes",
+            ),
+        )
+
+    def redirect_uri(self) -> str:
+        return _require(
+            "WORKPLACE_REDIRECT_URI", self.workplace_redirect_uri, "complete the install flow"
+        )
+
+    def verify_token(self) -> str:
+        return _require(
+            "WORKPLACE_WEBHOOK_VERIFY_TOKEN",
+            self.workplace_verify_token,
+            "answer Workplace's webhook verification",
+        )
+
+    def graph_app(self) -> tuple[str, str]:
+        tenant = _require("GRAPH_TENANT_ID", self.graph_tenant_id, "call Microsoft Graph")
+        client = _require("GRAPH_CLIENT_ID", self.graph_client_id, "call Microsoft Graph")
+        if not (self.graph_client_secret or self.graph_client_certificate_path):
+            raise ConfigError(
+                "GRAPH_CLIENT_SECRET or GRAPH_CLIENT_CERTIFICATE_PATH must be set to call "
+                "Microsoft Graph. Add one to the Function App settings."
+            )
+        return tenant, client
+
+    @property
+    def uses_dev_storage(self) -> bool:
+        conn = self.storage_connection or ""
+        return conn == DEV_STORAGE or "devstoreaccount1" in conn
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use (not at import, so tests can set the env first)."""
+    return Settings.from_env()

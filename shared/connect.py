@@ -1,0 +1,96 @@
+"""Connecting a Workplace community: install flow, webhook verification and webhook intake."""
+
+from __future__ import annotations
+
+import hmac
+import html
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from shared.inbox import BodyTooLarge
+from shared.models import Install
+from shared.services import Services
+from shared.web import Reply
+from shared.workplace.client import WorkplaceError
+from shared.workplace.normalize import SOURCE
+from shared.workplace.signatures import verify_webhook
+
+log = logging.getLogger(__name__)
+
+
+def token_secret_name(community_id: str) -> str:
+    return f"workplace-token-{community_id}"
+
+
+def start_install(svc: Services, now: datetime) -> Reply:
+    """Send the admin to Workplace's install dialog with a fresh single-use `state`."""
+    app_id, _ = svc.settings.workplace_app()
+    redirect_uri = svc.settings.redirect_uri()
+    ttl = timedelta(seconds=svc.settings.install_state_ttl_seconds)
+    state = svc.install_states.issue(now, ttl)
+    query = urlencode({"app_id": app_id, "redirect_uri": redirect_uri, "state": state})
+    return Reply.redirect(f"{svc.settings.workplace_dialog_url}?{query}")
+
+
+def complete_install(svc: Services, params: Mapping[str, str], now: datetime) -> Reply:
+    """The install callback: check `state`, exchange `code`, identify the community, store it."""
+    if params.get("error"):
+        reason = params.get("error_description") or params.get("error_reason") or params["error"]
+        return Reply.error(400, f"The install was not approved in Workplace: {reason}")
+    code, state = params.get("code", ""), params.get("state", "")
+    if not code:
+        return Reply.error(400, "Missing `code`: start the install from /api/workplace/install.")
+    if not svc.install_states.consume(state, now):
+        return Reply.error(
+            400,
+            "Unknown, used or expired `state`: start again from /api/workplace/install.",
+        )
+    try:
+        token = svc.workplace.exchange_code(code, svc.settings.redirect_uri())
+        community = svc.workplace.community(token)
+    except WorkplaceError as exc:
+        log.warning("install failed", extra={"status": exc.status, "code": exc.code})
+        return Reply.error(502, f"Workplace refused the install: {exc}")
+    svc.secrets.set(token_secret_name(community.id), token)
+    svc.installs.save(
+        Install(
+            community_id=community.id,
+            community_name=community.name,
+            install_id=community.install_id,
+            mode="install",
+            status="active",
+            installed_at=now,
+            permissions=community.permissions,
+            install_type=community.install_type,
+        )
+    )
+    log.info("installed", extra={"community_id": community.id, "install_id": community.install_id})
+    name = html.escape(community.name)
+    return Reply(200, f"<p>Vigil is installed in {name} ({community.id}).</p>", "text/html")
+
+
+def verify_subscription(svc: Services, params: Mapping[str, str]) -> Reply:
+    """Workplace's webhook verification GET: echo `hub.challenge` when the token matches."""
+    expected = svc.settings.verify_token()
+    given = params.get("hub.verify_token", "")
+    if params.get("hub.mode") != "subscribe" or not hmac.compare_digest(
+        given.encode(), expected.encode()
+    ):
+        return Reply.error(401, "hub.mode must be subscribe and hub.verify_token must match.")
+    return Reply(200, params.get("hub.challenge", ""))
+
+
+def receive_webhook(svc: Services, body: bytes, headers: Mapping[str, str], now: datetime) -> Reply:
+    """Verify the signature over the raw body, then store it whole in one write before 200."""
+    _, secret = svc.settings.workplace_app()
+    if not verify_webhook(
+        body, secret, headers.get("x-hub-signature-256"), headers.get("x-hub-signature")
+    ):
+        return Reply.error(401, "Missing or invalid X-Hub-Signature-256 / X-Hub-Signature.")
+    try:
+        svc.inbox.put(SOURCE, body, now)
+    except BodyTooLarge as exc:
+        return Reply.error(413, str(exc))
+    return Reply(200, "EVENT_RECEIVED")

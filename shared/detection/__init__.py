@@ -1,0 +1,1 @@
+"""Detections: pure decisions over activity records, with their state kept outside."""

@@ -1,0 +1,1 @@
+"""Governance: actions taken in the identity provider (Microsoft Graph) because of alerts."""

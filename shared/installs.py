@@ -1,0 +1,88 @@
+"""Installs of Vigil into a source tenant, and the single-use `state` nonces of the install flow."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timedelta
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient
+
+from shared.models import Install, utc
+
+
+class InstallStore:
+    def __init__(self, table: TableClient, source: str = "workplace") -> None:
+        self._table, self._source = table, source
+
+    def save(self, install: Install) -> None:
+        self._table.upsert_entity(
+            {
+                "PartitionKey": self._source,
+                "RowKey": install.community_id,
+                "CommunityName": install.community_name,
+                "InstallId": install.install_id,
+                "Mode": install.mode,
+                "Status": install.status,
+                "InstalledAt": utc(install.installed_at),
+                "Permissions": json.dumps(list(install.permissions)),
+                "InstallType": install.install_type,
+            }
+        )
+
+    def get(self, community_id: str) -> Install | None:
+        try:
+            e = self._table.get_entity(self._source, community_id)
+        except ResourceNotFoundError:
+            return None
+        return Install(
+            community_id=e["RowKey"],
+            community_name=e.get("CommunityName", ""),
+            install_id=e.get("InstallId", ""),
+            mode=e.get("Mode", "install"),
+            status=e.get("Status", "active"),
+            installed_at=utc(e["InstalledAt"]),
+            permissions=tuple(json.loads(e.get("Permissions", "[]"))),
+            install_type=e.get("InstallType", ""),
+        )
+
+    def all(self) -> list[Install]:
+        return [
+            i
+            for e in self._table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": self._source}, select=["RowKey"]
+            )
+            if (i := self.get(e["RowKey"])) is not None
+        ]
+
+
+class InstallStates:
+    """Single-use, expiring nonces that tie an install callback to an admin who started it."""
+
+    PARTITION = "state"
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def issue(self, now: datetime, ttl: timedelta) -> str:
+        state = secrets.token_urlsafe(24)
+        self._table.create_entity(
+            {"PartitionKey": self.PARTITION, "RowKey": state, "ExpiresAt": utc(now + ttl)}
+        )
+        return state
+
+    def consume(self, state: str, now: datetime) -> bool:
+        """True once for a state that was issued and has not expired; it is gone afterwards."""
+        if not state or any(c in state for c in "/\\#?") or len(state) > 200:
+            return False
+        try:
+            entity = self._table.get_entity(self.PARTITION, state)
+            # Deleting with the ETag makes two racing callbacks consume it at most once.
+            self._table.delete_entity(
+                entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
+        return bool(utc(entity["ExpiresAt"]) > now)

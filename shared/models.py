@@ -1,0 +1,123 @@
+"""Vigil's records: one type each for activities, alerts, installs and governance actions.
+
+These are source-neutral: the Workplace connector turns its wire format into `Activity`, and
+everything downstream (detection, governance, investigation) sees only these records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Outcome = Literal["success", "failure"]
+Severity = Literal["informational", "low", "medium", "high"]
+ActionStatus = Literal["pending", "approved", "succeeded", "failed", "skipped", "reverted"]
+
+
+def utc(ts: datetime) -> datetime:
+    """The same instant in UTC; naive datetimes are taken as UTC."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def short_hash(*parts: str, length: int = 32) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One thing a user did (or had done to them) in a SaaS source, at its own event time."""
+
+    source: str  # "workplace"
+    tenant_id: str  # the source's tenant: Workplace community id
+    event_id: str  # deterministic: the same event always gets the same id
+    time: datetime  # event time, UTC
+    type: str  # Vigil's activity type, e.g. "login_failed"
+    event_name: str  # the source's own name, e.g. "LOGIN_FAILED"
+    category: str  # the source's grouping, e.g. Workplace's change field "login"
+    outcome: Outcome
+    actor_id: str
+    actor_email: str = ""
+    target_id: str = ""
+    target_email: str = ""
+    ip: str = ""
+    country: str = ""
+    user_agent: str = ""
+    interactive: bool = True
+    administrative: bool = False
+    impersonated: bool = False
+    raw: str = "{}"  # the source's record, JSON
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a person checks to agree with an alert."""
+
+    facts: dict[str, Any]
+    activity_ids: tuple[str, ...]
+    suppressions_evaluated: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Follows the Graph security alert (v2) model, plus Vigil's evidence and dedup key."""
+
+    id: str
+    tenant_id: str
+    source: str
+    detector_id: str
+    title: str
+    description: str
+    severity: Severity
+    category: str
+    mitre_techniques: tuple[str, ...]
+    user_id: str
+    user_email: str
+    first_activity_time: datetime
+    last_activity_time: datetime
+    created_time: datetime  # event time of the activity that raised it (replay gives the same)
+    evidence: Evidence
+    dedup_key: str
+    actions: tuple[str, ...] = ()
+    status: str = "new"
+    classification: str = "unknown"
+    determination: str = "unknown"
+    event_count: int = 0
+
+
+@dataclass(frozen=True)
+class Install:
+    """Vigil installed in one Workplace community."""
+
+    community_id: str
+    community_name: str
+    install_id: str
+    mode: Literal["install", "custom_integration"]
+    status: Literal["active", "uninstalled", "needs_reauth", "decommissioned"]
+    installed_at: datetime
+    permissions: tuple[str, ...] = ()
+    install_type: str = ""
+
+
+@dataclass(frozen=True)
+class GovernanceAction:
+    """One action taken (or not) because of an alert; its id makes execution idempotent."""
+
+    id: str
+    alert_id: str
+    tenant_id: str
+    action: str
+    target: str  # the user as the identity provider knows them (UPN / e-mail / object id)
+    mode: str
+    status: ActionStatus
+    attempts: int = 0
+    request_id: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    completed_at: datetime | None = None
+
+    @staticmethod
+    def make_id(alert_id: str, action: str, target: str) -> str:
+        return short_hash(alert_id, action, target.lower())

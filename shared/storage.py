@@ -1,0 +1,149 @@
+"""The one place that knows about Azure Storage credentials and clients.
+
+Locally (and in tests) storage is Azurite through a connection string; in Azure it is the
+identity-based `AzureWebJobsStorage__*` settings with the user-assigned managed identity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.queue import (
+    BinaryBase64DecodePolicy,
+    QueueClient,
+    QueueServiceClient,
+    TextBase64EncodePolicy,
+)
+
+from shared.config import DEV_STORAGE, ConfigError, Settings
+
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+AZURITE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+    + AZURITE_KEY
+    + ";BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1"
+    ";QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1"
+    ";TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+# Table names, each prefixed with STORAGE_PREFIX.
+INSTALLS = "Installs"
+INSTALL_STATES = "InstallStates"
+SECRETS = "Secrets"
+INBOX = "Inbox"
+ACTIVITIES = "Activities"
+DETECTION_STATE = "DetectionState"
+ALERTS = "Alerts"
+ACTIONS = "Actions"
+QUARANTINE = "Quarantine"
+TABLES = (
+    INSTALLS,
+    INSTALL_STATES,
+    SECRETS,
+    INBOX,
+    ACTIVITIES,
+    DETECTION_STATE,
+    ALERTS,
+    ACTIONS,
+    QUARANTINE,
+)
+
+MAX_BATCH = 100  # Table transactions: at most 100 operations, one partition
+MAX_TICKS = 3155378975999999999  # .NET DateTime.MaxValue.Ticks
+_EPOCH_TICKS = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def inverted_ticks(ts: datetime) -> str:
+    """A fixed-width key that sorts newest first."""
+    ticks = (ts - _EPOCH_TICKS) // timedelta(microseconds=1) * 10
+    return f"{MAX_TICKS - ticks:019d}"
+
+
+def ticks_key(ts: datetime) -> str:
+    """A fixed-width key that sorts oldest first."""
+    return f"{(ts - _EPOCH_TICKS) // timedelta(microseconds=1) * 10:019d}"
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def upsert_batches(table: TableClient, entities: Iterable[dict[str, Any]]) -> int:
+    """Upsert entities in transactions of at most 100 per partition; returns transactions sent.
+
+    Upsert (not create) keeps a retried batch idempotent: a duplicate create would fail the batch.
+    """
+    by_pk: dict[str, list[dict[str, Any]]] = {}
+    for entity in entities:
+        by_pk.setdefault(entity["PartitionKey"], []).append(entity)
+    sent = 0
+    for group in by_pk.values():
+        unique = list({e["RowKey"]: e for e in group}.values())  # one op per entity per batch
+        for batch in chunks(unique, MAX_BATCH):
+            table.submit_transaction([("upsert", e, {"mode": "replace"}) for e in batch])
+            sent += 1
+    return sent
+
+
+@dataclass
+class Storage:
+    """Table and queue clients for one account; tables and queues are created on first use."""
+
+    settings: Settings
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[str, TableClient] = {}
+        self._queues: dict[str, QueueClient] = {}
+        s = self.settings
+        if s.table_service_uri and s.queue_service_uri:
+            from azure.identity import ManagedIdentityCredential
+
+            credential = ManagedIdentityCredential(client_id=s.storage_client_id)
+            self._table_service = TableServiceClient(s.table_service_uri, credential=credential)
+            self._queue_service = QueueServiceClient(s.queue_service_uri, credential=credential)
+        elif s.storage_connection:
+            conn = AZURITE if s.storage_connection == DEV_STORAGE else s.storage_connection
+            self._table_service = TableServiceClient.from_connection_string(conn)
+            self._queue_service = QueueServiceClient.from_connection_string(conn)
+        else:
+            raise ConfigError(
+                "AzureWebJobsStorage is not set: set it to a storage connection string, or set "
+                "AzureWebJobsStorage__tableServiceUri and __queueServiceUri for a managed identity."
+            )
+
+    def table(self, name: str) -> TableClient:
+        full = self.settings.storage_prefix + name
+        with self._lock:
+            client = self._tables.get(full)
+            if client is None:
+                client = self._table_service.get_table_client(full)
+                with contextlib.suppress(ResourceExistsError):
+                    client.create_table()
+                self._tables[full] = client
+            return client
+
+    def queue(self, name: str) -> QueueClient:
+        """A queue client that speaks the Functions host's base64 message encoding."""
+        with self._lock:
+            client = self._queues.get(name)
+            if client is None:
+                client = self._queue_service.get_queue_client(
+                    name,
+                    message_encode_policy=TextBase64EncodePolicy(),
+                    message_decode_policy=BinaryBase64DecodePolicy(),
+                )
+                with contextlib.suppress(ResourceExistsError):
+                    client.create_queue()
+                self._queues[name] = client
+            return client

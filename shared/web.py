@@ -1,0 +1,27 @@
+"""What an HTTP handler answers, independent of azure.functions (handlers map it 1:1)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: str = ""
+    mimetype: str = "text/plain"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any) -> Reply:
+        return cls(status, json.dumps(payload, default=str), "application/json")
+
+    @classmethod
+    def error(cls, status: int, message: str) -> Reply:
+        return cls.json(status, {"error": {"status": status, "message": message}})
+
+    @classmethod
+    def redirect(cls, location: str) -> Reply:
+        return cls(302, "", "text/plain", {"Location": location})

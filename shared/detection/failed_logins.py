@@ -53,6 +53,19 @@ def is_failed_login(a: Activity) -> bool:
     return a.type == "login_failed"
 
 
+def _busiest_window_with(t: datetime, failures: list[Failure], window: timedelta) -> tuple[Failure, ...]:
+    """The most failures in any window of length `window` that contains `t`.
+
+    Looking forward as well as back makes late, out-of-order arrivals count like in-order ones.
+    """
+    best: tuple[Failure, ...] = ()
+    for end in (f.time for f in failures if t <= f.time <= t + window):
+        candidate = tuple(f for f in failures if end - window <= f.time <= end)
+        if len(candidate) > len(best):
+            best = candidate
+    return best
+
+
 def decide(
     state: UserState, activity: Activity, *, tenant_id: str, threshold: int, window: timedelta
 ) -> tuple[UserState, Decision | None]:
@@ -68,7 +81,7 @@ def decide(
     )
     newest = failures[-1].time
     failures = [f for f in failures if f.time >= newest - RETENTION][-MAX_KEPT:]
-    in_window = tuple(f for f in failures if t - window <= f.time <= t)
+    in_window = _busiest_window_with(t, failures, window)
     state = replace(state, failures=tuple(failures))
     if len(in_window) <= threshold:
         return state, None

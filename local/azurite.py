@@ -1,0 +1,68 @@
+"""Azurite on 127.0.0.1: reuse one that is listening, else start ours and stop it afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared.storage import AZURITE
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
+log = logging.getLogger(__name__)
+
+
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+@contextlib.contextmanager
+def ensure_azurite(location: Path | None = None, timeout: float = 60.0) -> Iterator[str]:
+    """Yield the connection string of an Azurite on the default ports."""
+    up = [listening(p) for p in PORTS.values()]
+    if all(up):
+        log.info("using the Azurite already listening on 127.0.0.1")
+        yield AZURITE
+        return
+    if any(up):
+        raise RuntimeError(
+            "Some of the Azurite ports 10000-10002 are taken on 127.0.0.1 and others are not: "
+            "stop whatever holds them."
+        )
+    binary = ROOT / "node_modules" / ".bin" / "azurite"
+    if not binary.exists():
+        raise RuntimeError(f"{binary} is missing: run `npm ci` (make setup does) first.")
+    args = [str(binary), "--silent", "--skipApiVersionCheck", "--loose"]
+    for service, port in PORTS.items():
+        args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
+    if location is None:
+        args.append("--inMemoryPersistence")
+    else:
+        location.mkdir(parents=True, exist_ok=True)
+        args += ["--location", str(location)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+    try:
+        deadline = time.monotonic() + timeout
+        while not all(listening(p) for p in PORTS.values()):
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"Azurite exited with {proc.returncode}: {err[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Azurite did not listen on {list(PORTS.values())} in {timeout}s")
+            time.sleep(0.1)
+        log.info("started Azurite (pid %s)", proc.pid)
+        yield AZURITE
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

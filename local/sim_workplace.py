@@ -1,0 +1,1292 @@
+"""A simulated Workplace by Meta tenant over real HTTP, for tests, `make run` and `make demo`.
+
+It speaks the wire format of `workplace-api.md` and is deliberately strict: what real Workplace
+would reject (a reused or stale install code, a missing or stale `appsecret_proof`, an unknown
+field) is rejected here too, with Graph's error envelope. It also sends signed
+`workplace_security` webhooks and builds uninstall `signed_request` values.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import json
+import re
+import secrets
+import string
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal, Self, TypeAlias
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import requests
+from requests import Response
+
+__all__ = [
+    "EVENT_FIELDS",
+    "FIREFOX_USERAGENT",
+    "Delivery",
+    "InstallCode",
+    "IssuedToken",
+    "RecordedRequest",
+    "SimInstall",
+    "SimMember",
+    "SimulatedWorkplace",
+]
+
+# Workplace's limits (workplace-api.md §3 and §4).
+CODE_TTL_SECONDS = 300
+PROOF_MAX_AGE_SECONDS = 300
+# A proof stamped slightly in the future is tolerated (clock skew); more than this is rejected.
+PROOF_MAX_FUTURE_SECONDS = 5
+DEFAULT_PAGE_LIMIT = 25
+GRAPH_API_VERSION = "v18.0"
+
+# The attested sample record's user agent (workplace-api.md §6.3).
+FIREFOX_USERAGENT = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:86.0) Gecko/20100101 Firefox/86.0"
+)
+WEBHOOK_USER_AGENT = "facebookexternalua"
+
+# Every event of workplace-events.md mapped to its change `field`. Only CUSTOM_INTEGRATION_EDIT is
+# attested; the rest are Vigil's assumed names, kept as data.
+EVENT_FIELDS: dict[str, str] = {
+    "LOGIN": "login",
+    "LOGIN_FAILED": "login",
+    "LOGOUT": "login",
+    "FORCED_LOGOUT": "login",
+    "SSO_REAUTHENTICATION": "login",
+    "PASSWORD_CHANGED": "password",
+    "PASSWORD_RESET_SUCCEEDED": "password",
+    "PASSWORD_RESET_CODE_REQUESTED": "password",
+    "PASSWORD_RESET_INCORRECT_CODE": "password",
+    "FORCED_PASSWORD_RESET": "password",
+    "TWO_FACTOR_ENABLED": "two_factor",
+    "TWO_FACTOR_DISABLED": "two_factor",
+    "TWO_FACTOR_CODE_SUCCEEDED": "two_factor",
+    "TWO_FACTOR_CODE_FAILED": "two_factor",
+    "ACCOUNT_AT_RISK": "account",
+    "ACCOUNT_UNCLAIMED": "account",
+    "ACCOUNT_DEACTIVATED": "account",
+    "ACCOUNT_ACTIVATED": "account",
+    "ACCOUNT_DELETED": "account",
+    "ACCOUNT_CREATED": "account",
+    "EMAIL_CHANGED": "account",
+    "ADMIN_ROLE_CHANGED": "admin",
+    "ADMIN_CREATED": "admin",
+    "ADMIN_REMOVED": "admin",
+    "ACCOUNT_PROMOTED_TO_ADMIN": "admin",
+    "DOMAIN_ADDED": "domain",
+    "DOMAIN_REMOVED": "domain",
+    "CUSTOM_INTEGRATION_EDIT": "integrations",
+    "FILE_DOWNLOADED": "files",
+    "FILE_UPLOADED": "files",
+}
+
+# What the simulated app is configured with on developers.facebook.com; an install grants all of
+# them unless the dialog asks for a subset with permissions[]=. Upper-case enums are inferred (§3).
+DEFAULT_APP_PERMISSIONS: tuple[str, ...] = (
+    "MANAGE_ACCOUNTS",
+    "MANAGE_WORK_PROFILES",
+    "PROVISION_USER_ACCOUNTS",
+    "READ_GROUP_CONTENT",
+    "READ_USER_EMAIL",
+)
+
+_MEMBER_EDGES = ("members", "former_members", "admins")
+_VERSION_PREFIX = re.compile(r"^/(v\d+\.\d+)(?=/|$)")
+_FIELD_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
+_TOKEN_ALPHABET = string.ascii_letters + string.digits
+_MAX_BODY_BYTES = 1 << 20
+_FORM = "application/x-www-form-urlencoded"
+
+# Fields the member node has. Those Workplace has but the simulator does not model are accepted
+# and simply absent from the answer, as Graph omits unset fields.
+_MEMBER_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "first_name",
+        "last_name",
+        "email",
+        "title",
+        "department",
+        "active",
+        "account_invite_time",
+        "account_claim_time",
+        "employee_number",
+        "external_id",
+        "division",
+        "cost_center",
+        "organization",
+        "locale",
+        "manager",
+        "updated_time",
+        "link",
+        "picture",
+        "primary_phone",
+        "primary_address",
+        "frontline",
+    }
+)
+_COMMUNITY_FIELDS = frozenset({"id", "name", "install"})
+_INSTALL_FIELDS = frozenset({"id", "permissions", "install_type"})
+_PAGE_FIELDS = frozenset({"id", "name"})
+
+_Fields: TypeAlias = "dict[str, _Fields | None]"
+
+
+@dataclass
+class SimMember:
+    """One person in the simulated community; mutate it to simulate directory changes."""
+
+    id: str
+    name: str
+    email: str
+    title: str = ""
+    department: str = ""
+    active: bool = True
+    admin: bool = False
+    account_invite_time: int | None = None
+    account_claim_time: int | None = None
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the simulator received, secrets redacted.
+
+    The `authorization` header and the `access_token` and `client_secret` parameters are stored
+    as "<redacted>"; header names are lower-case. `appsecret_proof` is kept (it is not a secret).
+    """
+
+    method: str
+    path: str  # as sent, without the query string (may carry a version prefix)
+    query: dict[str, str]  # last value of each parameter (Graph, like PHP, reads the last one)
+    headers: dict[str, str]
+    query_lists: dict[str, list[str]] = field(default_factory=dict)  # every value, in order
+    endpoint: str = ""  # `path` without its version prefix, e.g. "/community/members"
+    version: str | None = None  # e.g. "v18.0"
+    body: bytes = b""
+    status: int = 0  # the status the simulator answered
+    at: float = 0.0  # the simulator's clock when it arrived
+
+
+@dataclass
+class InstallCode:
+    """A one-time code handed out by the install dialog."""
+
+    code: str
+    redirect_uri: str
+    issued_at: float
+    permissions: tuple[str, ...]
+    page_name: str
+    state: str | None = None
+    used: bool = False
+
+
+@dataclass
+class SimInstall:
+    """An install made by a successful code exchange."""
+
+    id: str
+    token: str
+    installed_at: float
+    permissions: tuple[str, ...]
+    page_id: str
+    page_name: str
+    redirect_uri: str
+    installed_by: str  # member id of the approving System Admin
+    install_type: str = "COMMUNITY"
+    uninstalled: bool = False
+
+
+@dataclass
+class IssuedToken:
+    """An access token the simulator accepts."""
+
+    token: str
+    kind: Literal["install", "custom_integration"]
+    issued_at: float
+    page_id: str
+    page_name: str
+    permissions: tuple[str, ...]
+    require_proof: bool
+    install_id: str | None = None
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook POST made by `deliver`."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    status_code: int
+
+
+class _GraphError(Exception):
+    """A Graph error envelope to send back."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        error_type: str = "OAuthException",
+        subcode: int | None = None,
+        status: int = 400,
+        challenge: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.error_type = error_type
+        self.subcode = subcode
+        self.status = status
+        # The OAuth error keyword of Graph's WWW-Authenticate header, e.g. "invalid_token".
+        self.challenge = challenge
+
+
+class _DialogError(Exception):
+    """The install dialog's own HTML error page (it never redirects an invalid request)."""
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    method: str
+    path: str
+    endpoint: str
+    version: str | None
+    params: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names, unredacted
+    body: bytes
+    arrived: float
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _random_digits(length: int) -> str:
+    return str(secrets.choice(range(1, 10))) + "".join(
+        secrets.choice(string.digits) for _ in range(length - 1)
+    )
+
+
+def _graph_json(payload: Any) -> bytes:
+    """Serialise like Meta does: compact, non-ASCII as lower-case \\uXXXX, and "/" as "\\/".
+
+    Meta signs webhooks over this escaped form, so a receiver that re-serialises the parsed body
+    computes a different signature; sending it this way catches that bug.
+    """
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=True)
+    # "/" can only occur inside JSON strings, so escaping every one keeps the document valid.
+    return text.replace("/", "\\/").encode("ascii")
+
+
+def _graph_time(epoch: int | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+def _last(params: Mapping[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[-1] if values else None
+
+
+def _browser_of(useragent: str) -> tuple[str, str]:
+    """(browser_name, browser_os) as Workplace shows them, e.g. ("Firefox", "Mac OS X 10.15")."""
+    if "Edg/" in useragent:
+        browser = "Edge"
+    elif "Firefox/" in useragent:
+        browser = "Firefox"
+    elif "Chrome/" in useragent:
+        browser = "Chrome"
+    elif "Safari/" in useragent:
+        browser = "Safari"
+    else:
+        browser = "Other"
+    if mac := re.search(r"Mac OS X (\d+)[._](\d+)", useragent):
+        os_name = f"Mac OS X {mac.group(1)}.{mac.group(2)}"
+    elif ios := re.search(r"iPhone OS (\d+)[._](\d+)", useragent):
+        os_name = f"iOS {ios.group(1)}.{ios.group(2)}"
+    elif android := re.search(r"Android (\d+(?:\.\d+)?)", useragent):
+        os_name = f"Android {android.group(1)}"
+    elif "Windows NT 10.0" in useragent:
+        os_name = "Windows 10"
+    elif "Linux" in useragent:
+        os_name = "Linux"
+    else:
+        os_name = "Other"
+    return browser, os_name
+
+
+def _parse_fields(raw: str) -> _Fields:
+    """Parse Graph's `fields=` syntax, e.g. "id,name,install{id,permissions}"."""
+    fields, pos = _parse_field_list(raw, 0)
+    if pos != len(raw):
+        raise _GraphError(
+            f'Syntax error "Expected end of string instead of "{raw[pos]}"." '
+            f"at character {pos}: {raw}",
+            code=2500,
+        )
+    return fields
+
+
+def _parse_field_list(raw: str, pos: int) -> tuple[_Fields, int]:
+    fields: _Fields = {}
+    while pos < len(raw):
+        match = _FIELD_NAME.match(raw, pos)
+        if match is None:
+            raise _GraphError(
+                f'Syntax error "Field name expected." at character {pos}: {raw}', code=2500
+            )
+        name, pos = match.group(1), match.end()
+        sub: _Fields | None = None
+        if pos < len(raw) and raw[pos] == "{":
+            sub, pos = _parse_field_list(raw, pos + 1)
+            if pos >= len(raw) or raw[pos] != "}":
+                raise _GraphError(
+                    f'Syntax error "Expected "}}"." at character {pos}: {raw}', code=2500
+                )
+            pos += 1
+            while pos < len(raw) and raw[pos].isspace():
+                pos += 1
+        fields[name] = sub
+        if pos < len(raw) and raw[pos] == ",":
+            pos += 1
+            continue
+        break
+    return fields, pos
+
+
+def _select(
+    values: Mapping[str, Any],
+    requested: _Fields,
+    *,
+    known: frozenset[str],
+    node_type: str,
+) -> dict[str, Any]:
+    """Graph's field selection: `id` always first, unknown names rejected, unset fields omitted."""
+    _check_fields(requested, known=known, node_type=node_type)
+    out: dict[str, Any] = {"id": values["id"]}
+    for name, sub in requested.items():
+        value = values.get(name)
+        if name == "id" or value is None or value == "":
+            continue
+        if sub is not None and isinstance(value, Mapping):
+            value = _select(value, sub, known=_INSTALL_FIELDS, node_type="WorkplaceInstall")
+        out[name] = value
+    return out
+
+
+def _check_fields(requested: _Fields, *, known: frozenset[str], node_type: str) -> None:
+    for name in requested:
+        if name not in known:
+            raise _GraphError(
+                f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})",
+                code=100,
+            )
+
+
+def _unsupported(method: str, object_id: str) -> _GraphError:
+    return _GraphError(
+        f"Unsupported {method.lower()} request. Object with ID '{object_id}' does not exist, "
+        "cannot be loaded due to missing permissions, or does not support this operation. "
+        "Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api",
+        code=100,
+        subcode=33,
+        error_type="GraphMethodException",
+    )
+
+
+def _seed_members() -> list[SimMember]:
+    # Contoso's usual cast, so e-mails join with a simulated Entra ID tenant.
+    people = [
+        ("100064094363063", "Megan Bowen", "megan.bowen", "IT Administrator", "IT", True, True),
+        ("100064094363101", "Adele Vance", "adele.vance", "Retail Manager", "Retail", True, False),
+        ("100064094363102", "Alex Wilber", "alex.wilber", "Marketing Assistant", "Marketing",
+         True, False),
+        ("100064094363103", "Diego Siciliani", "diego.siciliani", "HR Manager", "HR", True, True),
+        ("100064094363104", "Isaiah Langer", "isaiah.langer", "Sales Rep", "Sales", True, False),
+        ("100064094363105", "Johanna Lorenz", "johanna.lorenz", "Senior Engineer", "Engineering",
+         True, False),
+        ("100064094363106", "Lynne Robbins", "lynne.robbins", "Planner", "Retail", True, False),
+        ("100064094363107", "Pradeep Gupta", "pradeep.gupta", "Accountant", "Finance", False,
+         False),
+    ]  # fmt: skip
+    invited = 1_609_459_200  # 2021-01-01T00:00:00Z
+    return [
+        SimMember(
+            id=member_id,
+            name=name,
+            email=f"{local}@contoso.com",
+            title=title,
+            department=department,
+            active=active,
+            admin=admin,
+            account_invite_time=invited + i * 86_400,
+            account_claim_time=invited + i * 86_400 + 3_600,
+        )
+        for i, (member_id, name, local, title, department, active, admin) in enumerate(people)
+    ]
+
+
+class SimulatedWorkplace:
+    """A Workplace community with one third-party app, served on a local port.
+
+    Use as a context manager or call `start()`/`stop()`. All state is guarded by one lock, so
+    tests may read it while the server thread answers requests.
+    """
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        app_secret: str,
+        community_id: str = "504942443827307",
+        company_id: str = "504942447160640",
+        community_name: str = "Contoso",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.time,
+        auto_approve: bool = True,
+    ) -> None:
+        self.app_id = app_id
+        self.app_secret = app_secret
+        self.community_id = community_id
+        self.company_id = company_id
+        self.community_name = community_name
+        self.host = host
+        self.port = port
+        self.clock = clock
+        self.auto_approve = auto_approve
+        self.app_permissions: tuple[str, ...] = DEFAULT_APP_PERMISSIONS
+        # When set, Graph answers carry it as X-App-Usage (percentages, workplace-api.md §10).
+        self.app_usage: dict[str, int] | None = None
+        self.members: list[SimMember] = _seed_members()
+        self.install_codes: dict[str, InstallCode] = {}
+        self.issued_tokens: dict[str, IssuedToken] = {}
+        self.installs: list[SimInstall] = []
+        self._requests: list[RecordedRequest] = []
+        self._deliveries: list[Delivery] = []
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind the port and serve in a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("SimulatedWorkplace is already running; call stop() first")
+        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sim-workplace:{server.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port. Safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. "http://127.0.0.1:54321" (the Graph host and the dialog host)."""
+        if self._server is None:
+            raise RuntimeError("SimulatedWorkplace is not running: call start() or use `with`")
+        host, port = self._server.server_address[:2]
+        host_text = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{host_text}:{port}"
+
+    @property
+    def dialog_url(self) -> str:
+        return self.url + "/dialog/work/app_install/"
+
+    # -- state for tests ---------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far (use `clear_requests()` to reset)."""
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def requests_to(self, endpoint: str) -> list[RecordedRequest]:
+        """Requests whose version-less path is `endpoint`, e.g. "/community/members"."""
+        wanted = endpoint.rstrip("/") or "/"
+        return [r for r in self.requests if (r.endpoint.rstrip("/") or "/") == wanted]
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """A snapshot of the webhooks sent by `deliver`."""
+        with self._lock:
+            return list(self._deliveries)
+
+    def add_member(
+        self,
+        name: str,
+        email: str,
+        *,
+        title: str = "",
+        department: str = "",
+        active: bool = True,
+        admin: bool = False,
+        member_id: str | None = None,
+    ) -> SimMember:
+        """Add a person to the community and return it."""
+        with self._lock:
+            taken = {m.id for m in self.members}
+            if member_id is None:
+                member_id = _random_digits(15)
+                while member_id in taken:
+                    member_id = _random_digits(15)
+            elif member_id in taken:
+                raise ValueError(f"member id {member_id} already exists in the community")
+            now = int(self.clock())
+            member = SimMember(
+                id=member_id,
+                name=name,
+                email=email,
+                title=title,
+                department=department,
+                active=active,
+                admin=admin,
+                account_invite_time=now,
+                account_claim_time=now,
+            )
+            self.members.append(member)
+            return member
+
+    def member(self, id_or_email: str) -> SimMember:
+        """The member with this id or e-mail (case-insensitive); KeyError if none."""
+        with self._lock:
+            for m in self.members:
+                if m.id == id_or_email or m.email.lower() == id_or_email.lower():
+                    return m
+        raise KeyError(f"no member {id_or_email!r} in the simulated community")
+
+    def issue_install_code(
+        self,
+        redirect_uri: str,
+        *,
+        permissions: Sequence[str] | None = None,
+        page_name: str = "Vigil",
+        state: str | None = None,
+    ) -> str:
+        """Issue a one-time install code, as the Workplace-initiated install (§3, entry 1) does."""
+        code = "AQ" + "".join(secrets.choice(_TOKEN_ALPHABET + "-_") for _ in range(254))
+        granted = tuple(permissions) if permissions is not None else self.app_permissions
+        with self._lock:
+            self.install_codes[code] = InstallCode(
+                code=code,
+                redirect_uri=redirect_uri,
+                issued_at=self.clock(),
+                permissions=granted,
+                page_name=page_name,
+                state=state,
+            )
+        return code
+
+    def add_custom_integration(
+        self,
+        *,
+        name: str = "Vigil",
+        require_proof: bool = False,
+        permissions: Sequence[str] | None = None,
+    ) -> str:
+        """Create a custom integration and return its token (appsecret_proof is its toggle)."""
+        token = self._new_token()
+        with self._lock:
+            self.issued_tokens[token] = IssuedToken(
+                token=token,
+                kind="custom_integration",
+                issued_at=self.clock(),
+                page_id=_random_digits(15),
+                page_name=name,
+                permissions=tuple(permissions) if permissions is not None else self.app_permissions,
+                require_proof=require_proof,
+            )
+        return token
+
+    def uninstall(self, install_id: str | None = None) -> None:
+        """Uninstall one install (or all): its token then fails with 190/458."""
+        with self._lock:
+            for install in self.installs:
+                if install_id is None or install.id == install_id:
+                    install.uninstalled = True
+                    self.issued_tokens[install.token].revoked = True
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    def deliver(
+        self,
+        webhook_url: str,
+        envelope: dict[str, Any] | bytes,
+        *,
+        signature: Literal["sha256", "sha1", "both", "none", "bad"] = "both",
+        timeout: float = 5.0,
+    ) -> Response:
+        """POST a webhook the way Workplace does and return the receiver's response.
+
+        "bad" signs both headers with a wrong key; "none" sends no signature header.
+        """
+        body = envelope if isinstance(envelope, bytes) else _graph_json(envelope)
+        key = self.app_secret.encode()
+        if signature == "bad":
+            key = secrets.token_bytes(32)
+        headers = {"Content-Type": "application/json", "User-Agent": WEBHOOK_USER_AGENT}
+        if signature in ("sha256", "both", "bad"):
+            digest = hmac.new(key, body, hashlib.sha256).hexdigest()
+            headers["X-Hub-Signature-256"] = f"sha256={digest}"
+        if signature in ("sha1", "both", "bad"):
+            digest = hmac.new(key, body, hashlib.sha1).hexdigest()
+            headers["X-Hub-Signature"] = f"sha1={digest}"
+        response = requests.post(
+            webhook_url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+        )
+        with self._lock:
+            self._deliveries.append(Delivery(webhook_url, body, headers, response.status_code))
+        return response
+
+    def security_envelope(
+        self, changes: Sequence[tuple[str, dict[str, Any]]], *, entry_time: int | None = None
+    ) -> dict[str, Any]:
+        """A `workplace_security` webhook body with one entry (keyed by the company id, §6.3)."""
+        return {
+            "object": "workplace_security",
+            "entry": [
+                {
+                    "id": self.company_id,
+                    "time": int(self.clock()) if entry_time is None else entry_time,
+                    "changes": [{"field": f, "value": v} for f, v in changes],
+                }
+            ],
+        }
+
+    def event_value(
+        self,
+        event: str,
+        *,
+        actor: SimMember,
+        target: SimMember | None = None,
+        ip: str,
+        ip_country: str,
+        timestamp: datetime,
+        useragent: str = FIREFOX_USERAGENT,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """The `value` of one security change, with exactly the attested fields plus `extra`."""
+        if timestamp.tzinfo is None:
+            raise ValueError("timestamp must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
+        target = actor if target is None else target
+        browser_name, browser_os = _browser_of(useragent)
+        value: dict[str, Any] = {
+            "actor_community_id": self.community_id,
+            "actor_scim_company_id": self.company_id,
+            "actor_id": actor.id,
+            "actor_email": actor.email,
+            "target_id": target.id,
+            "target_email": target.email,
+            "ip": ip,
+            "timestamp": timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000"),
+            "event": event,
+            "browser_name": browser_name,
+            "browser_os": browser_os,
+            "ip_country": ip_country,
+            "useragent": useragent,
+            "target_community_id": self.community_id,
+            "target_company_id": self.company_id,
+        }
+        value.update(extra)
+        return value
+
+    def change(
+        self, event: str, *, field: str | None = None, **kw: Any
+    ) -> tuple[str, dict[str, Any]]:
+        """(field, value) for `event`; the field comes from EVENT_FIELDS unless given."""
+        if field is None:
+            if event not in EVENT_FIELDS:
+                raise KeyError(f"{event!r} is not in EVENT_FIELDS: pass field= for unknown events")
+            field = EVENT_FIELDS[event]
+        return field, self.event_value(event, **kw)
+
+    # -- uninstall ---------------------------------------------------------------------------
+
+    def uninstall_signed_request(self, *, encoding: Literal["hex", "raw"] = "hex") -> str:
+        """A deauthorization `signed_request` for this community (§5), signed like Meta's apps.
+
+        "hex" signs with the hex digest's bytes (Meta's reference app), "raw" with the raw digest.
+        """
+        payload = json.dumps(
+            {
+                "algorithm": "HMAC-SHA256",
+                "community_id": self.community_id,
+                "issued_at": int(self.clock()),
+            },
+            separators=(",", ":"),
+        )
+        payload_segment = _b64url(payload.encode())
+        mac = hmac.new(self.app_secret.encode(), payload_segment.encode("ascii"), hashlib.sha256)
+        sig = mac.hexdigest().encode("ascii") if encoding == "hex" else mac.digest()
+        return f"{_b64url(sig)}.{payload_segment}"
+
+    def deliver_uninstall(
+        self,
+        deauthorize_url: str,
+        *,
+        encoding: Literal["hex", "raw"] = "hex",
+        timeout: float = 5.0,
+    ) -> Response:
+        """POST `signed_request=` to the Deauthorization Callback URL, as Workplace does."""
+        return requests.post(
+            deauthorize_url,
+            data={"signed_request": self.uninstall_signed_request(encoding=encoding)},
+            headers={"User-Agent": WEBHOOK_USER_AGENT},
+            timeout=timeout,
+            allow_redirects=False,
+        )
+
+    # -- HTTP serving ------------------------------------------------------------------------
+
+    def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        incoming: _Incoming | None = None
+        try:
+            incoming = self._read(handler, method)
+            try:
+                reply = self._route(incoming)
+            except _GraphError as error:
+                reply = self._error_reply(error)
+            except _DialogError as error:
+                reply = _html_error(str(error))
+        except Exception:  # a simulator bug: say so loudly, answer like Graph's code 1
+            traceback.print_exc(file=sys.stderr)
+            reply = self._error_reply(
+                _GraphError("An unknown error has occurred.", code=1, status=500)
+            )
+        if incoming is not None:
+            # Recorded before answering, so a test sees it as soon as its call returns.
+            self._record(incoming, reply.status)
+        handler.send_response(reply.status)
+        for name, value in reply.headers:
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(reply.body)))
+        handler.end_headers()
+        handler.wfile.write(reply.body)
+
+    def _read(self, handler: BaseHTTPRequestHandler, method: str) -> _Incoming:
+        arrived = self.clock()
+        split = urlsplit(handler.path)
+        params = parse_qs(split.query, keep_blank_values=True)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(min(length, _MAX_BODY_BYTES)) if length > 0 else b""
+        content_type = handler.headers.get("Content-Type", "")
+        if body and content_type.startswith(_FORM):
+            # Graph reads POST form fields like query parameters.
+            for name, values in parse_qs(body.decode("utf-8", "replace"), True).items():
+                params.setdefault(name, []).extend(values)
+        version_match = _VERSION_PREFIX.match(split.path)
+        endpoint = split.path[version_match.end() :] if version_match else split.path
+        return _Incoming(
+            method=method,
+            path=split.path,
+            endpoint=endpoint or "/",
+            version=version_match.group(1) if version_match else None,
+            params=params,
+            headers={name.lower(): value for name, value in handler.headers.items()},
+            body=body,
+            arrived=arrived,
+        )
+
+    def _record(self, req: _Incoming, status: int) -> None:
+        secret_params = ("access_token", "client_secret")
+        query_lists = {
+            name: ["<redacted>"] * len(values) if name in secret_params else list(values)
+            for name, values in req.params.items()
+        }
+        headers = dict(req.headers)
+        if "authorization" in headers:
+            headers["authorization"] = "<redacted>"
+        body = req.body
+        if body and headers.get("content-type", "").startswith(_FORM):
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+            body = urlencode(
+                [
+                    (name, "<redacted>" if name in secret_params else value)
+                    for name, values in form.items()
+                    for value in values
+                ]
+            ).encode()
+        record = RecordedRequest(
+            method=req.method,
+            path=req.path,
+            query={name: values[-1] for name, values in query_lists.items() if values},
+            headers=headers,
+            query_lists=query_lists,
+            endpoint=req.endpoint,
+            version=req.version,
+            body=body,
+            status=status,
+            at=req.arrived,
+        )
+        with self._lock:
+            self._requests.append(record)
+
+    def _route(self, req: _Incoming) -> _Reply:
+        endpoint = req.endpoint.rstrip("/") or "/"
+        if endpoint == "/dialog/work/app_install":
+            return self._install_dialog(req)
+        if endpoint == "/oauth/access_token":
+            if req.method not in ("GET", "POST"):
+                raise _unsupported(req.method, "oauth")
+            return self._json_reply(self._exchange_code(req))
+        return self._json_reply(self._graph(req, endpoint))
+
+    def _json_reply(self, payload: Any, status: int = 200) -> _Reply:
+        headers = [
+            ("Content-Type", "application/json; charset=UTF-8"),
+            ("facebook-api-version", GRAPH_API_VERSION),
+            ("x-fb-trace-id", _fbtrace_id()),
+        ]
+        with self._lock:
+            if self.app_usage is not None:
+                headers.append(("X-App-Usage", json.dumps(self.app_usage, separators=(",", ":"))))
+        return _Reply(status, _graph_json(payload), tuple(headers))
+
+    def _error_reply(self, error: _GraphError) -> _Reply:
+        body: dict[str, Any] = {
+            "message": error.message,
+            "type": error.error_type,
+            "code": error.code,
+        }
+        if error.subcode is not None:
+            body["error_subcode"] = error.subcode
+        body["fbtrace_id"] = _fbtrace_id()
+        reply = self._json_reply({"error": body}, error.status)
+        if error.challenge is None:
+            return reply
+        quoted = error.message.replace('"', "'")
+        challenge = f'OAuth "Facebook Platform" "{error.challenge}" "{quoted}"'
+        return _Reply(reply.status, reply.body, (*reply.headers, ("WWW-Authenticate", challenge)))
+
+    # -- install dialog and code exchange ----------------------------------------------------
+
+    def _install_dialog(self, req: _Incoming) -> _Reply:
+        if req.method != "GET":
+            raise _DialogError("The install dialog only answers GET requests.")
+        app_id = _last(req.params, "app_id")
+        if not app_id:
+            raise _DialogError("Missing app_id: the install dialog needs the app's id.")
+        if app_id != self.app_id:
+            raise _DialogError(f"Invalid App ID: {app_id} is not a Workplace app.")
+        redirect_uri = _last(req.params, "redirect_uri")
+        if not redirect_uri:
+            raise _DialogError("Missing redirect_uri: the install dialog needs the Redirect URL.")
+        target = urlsplit(redirect_uri)
+        if target.scheme not in ("http", "https") or not target.netloc:
+            raise _DialogError(f"The redirect_uri must be an absolute URL: {redirect_uri}")
+        requested = req.params.get("permissions[]", [])
+        allowed = {p.lower() for p in self.app_permissions}
+        for permission in requested:
+            if permission.lower() not in allowed:
+                raise _DialogError(
+                    f"Invalid permission {permission!r}: the app is configured with "
+                    + ", ".join(sorted(allowed))
+                )
+        state = _last(req.params, "state")
+        answer: dict[str, str]
+        if self.auto_approve:
+            code = self.issue_install_code(
+                redirect_uri,
+                permissions=[p.upper() for p in requested] if requested else None,
+                page_name=_last(req.params, "suggested_page_name") or "Vigil",
+                state=state,
+            )
+            answer = {"code": code}
+        else:
+            answer = {
+                "error": "access_denied",
+                "error_reason": "user_denied",
+                "error_description": "Permissions error",
+            }
+        if state is not None:
+            answer["state"] = state
+        return _Reply(302, b"", (("Location", _with_query(redirect_uri, answer)),))
+
+    def _exchange_code(self, req: _Incoming) -> dict[str, Any]:
+        # Error codes follow Graph's OAuth endpoint: 101 for the app id, 1 for the secret and a
+        # missing code, 191 for a missing redirect_uri, and 100 for everything wrong with the code
+        # itself, told apart by subcode: 36007 expired, 36008 redirect_uri differs from the
+        # dialog's, 36009 already used (an unknown code has no subcode).
+        client_id = _last(req.params, "client_id")
+        if not client_id:
+            raise _GraphError("Missing client_id parameter.", code=101)
+        if client_id != self.app_id:
+            raise _GraphError("Error validating application. Invalid application ID.", code=101)
+        client_secret = _last(req.params, "client_secret") or ""
+        if not hmac.compare_digest(client_secret.encode(), self.app_secret.encode()):
+            raise _GraphError("Error validating client secret.", code=1)
+        redirect_uri = _last(req.params, "redirect_uri")
+        if not redirect_uri:
+            raise _GraphError("Missing redirect_uri parameter.", code=191)
+        code = _last(req.params, "code")
+        if not code:
+            raise _GraphError("Missing authorization code", code=1)
+        with self._lock:
+            issued = self.install_codes.get(code)
+            if issued is None:
+                raise _GraphError(
+                    "Invalid verification code format.", code=100, challenge="invalid_code"
+                )
+            if issued.used:
+                raise _GraphError(
+                    "This authorization code has been used.",
+                    code=100,
+                    subcode=36009,
+                    challenge="invalid_code",
+                )
+            if self.clock() - issued.issued_at > CODE_TTL_SECONDS:
+                raise _GraphError(
+                    "This authorization code has expired.",
+                    code=100,
+                    subcode=36007,
+                    challenge="invalid_code",
+                )
+            if redirect_uri != issued.redirect_uri:
+                raise _GraphError(
+                    "Error validating verification code. Please make sure your redirect_uri is "
+                    "identical to the one you used in the OAuth dialog request",
+                    code=100,
+                    subcode=36008,
+                    challenge="invalid_code",
+                )
+            issued.used = True
+            token = self._new_token()
+            now = self.clock()
+            install = SimInstall(
+                id=_random_digits(16),
+                token=token,
+                installed_at=now,
+                permissions=issued.permissions,
+                page_id=_random_digits(15),
+                page_name=issued.page_name,
+                redirect_uri=issued.redirect_uri,
+                installed_by=next((m.id for m in self.members if m.admin and m.active), ""),
+            )
+            self.installs.append(install)
+            self.issued_tokens[token] = IssuedToken(
+                token=token,
+                kind="install",
+                issued_at=now,
+                page_id=install.page_id,
+                page_name=install.page_name,
+                permissions=install.permissions,
+                require_proof=True,
+                install_id=install.id,
+            )
+        return {"access_token": token, "token_type": "bearer"}
+
+    def _new_token(self) -> str:
+        return "DQVJ" + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(176))
+
+    # -- Graph nodes and edges ---------------------------------------------------------------
+
+    def _authenticate(self, req: _Incoming) -> IssuedToken:
+        header_token = None
+        authorization = req.headers.get("authorization")
+        if authorization:
+            scheme, _, credentials = authorization.strip().partition(" ")
+            if scheme.lower() in ("bearer", "oauth") and credentials.strip():
+                header_token = credentials.strip()
+        query_token = _last(req.params, "access_token")
+        if header_token and query_token and header_token != query_token:
+            raise _GraphError(
+                "(#100) Two different access tokens were sent (Authorization header and "
+                "access_token parameter)",
+                code=100,
+            )
+        token = header_token or query_token
+        if not token:
+            raise _GraphError(
+                "An access token is required to request this resource.",
+                code=104,
+                challenge="invalid_request",
+            )
+        with self._lock:
+            issued = self.issued_tokens.get(token)
+            if issued is None:
+                raise _GraphError(
+                    "Invalid OAuth access token.", code=190, challenge="invalid_token"
+                )
+            if issued.revoked:
+                raise _GraphError(
+                    "Error validating access token: The user has not authorized application "
+                    f"{self.app_id}.",
+                    code=190,
+                    subcode=458,
+                    challenge="invalid_token",
+                )
+        proof = _last(req.params, "appsecret_proof")
+        proof_time = _last(req.params, "appsecret_time")
+        if proof is None and proof_time is None and not issued.require_proof:
+            return issued
+        self._check_proof(token, proof, proof_time)
+        return issued
+
+    def _check_proof(self, token: str, proof: str | None, proof_time: str | None) -> None:
+        if not proof:
+            raise _GraphError(
+                "API calls from the server require an appsecret_proof argument",
+                code=100,
+                error_type="GraphMethodException",
+            )
+        # Only time-stamped proofs are accepted (workplace-api.md §4): without appsecret_time a
+        # proof never expires.
+        if not proof_time or not proof_time.isdigit():
+            raise _GraphError(
+                "Invalid appsecret_time provided in the API argument: an integer Unix time is "
+                "required with appsecret_proof",
+                code=100,
+                error_type="GraphMethodException",
+            )
+        age = self.clock() - int(proof_time)
+        if age > PROOF_MAX_AGE_SECONDS or age < -PROOF_MAX_FUTURE_SECONDS:
+            raise _GraphError(
+                "Invalid appsecret_time provided in the API argument: it must be within "
+                f"{PROOF_MAX_AGE_SECONDS} seconds of the current time",
+                code=100,
+                error_type="GraphMethodException",
+            )
+        expected = hmac.new(
+            self.app_secret.encode(), f"{token}|{proof_time}".encode(), hashlib.sha256
+        ).hexdigest()
+        if not hmac.compare_digest(expected.encode(), proof.encode()):
+            raise _GraphError(
+                "Invalid appsecret_proof provided in the API argument",
+                code=100,
+                error_type="GraphMethodException",
+            )
+
+    def _graph(self, req: _Incoming, endpoint: str) -> dict[str, Any]:
+        caller = self._authenticate(req)
+        segments = [s for s in endpoint.split("/") if s]
+        if req.method != "GET":
+            raise _unsupported(req.method, segments[0] if segments else "")
+        requested = _parse_fields(_last(req.params, "fields") or "id,name")
+        community_aliases = ("community", "company", self.community_id)
+        match segments:
+            case ["me"]:
+                page = {"id": caller.page_id, "name": caller.page_name}
+                return _select(page, requested, known=_PAGE_FIELDS, node_type="Page")
+            case [node] if node in community_aliases:
+                return _select(
+                    self._community_values(caller),
+                    requested,
+                    known=_COMMUNITY_FIELDS,
+                    node_type="Community",
+                )
+            case [node, edge] if node in community_aliases and edge in _MEMBER_EDGES:
+                return self._member_edge(req, caller, edge, requested)
+            case [node, edge] if node in community_aliases:
+                raise _GraphError(
+                    f"(#100) Tried accessing nonexisting field ({edge}) on node type (Community)",
+                    code=100,
+                )
+            case [node]:
+                try:
+                    person = self.member(node)
+                except KeyError:
+                    raise _unsupported(req.method, node) from None
+                return _select(
+                    _member_values(person), requested, known=_MEMBER_FIELDS, node_type="User"
+                )
+            case _:
+                raise _unsupported(req.method, segments[0] if segments else "")
+
+    def _community_values(self, caller: IssuedToken) -> dict[str, Any]:
+        values: dict[str, Any] = {"id": self.community_id, "name": self.community_name}
+        # A custom integration is not an install, so its answer has no `install` (Graph omits
+        # what is unset).
+        if caller.install_id is not None:
+            values["install"] = {
+                "id": caller.install_id,
+                "permissions": list(caller.permissions),
+                "install_type": "COMMUNITY",
+            }
+        return values
+
+    def _member_edge(
+        self, req: _Incoming, caller: IssuedToken, edge: str, requested: _Fields
+    ) -> dict[str, Any]:
+        if edge == "admins" and "MANAGE_ACCOUNTS" not in caller.permissions:
+            raise _GraphError(
+                "(#10) Application does not have permission for this action: "
+                "/community/admins requires the Manage Accounts permission",
+                code=10,
+            )
+        with self._lock:
+            if edge == "members":
+                people = [m for m in self.members if m.active]
+            elif edge == "former_members":
+                people = [m for m in self.members if not m.active]
+            else:
+                people = [m for m in self.members if m.active and m.admin]
+            rows = [_member_values(m) for m in people]
+        _check_fields(requested, known=_MEMBER_FIELDS, node_type="User")  # even on an empty edge
+        data = [_select(r, requested, known=_MEMBER_FIELDS, node_type="User") for r in rows]
+        limit_text = _last(req.params, "limit")
+        limit = DEFAULT_PAGE_LIMIT
+        if limit_text is not None:
+            if not limit_text.isdigit() or int(limit_text) < 1:
+                raise _GraphError(
+                    f"(#100) Param limit must be a positive integer, got {limit_text!r}", code=100
+                )
+            limit = int(limit_text)
+        after, before = _last(req.params, "after"), _last(req.params, "before")
+        if after is not None:
+            start = _cursor_index(after, edge, "after") + 1
+            stop = start + limit
+        elif before is not None:
+            stop = _cursor_index(before, edge, "before")
+            start = max(0, stop - limit)
+        else:
+            start, stop = 0, limit
+        page = data[start:stop]
+        if not page:
+            return {"data": []}
+        first, last = _cursor(edge, start), _cursor(edge, start + len(page) - 1)
+        paging: dict[str, Any] = {"cursors": {"before": first, "after": last}}
+        if start > 0:
+            paging["previous"] = self._page_url(req, limit, "before", first)
+        if start + len(page) < len(data):
+            paging["next"] = self._page_url(req, limit, "after", last)
+        return {"data": page, "paging": paging}
+
+    def _page_url(self, req: _Incoming, limit: int, direction: str, cursor: str) -> str:
+        # The proof is per request (and expires), so it is left out: the client adds a fresh one.
+        dropped = {"after", "before", "limit", "appsecret_proof", "appsecret_time"}
+        params = [(k, v) for k, values in req.params.items() if k not in dropped for v in values]
+        params += [("limit", str(limit)), (direction, cursor)]
+        return f"{self.url}{req.path}?{urlencode(params)}"
+
+
+def _cursor(edge: str, index: int) -> str:
+    return _b64url(f"{edge}:{index}".encode())
+
+
+def _cursor_index(cursor: str, edge: str, name: str) -> int:
+    try:
+        kind, _, index = _b64url_decode(cursor).decode("ascii").partition(":")
+        if kind == edge and index.isdigit():
+            return int(index)
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        pass
+    raise _GraphError(f"(#100) The {name} cursor {cursor!r} is not valid for this edge", code=100)
+
+
+def _member_values(member: SimMember) -> dict[str, Any]:
+    first, _, last = member.name.partition(" ")
+    return {
+        "id": member.id,
+        "name": member.name,
+        "first_name": first,
+        "last_name": last,
+        "email": member.email,
+        "title": member.title,
+        "department": member.department,
+        "active": member.active,
+        "account_invite_time": _graph_time(member.account_invite_time),
+        "account_claim_time": _graph_time(member.account_claim_time),
+    }
+
+
+def _fbtrace_id() -> str:
+    return secrets.token_urlsafe(17)[:23]
+
+
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    split = urlsplit(url)
+    query = f"{split.query}&{urlencode(params)}" if split.query else urlencode(params)
+    return urlunsplit((split.scheme, split.netloc, split.path, query, split.fragment))
+
+
+def _html_error(message: str) -> _Reply:
+    page = (
+        "<!DOCTYPE html><html><head><title>Error</title></head><body>"
+        f"<h1>Sorry, something went wrong.</h1><p>{html.escape(message)}</p></body></html>"
+    )
+    return _Reply(400, page.encode(), (("Content-Type", "text/html; charset=utf-8"),))
+
+
+def _handler_for(sim: SimulatedWorkplace) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "SimulatedWorkplace/1.0"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: tests assert on `sim.requests` instead."""
+
+        def do_GET(self) -> None:
+            sim._serve(self, "GET")
+
+        def do_POST(self) -> None:
+            sim._serve(self, "POST")
+
+        def do_DELETE(self) -> None:
+            sim._serve(self, "DELETE")
+
+        def do_PUT(self) -> None:
+            sim._serve(self, "PUT")
+
+        def do_PATCH(self) -> None:
+            sim._serve(self, "PATCH")
+
+    return Handler

@@ -1,0 +1,69 @@
+"""Sample Workplace security events for tests, in the documented wire format."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+COMMUNITY = "504942443827307"
+COMPANY = "504942447160640"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def value(
+    event: str,
+    *,
+    actor: str = "100064094363063",
+    email: str = "alice@contoso.com",
+    at: datetime = T0,
+    ip: str = "198.51.100.7",
+    country: str = "PL",
+    target: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "actor_community_id": COMMUNITY,
+        "actor_scim_company_id": COMPANY,
+        "actor_id": actor,
+        "actor_email": email,
+        "target_id": target or actor,
+        "target_email": email,
+        "ip": ip,
+        "timestamp": at.strftime("%Y-%m-%dT%H:%M:%S+0000"),
+        "event": event,
+        "browser_name": "Firefox",
+        "browser_os": "Mac OS X 10.15",
+        "ip_country": country,
+        "useragent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:86.0) Firefox/86.0",
+        "target_community_id": COMMUNITY,
+        "target_company_id": COMPANY,
+        **extra,
+    }
+
+
+def envelope(*changes: tuple[str, dict[str, Any]], time: int = 1617019222) -> bytes:
+    body = {
+        "object": "workplace_security",
+        "entry": [
+            {
+                "id": COMPANY,
+                "time": time,
+                "changes": [{"field": f, "value": v} for f, v in changes],
+            }
+        ],
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def failed_logins(n: int, *, start: datetime = T0, every: timedelta = timedelta(seconds=20),
+                  **kw: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [("login", value("LOGIN_FAILED", at=start + i * every, **kw)) for i in range(n)]
+
+
+def sign(body: bytes, secret: str) -> dict[str, str]:
+    return {
+        "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+    }

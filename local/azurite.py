@@ -55,7 +55,9 @@ def ensure_azurite(location: Path | None = None, timeout: float = 60.0) -> Itera
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
                 raise RuntimeError(f"Azurite exited with {proc.returncode}: {err[-2000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Azurite did not listen on {list(PORTS.values())} in {timeout}s")
+                raise RuntimeError(
+                    f"Azurite did not listen on {list(PORTS.values())} in {timeout}s"
+                )
             time.sleep(0.1)
         log.info("started Azurite (pid %s)", proc.pid)
         yield AZURITE

@@ -128,7 +128,9 @@ def test_msal_first_call_hits_identity_provider_then_cache(
     assert "client-request-id" in post.headers  # MSAL's correlation id
 
 
-def test_token_is_accepted_by_graph(sim: SimulatedGraph, http: requests.Session, token: str) -> None:
+def test_token_is_accepted_by_graph(
+    sim: SimulatedGraph, http: requests.Session, token: str
+) -> None:
     response = http.get(f"{sim.graph_url}/users/{ALICE_ID}", headers=_auth(token))
     assert response.status_code == 200
     assert response.json()["userPrincipalName"] == "alice@contoso.com"
@@ -332,7 +334,9 @@ def test_get_user_by_id_or_upn_with_select(
     assert body == {"id": ALICE_ID, "accountEnabled": True, "onPremisesSyncEnabled": False}
 
     bad_select = http.get(
-        f"{sim.graph_url}/users/{ALICE_ID}", params={"$select": "acountEnabled"}, headers=_auth(token)
+        f"{sim.graph_url}/users/{ALICE_ID}",
+        params={"$select": "acountEnabled"},
+        headers=_auth(token),
     )
     assert bad_select.status_code == 400
 
@@ -520,9 +524,7 @@ def _disable_then_revoke(user_id: str) -> dict[str, Any]:
     }
 
 
-def test_batch_disable_then_revoke(
-    sim: SimulatedGraph, http: requests.Session, token: str
-) -> None:
+def test_batch_disable_then_revoke(sim: SimulatedGraph, http: requests.Session, token: str) -> None:
     response = http.post(
         f"{sim.graph_url}/$batch", json=_disable_then_revoke(ALICE_ID), headers=_auth(token)
     )
@@ -659,7 +661,8 @@ def test_injected_faults_are_consumed_in_order(
     sim: SimulatedGraph, http: requests.Session, token: str
 ) -> None:
     url = f"{sim.graph_url}/identityProtection/riskyUsers/confirmCompromised"
-    sim.inject_fault("POST", "confirmCompromised", 429, times=2)  # Identity Protection: no Retry-After
+    # Identity Protection throttles with a 429 that carries no Retry-After.
+    sim.inject_fault("POST", "confirmCompromised", 429, times=2)
     sim.inject_fault("*", "riskyUsers", 503, headers={"Retry-After": "1"})
     sim.inject_fault(
         "POST",

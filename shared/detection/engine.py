@@ -140,6 +140,11 @@ def _detect_user(
         alert = failed_login_alert(a, decision, policy)
         key = alerts.save(alert)
         if decision.new:
+            log.warning(
+                "alert raised: %s",
+                alert.title,
+                extra={"alert_id": alert.id, "detector": alert.detector_id, "tenant": tenant},
+            )
             result.created.append(alert)
             for action in policy.actions:
                 request = ActionRequest(tenant, key, action)

@@ -53,7 +53,9 @@ def is_failed_login(a: Activity) -> bool:
     return a.type == "login_failed"
 
 
-def _busiest_window_with(t: datetime, failures: list[Failure], window: timedelta) -> tuple[Failure, ...]:
+def _busiest_window_with(
+    t: datetime, failures: list[Failure], window: timedelta
+) -> tuple[Failure, ...]:
     """The most failures in any window of length `window` that contains `t`.
 
     Looking forward as well as back makes late, out-of-order arrivals count like in-order ones.

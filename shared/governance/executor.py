@@ -171,6 +171,12 @@ def execute(
             extra={"action_id": action_id, "status": exc.status, "request_id": exc.request_id},
         )
         return record
+    log.warning(
+        "governance: %s for %s succeeded",
+        request.action,
+        target,
+        extra={"action_id": action_id, "request_id": result.request_id},
+    )
     record = replace(
         record,
         status="succeeded",

@@ -62,22 +62,30 @@ class GraphClient:
         if settings.graph_client_certificate_path:
             pem = Path(settings.graph_client_certificate_path).read_text()
             credential = {"private_key": pem, "public_certificate": pem}
-        self._app = msal.ConfidentialClientApplication(
-            client_id,
-            authority=f"{settings.graph_authority_host}/{tenant}",
-            client_credential=credential,
-            http_client=self._session,
-            # Instance discovery asks login.microsoftonline.com; skip it for any other host.
-            instance_discovery=None
-            if settings.graph_authority_host.endswith(".microsoftonline.com")
-            else False,
-        )
+        self._client_id, self._credential = client_id, credential
+        self._authority = f"{settings.graph_authority_host}/{tenant}"
+        # Instance discovery asks login.microsoftonline.com; skip it for any other host.
+        self._discovery = settings.graph_authority_host.endswith(".microsoftonline.com")
+        self._app: msal.ConfidentialClientApplication | None = None
         self._url = settings.graph_url
         self._lock = threading.Lock()
 
     def _token(self) -> str:
-        with self._lock:  # MSAL's cache makes repeated calls cheap
-            result = self._app.acquire_token_for_client(scopes=[SCOPE])
+        try:
+            with self._lock:  # one MSAL app per process: its cache makes repeated calls cheap
+                if self._app is None:
+                    # MSAL reads the authority's OpenID configuration here, over the network.
+                    self._app = msal.ConfidentialClientApplication(
+                        self._client_id,
+                        authority=self._authority,
+                        client_credential=self._credential,
+                        http_client=self._session,
+                        instance_discovery=None if self._discovery else False,
+                    )
+                result = self._app.acquire_token_for_client(scopes=[SCOPE])
+        except (requests.RequestException, ValueError) as exc:
+            # Entra unreachable or answering 5xx: transient, so the work is retried later.
+            raise GraphError(503, "token_endpoint_unavailable", type(exc).__name__) from None
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
             err = result if isinstance(result, dict) else {}

@@ -1,0 +1,44 @@
+# Vigil: two commands on a fresh clone. `make run` (the local stack) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+
+.PHONY: setup run demo test lint typecheck check clean
+
+setup: $(STAMP_PY) $(STAMP_NODE)
+
+$(STAMP_PY): requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## The main job on the embedded default: Azurite + simulated Workplace and Graph, until Ctrl-C.
+run: setup
+	$(PY) -m local.run
+
+## Replays a fixed scenario through the same stack, prints a summary, exits 0 when it holds.
+demo: setup
+	$(PY) -m local.demo
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy .
+
+## What CI runs.
+check: lint typecheck test demo
+
+clean:
+	rm -rf $(VENV) node_modules .azurite .local .mypy_cache .ruff_cache .pytest_cache

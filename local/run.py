@@ -1,0 +1,71 @@
+"""`make run`: Vigil on the embedded default stack, with live simulated traffic, until Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from datetime import UTC, datetime
+
+from local.azurite import ROOT
+from local.scenario import brute_force, ordinary_day
+from local.stack import Stack, local_stack
+
+log = logging.getLogger("vigil.run")
+TRAFFIC_EVERY_S = 15.0
+ATTACK_EVERY_S = 60.0
+
+
+def traffic(stack: Stack, stop: threading.Event) -> None:
+    """Ordinary logins every few seconds, and a brute-force attack every minute."""
+    rng = random.Random()
+    wp = stack.workplace
+    next_attack = 20.0
+    elapsed = 0.0
+    while not stop.wait(TRAFFIC_EVERY_S if elapsed else 3.0):
+        elapsed += TRAFFIC_EVERY_S
+        now = datetime.now(UTC)
+        deliveries = rng.sample(ordinary_day(wp, now, rng), k=3)
+        if elapsed >= next_attack:
+            victim = rng.choice(wp.members)
+            log.warning("ATTACK: password guessing against %s from abroad", victim.email)
+            deliveries += brute_force(wp, victim, now)
+            next_attack += ATTACK_EVERY_S
+        for d in deliveries:
+            envelope = wp.security_envelope(list(d.changes))
+            status = wp.deliver(stack.webhook_url, envelope).status_code
+            log.info("webhook delivered: %s -> %s", d.label, status)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    for noisy in ("azure", "urllib3", "msal"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    with local_stack(
+        port=7071, schedule="*/10 * * * * *", prefix="vigil", azurite_location=ROOT / ".azurite"
+    ) as stack:
+        log.info("functions host: %s (function key: %s)", stack.host.base_url, stack.function_key)
+        log.info(
+            "simulated Workplace: %s, simulated Graph: %s",
+            stack.workplace.url,
+            stack.graph.graph_url,
+        )
+        reply = stack.install()
+        log.info("install: the simulated admin approved; callback answered %s", reply.status_code)
+        log.info("alerts are raised by detect_queue and acted on by govern_queue; Ctrl-C stops.")
+        stop = threading.Event()
+        worker = threading.Thread(target=traffic, args=(stack, stop), daemon=True)
+        worker.start()
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            log.info("stopping")
+        finally:
+            stop.set()
+            worker.join(timeout=5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""The embedded default stack: Azurite, simulated Workplace and Graph, and the local host.
+
+`make run`, `make demo` and the end-to-end test all start Vigil through `local_stack()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from local.azurite import ROOT, ensure_azurite
+from local.functions_host import LocalFunctionsHost
+from local.sim_graph import SimulatedGraph, SimUser
+from local.sim_workplace import SimulatedWorkplace
+from shared import services
+
+APP_ID = "880000000000001"
+APP_SECRET = "sim-workplace-app-secret"  # the simulator's, never a real one
+VERIFY_TOKEN = "sim-verify-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    host: LocalFunctionsHost
+    workplace: SimulatedWorkplace
+    graph: SimulatedGraph
+    env: dict[str, str]
+    function_key: str
+
+    @property
+    def api(self) -> str:
+        return f"{self.host.base_url}/api"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.api}/workplace/webhook"
+
+    def install(self) -> requests.Response:
+        """What an admin does: open the install link, approve in Workplace, land on the callback."""
+        start = requests.get(
+            f"{self.api}/workplace/install",
+            headers={"x-functions-key": self.function_key},
+            allow_redirects=False,
+            timeout=10,
+        )
+        if start.status_code != 302:
+            raise RuntimeError(f"install did not redirect: {start.status_code} {start.text[:300]}")
+        dialog = requests.get(start.headers["Location"], allow_redirects=False, timeout=10)
+        if dialog.status_code != 302:
+            raise RuntimeError(
+                f"the Workplace dialog refused: {dialog.status_code} {dialog.text[:300]}"
+            )
+        callback = dialog.headers["Location"]
+        if not callback.startswith(self.api):
+            raise RuntimeError(f"the dialog redirected elsewhere: {urlsplit(callback).path}")
+        return requests.get(callback, allow_redirects=False, timeout=30)
+
+    def verify_subscription(self) -> requests.Response:
+        challenge = secrets.token_hex(8)
+        return requests.get(
+            self.webhook_url,
+            params={
+                "hub.mode": "subscribe",
+                "hub.verify_token": VERIFY_TOKEN,
+                "hub.challenge": challenge,
+            },
+            timeout=10,
+        )
+
+
+def stack_env(
+    *,
+    connection: str,
+    port: int,
+    workplace: SimulatedWorkplace,
+    graph: SimulatedGraph,
+    prefix: str,
+    schedule: str,
+) -> dict[str, str]:
+    return {
+        "AzureWebJobsStorage": connection,
+        "STORAGE_PREFIX": prefix,
+        "ACTIVITY_QUEUE": f"{prefix}-activity",
+        "GOVERN_QUEUE": f"{prefix}-govern",
+        "WORKPLACE_APP_ID": APP_ID,
+        "WORKPLACE_APP_SECRET": APP_SECRET,
+        "WORKPLACE_REDIRECT_URI": f"http://127.0.0.1:{port}/api/workplace/callback",
+        "WORKPLACE_GRAPH_URL": workplace.url,
+        "WORKPLACE_DIALOG_URL": workplace.dialog_url,
+        "WORKPLACE_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
+        "GRAPH_URL": graph.graph_url,
+        "GRAPH_AUTHORITY_HOST": graph.authority_host,
+        "GRAPH_TENANT_ID": graph.tenant_id,
+        "GRAPH_CLIENT_ID": graph.client_id,
+        "GRAPH_CLIENT_SECRET": graph.client_secret,
+        "GRAPH_CA_BUNDLE": str(graph.ca_path),
+        "SYNC_SCHEDULE": schedule,
+        "GOVERNANCE_MODE": "enforce",
+    }
+
+
+def seed_graph_users(workplace: SimulatedWorkplace, graph: SimulatedGraph) -> None:
+    """The same people exist in Entra ID, matched by e-mail (= UPN)."""
+    for m in workplace.members:
+        graph.add_user(
+            SimUser(
+                id=str(uuid.uuid5(uuid.NAMESPACE_URL, m.email)),
+                user_principal_name=m.email,
+                mail=m.email,
+                display_name=m.name,
+            )
+        )
+
+
+@contextlib.contextmanager
+def local_stack(
+    *,
+    port: int | None = 7071,
+    schedule: str = "*/5 * * * * *",
+    prefix: str | None = None,
+    azurite_location: Path | None = None,
+    start_host: bool = True,
+) -> Iterator[Stack]:
+    """Start everything, point Vigil's settings at it, and stop everything afterwards."""
+    port = port or free_port()
+    prefix = prefix or f"v{uuid.uuid4().hex[:8]}"
+    saved = dict(os.environ)
+    with contextlib.ExitStack() as stack:
+        connection = stack.enter_context(ensure_azurite(azurite_location))
+        workplace = stack.enter_context(SimulatedWorkplace(app_id=APP_ID, app_secret=APP_SECRET))
+        state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vigil-graph-")))
+        graph = stack.enter_context(SimulatedGraph(state_dir=state_dir))
+        seed_graph_users(workplace, graph)
+        env = stack_env(
+            connection=connection,
+            port=port,
+            workplace=workplace,
+            graph=graph,
+            prefix=prefix,
+            schedule=schedule,
+        )
+        os.environ.update(env)
+        services.reset()
+        stack.callback(_restore_environ, saved)
+        from function_app import app
+
+        host_json: dict[str, Any] = json.loads((ROOT / "host.json").read_text())
+        key = secrets.token_urlsafe(24)
+        host = LocalFunctionsHost(
+            app,
+            host_json=host_json,
+            settings=env,
+            storage_connection_string=connection,
+            function_key=key,
+            port=port,
+        )
+        if start_host:
+            host.start()
+            stack.callback(host.stop)
+        yield Stack(host, workplace, graph, env, key)
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(saved)
+    services.reset()

@@ -484,6 +484,8 @@ class SimulatedWorkplace:
         self.clock = clock
         self.auto_approve = auto_approve
         self.app_permissions: tuple[str, ...] = DEFAULT_APP_PERMISSIONS
+        # The app's registered Redirect URLs; None accepts any absolute http(s) URL.
+        self.redirect_uris: set[str] | None = None
         # When set, Graph answers carry it as X-App-Usage (percentages, workplace-api.md §10).
         self.app_usage: dict[str, int] | None = None
         self.members: list[SimMember] = _seed_members()
@@ -933,6 +935,10 @@ class SimulatedWorkplace:
         target = urlsplit(redirect_uri)
         if target.scheme not in ("http", "https") or not target.netloc:
             raise _DialogError(f"The redirect_uri must be an absolute URL: {redirect_uri}")
+        if self.redirect_uris is not None and redirect_uri not in self.redirect_uris:
+            raise _DialogError(
+                f"URL blocked: {redirect_uri} is not one of the app's registered Redirect URLs."
+            )
         requested = req.params.get("permissions[]", [])
         allowed = {p.lower() for p in self.app_permissions}
         for permission in requested:
@@ -1268,8 +1274,8 @@ def _html_error(message: str) -> _Reply:
 
 def _handler_for(sim: SimulatedWorkplace) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        server_version = "SimulatedWorkplace/1.0"
-        sys_version = ""
+        def version_string(self) -> str:
+            return "SimulatedWorkplace/1.0"
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: tests assert on `sim.requests` instead."""

@@ -1,4 +1,4 @@
-"""What an HTTP handler answers, independent of azure.functions (handlers map it 1:1)."""
+"""What an HTTP handler answers, independent of the Functions SDK (handlers map it 1:1)."""
 
 from __future__ import annotations
 

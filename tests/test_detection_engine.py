@@ -11,7 +11,9 @@ from shared.workplace.normalize import normalise
 from tests.samples import envelope, failed_logins, value
 
 
-def detect(svc: Services, batches: list[ActivityBatch], sent: list[ActionRequest]) -> DetectionResult:
+def detect(
+    svc: Services, batches: list[ActivityBatch], sent: list[ActionRequest]
+) -> DetectionResult:
     total = DetectionResult()
     for batch in batches:
         r = run_batch(
@@ -55,7 +57,7 @@ def test_redelivered_batches_create_nothing_new(svc: Services) -> None:
 
 
 def test_quiet_users_and_successes_raise_nothing(svc: Services) -> None:
-    changes = failed_logins(10) + [("login", value("LOGIN"))]
+    changes = [*failed_logins(10), ("login", value("LOGIN"))]
     acts = normalise(envelope(*changes)).activities
     sent: list[ActionRequest] = []
     result = detect(svc, svc.activities.write(acts), sent)

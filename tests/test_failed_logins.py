@@ -68,4 +68,4 @@ def test_out_of_order_arrival_gives_the_same_alert_as_in_order() -> None:
     changes = failed_logins(11)
     _, in_order = run(changes)
     _, shuffled = run(list(reversed(changes)))
-    assert in_order[0].alert_id == [d for d in shuffled if d.new][0].alert_id
+    assert in_order[0].alert_id == next(d for d in shuffled if d.new).alert_id

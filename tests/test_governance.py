@@ -130,11 +130,9 @@ def test_throttling_returns_the_work_to_the_queue_then_succeeds(
     request = stored_alert(gsvc)
     with pytest.raises(RetryLater):
         run(gsvc, request)
-    action_id = GovernanceAction.make_id(
-        gsvc.alerts.get("community1", request.alert_key).id,
-        "revoke_sessions",
-        VICTIM,  # type: ignore[union-attr]
-    )
+    alert = gsvc.alerts.get("community1", request.alert_key)
+    assert alert is not None
+    action_id = GovernanceAction.make_id(alert.id, "revoke_sessions", VICTIM)
     pending = gsvc.actions.get("community1", action_id)
     assert pending is not None and pending.status == "pending" and pending.attempts == 1
     assert pending.error_code

@@ -62,9 +62,11 @@ def ensure_azurite(location: Path | None = None, timeout: float = 60.0) -> Itera
         log.info("started Azurite (pid %s)", proc.pid)
         yield AZURITE
     finally:
+        # Azurite's graceful stop waits for idle keep-alive connections; in memory there is
+        # nothing to flush, so it need not wait long. On disk, give it time to save.
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=2 if location is None else 15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -137,7 +137,8 @@ def local_stack(
     schedule: str = "*/5 * * * * *",
     prefix: str | None = None,
     azurite_location: Path | None = None,
-    start_host: bool = True,
+    triggers: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Start everything, point Vigil's settings at it, and stop everything afterwards."""
     port = port or free_port()
@@ -157,6 +158,7 @@ def local_stack(
             prefix=prefix,
             schedule=schedule,
         )
+        env.update(extra_env or {})
         os.environ.update(env)
         services.reset()
         stack.callback(_restore_environ, saved)
@@ -172,9 +174,8 @@ def local_stack(
             function_key=key,
             port=port,
         )
-        if start_host:
-            host.start()
-            stack.callback(host.stop)
+        host.start(triggers=triggers)
+        stack.callback(host.stop)
         yield Stack(host, workplace, graph, env, key)
 
 

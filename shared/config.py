@@ -56,8 +56,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Client id of the user-assigned managed identity used for storage (identity-based).",
     ),
     SettingSpec("STORAGE_PREFIX", "vigil", False, "Prefix of every table name Vigil creates."),
-    SettingSpec("ACTIVITY_QUEUE", "activity", False, "Queue of activity batches for detection (the trigger's `%ACTIVITY_QUEUE%`)."),
-    SettingSpec("GOVERN_QUEUE", "govern", False, "Queue of governance actions (the trigger's `%GOVERN_QUEUE%`)."),
+    SettingSpec(
+        "ACTIVITY_QUEUE",
+        "activity",
+        False,
+        "Queue of activity batches for detection (the trigger's `%ACTIVITY_QUEUE%`).",
+    ),
+    SettingSpec(
+        "GOVERN_QUEUE",
+        "govern",
+        False,
+        "Queue of governance actions (the trigger's `%GOVERN_QUEUE%`).",
+    ),
     SettingSpec("WORKPLACE_APP_ID", None, False, "Workplace app id (third-party install)."),
     SettingSpec(
         "WORKPLACE_APP_SECRET",

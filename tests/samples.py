@@ -58,12 +58,14 @@ def envelope(*changes: tuple[str, dict[str, Any]], time: int = 1617019222) -> by
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def failed_logins(n: int, *, start: datetime = T0, every: timedelta = timedelta(seconds=20),
-                  **kw: Any) -> list[tuple[str, dict[str, Any]]]:
+def failed_logins(
+    n: int, *, start: datetime = T0, every: timedelta = timedelta(seconds=20), **kw: Any
+) -> list[tuple[str, dict[str, Any]]]:
     return [("login", value("LOGIN_FAILED", at=start + i * every, **kw)) for i in range(n)]
 
 
 def sign(body: bytes, secret: str) -> dict[str, str]:
     return {
-        "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+        "X-Hub-Signature-256": "sha256="
+        + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
     }

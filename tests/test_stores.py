@@ -78,8 +78,10 @@ def test_secrets_are_encrypted_at_rest(svc: Services, azurite_connection_string:
 def test_a_changed_key_is_reported_not_garbage(svc: Services) -> None:
     svc.secrets.set("t", "v")
     other = Settings.from_env(
-        {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
-         "SECRET_ENCRYPTION_KEY": "x" * 43 + "="}
+        {
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+            "SECRET_ENCRYPTION_KEY": "x" * 43 + "=",
+        }
     )
     store = TableSecretStore(svc.storage.table(st.SECRETS), fernet_for(other))
     with pytest.raises(ConfigError, match="SECRET_ENCRYPTION_KEY"):
@@ -87,13 +89,17 @@ def test_a_changed_key_is_reported_not_garbage(svc: Services) -> None:
 
 
 def test_outside_azurite_an_encryption_key_is_required() -> None:
-    s = Settings.from_env({"AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountName=prod"})
+    s = Settings.from_env(
+        {"AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountName=prod"}
+    )
     with pytest.raises(ConfigError, match="SECRET_ENCRYPTION_KEY is not set"):
         fernet_for(s)
 
 
 def test_tables_are_created_with_the_prefix(svc: Services, azurite_connection_string: str) -> None:
     svc.storage.table(st.ALERTS)
-    names = {t.name for t in TableServiceClient.from_connection_string(
-        azurite_connection_string).list_tables()}
+    names = {
+        t.name
+        for t in TableServiceClient.from_connection_string(azurite_connection_string).list_tables()
+    }
     assert f"{svc.settings.storage_prefix}Alerts" in names

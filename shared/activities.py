@@ -13,7 +13,7 @@ from typing import Any
 from azure.data.tables import TableClient
 
 from shared.models import Activity, utc
-from shared.storage import MAX_BATCH, chunks, inverted_ticks, upsert_batches
+from shared.storage import MAX_BATCH, chunks, inverted_ticks, join_text, split_text, upsert_batches
 
 _FIELDS = [f for f in Activity.__dataclass_fields__ if f not in ("time",)]
 
@@ -29,13 +29,16 @@ def row_key(a: Activity) -> str:
 def to_entity(a: Activity) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": partition_key(a), "RowKey": row_key(a)}
     for name, value in asdict(a).items():
-        entity[name] = utc(value) if name == "time" else value
+        if name == "raw":
+            entity.update(split_text("raw", value))  # a large event stays whole across properties
+        else:
+            entity[name] = utc(value) if name == "time" else value
     return entity
 
 
 def from_entity(e: dict[str, Any]) -> Activity:
-    values = {name: e[name] for name in _FIELDS if name in e}
-    return Activity(time=utc(e["time"]), **values)
+    values = {name: e[name] for name in _FIELDS if name in e and name != "raw"}
+    return Activity(time=utc(e["time"]), raw=join_text("raw", e), **values)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,20 @@ class BodyTooLarge(ValueError):
     pass
 
 
+def pack_body(body: bytes) -> dict[str, Any]:
+    """Entity properties holding `body` whole, in binary chunks under the 64 KiB property limit."""
+    if len(body) > MAX_BODY:
+        raise BodyTooLarge(f"delivery of {len(body)} bytes exceeds the limit of {MAX_BODY}")
+    props: dict[str, Any] = {"Chunks": max(1, -(-len(body) // CHUNK))}
+    for i, start in enumerate(range(0, max(len(body), 1), CHUNK)):
+        props[f"Body{i}"] = body[start : start + CHUNK]
+    return props
+
+
+def unpack_body(entity: dict[str, Any]) -> bytes:
+    return b"".join(bytes(entity.get(f"Body{i}", b"")) for i in range(int(entity.get("Chunks", 1))))
+
+
 @dataclass(frozen=True)
 class InboxEntry:
     row_key: str
@@ -39,10 +53,6 @@ class WebhookInbox:
 
     def put(self, source: str, body: bytes, received_at: datetime) -> str:
         """One durable write; returns the entry's key."""
-        if len(body) > MAX_BODY:
-            raise BodyTooLarge(
-                f"delivery of {len(body)} bytes exceeds the inbox limit of {MAX_BODY}"
-            )
         digest = hashlib.sha256(body).hexdigest()[:24]
         row_key = f"{ticks_key(received_at)}_{digest}"
         entity: dict[str, Any] = {
@@ -50,10 +60,8 @@ class WebhookInbox:
             "RowKey": row_key,
             "Source": source,
             "ReceivedAt": received_at,
-            "Chunks": max(1, -(-len(body) // CHUNK)),
+            **pack_body(body),
         }
-        for i, start in enumerate(range(0, max(len(body), 1), CHUNK)):
-            entity[f"Body{i}"] = body[start : start + CHUNK]
         self._table.upsert_entity(entity)
         return row_key
 
@@ -65,8 +73,9 @@ class WebhookInbox:
         )
         entries: list[InboxEntry] = []
         for e in pages:
-            body = b"".join(bytes(e.get(f"Body{i}", b"")) for i in range(int(e.get("Chunks", 1))))
-            entries.append(InboxEntry(e["RowKey"], e.get("Source", ""), e["ReceivedAt"], body))
+            entries.append(
+                InboxEntry(e["RowKey"], e.get("Source", ""), e["ReceivedAt"], unpack_body(e))
+            )
             if len(entries) >= limit:
                 break
         return entries

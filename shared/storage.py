@@ -57,7 +57,9 @@ TABLES = (
     QUARANTINE,
 )
 
-MAX_BATCH = 100  # Table transactions: at most 100 operations, one partition
+MAX_BATCH = 100  # Table transactions: at most 100 operations, one partition...
+MAX_BATCH_BYTES = 3_500_000  # ...and at most 4 MiB (Azurite enforces neither: we do)
+MAX_TEXT = 30_000  # characters per string property (the limit is 64 KiB of UTF-16)
 MAX_TICKS = 3155378975999999999  # .NET DateTime.MaxValue.Ticks
 _EPOCH_TICKS = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -89,10 +91,46 @@ def upsert_batches(table: TableClient, entities: Iterable[dict[str, Any]]) -> in
     sent = 0
     for group in by_pk.values():
         unique = list({e["RowKey"]: e for e in group}.values())  # one op per entity per batch
-        for batch in chunks(unique, MAX_BATCH):
+        for batch in transaction_batches(unique):
             table.submit_transaction([("upsert", e, {"mode": "replace"}) for e in batch])
             sent += 1
     return sent
+
+
+def _size(entity: dict[str, Any]) -> int:
+    return sum(
+        len(str(k)) + (len(v) * 2 if isinstance(v, str | bytes) else 8) for k, v in entity.items()
+    )
+
+
+def transaction_batches(entities: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive groups within the transaction limits of 100 operations and 4 MiB."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for entity in entities:
+        n = _size(entity)
+        if batch and (len(batch) == MAX_BATCH or size + n > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(entity)
+        size += n
+    if batch:
+        yield batch
+
+
+def split_text(name: str, text: str, max_parts: int = 15) -> dict[str, str]:
+    """A long string as properties `name`, `name1`, `name2`... each within the property limit."""
+    parts = [text[i : i + MAX_TEXT] for i in range(0, len(text), MAX_TEXT)][:max_parts] or [""]
+    return {(name if i == 0 else f"{name}{i}"): part for i, part in enumerate(parts)}
+
+
+def join_text(name: str, entity: dict[str, Any]) -> str:
+    parts = [str(entity.get(name, ""))]
+    i = 1
+    while f"{name}{i}" in entity:
+        parts.append(str(entity[f"{name}{i}"]))
+        i += 1
+    return "".join(parts)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared import storage as st
+from shared.inbox import pack_body
 from shared.models import Activity
 from shared.services import Services
 from shared.workplace.normalize import EnvelopeError, normalise
@@ -40,14 +41,32 @@ def quarantine(
             "RowKey": key,
             "Reason": reason[:1000],
             "QuarantinedAt": now,
-            "Body": body[:60_000],
             "Size": len(body),
+            **pack_body(body),
         }
     )
 
 
-def drain_inbox(svc: Services, now: datetime) -> SyncResult:
+def drain_inbox(svc: Services, now: datetime, max_rounds: int = 20) -> SyncResult:
+    """Drain the inbox a page (SYNC_MAX_ENVELOPES) at a time until it is empty or max_rounds."""
     result = SyncResult()
+    for _ in range(max_rounds):
+        if drain_page(svc, now, result) < svc.settings.sync_max_envelopes:
+            break
+    if result.envelopes:
+        log.info(
+            "sync drained the webhook inbox",
+            extra={
+                "envelopes": result.envelopes,
+                "activities": result.activities,
+                "quarantined": result.quarantined,
+            },
+        )
+    return result
+
+
+def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
+    """One page of the inbox into activities; returns how many envelopes it held."""
     entries = svc.inbox.oldest(svc.settings.sync_max_envelopes)
     activities: list[Activity] = []
     done: list[str] = []
@@ -70,17 +89,9 @@ def drain_inbox(svc: Services, now: datetime) -> SyncResult:
         batches = svc.activities.write(activities)
         for batch in batches:
             svc.enqueue_detection(batch.to_message())
-        result.batches = len(batches)
-        result.activities = len({(a.tenant_id, a.event_id) for a in activities})
+        result.batches += len(batches)
+        result.activities += len({(a.tenant_id, a.event_id) for a in activities})
         result.by_type.update(a.type for a in activities)
+    # Deleted last: a crash before this line only means the page is read again (idempotent).
     svc.inbox.delete(done)
-    if result.envelopes:
-        log.info(
-            "sync drained the webhook inbox",
-            extra={
-                "envelopes": result.envelopes,
-                "activities": result.activities,
-                "quarantined": result.quarantined,
-            },
-        )
-    return result
+    return len(entries)

@@ -103,3 +103,19 @@ def test_tables_are_created_with_the_prefix(svc: Services, azurite_connection_st
         for t in TableServiceClient.from_connection_string(azurite_connection_string).list_tables()
     }
     assert f"{svc.settings.storage_prefix}Alerts" in names
+
+
+def test_transactions_respect_both_the_count_and_the_size_limit() -> None:
+    small = [{"PartitionKey": "p", "RowKey": str(i)} for i in range(250)]
+    assert [len(b) for b in st.transaction_batches(small)] == [100, 100, 50]
+    big = [{"PartitionKey": "p", "RowKey": str(i), "raw": "x" * 600_000} for i in range(5)]
+    batches = list(st.transaction_batches(big))
+    assert len(batches) > 1 and all(sum(len(e["raw"]) * 2 for e in b) < 4_000_000 for b in batches)
+
+
+def test_long_text_splits_and_joins_back() -> None:
+    text = "é" * 70_000
+    props = st.split_text("raw", text)
+    assert list(props) == ["raw", "raw1", "raw2"]
+    assert all(len(v) <= st.MAX_TEXT for v in props.values())
+    assert st.join_text("raw", props) == text

@@ -23,7 +23,7 @@ def rows(svc: Services, table: str) -> list[dict[str, object]]:
 
 def queued(svc: Services) -> int:
     q = svc.storage.queue(svc.settings.activity_queue)
-    return int(q.get_queue_properties().approximate_message_count)
+    return int(q.get_queue_properties().approximate_message_count or 0)
 
 
 def test_one_run_drains_every_page(

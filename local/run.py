@@ -41,12 +41,17 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
-    for noisy in ("azure", "urllib3", "msal"):
+    # The host's per-invocation lines would drown the story; Vigil's own log tells it.
+    for noisy in ("azure", "urllib3", "msal", "local.functions_host"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     with local_stack(
         port=7071, schedule="*/10 * * * * *", prefix="vigil", azurite_location=ROOT / ".azurite"
     ) as stack:
-        log.info("functions host: %s (function key: %s)", stack.host.base_url, stack.function_key)
+        key_file = ROOT / ".local" / "function_key"
+        key_file.parent.mkdir(exist_ok=True)
+        key_file.write_text(stack.function_key)
+        key_file.chmod(0o600)
+        log.info("functions host: %s/api (function key in %s)", stack.host.base_url, key_file)
         log.info(
             "simulated Workplace: %s, simulated Graph: %s",
             stack.workplace.url,

@@ -66,7 +66,13 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
             install_type=community.install_type,
         )
     )
-    log.info("installed", extra={"community_id": community.id, "install_id": community.install_id})
+    log.info(
+        "installed in community %s (%s), install %s",
+        community.id,
+        community.name,
+        community.install_id,
+        extra={"community_id": community.id, "install_id": community.install_id},
+    )
     name = html.escape(community.name)
     return Reply(200, f"<p>Vigil is installed in {name} ({community.id}).</p>", "text/html")
 

@@ -55,7 +55,10 @@ def drain_inbox(svc: Services, now: datetime, max_rounds: int = 20) -> SyncResul
             break
     if result.envelopes:
         log.info(
-            "sync drained the webhook inbox",
+            "sync: %d webhook deliveries -> %d activities (%d quarantined)",
+            result.envelopes,
+            result.activities,
+            result.quarantined,
             extra={
                 "envelopes": result.envelopes,
                 "activities": result.activities,

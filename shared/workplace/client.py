@@ -66,7 +66,7 @@ class WorkplaceClient:
                 resp.status_code,
                 err.get("code"),
                 err.get("error_subcode"),
-                str(err.get("message") or f"unexpected response to GET {path}"),
+                str(err.get("message") or f"unexpected response to {method} {path}"),
             )
         return body
 
@@ -97,3 +97,11 @@ class WorkplaceClient:
             permissions=tuple(str(p) for p in install.get("permissions", ())),
             install_type=str(install.get("install_type", "")),
         )
+
+    def logout_user(self, token: str, user_id: str) -> None:
+        """Log the user out of Workplace everywhere (`POST /{id}/logout`)."""
+        self._request("POST", f"/{user_id}/logout", {}, token)
+
+    def set_active(self, token: str, user_id: str, active: bool) -> None:
+        """Deactivate (or reactivate) the account (`POST /{id}?active=false|true`)."""
+        self._request("POST", f"/{user_id}", {"active": "true" if active else "false"}, token)

@@ -47,13 +47,18 @@ class WorkplaceClient:
         self._clock = clock
 
     def _get(self, path: str, params: dict[str, str], token: str | None = None) -> dict[str, Any]:
+        return self._request("GET", path, params, token)
+
+    def _request(
+        self, method: str, path: str, params: dict[str, str], token: str | None = None
+    ) -> dict[str, Any]:
         headers = {}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
             # Backdated by 5 s as Meta's reference app does, against clock skew.
             params = {**params, **appsecret_params(token, self._secret, int(self._clock()) - 5)}
-        resp = self._session.get(
-            f"{self._url}{path}", params=params, headers=headers, timeout=TIMEOUT
+        resp = self._session.request(
+            method, f"{self._url}{path}", params=params, headers=headers, timeout=TIMEOUT
         )
         try:
             body = resp.json()

@@ -20,10 +20,6 @@ from shared.workplace.signatures import verify_webhook
 log = logging.getLogger(__name__)
 
 
-def token_secret_name(community_id: str) -> str:
-    return f"workplace-token-{community_id}"
-
-
 def start_install(svc: Services, now: datetime) -> Reply:
     """Send the admin to Workplace's install dialog with a fresh single-use `state`."""
     app_id, _ = svc.settings.workplace_app()
@@ -53,7 +49,7 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
     except WorkplaceError as exc:
         log.warning("install failed", extra={"status": exc.status, "code": exc.code})
         return Reply.error(502, f"Workplace refused the install: {exc}")
-    svc.secrets.set(token_secret_name(community.id), token)
+    svc.secrets.set(f"workplace-token-{community.id}", token)
     svc.installs.save(
         Install(
             community_id=community.id,

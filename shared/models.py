@@ -121,3 +121,21 @@ class GovernanceAction:
     @staticmethod
     def make_id(alert_id: str, action: str, target: str) -> str:
         return short_hash(alert_id, action, target.lower())
+
+
+UserStatus = Literal["active", "deactivated", "deleted"]
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A person as the source's directory knows them (synced by sync_timer)."""
+
+    tenant_id: str
+    user_id: str
+    email: str
+    status: UserStatus = "active"
+    is_admin: bool = False
+    auth_method: str = ""  # "sso", "password" or "" when unknown
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    deactivated_at: datetime | None = None

@@ -18,6 +18,7 @@ from shared.governance.graph import GraphClient
 from shared.inbox import WebhookInbox
 from shared.installs import InstallStates, InstallStore
 from shared.secrets import SecretStore, TableSecretStore, fernet_for
+from shared.users import UserStore
 from shared.workplace.client import WorkplaceClient
 
 
@@ -59,6 +60,14 @@ class Services:
     @functools.cached_property
     def actions(self) -> ActionStore:
         return ActionStore(self.storage.table(st.ACTIONS))
+
+    @functools.cached_property
+    def users(self) -> UserStore:
+        return UserStore(self.storage.table(st.USERS))
+
+    def workplace_token(self, community_id: str) -> str | None:
+        """The Workplace access token Vigil holds for a community, if any."""
+        return self.secrets.get(f"workplace-token-{community_id}")
 
     @functools.cached_property
     def workplace(self) -> WorkplaceClient:

@@ -45,6 +45,7 @@ DETECTION_STATE = "DetectionState"
 ALERTS = "Alerts"
 ACTIONS = "Actions"
 QUARANTINE = "Quarantine"
+USERS = "Users"
 TABLES = (
     INSTALLS,
     INSTALL_STATES,
@@ -55,6 +56,7 @@ TABLES = (
     ALERTS,
     ACTIONS,
     QUARANTINE,
+    USERS,
 )
 
 MAX_BATCH = 100  # Table transactions: at most 100 operations, one partition...

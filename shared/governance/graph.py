@@ -98,9 +98,12 @@ class GraphClient:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> GraphResult:
         headers = {"Authorization": f"Bearer {self._token()}", "x-ms-throttle-priority": "high"}
-        resp = self._session.request(
-            method, f"{self._url}{path}", json=body, headers=headers, timeout=TIMEOUT
-        )
+        try:
+            resp = self._session.request(
+                method, f"{self._url}{path}", json=body, headers=headers, timeout=TIMEOUT
+            )
+        except requests.RequestException as exc:
+            raise GraphError(503, "unreachable", type(exc).__name__) from None
         request_id = resp.headers.get("request-id", "")
         if 200 <= resp.status_code < 300:
             return GraphResult(resp.status_code, request_id)
@@ -116,6 +119,28 @@ class GraphClient:
             request_id,
             float(retry_after) if retry_after and retry_after.isdigit() else None,
         )
+
+    def get_user(self, user: str) -> dict[str, Any] | None:
+        """The Entra user by id or UPN (with accountEnabled), or None when it does not exist."""
+        select = "id,userPrincipalName,mail,accountEnabled,onPremisesSyncEnabled"
+        try:
+            resp = self._session.get(
+                f"{self._url}/users/{quote(user, safe='@')}",
+                params={"$select": select},
+                headers={
+                    "Authorization": f"Bearer {self._token()}",
+                    "x-ms-throttle-priority": "low",
+                },
+                timeout=TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            raise GraphError(503, "unreachable", type(exc).__name__) from None
+        if resp.status_code == 404:
+            return None
+        if resp.status_code >= 400:
+            raise GraphError(resp.status_code, "", resp.reason, resp.headers.get("request-id", ""))
+        body: dict[str, Any] = resp.json()
+        return body
 
     def revoke_sessions(self, user: str) -> GraphResult:
         """Require the user to sign in again; any 2xx is success (Graph answers 200, not 204)."""

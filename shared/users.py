@@ -1,0 +1,64 @@
+"""User records per tenant in Table Storage (the directory as last synced)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
+
+from shared.models import UserRecord, utc
+
+
+def _to_entity(u: UserRecord) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": u.tenant_id,
+        "RowKey": u.user_id,
+        "Email": u.email,
+        "Status": u.status,
+        "IsAdmin": u.is_admin,
+        "AuthMethod": u.auth_method,
+    }
+    for name, value in (
+        ("FirstSeen", u.first_seen),
+        ("LastSeen", u.last_seen),
+        ("DeactivatedAt", u.deactivated_at),
+    ):
+        if value is not None:
+            entity[name] = utc(value)
+    return entity
+
+
+def _from_entity(e: dict[str, Any]) -> UserRecord:
+    def when(name: str) -> Any:
+        return utc(e[name]) if e.get(name) else None
+
+    return UserRecord(
+        tenant_id=e["PartitionKey"],
+        user_id=e["RowKey"],
+        email=e.get("Email", ""),
+        status=e.get("Status", "active"),
+        is_admin=bool(e.get("IsAdmin", False)),
+        auth_method=e.get("AuthMethod", ""),
+        first_seen=when("FirstSeen"),
+        last_seen=when("LastSeen"),
+        deactivated_at=when("DeactivatedAt"),
+    )
+
+
+class UserStore:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def get(self, tenant_id: str, user_id: str) -> UserRecord | None:
+        try:
+            return _from_entity(self._table.get_entity(tenant_id, user_id))
+        except ResourceNotFoundError:
+            return None
+
+    def save(self, user: UserRecord) -> None:
+        self._table.upsert_entity(_to_entity(user))
+
+    def for_tenant(self, tenant_id: str) -> list[UserRecord]:
+        rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
+        return [_from_entity(e) for e in rows]

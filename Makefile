@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: setup run demo test lint typecheck check clean
+.PHONY: setup run demo test lint typecheck check clean bench
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
@@ -42,3 +42,7 @@ check: lint typecheck test demo
 
 clean:
 	rm -rf $(VENV) node_modules .azurite .local .mypy_cache .ruff_cache .pytest_cache
+
+## Storage cost, throughput, webhook latency and memory at 100k and 1M activities (docs/BENCHMARKS.md).
+bench: setup
+	$(PY) -m bench.pipeline

@@ -81,6 +81,8 @@ from azure.storage.queue import QueueClient
 from azure.storage.queue import QueueMessage as StorageQueueMessage
 from croniter import croniter
 
+from shared import storage
+
 __all__ = [
     "HostConfigurationError",
     "LocalFunctionsHost",
@@ -732,6 +734,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "VigilLocalFunctionsHost/1.0"
     timeout = 60
+    # Headers and body go out in separate writes; with Nagle on, the body waits for the
+    # client's delayed ACK (~40 ms on Linux) on every keep-alive request.
+    disable_nagle_algorithm = True
 
     def _serve(self) -> None:
         started = time.perf_counter()
@@ -1535,7 +1540,11 @@ class LocalFunctionsHost:
         with self._clients_lock:
             client = self._clients.get(queue_name)
             if client is None:
-                client = QueueClient.from_connection_string(self._connection_string, queue_name)
+                client = QueueClient.from_connection_string(
+                    self._connection_string,
+                    queue_name,
+                    raw_request_hook=storage.on_request,
+                )
                 self._clients[queue_name] = client
             created = queue_name in self._created_queues
         if not created:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +46,11 @@ ALERTS = "Alerts"
 ACTIONS = "Actions"
 QUARANTINE = "Quarantine"
 USERS = "Users"
+WORKPLACE_SYNC = "WorkplaceSync"  # per community: directory sync progress and health
+EVENT_COUNTS = "EventCounts"  # per community: activities by Workplace event name
+DIRECTORY_SNAPSHOTS = "DirectorySnapshots"  # a directory snapshot while it is being read
+ENTRA_USERS = "EntraUsers"
+GOVERNANCE_THROTTLE = "GovernanceThrottle"
 TABLES = (
     INSTALLS,
     INSTALL_STATES,
@@ -57,7 +62,21 @@ TABLES = (
     ACTIONS,
     QUARANTINE,
     USERS,
+    WORKPLACE_SYNC,
+    EVENT_COUNTS,
+    DIRECTORY_SNAPSHOTS,
+    ENTRA_USERS,
+    GOVERNANCE_THROTTLE,
 )
+
+# Callables that see every storage request Vigil makes (the benchmark counts transactions
+# with one). Empty in production.
+REQUEST_HOOKS: list[Callable[[Any], None]] = []
+
+
+def on_request(request: Any) -> None:
+    for hook in REQUEST_HOOKS:
+        hook(request)
 
 MAX_BATCH = 100  # Table transactions: at most 100 operations, one partition...
 MAX_BATCH_BYTES = 3_500_000  # ...and at most 4 MiB (Azurite enforces neither: we do)
@@ -150,12 +169,20 @@ class Storage:
             from azure.identity import ManagedIdentityCredential
 
             credential = ManagedIdentityCredential(client_id=s.storage_client_id)
-            self._table_service = TableServiceClient(s.table_service_uri, credential=credential)
-            self._queue_service = QueueServiceClient(s.queue_service_uri, credential=credential)
+            self._table_service = TableServiceClient(
+                s.table_service_uri, credential=credential, raw_request_hook=on_request
+            )
+            self._queue_service = QueueServiceClient(
+                s.queue_service_uri, credential=credential, raw_request_hook=on_request
+            )
         elif s.storage_connection:
             conn = AZURITE if s.storage_connection == DEV_STORAGE else s.storage_connection
-            self._table_service = TableServiceClient.from_connection_string(conn)
-            self._queue_service = QueueServiceClient.from_connection_string(conn)
+            self._table_service = TableServiceClient.from_connection_string(
+                conn, raw_request_hook=on_request
+            )
+            self._queue_service = QueueServiceClient.from_connection_string(
+                conn, raw_request_hook=on_request
+            )
         else:
             raise ConfigError(
                 "AzureWebJobsStorage is not set: set it to a storage connection string, or set "

@@ -17,6 +17,14 @@ PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
 log = logging.getLogger(__name__)
 
 
+def connection_string(ports: dict[str, int]) -> str:
+    return (
+        AZURITE.replace(":10000/", f":{ports['blob']}/")
+        .replace(":10001/", f":{ports['queue']}/")
+        .replace(":10002/", f":{ports['table']}/")
+    )
+
+
 def listening(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -24,12 +32,16 @@ def listening(port: int, host: str = "127.0.0.1") -> bool:
 
 
 @contextlib.contextmanager
-def ensure_azurite(location: Path | None = None, timeout: float = 60.0) -> Iterator[str]:
-    """Yield the connection string of an Azurite on the default ports."""
-    up = [listening(p) for p in PORTS.values()]
+def ensure_azurite(
+    location: Path | None = None, timeout: float = 60.0, ports: dict[str, int] | None = None
+) -> Iterator[str]:
+    """Yield the connection string of an Azurite on `ports` (default 10000-10002)."""
+    ports = ports or PORTS
+    connection = connection_string(ports)
+    up = [listening(p) for p in ports.values()]
     if all(up):
         log.info("using the Azurite already listening on 127.0.0.1")
-        yield AZURITE
+        yield connection
         return
     if any(up):
         raise RuntimeError(
@@ -40,7 +52,7 @@ def ensure_azurite(location: Path | None = None, timeout: float = 60.0) -> Itera
     if not binary.exists():
         raise RuntimeError(f"{binary} is missing: run `npm ci` (make setup does) first.")
     args = [str(binary), "--silent", "--skipApiVersionCheck", "--loose"]
-    for service, port in PORTS.items():
+    for service, port in ports.items():
         args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
     if location is None:
         args.append("--inMemoryPersistence")
@@ -50,7 +62,7 @@ def ensure_azurite(location: Path | None = None, timeout: float = 60.0) -> Itera
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
     try:
         deadline = time.monotonic() + timeout
-        while not all(listening(p) for p in PORTS.values()):
+        while not all(listening(p) for p in ports.values()):
             if proc.poll() is not None:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
                 raise RuntimeError(f"Azurite exited with {proc.returncode}: {err[-2000:]}")
@@ -60,7 +72,7 @@ def ensure_azurite(location: Path | None = None, timeout: float = 60.0) -> Itera
                 )
             time.sleep(0.1)
         log.info("started Azurite (pid %s)", proc.pid)
-        yield AZURITE
+        yield connection
     finally:
         # Azurite's graceful stop waits for idle keep-alive connections; in memory there is
         # nothing to flush, so it need not wait long. On disk, give it time to save.

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -34,7 +35,7 @@ def stack(azurite_connection_string: str) -> Iterator[Stack]:
 
 
 def body(i: int) -> bytes:
-    change = {
+    change: dict[str, Any] = {
         "field": "login",
         "value": value("LOGIN", actor=str(10_000 + i % 1000), ip=f"198.51.100.{i % 250}"),
     }

@@ -12,8 +12,8 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import requests

@@ -6,6 +6,7 @@ from shared import connect
 from shared.clock import now
 from shared.services import get_services
 from shared.web import Reply
+from shared.workplace import status
 
 bp = func.Blueprint()
 
@@ -23,15 +24,22 @@ def connect_install(req: func.HttpRequest) -> func.HttpResponse:
     return _response(connect.start_install(get_services(), now()))
 
 
+@bp.function_name("connect_status")
+@bp.route(route="workplace/status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def connect_status(req: func.HttpRequest) -> func.HttpResponse:
+    """Each install's mode, state, last sync, lag, counts by event and last error."""
+    return _response(Reply.json(200, status.report(get_services(), now())))
+
+
 @bp.function_name("connect_http")
 # The constraint keeps `workplace/install` (function key) from ever matching this anonymous route.
 @bp.route(
-    route="workplace/{action:regex(^(callback|webhook)$)}",
+    route="workplace/{action:regex(^(callback|webhook|uninstall)$)}",
     methods=["GET", "POST"],
     auth_level=func.AuthLevel.ANONYMOUS,
 )
 def connect_http(req: func.HttpRequest) -> func.HttpResponse:
-    """The callback and the webhook: `state` and the signature are their credentials."""
+    """Callback, webhook, uninstall: `state` and the signatures are their credentials."""
     action, svc = req.route_params.get("action"), get_services()
     params = dict(req.params)
     if action == "callback" and req.method == "GET":
@@ -41,6 +49,8 @@ def connect_http(req: func.HttpRequest) -> func.HttpResponse:
     elif action == "webhook" and req.method == "POST":
         headers = {k.lower(): v for k, v in req.headers.items()}
         reply = connect.receive_webhook(svc, req.get_body(), headers, now())
+    elif action == "uninstall" and req.method == "POST":
+        reply = connect.receive_uninstall(svc, req.get_body(), now())
     else:
         reply = Reply.error(404, f"No {req.method} /api/workplace/{action}.")
     return _response(reply)

@@ -21,5 +21,7 @@ def detect_queue(msg: func.QueueMessage) -> None:
         state=svc.detection_state,
         alerts=svc.alerts,
         enqueue=svc.enqueue_action,
-        policy=svc.failed_login_policy,
+        detections=svc.detections,
+        intel=svc.ip_intel(),
+        directory=svc.directory,
     )

@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from shared.clock import now
-from shared.governance.executor import ActionRequest, execute
+from shared.governance.executor import process_message
 from shared.services import get_services
 
 bp = func.Blueprint()
@@ -12,13 +12,14 @@ bp = func.Blueprint()
 @bp.function_name("govern_queue")
 @bp.queue_trigger(arg_name="msg", queue_name="%GOVERN_QUEUE%", connection="AzureWebJobsStorage")
 def govern_queue(msg: func.QueueMessage) -> None:
-    request = ActionRequest.from_message(msg.get_body())
+    # Throttling re-enqueues the work with a visibility delay and completes this message; other
+    # errors raise, so the host retries and finally moves the message to `<queue>-poison`.
     svc = get_services()
-    execute(
-        request,
-        alerts=svc.alerts,
-        actions=svc.actions,
-        mode=svc.settings.governance_mode,
-        governor=lambda: svc.graph,
+    process_message(
+        svc.governance,
+        msg.get_body(),
+        dequeue_count=msg.dequeue_count or 1,
+        max_dequeue_count=svc.settings.max_dequeue_count,
+        queue_name=svc.settings.govern_queue,
         now=now(),
     )

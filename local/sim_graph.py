@@ -292,6 +292,10 @@ class SimulatedGraph:
         self._tokens: dict[str, float] = {}
         self._token_count = 0
         self._cert_thumbprints: set[str] = set()
+        self._risk_interval: float | None = None  # Identity Protection throttle, seconds
+        # App Service managed identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER).
+        self.identity_header = secrets.token_urlsafe(16)
+        self._last_risk_call = float("-inf")
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -369,6 +373,12 @@ class SimulatedGraph:
     @property
     def authority(self) -> str:
         return f"{self.authority_host}/{self.tenant_id}"
+
+    @property
+    def identity_endpoint(self) -> str:
+        """The App Service managed identity endpoint: set ``IDENTITY_ENDPOINT`` to this and
+        ``IDENTITY_HEADER`` to :attr:`identity_header` for azure-identity."""
+        return f"{self.authority_host}/msi/token"
 
     @property
     def token_endpoint(self) -> str:
@@ -483,6 +493,13 @@ class SimulatedGraph:
                 )
             )
 
+    def limit_identity_protection(self, requests_per_second: float | None = 1.0) -> None:
+        """Answer ``riskyUsers`` actions over this rate with 429 and no ``Retry-After``, as Graph
+        does (1 request per second per tenant); ``None`` lifts the limit."""
+        with self._lock:
+            self._risk_interval = None if requests_per_second is None else 1 / requests_per_second
+            self._last_risk_call = float("-inf")
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -519,7 +536,9 @@ class SimulatedGraph:
                 method, path, query, headers, raw, request_id, client_request_id
             )
         else:
-            wire = self._entra_http(method, path, headers, raw, request_id, client_request_id)
+            wire = self._entra_http(
+                method, path, headers, raw, request_id, client_request_id, query
+            )
         record.status = wire.status
         return wire
 
@@ -553,7 +572,9 @@ class SimulatedGraph:
         raw: bytes,
         request_id: str,
         client_request_id: str,
+        query: dict[str, str] | None = None,
     ) -> _Wire:
+        query = query or {}
         extra = {
             "x-ms-request-id": request_id,
             "client-request-id": client_request_id,
@@ -579,6 +600,8 @@ class SimulatedGraph:
                 return _Wire.json(405, {"error": "invalid_request"}, extra)
             status, body = self._token(unquote(m.group(1)), headers, raw, client_request_id)
             return _Wire.json(status, body, extra)
+        if path == "/msi/token":
+            return self._managed_identity_token(method, query, headers, extra)
         if re.fullmatch(r"/([^/]+)/discovery/v2\.0/keys", path) and method == "GET":
             return _Wire.json(200, {"keys": []}, extra)
         return _Wire.json(404, {"error": "not_found", "error_description": path}, extra)
@@ -752,6 +775,37 @@ class SimulatedGraph:
             "ext_expires_in": _TOKEN_LIFETIME,
             "access_token": token,
         }
+
+    def _managed_identity_token(
+        self, method: str, query: dict[str, str], headers: dict[str, str], extra: dict[str, str]
+    ) -> _Wire:
+        """App Service's managed identity endpoint (api-version 2019-08-01)."""
+        if method != "GET":
+            return _Wire.json(405, {"error": "invalid_request"}, extra)
+        offered = headers.get("x-identity-header", "")
+        if not secrets.compare_digest(offered, self.identity_header):
+            return _Wire.json(
+                401, {"error": "unauthorized", "error_description": "bad X-IDENTITY-HEADER"}, extra
+            )
+        resource = query.get("resource", "").removesuffix("/.default").rstrip("/")
+        if resource not in _GRAPH_RESOURCES:
+            return _Wire.json(
+                400,
+                {"error": "invalid_resource", "error_description": f"unknown resource {resource}"},
+                extra,
+            )
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[token] = time.monotonic() + _TOKEN_LIFETIME
+            self._token_count += 1
+        body = {
+            "access_token": token,
+            "expires_on": str(int(time.time()) + _TOKEN_LIFETIME),
+            "resource": query.get("resource", ""),
+            "token_type": "Bearer",
+            "client_id": query.get("client_id", self.client_id),
+        }
+        return _Wire.json(200, body, extra)
 
     def _check_assertion(self, assertion_type: str, assertion: str) -> tuple[int, str] | None:
         """Validate a client assertion's shape and claims; return (AADSTS code, text) on error."""
@@ -960,6 +1014,18 @@ class SimulatedGraph:
                 )
             case ["identityProtection", "riskyUsers", ("confirmCompromised" | "dismiss") as action]:
                 self._allow(method, "POST")
+                with self._lock:
+                    clock = time.monotonic()
+                    interval = self._risk_interval
+                    if interval is not None and clock - self._last_risk_call < interval:
+                        code, message = _DEFAULT_FAULT_CODES[429]
+                        return _Result(  # no Retry-After: Identity Protection sends none
+                            429,
+                            self._graph_error(
+                                code, message, call.request_id, call.client_request_id
+                            ),
+                        )
+                    self._last_risk_call = clock
                 return self._risky_action(call, action)
             case ["identityProtection", "riskyUsers", key]:
                 self._allow(method, "GET")
@@ -1393,6 +1459,8 @@ def _redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     if "authorization" in out:
         scheme = out["authorization"].strip().partition(" ")[0]
         out["authorization"] = f"{scheme} {_REDACTED}" if scheme else _REDACTED
+    if "x-identity-header" in out:
+        out["x-identity-header"] = _REDACTED
     return out
 
 

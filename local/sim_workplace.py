@@ -35,6 +35,7 @@ __all__ = [
     "EVENT_FIELDS",
     "FIREFOX_USERAGENT",
     "Delivery",
+    "Fault",
     "InstallCode",
     "IssuedToken",
     "RecordedRequest",
@@ -222,6 +223,19 @@ class IssuedToken:
     require_proof: bool
     install_id: str | None = None
     revoked: bool = False
+
+
+@dataclass
+class Fault:
+    """A scripted failure: the next `times` Graph calls whose endpoint starts with `endpoint`."""
+
+    endpoint: str  # version-less path prefix, e.g. "/community/members"; "" matches every call
+    status: int
+    code: int | None = None
+    subcode: int | None = None
+    retry_after: int | None = None
+    times: int = 1
+    message: str = "Simulated fault"
 
 
 @dataclass(frozen=True)
@@ -488,6 +502,11 @@ class SimulatedWorkplace:
         self.redirect_uris: set[str] | None = None
         # When set, Graph answers carry it as X-App-Usage (percentages, workplace-api.md §10).
         self.app_usage: dict[str, int] | None = None
+        # When set, Graph answers carry it as X-Business-Use-Case-Usage ({"<id>": [{...}]}).
+        self.business_usage: dict[str, list[dict[str, int | str]]] | None = None
+        # Scripted failures, consumed in order (see `fail`), and Workplace's end (see `shut_down`).
+        self.faults: list[Fault] = []
+        self.is_shut_down = False
         self.members: list[SimMember] = _seed_members()
         self.install_codes: dict[str, InstallCode] = {}
         self.issued_tokens: dict[str, IssuedToken] = {}
@@ -658,6 +677,47 @@ class SimulatedWorkplace:
                 require_proof=require_proof,
             )
         return token
+
+    def fail(
+        self,
+        endpoint: str = "",
+        *,
+        status: int,
+        code: int | None = None,
+        subcode: int | None = None,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> Fault:
+        """Make the next `times` Graph calls to `endpoint` (a path prefix) fail this way.
+
+        E.g. `fail("/community/members", status=429, retry_after=2)` or
+        `fail(status=400, code=613)`; an HTTP 5xx without a code answers Graph's code 2.
+        """
+        if code is None and status >= 500:
+            code = 2
+        messages = {
+            4: "(#4) Application request limit reached",
+            17: "(#17) User request limit reached",
+            32: "(#32) Page request limit reached",
+            341: "(#341) Application limit reached",
+            613: "(#613) Calls to this api have exceeded the rate limit.",
+            1: "An unknown error has occurred.",
+            2: "An unexpected error has occurred. Please retry your request later.",
+            190: "Error validating access token: Session has expired.",
+            102: "API Session invalid.",
+        }
+        fault = Fault(
+            endpoint, status, code, subcode, retry_after, times,
+            messages.get(code or 0, "Simulated fault"),
+        )  # fmt: skip
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def shut_down(self) -> None:
+        """Workplace's end (June 2026): every Graph call answers 404 with a plain page."""
+        with self._lock:
+            self.is_shut_down = True
 
     def uninstall(self, install_id: str | None = None) -> None:
         """Uninstall one install (or all): its token then fails with 190/458."""
@@ -882,8 +942,35 @@ class SimulatedWorkplace:
         with self._lock:
             self._requests.append(record)
 
+    def _scripted(self, endpoint: str) -> _Reply | None:
+        with self._lock:
+            if self.is_shut_down:
+                page = b"<html><body>Workplace from Meta is no longer available.</body></html>"
+                return _Reply(404, page, (("Content-Type", "text/html"),))
+            for fault in self.faults:
+                if endpoint.startswith(fault.endpoint) and fault.times > 0:
+                    fault.times -= 1
+                    self.faults = [f for f in self.faults if f.times > 0]
+                    break
+            else:
+                return None
+        if fault.code is None:
+            reply = _Reply(fault.status, b"", (("Content-Type", "text/plain"),))
+        else:
+            error = _GraphError(
+                fault.message, code=fault.code, subcode=fault.subcode, status=fault.status
+            )
+            reply = self._error_reply(error)
+        if fault.retry_after is not None:
+            reply = _Reply(
+                reply.status, reply.body, (*reply.headers, ("Retry-After", str(fault.retry_after)))
+            )
+        return reply
+
     def _route(self, req: _Incoming) -> _Reply:
         endpoint = req.endpoint.rstrip("/") or "/"
+        if endpoint != "/dialog/work/app_install" and (scripted := self._scripted(endpoint)):
+            return scripted
         if endpoint == "/dialog/work/app_install":
             return self._install_dialog(req)
         if endpoint == "/oauth/access_token":
@@ -901,6 +988,9 @@ class SimulatedWorkplace:
         with self._lock:
             if self.app_usage is not None:
                 headers.append(("X-App-Usage", json.dumps(self.app_usage, separators=(",", ":"))))
+            if self.business_usage is not None:
+                usage = json.dumps(self.business_usage, separators=(",", ":"))
+                headers.append(("X-Business-Use-Case-Usage", usage))
         return _Reply(status, _graph_json(payload), tuple(headers))
 
     def _error_reply(self, error: _GraphError) -> _Reply:

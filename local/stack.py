@@ -113,6 +113,7 @@ def stack_env(
         "GRAPH_CLIENT_SECRET": graph.client_secret,
         "GRAPH_CA_BUNDLE": str(graph.ca_path),
         "SYNC_SCHEDULE": schedule,
+        "TOR_REFRESH_SCHEDULE": "0 0 * * * *",  # hourly; unreachable offline: last copy kept
         "GOVERNANCE_MODE": "enforce",
     }
 

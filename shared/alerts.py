@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -10,6 +13,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.models import Alert, Evidence, utc
 from shared.storage import inverted_ticks
+from shared.web import Reply
 
 
 def alert_row_key(alert: Alert) -> str:
@@ -39,6 +43,10 @@ def to_entity(a: Alert) -> dict[str, Any]:
         "DedupKey": a.dedup_key,
         "Actions": json.dumps(list(a.actions)),
         "EventCount": a.event_count,
+        "PolicyId": a.policy_id,
+        "RecommendedActions": a.recommended_actions,
+        # Written only when true: an extension of the alert never clears the mark.
+        **({"Capped": True} if a.capped else {}),
     }
 
 
@@ -69,7 +77,75 @@ def from_entity(e: dict[str, Any]) -> Alert:
         classification=e.get("Classification", "unknown"),
         determination=e.get("Determination", "unknown"),
         event_count=int(e.get("EventCount", 0)),
+        policy_id=e.get("PolicyId", ""),
+        recommended_actions=e.get("RecommendedActions", ""),
+        capped=bool(e.get("Capped", False)),
     )
+
+
+def to_graph(a: Alert) -> dict[str, Any]:
+    """The alert as a Graph security alert (v2) resource, plus Vigil's evidence fields."""
+    return {
+        "id": a.id,
+        "title": a.title,
+        "description": a.description,
+        "severity": a.severity,
+        "status": a.status,
+        "classification": a.classification,
+        "determination": a.determination,
+        "category": a.category,
+        "mitreTechniques": list(a.mitre_techniques),
+        "serviceSource": a.source,
+        "detectionSource": "vigil",
+        "detectorId": a.detector_id,
+        "providerAlertId": a.id,
+        "tenantId": a.tenant_id,
+        "createdDateTime": utc(a.created_time).isoformat(),
+        "firstActivityDateTime": utc(a.first_activity_time).isoformat(),
+        "lastActivityDateTime": utc(a.last_activity_time).isoformat(),
+        "recommendedActions": a.recommended_actions,
+        "evidence": [
+            {
+                "@odata.type": "#microsoft.graph.security.userEvidence",
+                "userAccount": {
+                    "accountName": a.user_email,
+                    "userPrincipalName": a.user_email,
+                    "azureAdUserId": "",
+                    "userSid": a.user_id,
+                },
+            }
+        ],
+        "ruleId": a.policy_id or a.detector_id,
+        "dedupKey": a.dedup_key,
+        "eventCount": a.event_count,
+        "relatedEventIds": list(a.evidence.activity_ids),
+        "facts": a.evidence.facts,
+        "suppressionsEvaluated": list(a.evidence.suppressions_evaluated),
+        "governanceActions": list(a.actions),
+        "dailyLimitReached": a.capped,
+        "userId": a.user_id,
+        "userEmail": a.user_email,
+    }
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    alerts: list[Alert]
+    next: str | None  # opaque continuation token
+
+
+def _token(row_key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": row_key}).encode()).decode()
+
+
+def _after(token: str) -> str:
+    try:
+        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("next: not a continuation token from this API") from None
+    if not isinstance(after, str):
+        raise ValueError("next: not a continuation token from this API")
+    return after
 
 
 class AlertStore:
@@ -88,6 +164,95 @@ class AlertStore:
         except ResourceNotFoundError:
             return None
 
+    def page(
+        self,
+        *,
+        tenant_id: str | None = None,
+        since: datetime | None = None,
+        detector: str | None = None,
+        user: str | None = None,
+        next_token: str | None = None,
+        limit: int = 50,
+    ) -> AlertPage:
+        """Alerts newest first (by first activity time), filtered, `limit` at a time.
+
+        Row keys sort newest first within a tenant; across tenants the filtered rows are merged.
+        """
+        clauses, params = [], {}
+        if tenant_id:
+            clauses.append("PartitionKey eq @pk")
+            params["pk"] = tenant_id
+        if since is not None:  # newer than `since` = smaller inverted ticks
+            clauses.append("RowKey lt @since")
+            params["since"] = inverted_ticks(utc(since)) + "~"
+        if next_token:
+            clauses.append("RowKey gt @after")
+            params["after"] = _after(next_token)
+        if detector:
+            clauses.append("DetectorId eq @det")
+            params["det"] = detector
+        rows = self._table.query_entities(
+            " and ".join(clauses) or "RowKey ne ''", parameters=params
+        )
+        found: list[dict[str, Any]] = []
+        for e in rows:
+            if user and user.lower() not in (
+                str(e.get("UserId", "")),
+                str(e.get("UserEmail", "")).lower(),
+            ):
+                continue
+            found.append(e)
+            if tenant_id and len(found) > limit:
+                break  # one partition comes back sorted: no need to read further
+        found.sort(key=lambda e: (e["RowKey"], e["PartitionKey"]))
+        page = found[:limit]
+        more = len(found) > limit
+        return AlertPage(
+            [from_entity(e) for e in page], _token(page[-1]["RowKey"]) if more else None
+        )
+
     def for_tenant(self, tenant_id: str) -> list[Alert]:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
         return [from_entity(e) for e in rows]
+
+
+MAX_PAGE = 200
+
+
+def list_alerts(store: AlertStore, params: dict[str, str]) -> Reply:
+    """`GET /api/alerts`: `{"value": [...], "next": token|null}`, newest first.
+
+    Query: `since` (ISO 8601 first-activity time), `detector`, `user` (id or e-mail), `tenant`,
+    `top` (1-200, default 50), `next` (the token of the previous page).
+    """
+    unknown = set(params) - {"since", "detector", "user", "tenant", "top", "next", "code"}
+    if unknown:
+        return Reply.error(
+            400,
+            f"unknown query parameters {sorted(unknown)}: use since, detector, user, "
+            "tenant, top, next",
+        )
+    since = None
+    if params.get("since"):
+        try:
+            since = utc(datetime.fromisoformat(params["since"].replace("Z", "+00:00")))
+        except ValueError:
+            return Reply.error(400, "since: expected an ISO 8601 time, e.g. 2026-03-02T09:00:00Z")
+    try:
+        top = int(params.get("top") or 50)
+    except ValueError:
+        top = 0
+    if not 1 <= top <= MAX_PAGE:
+        return Reply.error(400, f"top: expected an integer from 1 to {MAX_PAGE}")
+    try:
+        page = store.page(
+            tenant_id=params.get("tenant") or None,
+            since=since,
+            detector=params.get("detector") or None,
+            user=params.get("user") or None,
+            next_token=params.get("next") or None,
+            limit=top,
+        )
+    except ValueError as exc:
+        return Reply.error(400, str(exc))
+    return Reply.json(200, {"value": [to_graph(a) for a in page.alerts], "next": page.next})

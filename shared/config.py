@@ -10,9 +10,13 @@ import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
+from shared.governance.actions import ACTIONS
+
 GovernanceMode = Literal["off", "dry-run", "enforce"]
+GraphAuth = Literal["client-credentials", "managed-identity"]
 
 DEV_STORAGE = "UseDevelopmentStorage=true"
 
@@ -152,15 +156,151 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Governance actions for a failed-logins alert, comma-separated (empty: none).",
     ),
     SettingSpec(
+        "LEARNING_PERIOD_DAYS",
+        "7",
+        False,
+        "Learning period of the baseline detections, per user and per tenant (event time): no "
+        "baseline alerts meanwhile (the failed-login hard floor still fires).",
+    ),
+    SettingSpec(
+        "POLICIES_PATH",
+        None,
+        False,
+        "Folder (or file) of policy YAML: built-in switches and activity policies (default: the "
+        "shipped `policies` folder).",
+    ),
+    SettingSpec(
+        "IP_RANGES_PATH",
+        None,
+        False,
+        "YAML of customer IP ranges (MDCA categories and tags) and risky IPs; beats built-in data.",
+    ),
+    SettingSpec("GEOIP_CITY_DB", None, False, "MaxMind City `.mmdb` (coordinates and radius)."),
+    SettingSpec("GEOIP_ASN_DB", None, False, "MaxMind ASN `.mmdb`."),
+    SettingSpec("GEOIP_ANONYMOUS_DB", None, False, "MaxMind Anonymous-IP `.mmdb`."),
+    SettingSpec(
+        "TOR_EXIT_LIST_URL",
+        "https://check.torproject.org/torbulkexitlist",
+        False,
+        "Tor exit list fetched by `intel_timer` (bulk list or TorDNSEL exit-addresses).",
+    ),
+    SettingSpec(
+        "TOR_REFRESH_SCHEDULE",
+        "0 0 * * * *",
+        False,
+        "NCRONTAB schedule of `intel_timer` (UTC, six fields: hourly by default).",
+    ),
+    SettingSpec(
         "GOVERNANCE_MODE",
         "dry-run",
         False,
         "`off` (record nothing is done), `dry-run` (record what would be sent), `enforce`.",
     ),
+    SettingSpec(
+        "GRAPH_AUTH",
+        "client-credentials",
+        False,
+        "How Vigil gets its Graph token: `client-credentials` (MSAL with `GRAPH_CLIENT_SECRET` "
+        "or `GRAPH_CLIENT_CERTIFICATE_PATH`) or `managed-identity` (azure-identity).",
+    ),
+    SettingSpec(
+        "GRAPH_MANAGED_IDENTITY_CLIENT_ID",
+        None,
+        False,
+        "Client id of the user-assigned managed identity for Graph (empty: system-assigned).",
+    ),
+    SettingSpec(
+        "GOVERNANCE_MAIL_SENDER",
+        None,
+        False,
+        "Mailbox (UPN or object id) that `notify_user` mail is sent from (required to notify).",
+    ),
+    SettingSpec(
+        "GOVERNANCE_PROTECTED_ACCOUNTS",
+        "",
+        False,
+        "Entra object ids (or UPNs) never acted on: break-glass accounts and admins, "
+        "comma-separated.",
+    ),
+    SettingSpec(
+        "GOVERNANCE_MAX_SUSPENSIONS_PER_HOUR",
+        "20",
+        False,
+        "Circuit breaker: automatic suspensions per tenant per hour (alert event time) above "
+        "which Vigil raises an alert instead of suspending.",
+    ),
+    SettingSpec(
+        "GOVERNANCE_MAX_ATTEMPTS",
+        "8",
+        False,
+        "Attempts per governance action on throttling / unavailability before it fails.",
+    ),
+    SettingSpec(
+        "GRAPH_USER_CACHE_HOURS",
+        "24",
+        False,
+        "How long a Workplace e-mail -> Entra user match is cached.",
+    ),
+    SettingSpec(
+        "AzureFunctionsJobHost__extensions__queues__maxDequeueCount",
+        "5",
+        False,
+        "Deliveries before the host moves a queue message to `<queue>-poison` (host.json's "
+        "value; governance records the move).",
+    ),
+    SettingSpec(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        None,
+        False,
+        "Application Insights connection string: when set, traces, logs and Vigil's metrics go "
+        "to Azure Monitor through OpenTelemetry (`shared/telemetry.py`); unset, telemetry is off.",
+    ),
+    SettingSpec(
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        None,
+        False,
+        "`ClientId=<managed identity client id>;Authorization=AAD`: send telemetry with Entra "
+        "authentication (the component has local auth disabled).",
+    ),
+    SettingSpec(
+        "WORKPLACE_ACCESS_TOKEN",
+        None,
+        True,
+        "Custom integration mode: the access token an admin created in Workplace's Admin Panel "
+        "(with `WORKPLACE_APP_SECRET` set to the integration's app secret). Set means this mode; "
+        "there is no install flow and the community is read from `/community`.",
+    ),
+    SettingSpec(
+        "KEY_VAULT_URL",
+        None,
+        False,
+        "Key Vault (`https://<name>.vault.azure.net`) that keeps Workplace install tokens, read "
+        "and written with the managed identity `AzureWebJobsStorage__clientId`. Unset: tokens are "
+        "encrypted with `SECRET_ENCRYPTION_KEY` into a table.",
+    ),
+    SettingSpec(
+        "WORKPLACE_DIRECTORY_SYNC_MINUTES",
+        "60",
+        False,
+        "How often `sync_timer` snapshots each community's members, former members and admins.",
+    ),
+    SettingSpec(
+        "WORKPLACE_DECOMMISSION_AFTER_FAILURES",
+        "24",
+        False,
+        "Consecutive directory syncs failing the way calls fail after Workplace's shutdown (no "
+        "answer, 404, token refused) before an install is `decommissioned`.",
+    ),
+    SettingSpec(
+        "WORKPLACE_SHUTDOWN_DATE",
+        "2026-06-01",
+        False,
+        "Workplace's end of access (ISO date, UTC): from then on such a failure decommissions "
+        "the install at once.",
+    ),
 )
 
 _SPECS = {s.name: s for s in SETTINGS}
-ACTIONS = ("revoke_sessions",)
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -179,6 +319,14 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _date(env: Mapping[str, str], name: str) -> date:
+    raw = _get(env, name) or ""
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an ISO date (YYYY-MM-DD), got {raw!r}") from None
 
 
 def _require(name: str, value: str | None, purpose: str) -> str:
@@ -219,7 +367,30 @@ class Settings:
     failed_login_threshold: int
     failed_login_window_minutes: int
     failed_login_actions: tuple[str, ...]
+    learning_period_days: int
+    policies_path: str | None
+    ip_ranges_path: str | None
+    geoip_city_db: str | None
+    geoip_asn_db: str | None
+    geoip_anonymous_db: str | None
+    tor_exit_list_url: str
+    tor_refresh_schedule: str
     governance_mode: GovernanceMode
+    graph_auth: GraphAuth = "client-credentials"
+    graph_managed_identity_client_id: str | None = None
+    governance_mail_sender: str | None = None
+    governance_protected_accounts: frozenset[str] = frozenset()
+    governance_max_suspensions_per_hour: int = 20
+    governance_max_attempts: int = 8
+    graph_user_cache_hours: int = 24
+    max_dequeue_count: int = 5
+    appinsights_connection_string: str | None = None
+    appinsights_authentication_string: str | None = None
+    workplace_access_token: str | None = None
+    key_vault_url: str | None = None
+    workplace_directory_sync_minutes: int = 60
+    workplace_decommission_after_failures: int = 24
+    workplace_shutdown_date: date = date(2026, 6, 1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -238,6 +409,11 @@ class Settings:
                 raise ConfigError(
                     f"FAILED_LOGIN_ACTIONS: unknown action {action!r} (known: {', '.join(ACTIONS)})"
                 )
+        graph_auth = _get(e, "GRAPH_AUTH") or "client-credentials"
+        if graph_auth not in ("client-credentials", "managed-identity"):
+            raise ConfigError(
+                f"GRAPH_AUTH must be client-credentials or managed-identity, got {graph_auth!r}"
+            )
         prefix = _get(e, "STORAGE_PREFIX") or "vigil"
         if not prefix.isalnum() or not prefix[0].isalpha():
             raise ConfigError(f"STORAGE_PREFIX must be letters and digits, got {prefix!r}")
@@ -269,7 +445,34 @@ class Settings:
             failed_login_threshold=_int(e, "FAILED_LOGIN_THRESHOLD"),
             failed_login_window_minutes=_int(e, "FAILED_LOGIN_WINDOW_MINUTES"),
             failed_login_actions=actions,
+            learning_period_days=_int(e, "LEARNING_PERIOD_DAYS", minimum=0),
+            policies_path=_get(e, "POLICIES_PATH"),
+            ip_ranges_path=_get(e, "IP_RANGES_PATH"),
+            geoip_city_db=_get(e, "GEOIP_CITY_DB"),
+            geoip_asn_db=_get(e, "GEOIP_ASN_DB"),
+            geoip_anonymous_db=_get(e, "GEOIP_ANONYMOUS_DB"),
+            tor_exit_list_url=_get(e, "TOR_EXIT_LIST_URL") or "",
+            tor_refresh_schedule=_get(e, "TOR_REFRESH_SCHEDULE") or "",
             governance_mode=mode,  # type: ignore[arg-type]
+            graph_auth=graph_auth,  # type: ignore[arg-type]
+            graph_managed_identity_client_id=_get(e, "GRAPH_MANAGED_IDENTITY_CLIENT_ID"),
+            governance_mail_sender=_get(e, "GOVERNANCE_MAIL_SENDER"),
+            governance_protected_accounts=frozenset(
+                a.strip().lower()
+                for a in (_get(e, "GOVERNANCE_PROTECTED_ACCOUNTS") or "").split(",")
+                if a.strip()
+            ),
+            governance_max_suspensions_per_hour=_int(e, "GOVERNANCE_MAX_SUSPENSIONS_PER_HOUR", 0),
+            governance_max_attempts=_int(e, "GOVERNANCE_MAX_ATTEMPTS"),
+            graph_user_cache_hours=_int(e, "GRAPH_USER_CACHE_HOURS", 0),
+            max_dequeue_count=_int(e, "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"),
+            appinsights_connection_string=_get(e, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
+            appinsights_authentication_string=_get(e, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
+            workplace_access_token=_get(e, "WORKPLACE_ACCESS_TOKEN"),
+            key_vault_url=(_get(e, "KEY_VAULT_URL") or "").rstrip("/") or None,
+            workplace_directory_sync_minutes=_int(e, "WORKPLACE_DIRECTORY_SYNC_MINUTES"),
+            workplace_decommission_after_failures=_int(e, "WORKPLACE_DECOMMISSION_AFTER_FAILURES"),
+            workplace_shutdown_date=_date(e, "WORKPLACE_SHUTDOWN_DATE"),
         )
 
     # Each feature asks for what it needs, so a missing setting is reported where it matters.
@@ -281,6 +484,15 @@ class Settings:
                 self.workplace_app_secret,
                 "verify Workplace webhooks and exchange install codes",
             ),
+        )
+
+    def webhook_secret(self) -> str:
+        """The app secret: it signs webhooks and proofs in both token modes."""
+        return _require(
+            "WORKPLACE_APP_SECRET",
+            self.workplace_app_secret,
+            "verify Workplace webhooks and sign Graph calls (the app's or the custom "
+            "integration's app secret)",
         )
 
     def redirect_uri(self) -> str:
@@ -298,7 +510,9 @@ class Settings:
     def graph_app(self) -> tuple[str, str]:
         tenant = _require("GRAPH_TENANT_ID", self.graph_tenant_id, "call Microsoft Graph")
         client = _require("GRAPH_CLIENT_ID", self.graph_client_id, "call Microsoft Graph")
-        if not (self.graph_client_secret or self.graph_client_certificate_path):
+        if self.graph_auth == "client-credentials" and not (
+            self.graph_client_secret or self.graph_client_certificate_path
+        ):
             raise ConfigError(
                 "GRAPH_CLIENT_SECRET or GRAPH_CLIENT_CERTIFICATE_PATH must be set to call "
                 "Microsoft Graph. Add one to the Function App settings."

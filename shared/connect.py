@@ -7,15 +7,22 @@ import html
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
+from shared import storage as st
 from shared.inbox import BodyTooLarge
 from shared.models import Install
 from shared.services import Services
 from shared.web import Reply
 from shared.workplace.client import WorkplaceError
 from shared.workplace.normalize import SOURCE
-from shared.workplace.signatures import verify_webhook
+from shared.workplace.signatures import (
+    InvalidSignedRequest,
+    parse_signed_request,
+    verify_webhook,
+)
+from shared.workplace.sync_state import SyncStateStore
+from shared.workplace.tokens import secret_name
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +56,7 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
     except WorkplaceError as exc:
         log.warning("install failed", extra={"status": exc.status, "code": exc.code})
         return Reply.error(502, f"Workplace refused the install: {exc}")
-    svc.secrets.set(f"workplace-token-{community.id}", token)
+    svc.secrets.set(secret_name(community.id), token)
     svc.installs.save(
         Install(
             community_id=community.id,
@@ -60,7 +67,12 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
             installed_at=now,
             permissions=community.permissions,
             install_type=community.install_type,
+            status_changed_at=now,
         )
+    )
+    # A reinstall starts the install's health afresh.
+    SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC)).update(
+        community.id, failures=0, last_error=""
     )
     log.info(
         "installed in community %s (%s), install %s",
@@ -86,7 +98,7 @@ def verify_subscription(svc: Services, params: Mapping[str, str]) -> Reply:
 
 def receive_webhook(svc: Services, body: bytes, headers: Mapping[str, str], now: datetime) -> Reply:
     """Verify the signature over the raw body, then store it whole in one write before 200."""
-    _, secret = svc.settings.workplace_app()
+    secret = svc.settings.webhook_secret()
     if not verify_webhook(
         body, secret, headers.get("x-hub-signature-256"), headers.get("x-hub-signature")
     ):
@@ -96,3 +108,36 @@ def receive_webhook(svc: Services, body: bytes, headers: Mapping[str, str], now:
     except BodyTooLarge as exc:
         return Reply.error(413, str(exc))
     return Reply(200, "EVENT_RECEIVED")
+
+
+def receive_uninstall(svc: Services, body: bytes, now: datetime) -> Reply:
+    """Workplace's deauthorization callback: verify `signed_request`, forget the token.
+
+    The install is marked uninstalled and no longer synced; everything collected is kept.
+    Repeating it is harmless (Workplace may retry).
+    """
+    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    signed = (form.get("signed_request") or [""])[-1]
+    if not signed:
+        return Reply.error(400, "Missing form field `signed_request`.")
+    try:
+        payload = parse_signed_request(signed, svc.settings.webhook_secret())
+    except InvalidSignedRequest as exc:
+        return Reply.error(401, str(exc))
+    community_id = str(payload.get("community_id") or "")
+    if not community_id.isdigit():
+        return Reply.error(400, "signed_request carries no numeric `community_id`.")
+    install = svc.installs.get(community_id)
+    svc.secrets.delete(secret_name(community_id))
+    if install is None:
+        log.warning("uninstall for unknown community %s", community_id)
+        return Reply.json(200, {"community_id": community_id, "status": "unknown"})
+    if install.status != "uninstalled":
+        svc.installs.set_status(
+            community_id,
+            "uninstalled",
+            "Uninstalled in Workplace (deauthorization callback); its data is kept.",
+            now,
+        )
+        log.info("uninstalled from community %s", community_id)
+    return Reply.json(200, {"community_id": community_id, "status": "uninstalled"})

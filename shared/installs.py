@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime, timedelta
+from typing import Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, UpdateMode
 
 from shared.models import Install, utc
+
+InstallStatus = Literal["active", "uninstalled", "needs_reauth", "decommissioned"]
 
 
 class InstallStore:
@@ -29,7 +32,24 @@ class InstallStore:
                 "InstalledAt": utc(install.installed_at),
                 "Permissions": json.dumps(list(install.permissions)),
                 "InstallType": install.install_type,
+                "StatusReason": install.status_reason,
+                "StatusChangedAt": utc(install.status_changed_at or install.installed_at),
             }
+        )
+
+    def set_status(
+        self, community_id: str, status: InstallStatus, reason: str, at: datetime
+    ) -> None:
+        """Change only the lifecycle status (a merge: the rest of the install is kept)."""
+        self._table.upsert_entity(
+            {
+                "PartitionKey": self._source,
+                "RowKey": community_id,
+                "Status": status,
+                "StatusReason": reason[:1000],
+                "StatusChangedAt": utc(at),
+            },
+            mode=UpdateMode.MERGE,
         )
 
     def get(self, community_id: str) -> Install | None:
@@ -46,6 +66,8 @@ class InstallStore:
             installed_at=utc(e["InstalledAt"]),
             permissions=tuple(json.loads(e.get("Permissions", "[]"))),
             install_type=e.get("InstallType", ""),
+            status_reason=e.get("StatusReason", ""),
+            status_changed_at=utc(e["StatusChangedAt"]) if e.get("StatusChangedAt") else None,
         )
 
     def all(self) -> list[Install]:

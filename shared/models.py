@@ -84,6 +84,9 @@ class Alert:
     classification: str = "unknown"
     determination: str = "unknown"
     event_count: int = 0
+    policy_id: str = ""  # the policy that raised it (built-ins: the detector id)
+    recommended_actions: str = ""
+    capped: bool = False  # over the policy's daily alert limit (governance still ran)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class Install:
     installed_at: datetime
     permissions: tuple[str, ...] = ()
     install_type: str = ""
+    status_reason: str = ""  # why it left `active`, in words an operator can act on
+    status_changed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,20 @@ class GovernanceAction:
     error_message: str = ""
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     completed_at: datetime | None = None
+    alert_key: str = ""  # the alert's row key, to find it again (approve, retry)
+    policy_id: str = ""
+    approval_required: bool = False
+    target_object_id: str = ""  # the Entra object id, once matched
+    event_time: datetime | None = None  # the alert's last activity time (circuit breaker)
+    detail: str = ""  # the request sent (or, in dry-run, that would have been sent)
+    progress: str = ""  # steps of a multi-step action already done, e.g. "disabled"
+    error_date: str = ""  # Graph's innerError date, for support cases
+    approved_by: str = ""
+    approved_at: datetime | None = None
+    reverted_by: str = ""
+    reverted_at: datetime | None = None
+    updated_at: datetime | None = None
+    lease_until: datetime | None = None  # an attempt is in flight until then
 
     @staticmethod
     def make_id(alert_id: str, action: str, target: str) -> str:

@@ -1,17 +1,20 @@
 """Where Vigil keeps secrets it is given at run time (Workplace install tokens).
 
-One small interface, so Key Vault can plug in; the local implementation encrypts every value
-with a Fernet key before it reaches Table Storage, and never logs it.
+One small interface: Key Vault when `KEY_VAULT_URL` is set; otherwise every value is encrypted
+with a Fernet key before it reaches Table Storage. Values are never logged.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+from collections.abc import Callable
 from typing import Protocol
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
+from azure.keyvault.secrets import SecretClient
 from cryptography.fernet import Fernet, InvalidToken
 
 from shared.config import ConfigError, Settings
@@ -71,4 +74,48 @@ class TableSecretStore:
         self._table.upsert_entity({"PartitionKey": self.PARTITION, "RowKey": name, "Value": token})
 
     def delete(self, name: str) -> None:
+        """Gone afterwards; deleting what is not there is not an error (uninstall is retried)."""
         self._table.delete_entity(self.PARTITION, name)
+
+
+class KeyVaultSecretStore:
+    """Secrets in Azure Key Vault (KEY_VAULT_URL), with the app's managed identity.
+
+    Names are Key Vault secret names (letters, digits and dashes). Deleting is Key Vault's soft
+    delete; a token that comes back (a reinstall) is written after recovering it or as new.
+    """
+
+    def __init__(self, client: SecretClient) -> None:
+        self._client = client
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> KeyVaultSecretStore:
+        from azure.identity import ManagedIdentityCredential
+
+        assert settings.key_vault_url
+        credential = ManagedIdentityCredential(client_id=settings.storage_client_id)
+        return cls(SecretClient(settings.key_vault_url, credential))
+
+    def get(self, name: str) -> str | None:
+        try:
+            return self._client.get_secret(name).value
+        except ResourceNotFoundError:
+            return None
+
+    def set(self, name: str, value: str) -> None:
+        try:
+            self._client.set_secret(name, value, content_type="workplace-access-token")
+        except ResourceExistsError:  # soft-deleted by an uninstall: recover, then overwrite
+            self._client.begin_recover_deleted_secret(name).wait()
+            self._client.set_secret(name, value, content_type="workplace-access-token")
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self._client.begin_delete_secret(name).wait()
+
+
+def secret_store_for(settings: Settings, table: Callable[[], TableClient]) -> SecretStore:
+    """Key Vault when KEY_VAULT_URL is set; otherwise Fernet-encrypted rows in a table."""
+    if settings.key_vault_url:
+        return KeyVaultSecretStore.for_settings(settings)
+    return TableSecretStore(table(), fernet_for(settings))

@@ -9,17 +9,28 @@ from datetime import timedelta
 from shared import storage as st
 from shared.activities import ActivityStore
 from shared.alerts import AlertStore
-from shared.config import Settings, get_settings
-from shared.detection import failed_logins
-from shared.detection.engine import FailedLoginPolicy
-from shared.detection.state import DetectionStateStore
-from shared.governance.executor import ActionRequest, ActionStore
+from shared.config import ConfigError, Settings, get_settings
+from shared.detection import builtins
+from shared.detection.directory import DirectoryLookup
+from shared.detection.engine import Detections
+from shared.detection.state import ProfileStore
+from shared.governance.executor import (
+    ActionRequest,
+    ActionStore,
+    Governance,
+    GovernancePolicy,
+)
 from shared.governance.graph import GraphClient
+from shared.governance.identity import EntraUserCache
+from shared.governance.throttle import TenantRateLimit
 from shared.inbox import WebhookInbox
 from shared.installs import InstallStates, InstallStore
-from shared.secrets import SecretStore, TableSecretStore, fernet_for
+from shared.ipintel import IpDatabase, IpIntel
+from shared.ipintel.ranges import load_ranges
+from shared.ipintel.tor import TorExitStore
+from shared.secrets import SecretStore, secret_store_for
 from shared.users import UserStore
-from shared.workplace.client import WorkplaceClient
+from shared.workplace.client import RetryPolicy, WorkplaceClient
 
 
 @dataclass
@@ -39,19 +50,66 @@ class Services:
 
     @functools.cached_property
     def secrets(self) -> SecretStore:
-        return TableSecretStore(self.storage.table(st.SECRETS), fernet_for(self.settings))
+        return secret_store_for(self.settings, lambda: self.storage.table(st.SECRETS))
 
     @functools.cached_property
     def inbox(self) -> WebhookInbox:
-        return WebhookInbox(self.storage.table(st.INBOX))
+        return WebhookInbox(self.storage.table(st.INBOX), self.storage.container("inbox"))
 
     @functools.cached_property
     def activities(self) -> ActivityStore:
         return ActivityStore(self.storage.table(st.ACTIVITIES))
 
     @functools.cached_property
-    def detection_state(self) -> DetectionStateStore:
-        return DetectionStateStore(self.storage.table(st.DETECTION_STATE), "failedlogins")
+    def detection_state(self) -> ProfileStore:
+        return ProfileStore(self.storage.table(st.DETECTION_STATE))
+
+    @functools.cached_property
+    def detections(self) -> Detections:
+        """The built-ins and activity policies, from POLICIES_PATH (validated at first use)."""
+        from shared.policies import load_policies
+
+        s = self.settings
+        learning = timedelta(days=s.learning_period_days)
+        policies = load_policies(s.policies_path, learning)
+        unknown = builtins.unknown_ids(policies.anomaly)
+        if unknown:
+            raise ConfigError(
+                f"POLICIES_PATH: anomaly policies {unknown} name no built-in detection "
+                f"(known: {', '.join(builtins.DETECTOR_IDS)})"
+            )
+        configured = builtins.configure(
+            policies.anomaly,
+            learning=learning,
+            failed_login_threshold=s.failed_login_threshold,
+            failed_login_window_minutes=s.failed_login_window_minutes,
+            failed_login_actions=s.failed_login_actions,
+        )
+        return Detections(configured, policies.activity, learning)
+
+    @functools.cached_property
+    def tor_exits(self) -> TorExitStore:
+        return TorExitStore(self.storage.table(st.IP_INTEL))
+
+    @functools.cached_property
+    def _ip_intel(self) -> IpIntel:
+        from shared.ipintel.databases import EmbeddedDatabase, MaxMindDatabase
+
+        s = self.settings
+        dbs: list[IpDatabase] = []
+        if s.geoip_city_db or s.geoip_asn_db or s.geoip_anonymous_db:
+            dbs.append(MaxMindDatabase(s.geoip_city_db, s.geoip_asn_db, s.geoip_anonymous_db))
+        dbs.append(EmbeddedDatabase())
+        return IpIntel(tuple(dbs), load_ranges(s.ip_ranges_path))
+
+    def ip_intel(self) -> IpIntel:
+        """IP intelligence with the Tor exit list as last refreshed (read once per call)."""
+        return self._ip_intel.with_tor(self.tor_exits.addresses())
+
+    @functools.cached_property
+    def directory(self) -> DirectoryLookup:
+        entra = (lambda upn: self.graph.get_user(upn)) if self.settings.graph_tenant_id else None
+        return DirectoryLookup(self.users.get, entra)
 
     @functools.cached_property
     def alerts(self) -> AlertStore:
@@ -66,35 +124,60 @@ class Services:
         return UserStore(self.storage.table(st.USERS))
 
     def workplace_token(self, community_id: str) -> str | None:
-        """The Workplace access token Vigil holds for a community, if any."""
-        return self.secrets.get(f"workplace-token-{community_id}")
+        """The Workplace access token Vigil holds for a community, if any (both token modes)."""
+        from shared.workplace.tokens import token_for
+
+        return token_for(self, community_id)
 
     @functools.cached_property
     def workplace(self) -> WorkplaceClient:
-        app_id, secret = self.settings.workplace_app()
+        # A custom integration has no app id; both modes sign with the app secret.
+        app_id, secret = self.settings.workplace_app_id or "", self.settings.webhook_secret()
         return WorkplaceClient(self.settings.workplace_graph_url, app_id, secret)
 
     @functools.cached_property
     def graph(self) -> GraphClient:
         return GraphClient(self.settings)
 
-    @property
-    def failed_login_policy(self) -> FailedLoginPolicy:
-        s = self.settings
-        return FailedLoginPolicy(
-            s.failed_login_threshold,
-            timedelta(minutes=s.failed_login_window_minutes),
-            s.failed_login_actions,
+    def enqueue_action(self, request: ActionRequest, visibility_timeout: int = 0) -> None:
+        """Queue governance work, invisible for `visibility_timeout` seconds (a retry's delay)."""
+        self.storage.queue(self.settings.govern_queue).send_message(
+            request.to_message(), visibility_timeout=visibility_timeout or None
         )
 
-    def enqueue_action(self, request: ActionRequest) -> None:
-        self.storage.queue(self.settings.govern_queue).send_message(request.to_message())
+    @functools.cached_property
+    def governance_workplace(self) -> WorkplaceClient:
+        """A Workplace client that makes one attempt per call: governance returns throttled work
+        to its queue with a delay instead of sleeping in the function."""
+        app_id, secret = self.settings.workplace_app()
+        return WorkplaceClient(
+            self.settings.workplace_graph_url, app_id, secret, retry=RetryPolicy(attempts=1)
+        )
+
+    @functools.cached_property
+    def governance(self) -> Governance:
+        s = self.settings
+        return Governance(
+            alerts=self.alerts,
+            actions=self.actions,
+            identities=EntraUserCache(
+                self.storage.table(st.ENTRA_USERS), timedelta(hours=s.graph_user_cache_hours)
+            ),
+            risk_slots=TenantRateLimit(
+                self.storage.table(st.GOVERNANCE_THROTTLE), "riskyUsers", timedelta(seconds=1)
+            ),
+            policy=GovernancePolicy.from_settings(s),
+            graph=lambda: self.graph,
+            workplace=lambda: self.governance_workplace,
+            workplace_token=self.workplace_token,
+            enqueue=self.enqueue_action,
+        )
 
     def enqueue_detection(self, message: str) -> None:
         self.storage.queue(self.settings.activity_queue).send_message(message)
 
 
-DETECTOR_IDS = (failed_logins.DETECTOR_ID,)
+DETECTOR_IDS = builtins.DETECTOR_IDS
 
 
 @functools.cache

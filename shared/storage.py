@@ -15,6 +15,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     QueueClient,
@@ -46,6 +47,7 @@ ALERTS = "Alerts"
 ACTIONS = "Actions"
 QUARANTINE = "Quarantine"
 USERS = "Users"
+IP_INTEL = "IpIntel"  # the Tor exit list (last good copy)
 WORKPLACE_SYNC = "WorkplaceSync"  # per community: directory sync progress and health
 EVENT_COUNTS = "EventCounts"  # per community: activities by Workplace event name
 DIRECTORY_SNAPSHOTS = "DirectorySnapshots"  # a directory snapshot while it is being read
@@ -62,6 +64,7 @@ TABLES = (
     ACTIONS,
     QUARANTINE,
     USERS,
+    IP_INTEL,
     WORKPLACE_SYNC,
     EVENT_COUNTS,
     DIRECTORY_SNAPSHOTS,
@@ -164,6 +167,7 @@ class Storage:
         self._lock = threading.Lock()
         self._tables: dict[str, TableClient] = {}
         self._queues: dict[str, QueueClient] = {}
+        self._containers: dict[str, ContainerClient] = {}
         s = self.settings
         if s.table_service_uri and s.queue_service_uri:
             from azure.identity import ManagedIdentityCredential
@@ -188,6 +192,33 @@ class Storage:
                 "AzureWebJobsStorage is not set: set it to a storage connection string, or set "
                 "AzureWebJobsStorage__tableServiceUri and __queueServiceUri for a managed identity."
             )
+
+    def container(self, name: str) -> ContainerClient:
+        """A blob container named `<STORAGE_PREFIX>-<name>` (created on first use).
+
+        The blob service is the same account's: from the connection string, or, with a managed
+        identity, the table service URI with `.table.` replaced by `.blob.`.
+        """
+        full = f"{self.settings.storage_prefix}-{name}".lower()
+        with self._lock:
+            client = self._containers.get(full)
+            if client is None:
+                client = self._blob_service().get_container_client(full)
+                with contextlib.suppress(ResourceExistsError):
+                    client.create_container()
+                self._containers[full] = client
+            return client
+
+    def _blob_service(self) -> BlobServiceClient:
+        s = self.settings
+        if s.table_service_uri and s.queue_service_uri:
+            from azure.identity import ManagedIdentityCredential
+
+            uri = s.table_service_uri.replace(".table.", ".blob.")
+            credential = ManagedIdentityCredential(client_id=s.storage_client_id)
+            return BlobServiceClient(uri, credential=credential, raw_request_hook=on_request)
+        conn = AZURITE if s.storage_connection == DEV_STORAGE else (s.storage_connection or "")
+        return BlobServiceClient.from_connection_string(conn, raw_request_hook=on_request)
 
     def table(self, name: str) -> TableClient:
         full = self.settings.storage_prefix + name

@@ -8,6 +8,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from shared.models import UserRecord, utc
+from shared.storage import upsert_batches
 
 
 def _to_entity(u: UserRecord) -> dict[str, Any]:
@@ -58,6 +59,10 @@ class UserStore:
 
     def save(self, user: UserRecord) -> None:
         self._table.upsert_entity(_to_entity(user))
+
+    def save_many(self, users: list[UserRecord]) -> None:
+        """Upsert many records in transactions (one partition per tenant, 100 per batch)."""
+        upsert_batches(self._table, [_to_entity(u) for u in users])
 
     def for_tenant(self, tenant_id: str) -> list[UserRecord]:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})

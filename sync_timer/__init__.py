@@ -1,4 +1,4 @@
-"""Timer: drain the webhook inbox into the activity log and queue it for detection."""
+"""Timer: drain the webhook inbox into the activity log, then sync each install's directory."""
 
 import logging
 
@@ -7,6 +7,7 @@ import azure.functions as func
 from shared.clock import now
 from shared.services import get_services
 from shared.sync import drain_inbox
+from shared.workplace.directory_sync import sync_installs
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -17,4 +18,6 @@ log = logging.getLogger(__name__)
 def sync_timer(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("sync_timer is running late")
-    drain_inbox(get_services(), now())
+    svc, at = get_services(), now()
+    drain_inbox(svc, at)
+    sync_installs(svc, at)  # each install on its own WORKPLACE_DIRECTORY_SYNC_MINUTES cadence

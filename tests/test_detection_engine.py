@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared import services
 from shared import storage as st
 from shared.activities import ActivityBatch
 from shared.detection.engine import DetectionResult, run_batch
+from shared.detection.state import ProfileStore, StateConflict
 from shared.governance.executor import ActionRequest
+from shared.ipintel.tor import TorEntry
+from shared.models import Activity, UserRecord
 from shared.services import Services
 from shared.workplace.normalize import normalise
+from tests.detect_samples import T0, TENANT, act
 from tests.samples import envelope, failed_logins, value
 
 
@@ -22,7 +35,9 @@ def detect(
             state=svc.detection_state,
             alerts=svc.alerts,
             enqueue=sent.append,
-            policy=svc.failed_login_policy,
+            detections=svc.detections,
+            intel=svc.ip_intel(),
+            directory=svc.directory,
         )
         total.activities += r.activities
         total.created += r.created
@@ -79,16 +94,323 @@ def test_a_burst_split_across_batches_is_one_alert_extended(svc: Services) -> No
 def test_state_updates_use_etags_so_no_update_is_lost(svc: Services) -> None:
     import pytest
 
-    from shared.detection.failed_logins import UserState
+    from shared.detection.profiles import UserProfile
     from shared.detection.state import StateConflict
 
     store = svc.detection_state
     _, etag_a = store.get("c", "u")
     _, etag_b = store.get("c", "u")
-    store.save("c", "u", UserState(), etag_a)
+    store.save("c", "u", UserProfile(), etag_a)
     with pytest.raises(StateConflict):
-        store.save("c", "u", UserState(), etag_b)
+        store.save("c", "u", UserProfile(), etag_b)
     _, fresh = store.get("c", "u")
-    store.save("c", "u", UserState(), fresh)
+    store.save("c", "u", UserProfile(), fresh)
     with pytest.raises(StateConflict):
-        store.save("c", "u", UserState(), fresh)
+        store.save("c", "u", UserProfile(), fresh)
+
+
+# --- several detections, profiles, scope, caps, policies, concurrency ----------------------
+
+
+DAY = timedelta(days=1)
+
+
+def run(
+    svc: Services, acts: list[Activity], sent: list[ActionRequest] | None = None
+) -> DetectionResult:
+    return detect(svc, svc.activities.write(acts), [] if sent is None else sent)
+
+
+def with_policies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *docs: dict[str, Any]
+) -> Services:
+    (tmp_path / "policies.yaml").write_text(yaml.safe_dump(list(docs)))
+    monkeypatch.setenv("POLICIES_PATH", str(tmp_path / "policies.yaml"))
+    services.reset()
+    return services.get_services()
+
+
+def test_after_learning_impossible_travel_and_a_new_country_each_alert_once(svc: Services) -> None:
+    history = [act(at=T0 - 10 * DAY + i * DAY, country="GB") for i in range(10)]
+    run(svc, history)
+    trip = [act(at=T0, country="GB"), act(at=T0 + timedelta(hours=1), country="US", ip="192.0.2.9")]
+    sent: list[ActionRequest] = []
+    result = run(svc, trip, sent)
+    by_detector = {a.detector_id: a for a in result.created}
+    assert set(by_detector) == {"vigil.impossible_travel", "vigil.infrequent_country"}
+    travel = by_detector["vigil.impossible_travel"]
+    assert travel.evidence.facts["countries"] == ["GB", "US"]
+    assert travel.evidence.facts["radius_to_km"] == 1000  # country-only: country-sized radius
+    assert travel.evidence.facts["kmh"] > 900 and travel.evidence.suppressions_evaluated
+    assert by_detector["vigil.infrequent_country"].evidence.facts["new_for_org"] is True
+    again = run(svc, [*trip, act(at=T0 + timedelta(hours=2), country="US", ip="192.0.2.9")])
+    assert again.created == []
+    assert len(svc.alerts.for_tenant(TENANT)) == 2
+
+
+def test_nothing_but_the_hard_floor_alerts_during_the_learning_period(svc: Services) -> None:
+    acts = [act(at=T0, country="GB"), act(at=T0 + timedelta(hours=1), country="US")]
+    assert run(svc, acts).created == []
+
+
+def test_the_learning_period_is_a_setting(
+    vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEARNING_PERIOD_DAYS", "0")
+    services.reset()
+    svc = services.get_services()
+    result = run(svc, [act(at=T0, country="GB"), act(at=T0 + DAY, country="BR")])
+    assert {a.evidence.facts["country"] for a in result.created} == {"GB", "BR"}
+
+
+def test_scope_and_switches_come_from_the_policies_folder(
+    vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    svc = with_policies(
+        monkeypatch,
+        tmp_path,
+        {
+            "id": "vigil.multiple_failed_logins",
+            "type": "anomaly",
+            "scope": {"exclude_users": ["alice@contoso.com"]},
+        },
+        {"id": "vigil.infrequent_country", "type": "anomaly", "enabled": False},
+    )
+    fails = [act("login_failed", at=T0 + timedelta(seconds=10 * i)) for i in range(15)]
+    bob = [
+        act("login_failed", at=T0 + timedelta(seconds=10 * i), user="200", email="bob@contoso.com")
+        for i in range(15)
+    ]
+    result = run(svc, fails + bob)
+    assert [a.user_email for a in result.created] == ["bob@contoso.com"]
+
+
+def test_the_daily_limit_caps_alerts_but_never_governance(
+    vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    svc = with_policies(
+        monkeypatch,
+        tmp_path,
+        {
+            "id": "vigil.anonymous_ip",
+            "type": "anomaly",
+            "alerting": {"daily_limit": 1},
+            "governance": [{"action": "revoke_sessions", "approval_required": True}],
+        },
+    )
+    svc.tor_exits.save({"203.0.113.50": TorEntry("203.0.113.50", T0, T0)}, T0)
+    sent: list[ActionRequest] = []
+    acts = [
+        act(
+            ip="203.0.113.50",
+            user=str(u),
+            email=f"u{u}@contoso.com",
+            at=T0 + u * timedelta(minutes=1),
+        )
+        for u in range(3)
+    ]
+    result = run(svc, acts, sent)
+    assert [a.capped for a in result.created] == [False, True, True]
+    assert [(r.action, r.approval_required, r.policy_id) for r in sent] == [
+        ("revoke_sessions", True, "vigil.anonymous_ip")
+    ] * 3
+    stored = sorted(svc.alerts.for_tenant(TENANT), key=lambda a: a.user_id)
+    assert [a.capped for a in stored] == [False, True, True]
+
+
+def test_an_activity_policy_from_yaml_alerts_with_its_title_and_governance(
+    vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    svc = with_policies(
+        monkeypatch,
+        tmp_path,
+        {
+            "id": "admin-outside",
+            "type": "activity",
+            "severity": "high",
+            "title": "{event} by {user} from {ip}",
+            "filters": {
+                "activity.administrative": {"eq": [True]},
+                "ip.category": {"neq": ["Corporate"]},
+            },
+            "governance": [{"action": "workplace_logout"}],
+        },
+    )
+    sent: list[ActionRequest] = []
+    result = run(svc, [act("admin_added", event="ADMIN_CREATED", administrative=True)], sent)
+    (alert,) = [a for a in result.created if a.detector_id == "admin-outside"]
+    assert alert.title == "ADMIN_CREATED by alice@contoso.com from 198.51.100.7"
+    assert alert.severity == "high" and alert.policy_id == "admin-outside"
+    assert [r.action for r in sent] == ["workplace_logout"]
+
+
+def test_activity_by_a_user_deactivated_in_workplace_alerts(svc: Services) -> None:
+    svc.users.save(
+        UserRecord(
+            TENANT, "100064094363063", "alice@contoso.com", "deactivated", deactivated_at=T0 - DAY
+        )
+    )
+    result = run(svc, [act(at=T0)])
+    (alert,) = result.created
+    assert alert.detector_id == "vigil.terminated_user"
+
+
+def test_concurrent_workers_on_one_user_never_lose_an_update(svc: Services) -> None:
+    """Two workers read the same profile, both try to save: one conflicts, re-reads, redoes."""
+    store: ProfileStore = svc.detection_state
+    barrier = threading.Barrier(2, timeout=20)
+    original_get, original_save = store.get, store.save
+    conflicts: list[str] = []
+    first_read = threading.local()
+
+    def get(tenant: str, user: str) -> Any:
+        got = original_get(tenant, user)
+        if not getattr(first_read, "done", False):
+            first_read.done = True
+            barrier.wait()  # both have read the same ETag before either saves
+        return got
+
+    def save(*args: Any) -> None:
+        try:
+            original_save(*args)
+        except StateConflict:
+            conflicts.append(threading.current_thread().name)
+            raise
+
+    monkeypatch_store(store, get, save)
+    a = act(at=T0, country="GB")
+    b = act(at=T0 + timedelta(hours=3), country="PL", ip="198.51.100.99")
+    batches = [svc.activities.write([a]), svc.activities.write([b])]
+    errors: list[BaseException] = []
+
+    def work(batch: list[ActivityBatch]) -> None:
+        try:
+            detect(svc, batch, [])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(batch,)) for batch in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == [] and len(conflicts) >= 1
+    profile, _ = original_get(TENANT, "100064094363063")
+    assert set(profile.countries) == {"GB", "PL"}
+    assert {h.event_id for h in profile.hops} == {a.event_id, b.event_id}
+    tenant, _ = store.get_tenant(TENANT)
+    assert set(tenant.countries) == {"GB", "PL"}
+
+
+def monkeypatch_store(store: ProfileStore, get: Any, save: Any) -> None:
+    store.get = get  # type: ignore[method-assign]
+    store.save = save  # type: ignore[method-assign]
+
+
+def test_concurrent_workers_on_different_users_merge_the_tenant_profile(svc: Services) -> None:
+    acts = [
+        act(at=T0, country=c, user=str(i), email=f"u{i}@contoso.com")
+        for i, c in enumerate(["GB", "PL", "US", "DE", "FR", "BR"])
+    ]
+    batches = [svc.activities.write([a]) for a in acts]
+    threads = [threading.Thread(target=detect, args=(svc, b, [])) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    tenant, _ = svc.detection_state.get_tenant(TENANT)
+    assert set(tenant.countries) == {"GB", "PL", "US", "DE", "FR", "BR"}
+
+
+def test_a_user_disabled_in_entra_is_looked_up_through_graph(
+    vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from local.sim_graph import SimulatedGraph, SimUser
+
+    with SimulatedGraph(state_dir=tmp_path) as graph:
+        graph.add_user(
+            SimUser(
+                id="u-alice",
+                user_principal_name="alice@contoso.com",
+                mail="alice@contoso.com",
+                account_enabled=False,
+            )
+        )
+        for key, value in {
+            "GRAPH_URL": graph.graph_url,
+            "GRAPH_AUTHORITY_HOST": graph.authority_host,
+            "GRAPH_TENANT_ID": graph.tenant_id,
+            "GRAPH_CLIENT_ID": graph.client_id,
+            "GRAPH_CLIENT_SECRET": graph.client_secret,
+            "GRAPH_CA_BUNDLE": str(graph.ca_path),
+        }.items():
+            monkeypatch.setenv(key, value)
+        services.reset()
+        svc = services.get_services()
+        result = run(
+            svc, [act(at=T0), act(at=T0 + timedelta(minutes=5), email="bob@contoso.com", user="2")]
+        )
+    (alert,) = result.created
+    assert alert.user_email == "alice@contoso.com"
+    assert (
+        alert.evidence.facts["entra"] == "disabled" and "disabled in Entra ID" in alert.description
+    )
+
+
+def test_a_repeated_policy_across_users_counts_the_whole_tenant(
+    vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Password spray: one failure each for many users, within minutes, from one source."""
+    svc = with_policies(
+        monkeypatch,
+        tmp_path,
+        {
+            "id": "spray",
+            "type": "activity",
+            "title": "{count} failed logins across users in {window_minutes} minutes",
+            "filters": {"activity.type": {"eq": ["login_failed"]}},
+            "match": {"mode": "repeated", "count": 8, "window_minutes": 10, "same_user": False},
+        },
+    )
+    spray = [
+        act("login_failed", at=T0 + timedelta(seconds=30 * i), user=str(i), email=f"u{i}@c.com")
+        for i in range(12)
+    ]
+    first = run(svc, spray[:6])
+    second = run(svc, spray[6:])
+    assert first.created == [] and [a.detector_id for a in second.created] == ["spray"]
+    (alert,) = svc.alerts.for_tenant(TENANT)
+    assert alert.event_count == 12 and alert.title == "12 failed logins across users in 10 minutes"
+    assert run(svc, spray).created == []  # redelivered: nothing new
+
+
+def test_every_profile_field_survives_the_table_round_trip(svc: Services) -> None:
+    from shared.detection.profiles import (
+        BurstState,
+        Failure,
+        Hop,
+        OpenBurst,
+        Seen,
+        TenantProfile,
+        UserProfile,
+    )
+
+    seen = {"GB": Seen(T0 - DAY, T0, 2)}
+    burst = BurstState((Failure(T0, "e1", "192.0.2.1", "GB"),), OpenBurst("a1", T0, T0, 1))
+    profile = UserProfile(
+        first_seen=T0 - 9 * DAY,
+        countries=seen,
+        isps={"Example": Seen(T0, T0)},
+        hops=(Hop(T0, "e1", "192.0.2.1", "GB", 54.0, -2.0, 279.0, "Example", True, False),),
+        admin={"ADMIN_CREATED": Seen(T0, T0)},
+        impersonated={"SEND_AS": Seen(T0, T0)},
+        failed=burst,
+        failed_peaks={"2026-03-02": 4},
+        repeated={"p": burst},
+        alerts={"a1": T0},
+    )
+    svc.detection_state.save(TENANT, "u", profile, None)
+    assert svc.detection_state.get(TENANT, "u")[0] == profile
+    tenant = TenantProfile(T0, {"GB": T0}, {"Example": T0}, {"p|2026-03-02": ("a1", "a2")})
+    svc.detection_state.save_tenant(TENANT, tenant, None)
+    assert svc.detection_state.get_tenant(TENANT)[0] == tenant

@@ -64,7 +64,8 @@ def detect_all(svc: Services, batches: list[ActivityBatch], sent: list[ActionReq
                     state=svc.detection_state,
                     alerts=svc.alerts,
                     enqueue=sent.append,
-                    policy=svc.failed_login_policy,
+                    detections=svc.detections,
+                    intel=svc.ip_intel(),
                 )
                 break
             except Boom:

@@ -433,6 +433,44 @@ def test_risky_users_confirm_and_dismiss(
     assert sim.users[BOB_ID].risk_state == "confirmedCompromised"
 
 
+def test_identity_protection_limit_answers_429_without_retry_after(
+    sim: SimulatedGraph, http: requests.Session, token: str
+) -> None:
+    sim.limit_identity_protection(0.001)  # one call per 1000 s: the second one is throttled
+    url = f"{sim.graph_url}/identityProtection/riskyUsers/confirmCompromised"
+    first = http.post(url, json={"userIds": [ALICE_ID]}, headers=_auth(token))
+    second = http.post(url, json={"userIds": [BOB_ID]}, headers=_auth(token))
+    assert (first.status_code, second.status_code) == (204, 429)
+    assert "Retry-After" not in second.headers
+    assert second.json()["error"]["code"] == "TooManyRequests"
+    assert sim.users[BOB_ID].risk_state == "none"
+    sim.limit_identity_protection(None)
+    assert http.post(url, json={"userIds": [BOB_ID]}, headers=_auth(token)).status_code == 204
+
+
+def test_managed_identity_endpoint_issues_graph_tokens(
+    sim: SimulatedGraph, http: requests.Session
+) -> None:
+    params = {"api-version": "2019-08-01", "resource": "https://graph.microsoft.com"}
+    refused = http.get(sim.identity_endpoint, params=params, headers={"X-IDENTITY-HEADER": "x"})
+    assert refused.status_code == 401
+    wrong = http.get(
+        sim.identity_endpoint,
+        params={**params, "resource": "https://vault.azure.net"},
+        headers={"X-IDENTITY-HEADER": sim.identity_header},
+    )
+    assert wrong.status_code == 400
+    resp = http.get(
+        sim.identity_endpoint, params=params, headers={"X-IDENTITY-HEADER": sim.identity_header}
+    )
+    assert resp.status_code == 200 and resp.json()["token_type"] == "Bearer"
+    token = resp.json()["access_token"]
+    me = http.get(f"{sim.graph_url}/users/{ALICE_ID}", headers=_auth(token))
+    assert me.status_code == 200
+    (recorded,) = [r for r in sim.requests if r.path == "/msi/token" and r.status == 200]
+    assert recorded.headers["x-identity-header"] == "***"
+
+
 @pytest.mark.parametrize(
     ("headers", "message"),
     [

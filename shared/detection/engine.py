@@ -1,32 +1,62 @@
-"""Runs the detections over one batch of activities and writes what they raise.
+"""Runs every enabled detection over one batch of activities and writes what they raise.
 
-Order of writes makes every step safe to retry: alerts (deterministic ids, upserts) and their
-governance requests go out before the detector state that remembers them is saved.
+Per user: read the profile (ETag), fold the user's activities in event-time order through the
+detections (pure), then write alerts (deterministic ids: upserts), queue governance for new
+alerts, and save the profile with its ETag. A conflict re-reads and redoes that user. The tenant
+profile merges commutatively (earliest first-seen, union of countries and alert ids), so it is
+saved by re-reading and re-merging until its ETag holds.
+
+Dedup: an alert's id hashes detector, tenant, user and the detection's window; the user's profile
+remembers the ids it raised, so a redelivered or repeated activity never makes a second alert.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any, Protocol
 
 from shared.activities import ActivityBatch, ActivityStore
 from shared.alerts import AlertStore
-from shared.detection import failed_logins
-from shared.detection.state import DetectionStateStore, StateConflict
+from shared.detection import bursts, impossible_travel
+from shared.detection.base import (
+    Detection,
+    DetectorConfig,
+    Directory,
+    Finding,
+    Observation,
+)
+from shared.detection.profiles import (
+    BurstState,
+    Failure,
+    TenantProfile,
+    UserProfile,
+    remember,
+)
+from shared.detection.state import ProfileStore, StateConflict
 from shared.governance.executor import ActionRequest
-from shared.models import Activity, Alert, Evidence
+from shared.ipintel import IpIntel
+from shared.models import Activity, Alert, Evidence, short_hash, utc
+from shared.policies import ActivityPolicy
 
 log = logging.getLogger(__name__)
-MAX_CONFLICT_RETRIES = 5
+MAX_CONFLICT_RETRIES = 8
+TENANT_WIDE = "~tenant"  # the subject of repeated-activity policies counted across users
+
+
+class DirectorySource(Protocol):
+    def lookup(self, tenant_id: str, user_id: str, email: str) -> Directory: ...
 
 
 @dataclass(frozen=True)
-class FailedLoginPolicy:
-    threshold: int
-    window: timedelta
-    actions: tuple[str, ...]
+class Detections:
+    """What runs: the built-ins with their configuration, and the activity policies."""
+
+    builtins: tuple[tuple[Detection, DetectorConfig], ...]
+    policies: tuple[ActivityPolicy, ...] = ()
+    learning: timedelta = timedelta(days=7)
 
 
 @dataclass
@@ -37,119 +67,404 @@ class DetectionResult:
     requests: list[ActionRequest] = field(default_factory=list)
 
 
-def failed_login_alert(
-    user: Activity, decision: failed_logins.Decision, policy: FailedLoginPolicy
-) -> Alert:
-    fails = decision.failures
-    ips = sorted({f.ip for f in fails if f.ip})
-    countries = sorted({f.country for f in fails if f.country})
-    minutes = int(policy.window.total_seconds() // 60)
-    who = user.actor_email or user.actor_id
-    return Alert(
-        id=decision.alert_id,
-        tenant_id=user.tenant_id,
-        source=user.source,
-        detector_id=failed_logins.DETECTOR_ID,
-        title=f"Multiple failed login attempts for {who}",
-        description=(
-            f"{len(fails)} failed logins for {who} within {minutes} minutes (alerting above "
-            f"{policy.threshold}), from {', '.join(ips) or 'unknown IPs'}"
-            f"{' in ' + ', '.join(countries) if countries else ''}."
-        ),
-        severity="medium",
-        category="CredentialAccess",
-        mitre_techniques=("T1110",),
-        user_id=user.actor_id,
-        user_email=user.actor_email,
-        first_activity_time=decision.first,
-        last_activity_time=decision.last,
-        created_time=decision.first,
-        evidence=Evidence(
+@dataclass(frozen=True)
+class Raised:
+    finding: Finding
+    config: DetectorConfig
+    activity: Activity
+    alert_id: str
+
+
+def learn(profile: UserProfile, obs: Observation) -> tuple[UserProfile, TenantProfile]:
+    """What the activity teaches the user's and the tenant's baselines (after it was judged)."""
+    a, ip = obs.activity, obs.ip
+    t = utc(a.time)
+    changes: dict[str, Any] = {}
+    if profile.first_seen is None or t < profile.first_seen:
+        changes["first_seen"] = t
+    tenant = TenantProfile(first_seen=t)
+    if obs.geo_eligible:
+        if ip.country and not ip.no_physical_location:
+            countries = remember(profile.countries, ip.country, t)
+            if countries is not profile.countries:
+                changes["countries"] = countries
+            tenant = TenantProfile(first_seen=t, countries={ip.country: t})
+        if ip.isp:
+            isps = remember(profile.isps, ip.isp, t)
+            if isps is not profile.isps:
+                changes["isps"] = isps
+    if a.administrative:
+        admin = remember(profile.admin, a.event_name, t)
+        if admin is not profile.admin:
+            changes["admin"] = admin
+    if a.impersonated:
+        impersonated = remember(profile.impersonated, a.event_name, t)
+        if impersonated is not profile.impersonated:
+            changes["impersonated"] = impersonated
+    p = replace(profile, **changes) if changes else profile
+    if obs.geo_eligible:
+        hop = impossible_travel.hop_of(obs)
+        if hop is not None:
+            p = p.with_hop(hop)
+    return p, tenant
+
+
+def policy_findings(
+    policy: ActivityPolicy, profile: UserProfile, obs: Observation
+) -> tuple[UserProfile, list[Finding]]:
+    """An activity policy over one matching activity: every match, or N within M minutes."""
+    a, ip = obs.activity, obs.ip
+    match = policy.match
+    first = last = utc(a.time)
+    ids: tuple[str, ...] = (a.event_id,)
+    window, extends, count = a.event_id, False, 1
+    if match.mode == "repeated":
+        state = profile.repeated.get(policy.id, BurstState())
+        state, decision = bursts.fold(
+            state,
+            Failure(first, a.event_id, a.ip, ip.country),
+            key=f"{policy.id}|{a.tenant_id}|{a.actor_id if match.same_user else TENANT_WIDE}",
+            more_than=match.count - 1,
+            window=match.window,
+        )
+        profile = replace(profile, repeated={**profile.repeated, policy.id: state})
+        if decision is None:
+            return profile, []
+        first, last, extends = decision.first, decision.last, not decision.new
+        window, count = decision.alert_id, len(decision.failures)
+        ids = tuple(f.event_id for f in decision.failures[-50:])
+    values = {
+        "policy": policy.id,
+        "user": a.actor_email or a.actor_id,
+        "user_id": a.actor_id,
+        "ip": a.ip,
+        "country": ip.country,
+        "event": a.event_name,
+        "count": count,
+        "window_minutes": int(match.window.total_seconds() // 60),
+        "target": a.target_email or a.target_id,
+    }
+    title = policy.title.format_map(values)
+    return profile, [
+        Finding(
+            detector_id=policy.id,
+            window=window,
+            title=title,
+            description=policy.description or title,
+            severity=policy.severity,
+            category="ActivityPolicy",
+            mitre_techniques=(),
             facts={
-                "failed_logins": len(fails),
-                "threshold": policy.threshold,
-                "window_minutes": minutes,
-                "ips": ips,
-                "countries": countries,
-                "first": decision.first.isoformat(),
-                "last": decision.last.isoformat(),
+                "policy": policy.id,
+                "policy_file": policy.source,
+                "mode": match.mode,
+                "count": count,
+                "ip": a.ip,
+                "ip_category": ip.category,
+                "country": ip.country,
+                "event": a.event_name,
             },
-            activity_ids=tuple(f.event_id for f in fails[-50:]),
-        ),
-        dedup_key=f"{failed_logins.DETECTOR_ID}|{user.tenant_id}|{user.actor_id}|{decision.alert_id}",
-        actions=policy.actions,
-        event_count=len(fails),
+            first=first,
+            last=last,
+            activity_ids=ids,
+            event_count=count,
+            extends=extends,
+            policy_id=policy.id,
+        )
+    ]
+
+
+def observe(
+    profile: UserProfile,
+    view: TenantProfile,
+    a: Activity,
+    intel: IpIntel,
+    learning: timedelta,
+    directory: Directory,
+) -> Observation:
+    """The activity with its IP intelligence and learning state (by event time)."""
+    t = utc(a.time)
+    first_user = t if profile.first_seen is None else min(profile.first_seen, t)
+    first_tenant = t if view.first_seen is None else min(view.first_seen, t)
+    return Observation(
+        a,
+        intel.lookup(a.ip, a.country),
+        user_learning=t < first_user + learning,
+        tenant_learning=t < first_tenant + learning,
+        directory=directory,
     )
+
+
+@dataclass(frozen=True)
+class UserFold:
+    profile: UserProfile  # the user's profile after the activities
+    learned: TenantProfile  # what they taught the tenant profile (to merge)
+    view: TenantProfile  # the tenant profile as seen after them
+    raised: tuple[Raised, ...]  # alerts to write: new, or open ones extended
+
+
+def fold_user(
+    profile: UserProfile,
+    view: TenantProfile,
+    acts: list[Activity],
+    detections: Detections,
+    intel: IpIntel,
+    directory: Directory | None = None,
+) -> UserFold:
+    """The pure evaluation: one user's activities (event-time order) through every detection."""
+    directory = directory or Directory()
+    enabled = [(d, c) for d, c in detections.builtins if c.enabled]
+    policies = [p for p in detections.policies if p.config.enabled and p.match.same_user]
+    learned = TenantProfile()
+    raised: dict[str, Raised] = {}
+    for a in acts:
+        obs = observe(profile, view, a, intel, detections.learning, directory)
+        geo = obs.geo_eligible
+        findings: list[tuple[Finding, DetectorConfig]] = []
+        for detection, cfg in enabled:
+            if (geo or not detection.geo) and cfg.in_scope(a):
+                profile, found = detection.decide(profile, view, obs, cfg)
+                if found:
+                    findings.extend((f, cfg) for f in found)
+        for policy in policies:
+            cfg = policy.config
+            if cfg.in_scope(a) and policy.matches(a, obs.ip):
+                profile, found = policy_findings(policy, profile, obs)
+                findings.extend((f, cfg) for f in found)
+        profile, taught = learn(profile, obs)
+        learned = learned.merge(taught)
+        view = view.merge(taught)
+        for f, cfg in findings:
+            alert_id = short_hash(f.detector_id, a.tenant_id, a.actor_id, f.window)
+            if alert_id in profile.alerts and not f.extends:
+                continue  # already raised: a redelivery, or a repeat within the window
+            known = raised.get(alert_id)
+            if known is not None and not known.finding.extends and f.extends:
+                f = replace(f, extends=False)  # extending one raised in this batch: still new
+            raised[alert_id] = Raised(f, cfg, a, alert_id)
+            profile = profile.with_alert(alert_id, utc(f.last))
+            if f.isp and f.detector_id == impossible_travel.DETECTOR_ID:
+                mark = TenantProfile(alerted_isps={f.isp: utc(f.last)})
+                learned, view = learned.merge(mark), view.merge(mark)
+    return UserFold(profile, learned, view, tuple(raised.values()))
+
+
+def fold_tenant_wide(
+    profile: UserProfile,
+    view: TenantProfile,
+    acts: list[Activity],
+    detections: Detections,
+    intel: IpIntel,
+) -> tuple[UserProfile, tuple[Raised, ...]]:
+    """Repeated-activity policies counted across all users of a tenant (`same_user: false`)."""
+    policies = [p for p in detections.policies if p.config.enabled and not p.match.same_user]
+    raised: dict[str, Raised] = {}
+    for a in acts:
+        obs = observe(
+            UserProfile(first_seen=a.time), view, a, intel, detections.learning, Directory()
+        )
+        for policy in policies:
+            if not (policy.config.in_scope(a) and policy.matches(a, obs.ip)):
+                continue
+            profile, found = policy_findings(policy, profile, obs)
+            for f in found:
+                alert_id = short_hash(f.detector_id, a.tenant_id, TENANT_WIDE, f.window)
+                if alert_id in profile.alerts and not f.extends:
+                    continue
+                known = raised.get(alert_id)
+                if known is not None and not known.finding.extends and f.extends:
+                    f = replace(f, extends=False)
+                raised[alert_id] = Raised(f, policy.config, a, alert_id)
+                profile = profile.with_alert(alert_id, utc(f.last))
+    return profile, tuple(raised.values())
 
 
 def run_batch(
     batch: ActivityBatch,
     *,
     activities: ActivityStore,
-    state: DetectionStateStore,
+    state: ProfileStore,
     alerts: AlertStore,
     enqueue: Callable[[ActionRequest], None],
-    policy: FailedLoginPolicy,
+    detections: Detections,
+    intel: IpIntel,
+    directory: DirectorySource | None = None,
 ) -> DetectionResult:
-    loaded = activities.load(batch)
-    result = DetectionResult(activities=len(loaded))
-    by_user: dict[tuple[str, str], list[Activity]] = {}
-    for a in loaded:
-        if failed_logins.is_failed_login(a):
-            by_user.setdefault((a.tenant_id, a.actor_id), []).append(a)
-    for (tenant, user), acts in by_user.items():
-        for attempt in range(MAX_CONFLICT_RETRIES):
-            try:
-                _detect_user(tenant, user, acts, state, alerts, enqueue, policy, result)
-                break
-            except StateConflict:
-                if attempt == MAX_CONFLICT_RETRIES - 1:
-                    raise
-                log.info("detection state conflict; re-reading", extra={"user": user})
-    return result
+    """Load the batch's activities and run the detections over them."""
+    engine = Engine(
+        profiles=state,
+        alerts=alerts,
+        enqueue=enqueue,
+        detections=detections,
+        intel=intel,
+        directory=directory,
+    )
+    return engine.run_activities(activities.load(batch))
 
 
-def _detect_user(
-    tenant: str,
-    user: str,
-    acts: list[Activity],
-    state: DetectionStateStore,
-    alerts: AlertStore,
-    enqueue: Callable[[ActionRequest], None],
-    policy: FailedLoginPolicy,
-    result: DetectionResult,
-) -> None:
-    current, etag = state.get(tenant, user)
-    before = current
-    raised: dict[str, tuple[Activity, failed_logins.Decision]] = {}
-    for a in acts:
-        current, decision = failed_logins.decide(
-            current, a, tenant_id=tenant, threshold=policy.threshold, window=policy.window
+class Engine:
+    """The detections over activities already loaded (also what the benchmark drives)."""
+
+    def __init__(
+        self,
+        *,
+        profiles: ProfileStore,
+        alerts: AlertStore,
+        enqueue: Callable[[ActionRequest], None],
+        detections: Detections,
+        intel: IpIntel,
+        directory: DirectorySource | None = None,
+    ) -> None:
+        self.profiles, self.alerts = profiles, alerts
+        self.enqueue, self.detections, self.intel = enqueue, detections, intel
+        self.directory = directory
+        self._terminated_on = any(
+            d.id == "vigil.terminated_user" and c.enabled for d, c in detections.builtins
         )
-        if decision is not None:
-            new = decision.new or raised.get(decision.alert_id, (a, decision))[1].new
-            raised[decision.alert_id] = (
-                a,
-                failed_logins.Decision(
-                    decision.alert_id, new, decision.first, decision.last, decision.failures
-                ),
-            )
-    if current == before:
-        return  # nothing new for this user: a redelivery
-    for a, decision in raised.values():
-        alert = failed_login_alert(a, decision, policy)
-        key = alerts.save(alert)
-        if decision.new:
+
+    def run_activities(self, loaded: list[Activity]) -> DetectionResult:
+        result = DetectionResult(activities=len(loaded))
+        by_tenant: dict[str, dict[str, list[Activity]]] = {}
+        for a in sorted(loaded, key=lambda x: (utc(x.time), x.event_id)):
+            by_tenant.setdefault(a.tenant_id, {}).setdefault(a.actor_id, []).append(a)
+        for tenant, users in by_tenant.items():
+            view, _ = self.profiles.get_tenant(tenant)
+            delta = TenantProfile()
+            for user, acts in users.items():
+                for attempt in range(MAX_CONFLICT_RETRIES):
+                    try:
+                        learned = self._user(tenant, user, acts, view, result)
+                        break
+                    except StateConflict:
+                        if attempt == MAX_CONFLICT_RETRIES - 1:
+                            raise
+                        log.info("detection profile conflict; re-reading", extra={"user": user})
+                delta = delta.merge(learned)
+                view = view.merge(learned)
+            if any(not p.match.same_user and p.config.enabled for p in self.detections.policies):
+                everyone = sorted(
+                    (a for acts in users.values() for a in acts),
+                    key=lambda x: (utc(x.time), x.event_id),
+                )
+                for attempt in range(MAX_CONFLICT_RETRIES):
+                    try:
+                        delta, view = self._tenant_wide(tenant, everyone, view, delta, result)
+                        break
+                    except StateConflict:
+                        if attempt == MAX_CONFLICT_RETRIES - 1:
+                            raise
+            self._save_tenant(tenant, delta)
+        return result
+
+    def _tenant_wide(
+        self,
+        tenant: str,
+        acts: list[Activity],
+        view: TenantProfile,
+        delta: TenantProfile,
+        result: DetectionResult,
+    ) -> tuple[TenantProfile, TenantProfile]:
+        profile, etag = self.profiles.get(tenant, TENANT_WIDE)
+        folded, raised = fold_tenant_wide(profile, view, acts, self.detections, self.intel)
+        if folded == profile and etag is not None:
+            return delta, view
+        learned = delta
+        for r in raised:
+            learned, view = self._write(tenant, r, view, learned, result)
+        self.profiles.save(tenant, TENANT_WIDE, folded, etag)
+        return learned, view
+
+    def _save_tenant(self, tenant: str, delta: TenantProfile) -> None:
+        for _ in range(MAX_CONFLICT_RETRIES * 2):
+            current, etag = self.profiles.get_tenant(tenant)
+            merged = current.merge(delta)
+            if merged == current and etag is not None:
+                return
+            try:
+                self.profiles.save_tenant(tenant, merged, etag)
+                return
+            except StateConflict:
+                continue
+        raise StateConflict(f"tenant profile {tenant} kept changing")
+
+    def _user(
+        self,
+        tenant: str,
+        user: str,
+        acts: list[Activity],
+        view: TenantProfile,
+        result: DetectionResult,
+    ) -> TenantProfile:
+        profile, etag = self.profiles.get(tenant, user)
+        directory = Directory()
+        if self._terminated_on and self.directory is not None:
+            directory = self.directory.lookup(tenant, user, acts[-1].actor_email)
+        fold = fold_user(profile, view, acts, self.detections, self.intel, directory)
+        learned, view = fold.learned, fold.view
+        if fold.profile == profile and etag is not None:
+            return learned  # nothing new for this user: a redelivery
+        for r in fold.raised:
+            learned, view = self._write(tenant, r, view, learned, result)
+        self.profiles.save(tenant, user, fold.profile, etag)
+        return learned
+
+    def _write(
+        self,
+        tenant: str,
+        r: Raised,
+        view: TenantProfile,
+        learned: TenantProfile,
+        result: DetectionResult,
+    ) -> tuple[TenantProfile, TenantProfile]:
+        f, cfg, a = r.finding, r.config, r.activity
+        capped = False
+        if not f.extends and cfg.daily_limit:
+            day_key = f"{cfg.id}|{utc(f.first).date().isoformat()}"
+            ids = view.daily.get(day_key, ())
+            capped = r.alert_id not in ids and len(ids) >= cfg.daily_limit
+            if not capped:
+                mark = TenantProfile(daily={day_key: (r.alert_id,)})
+                learned, view = learned.merge(mark), view.merge(mark)
+        alert = Alert(
+            id=r.alert_id,
+            tenant_id=tenant,
+            source=a.source,
+            detector_id=f.detector_id,
+            title=f.title,
+            description=f.description,
+            severity=cfg.severity or f.severity,
+            category=f.category,
+            mitre_techniques=f.mitre_techniques,
+            user_id=a.actor_id,
+            user_email=a.actor_email,
+            first_activity_time=f.first,
+            last_activity_time=f.last,
+            created_time=f.first,
+            evidence=Evidence(f.facts, f.activity_ids, f.suppressions_evaluated),
+            dedup_key=f"{f.detector_id}|{tenant}|{a.actor_id}|{f.window}",
+            actions=tuple(s.action for s in cfg.governance),
+            event_count=f.event_count,
+            policy_id=f.policy_id or f.detector_id,
+            recommended_actions=f.recommended_actions,
+            capped=capped,
+        )
+        key = self.alerts.save(alert)
+        if f.extends:
+            result.updated.append(alert)
+            return learned, view
+        if capped:
+            log.info("alert over the daily limit of %s: stored, not raised", cfg.id)
+        else:
             log.warning(
                 "alert raised: %s",
                 alert.title,
                 extra={"alert_id": alert.id, "detector": alert.detector_id, "tenant": tenant},
             )
-            result.created.append(alert)
-            for action in policy.actions:
-                request = ActionRequest(tenant, key, action)
-                enqueue(request)
-                result.requests.append(request)
-        else:
-            result.updated.append(alert)
-    state.save(tenant, user, current, etag)
+        result.created.append(alert)
+        for step in cfg.governance:  # never held back by the daily limit
+            request = ActionRequest(
+                tenant, key, step.action, alert.policy_id, step.approval_required
+            )
+            self.enqueue(request)
+            result.requests.append(request)
+        return learned, view

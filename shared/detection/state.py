@@ -1,69 +1,51 @@
-"""Per-user detection state in Table Storage, updated with ETag optimistic concurrency."""
+"""Per-user and per-tenant detection profiles in Table Storage, with ETag optimistic concurrency.
+
+One partition per tenant: the tenant's profile (`RowKey = tenant`) and one row per user
+(`RowKey = user_<id>`). The JSON is split across properties to stay within the 64 KiB limit.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.detection.failed_logins import Failure, OpenBurst, UserState
+from shared.detection.codec import dump, load_as
+from shared.detection.profiles import TenantProfile, UserProfile
+from shared.storage import MAX_TEXT, join_text, split_text
+
+MAX_PARTS = 15  # 15 x 30,000 UTF-16 characters: within the 1 MiB entity limit
+
+P = TypeVar("P", UserProfile, TenantProfile)
 
 
 class StateConflict(RuntimeError):
     """Another worker changed the state since it was read; read again and redo."""
 
 
-def _dump(state: UserState) -> str:
-    return json.dumps(
-        asdict(state), default=lambda v: v.isoformat() if isinstance(v, datetime) else v
-    )
+class ProfileStore:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
 
-
-def _load(text: str) -> UserState:
-    raw: dict[str, Any] = json.loads(text)
-    failures = tuple(
-        Failure(
-            datetime.fromisoformat(f["time"]), f["event_id"], f.get("ip", ""), f.get("country", "")
-        )
-        for f in raw.get("failures", [])
-    )
-    b = raw.get("burst")
-    burst = (
-        OpenBurst(
-            b["alert_id"],
-            datetime.fromisoformat(b["first"]),
-            datetime.fromisoformat(b["last"]),
-            b["count"],
-        )
-        if b
-        else None
-    )
-    return UserState(failures, burst)
-
-
-class DetectionStateStore:
-    def __init__(self, table: TableClient, detector: str) -> None:
-        self._table, self._detector = table, detector
-
-    def _keys(self, tenant_id: str, user_id: str) -> tuple[str, str]:
-        return f"{self._detector}_{tenant_id}", user_id
-
-    def get(self, tenant_id: str, user_id: str) -> tuple[UserState, str | None]:
-        pk, rk = self._keys(tenant_id, user_id)
+    def _get(self, cls: type[P], pk: str, rk: str) -> tuple[P, str | None]:
         try:
             e = self._table.get_entity(pk, rk)
         except ResourceNotFoundError:
-            return UserState(), None
-        return _load(e["State"]), e.metadata["etag"]
+            return cls(), None
+        return load_as(cls, json.loads(join_text("State", e))), e.metadata["etag"]
 
-    def save(self, tenant_id: str, user_id: str, state: UserState, etag: str | None) -> None:
-        pk, rk = self._keys(tenant_id, user_id)
-        entity = {"PartitionKey": pk, "RowKey": rk, "State": _dump(state)}
+    def _save(self, pk: str, rk: str, profile: Any, etag: str | None) -> None:
+        body = json.dumps(dump(profile), separators=(",", ":"))
+        if len(body) > MAX_PARTS * MAX_TEXT:  # the profiles' own bounds keep far below this
+            raise ValueError(f"detection profile {pk}/{rk} is {len(body)} characters: too large")
+        entity = {
+            "PartitionKey": pk,
+            "RowKey": rk,
+            **split_text("State", body, max_parts=MAX_PARTS),
+        }
         try:
             if etag is None:
                 self._table.create_entity(entity)
@@ -75,4 +57,16 @@ class DetectionStateStore:
                     match_condition=MatchConditions.IfNotModified,
                 )
         except (ResourceExistsError, ResourceModifiedError) as exc:
-            raise StateConflict(f"state of {user_id} changed concurrently") from exc
+            raise StateConflict(f"detection profile {pk}/{rk} changed concurrently") from exc
+
+    def get(self, tenant_id: str, user_id: str) -> tuple[UserProfile, str | None]:
+        return self._get(UserProfile, tenant_id, f"user_{user_id}")
+
+    def save(self, tenant_id: str, user_id: str, profile: UserProfile, etag: str | None) -> None:
+        self._save(tenant_id, f"user_{user_id}", profile, etag)
+
+    def get_tenant(self, tenant_id: str) -> tuple[TenantProfile, str | None]:
+        return self._get(TenantProfile, tenant_id, "tenant")
+
+    def save_tenant(self, tenant_id: str, profile: TenantProfile, etag: str | None) -> None:
+        self._save(tenant_id, "tenant", profile, etag)

@@ -1,33 +1,66 @@
-"""Runs one governance action for one alert exactly once, and records what happened."""
+"""Runs one governance action for one alert exactly once, and records what happened.
+
+A queue message names an alert and an action; the record (keyed by alert + action + target) is
+read first, so a redelivered message never acts twice, and it is written with ETags, so two
+deliveries in flight at once cannot both act. Transient failures return the work to the queue
+with a delay (`RetryLater`); nothing sleeps here.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from math import ceil
+from typing import Literal, Protocol
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient
+import requests
 
 from shared.alerts import AlertStore
-from shared.config import GovernanceMode
-from shared.governance.graph import GraphError, GraphResult
-from shared.models import GovernanceAction, utc
+from shared.config import GovernanceMode, Settings
+from shared.governance import actions as act
+from shared.governance.graph import EntraUser, GraphError, GraphResult
+from shared.governance.guardrails import (
+    BREAKER_WINDOW,
+    breaker_tripped,
+    is_protected,
+    retry_delay,
+)
+from shared.governance.identity import EntraUserCache
+from shared.governance.notification import user_notification
+from shared.governance.records import TERMINAL, ActionFilter, ActionStore, RecordConflict
+from shared.governance.throttle import TenantRateLimit
+from shared.models import Alert, Evidence, GovernanceAction, short_hash
+from shared.workplace.client import RETRYABLE as WORKPLACE_RETRYABLE
+from shared.workplace.client import WorkplaceError
+
+__all__ = ["TERMINAL", "ActionRequest", "ActionStore", "Governance", "RetryLater", "execute"]
 
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"succeeded", "failed", "skipped", "reverted"})
-
-
-class Governor(Protocol):
-    def revoke_sessions(self, user: str) -> GraphResult: ...
+MAX_RISK_BATCH = 20
+# How long an attempt holds its record; a crashed attempt is retried after this.
+LEASE = timedelta(minutes=5)
 
 
 class RetryLater(RuntimeError):
-    """A transient failure: the message goes back to the queue and is tried again."""
+    """A transient failure: the message goes back to the queue, visible after `delay` seconds."""
+
+    def __init__(self, message: str, delay: int = 1) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class Refused(RuntimeError):
+    """An analyst command that cannot be carried out; `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -68,137 +101,694 @@ class ActionRequest:
         return req
 
 
-def _to_entity(a: GovernanceAction) -> dict[str, Any]:
+class Governor(Protocol):
+    """The Microsoft Graph calls governance makes (GraphClient)."""
+
+    def find_user(self, email: str) -> EntraUser | None: ...
+    def revoke_sessions(self, user: str) -> GraphResult: ...
+    def suspend(self, user: str) -> GraphResult: ...
+    def set_account_enabled(self, user: str, enabled: bool) -> GraphResult: ...
+    def send_mail(self, sender: str, to: str, subject: str, html: str) -> GraphResult: ...
+    def confirm_compromised(self, object_ids: list[str]) -> GraphResult: ...
+    def dismiss_risk(self, object_ids: list[str]) -> GraphResult: ...
+
+
+class WorkplaceAccounts(Protocol):
+    """The Workplace account calls governance makes (WorkplaceClient)."""
+
+    def logout_user(self, token: str, user_id: str) -> None: ...
+    def set_active(self, token: str, user_id: str, active: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class GovernancePolicy:
+    mode: GovernanceMode
+    protected: frozenset[str] = frozenset()
+    max_suspensions_per_hour: int = 20
+    max_attempts: int = 8
+    mail_sender: str | None = None
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> GovernancePolicy:
+        return cls(
+            s.governance_mode,
+            s.governance_protected_accounts,
+            s.governance_max_suspensions_per_hour,
+            s.governance_max_attempts,
+            s.governance_mail_sender,
+        )
+
+
+@dataclass(frozen=True)
+class Governance:
+    """Everything governance reads, writes and calls; clients are built only when first needed."""
+
+    alerts: AlertStore
+    actions: ActionStore
+    identities: EntraUserCache
+    risk_slots: TenantRateLimit
+    policy: GovernancePolicy
+    graph: Callable[[], Governor]
+    workplace: Callable[[], WorkplaceAccounts]
+    workplace_token: Callable[[str], str | None]
+    enqueue: Callable[[ActionRequest, int], None]  # (request, visibility delay in seconds)
+    rng: random.Random = field(default_factory=random.Random)
+
+
+class _Failure(Exception):
+    """A decided outcome of this attempt other than success: "failed" or "skipped"."""
+
+    def __init__(self, status: Literal["failed", "skipped"], code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _describe(action: str, target: str, sender: str | None) -> str:
+    """The request an action sends, in words (dry-run records it instead of sending it)."""
     return {
-        "PartitionKey": a.tenant_id,
-        "RowKey": a.id,
-        "AlertId": a.alert_id,
-        "Action": a.action,
-        "Target": a.target,
-        "Mode": a.mode,
-        "Status": a.status,
-        "Attempts": a.attempts,
-        "RequestId": a.request_id,
-        "ErrorCode": a.error_code,
-        "ErrorMessage": a.error_message,
-        "CreatedAt": utc(a.created_at),
-        "CompletedAt": utc(a.completed_at) if a.completed_at else None,
-    }
+        act.NOTIFY_USER: f"POST /users/{sender or '<GOVERNANCE_MAIL_SENDER>'}/sendMail "
+        f"to {target}",
+        act.REVOKE_SESSIONS: f"POST /users/{target}/revokeSignInSessions",
+        act.SUSPEND_USER: f"POST /$batch [PATCH /users/{target} {{accountEnabled: false}}, then "
+        f"POST /users/{target}/revokeSignInSessions (dependsOn)]",
+        act.CONFIRM_COMPROMISED: "POST /identityProtection/riskyUsers/confirmCompromised "
+        f"{{userIds: [<object id of {target}>]}}",
+        act.WORKPLACE_LOGOUT: f"POST https://graph.workplace.com/{target}/logout",
+        act.WORKPLACE_DEACTIVATE: f"POST https://graph.workplace.com/{target}?active=false",
+    }[action]
 
 
-def _from_entity(e: dict[str, Any]) -> GovernanceAction:
+def _target(alert: Alert, action: str) -> str:
+    if action in act.WORKPLACE_ACTIONS:
+        return alert.user_id  # the Workplace account id
+    return alert.user_email or alert.user_id
+
+
+def _new_record(request: ActionRequest, alert: Alert, now: datetime, mode: str) -> GovernanceAction:
+    target = _target(alert, request.action)
     return GovernanceAction(
-        id=e["RowKey"],
-        alert_id=e["AlertId"],
-        tenant_id=e["PartitionKey"],
-        action=e["Action"],
-        target=e["Target"],
-        mode=e["Mode"],
-        status=e["Status"],
-        attempts=int(e.get("Attempts", 0)),
-        request_id=e.get("RequestId", ""),
-        error_code=e.get("ErrorCode", ""),
-        error_message=e.get("ErrorMessage", ""),
-        created_at=utc(e["CreatedAt"]),
-        completed_at=utc(e["CompletedAt"]) if e.get("CompletedAt") else None,
-    )
-
-
-class ActionStore:
-    def __init__(self, table: TableClient) -> None:
-        self._table = table
-
-    def get(self, tenant_id: str, action_id: str) -> GovernanceAction | None:
-        try:
-            return _from_entity(self._table.get_entity(tenant_id, action_id))
-        except ResourceNotFoundError:
-            return None
-
-    def save(self, action: GovernanceAction) -> None:
-        self._table.upsert_entity({k: v for k, v in _to_entity(action).items() if v is not None})
-
-    def for_tenant(self, tenant_id: str) -> list[GovernanceAction]:
-        rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
-        return [_from_entity(e) for e in rows]
-
-
-def execute(
-    request: ActionRequest,
-    *,
-    alerts: AlertStore,
-    actions: ActionStore,
-    mode: GovernanceMode,
-    governor: Callable[[], Governor],
-    now: datetime,
-) -> GovernanceAction:
-    """Run the action unless its record says it already ran; a redelivery never acts twice."""
-    alert = alerts.get(request.tenant_id, request.alert_key)
-    if alert is None:
-        raise ValueError(f"alert {request.alert_key} of tenant {request.tenant_id} does not exist")
-    if request.action != "revoke_sessions":
-        raise ValueError(f"unknown governance action {request.action!r}")
-    target = alert.user_email or alert.user_id
-    action_id = GovernanceAction.make_id(alert.id, request.action, target)
-    record = actions.get(request.tenant_id, action_id)
-    if record is not None and record.status in TERMINAL:
-        return record
-    record = replace(
-        record
-        or GovernanceAction(
-            action_id,
-            alert.id,
-            request.tenant_id,
-            request.action,
-            target,
-            mode,
-            "pending",
-            created_at=now,
-        ),
-        attempts=(record.attempts if record else 0) + 1,
-        mode=mode,
-    )
-    if mode != "enforce":
-        note = (
-            "GOVERNANCE_MODE is off"
-            if mode == "off"
-            else (f"dry-run: would POST /users/{target}/revokeSignInSessions")
-        )
-        record = replace(record, status="skipped", error_message=note, completed_at=now)
-        actions.save(record)
-        return record
-    actions.save(record)  # pending, with the attempt counted, before the call
-    try:
-        result = governor().revoke_sessions(target)
-    except GraphError as exc:
-        failed = replace(
-            record,
-            request_id=exc.request_id,
-            error_code=exc.code or str(exc.status),
-            error_message=exc.message,
-        )
-        if exc.retryable:
-            actions.save(failed)
-            raise RetryLater(f"Graph {exc.status} for action {action_id}; retrying") from None
-        record = replace(failed, status="failed", completed_at=now)
-        actions.save(record)
-        log.warning(
-            "governance action failed",
-            extra={"action_id": action_id, "status": exc.status, "request_id": exc.request_id},
-        )
-        return record
-    log.warning(
-        "governance: %s for %s succeeded",
+        GovernanceAction.make_id(alert.id, request.action, target),
+        alert.id,
+        request.tenant_id,
         request.action,
         target,
-        extra={"action_id": action_id, "request_id": result.request_id},
+        mode,
+        "pending",
+        created_at=now,
+        alert_key=request.alert_key,
+        policy_id=request.policy_id,
+        approval_required=request.approval_required,
+        event_time=alert.last_activity_time,
+        updated_at=now,
     )
+
+
+def _load(request: ActionRequest, gov: Governance) -> Alert:
+    if request.action not in act.ACTIONS:
+        raise ValueError(
+            f"unknown governance action {request.action!r} (known: {', '.join(act.ACTIONS)})"
+        )
+    alert = gov.alerts.get(request.tenant_id, request.alert_key)
+    if alert is None:
+        raise ValueError(f"alert {request.alert_key} of tenant {request.tenant_id} does not exist")
+    if not _target(alert, request.action):
+        raise ValueError(f"alert {alert.id} names no user to act on")
+    return alert
+
+
+def execute(request: ActionRequest, gov: Governance, now: datetime) -> GovernanceAction:
+    """Run the action unless its record says it already ran; a redelivery never acts twice."""
+    alert = _load(request, gov)
+    mode = gov.policy.mode
+    fresh = _new_record(request, alert, now, mode)
+    found = gov.actions.read(request.tenant_id, fresh.id)
+    record, etag = found if found else (fresh, None)
+    if record.status in TERMINAL:
+        return record
+    detail = _describe(record.action, record.target, gov.policy.mail_sender)
+    if mode != "enforce":
+        note = (
+            "GOVERNANCE_MODE is off: nothing was sent"
+            if mode == "off"
+            else f"dry-run: would {detail}"
+        )
+        done = replace(
+            record,
+            mode=mode,
+            status="skipped",
+            detail=detail,
+            error_message=note,
+            completed_at=now,
+            updated_at=now,
+        )
+        done = _close(gov, done, etag)
+        return done
+    if record.approval_required and record.status == "pending":
+        if etag is None:
+            _save(gov, replace(record, detail=detail), None)
+            log.warning(
+                "governance: %s for %s awaits approval",
+                record.action,
+                record.target,
+                extra={"action_id": record.id},
+            )
+        return gov.actions.get(record.tenant_id, record.id) or record
+    if record.lease_until is not None and record.lease_until > now:
+        wait = (record.lease_until - now).total_seconds()
+        raise RetryLater(f"action {record.id} is in flight in another delivery", ceil(wait))
     record = replace(
+        record,
+        mode=mode,
+        attempts=record.attempts + 1,
+        detail=detail,
+        updated_at=now,
+        lease_until=now + LEASE,
+    )
+    etag = _save(gov, record, etag)  # the attempt is counted and claimed before any call
+    try:
+        return _attempt(record, etag, alert, gov, now)
+    except RetryLater:
+        raise
+    except Exception:  # a bug or an outage: the host retries; the next delivery need not wait
+        with contextlib.suppress(Exception):
+            found = gov.actions.read(record.tenant_id, record.id)
+            if found is not None and found[0].status not in TERMINAL:
+                _save(gov, found[0], found[1], release=True)
+        raise
+
+
+def _attempt(
+    record: GovernanceAction, etag: str, alert: Alert, gov: Governance, now: datetime
+) -> GovernanceAction:
+    try:
+        record, user = _resolve(record, gov, now)
+        if record.action == act.CONFIRM_COMPROMISED:
+            # Saved first, so that a concurrent batch for the tenant can include this user.
+            etag = _save(gov, record, etag)
+        record, etag, result = _perform(record, etag, alert, user, gov, now)
+    except _Failure as decided:
+        done = replace(
+            record,
+            status=decided.status,
+            error_code=decided.code,
+            error_message=decided.message,
+            completed_at=now,
+            updated_at=now,
+        )
+        done = _close(gov, done, etag)
+        log.warning(
+            "governance: %s for %s %s: %s",
+            done.action,
+            done.target,
+            done.status,
+            decided.code,
+            extra={"action_id": done.id},
+        )
+        return done
+    except (GraphError, WorkplaceError, requests.RequestException) as exc:
+        return _failed_call(record, etag, exc, gov, now)
+    done = replace(
         record,
         status="succeeded",
         request_id=result.request_id,
         error_code="",
         error_message="",
         completed_at=now,
+        updated_at=now,
     )
-    actions.save(record)
+    done = _close(gov, done, etag)
+    log.warning(
+        "governance: %s for %s succeeded",
+        done.action,
+        done.target,
+        extra={"action_id": done.id, "request_id": result.request_id},
+    )
+    return done
+
+
+def _close(gov: Governance, record: GovernanceAction, etag: str | None) -> GovernanceAction:
+    """Store a finished record (its lease given up) and return it as stored."""
+    record = replace(record, lease_until=None)
+    _save(gov, record, etag)
     return record
+
+
+def _save(
+    gov: Governance, record: GovernanceAction, etag: str | None, *, release: bool = False
+) -> str:
+    """Write the record if nobody else did since we read it; finished records (or `release`)
+    give up the in-flight lease."""
+    if release or record.status in TERMINAL:
+        record = replace(record, lease_until=None)
+    try:
+        return gov.actions.save(record, etag, new=etag is None)
+    except RecordConflict:
+        raise RetryLater(f"governance action {record.id} is being worked on; retrying", 2) from None
+
+
+def _failed_call(
+    record: GovernanceAction,
+    etag: str,
+    exc: GraphError | WorkplaceError | requests.RequestException,
+    gov: Governance,
+    now: datetime,
+) -> GovernanceAction:
+    retry_after: float | None = None
+    request_id = date = ""
+    if isinstance(exc, GraphError):
+        retryable, code = exc.retryable, exc.code or str(exc.status)
+        message = f"Graph answered {exc.status}: {exc.message}"
+        retry_after, request_id, date = exc.retry_after, exc.request_id, exc.date
+        if code.startswith("revoke:"):  # the $batch disabled the account; only the revoke is left
+            record = replace(record, progress="disabled")
+    elif isinstance(exc, WorkplaceError):
+        retryable, retry_after = exc.kind in WORKPLACE_RETRYABLE, exc.retry_after
+        code = f"workplace_{exc.code if exc.code is not None else exc.status}"
+        message = f"{exc} ({exc.kind})"
+    else:
+        retryable, code, message = (
+            True,
+            "unreachable",
+            f"Workplace unreachable ({type(exc).__name__})",
+        )
+    failed = replace(
+        record,
+        request_id=request_id,
+        error_code=code,
+        error_message=message[:500],
+        error_date=date,
+        updated_at=now,
+    )
+    if retryable and record.attempts < gov.policy.max_attempts:
+        delay = retry_delay(retry_after, record.attempts, gov.rng)
+        _save(gov, failed, etag, release=True)
+        log.warning(
+            "governance: %s for %s: %s, retrying in %d s",
+            record.action,
+            record.target,
+            code,
+            delay,
+            extra={"action_id": record.id, "request_id": request_id},
+        )
+        raise RetryLater(f"{code} for action {record.id}; retrying in {delay} s", delay)
+    if retryable:
+        failed = replace(
+            failed,
+            error_message=f"gave up after {record.attempts} attempts "
+            f"(GOVERNANCE_MAX_ATTEMPTS): {message}"[:500],
+        )
+    done = replace(failed, status="failed", completed_at=now)
+    done = _close(gov, done, etag)
+    log.warning(
+        "governance: %s for %s failed: %s",
+        done.action,
+        done.target,
+        code,
+        extra={"action_id": done.id, "request_id": request_id},
+    )
+    return done
+
+
+def _resolve(
+    record: GovernanceAction, gov: Governance, now: datetime
+) -> tuple[GovernanceAction, EntraUser | None]:
+    """The Entra user an Entra action targets (None for Workplace actions)."""
+    if record.action in act.WORKPLACE_ACTIONS:
+        return record, None
+    user = gov.identities.resolve(record.target, gov.graph, now)
+    if user is None:
+        raise _Failure(
+            "failed",
+            "entra_user_not_found",
+            f"no Entra ID user has the e-mail or UPN {record.target}; "
+            "nothing was done (match the Workplace e-mail to a UPN or mail)",
+        )
+    return replace(record, target_object_id=user.id), user
+
+
+def _perform(
+    record: GovernanceAction,
+    etag: str,
+    alert: Alert,
+    user: EntraUser | None,
+    gov: Governance,
+    now: datetime,
+) -> tuple[GovernanceAction, str, GraphResult]:
+    """Guardrails, then the call. Returns the (possibly updated) record, its ETag, the result."""
+    policy = gov.policy
+    identities: tuple[str, ...] = (alert.user_email, alert.user_id)
+    if user is not None:
+        identities += (user.id, user.user_principal_name, user.mail)
+    if record.action != act.NOTIFY_USER and is_protected(policy.protected, *identities):
+        _guardrail_alert(
+            gov,
+            alert,
+            record,
+            "protected_account",
+            f"Vigil did not {record.action} {record.target}: the account is protected "
+            "(GOVERNANCE_PROTECTED_ACCOUNTS).",
+        )
+        raise _Failure(
+            "skipped",
+            "protected_account",
+            "protected account (GOVERNANCE_PROTECTED_ACCOUNTS): never acted on",
+        )
+    if record.action in act.SUSPENSIONS and not record.approval_required:
+        _check_breaker(record, alert, gov)
+    if record.action == act.SUSPEND_USER and user is not None and user.on_premises_sync_enabled:
+        raise _Failure(
+            "failed",
+            "unsupported_on_premises_synced",
+            "the user is synced from on-premises AD, which would re-enable the account: "
+            "suspend it in AD",
+        )
+    graph_user = user.user_principal_name or user.id if user else ""
+    match record.action:
+        case act.NOTIFY_USER:
+            if not policy.mail_sender:
+                raise _Failure(
+                    "failed",
+                    "not_configured",
+                    "GOVERNANCE_MAIL_SENDER is not set: set it to the mailbox Vigil "
+                    "sends notifications from",
+                )
+            assert user is not None
+            note = user_notification(alert)
+            result = gov.graph().send_mail(
+                policy.mail_sender, user.mail or graph_user, note.subject, note.html
+            )
+        case act.REVOKE_SESSIONS:
+            result = gov.graph().revoke_sessions(graph_user)
+        case act.SUSPEND_USER:
+            if record.progress == "disabled":
+                result = gov.graph().revoke_sessions(graph_user)
+            else:
+                result = gov.graph().suspend(graph_user)
+        case act.CONFIRM_COMPROMISED:
+            return _confirm_batch(record, etag, gov, now)
+        case act.WORKPLACE_LOGOUT | act.WORKPLACE_DEACTIVATE:
+            token = gov.workplace_token(record.tenant_id)
+            if not token:
+                raise _Failure(
+                    "failed",
+                    "no_workplace_token",
+                    f"Vigil holds no Workplace token for community {record.tenant_id}: "
+                    "install (or reinstall) Vigil in that community",
+                )
+            if record.action == act.WORKPLACE_LOGOUT:
+                gov.workplace().logout_user(token, record.target)
+            else:
+                gov.workplace().set_active(token, record.target, False)
+            result = GraphResult(200, "")
+    return record, etag, result
+
+
+def _confirm_batch(
+    record: GovernanceAction, etag: str, gov: Governance, now: datetime
+) -> tuple[GovernanceAction, str, GraphResult]:
+    """confirmCompromised for this user and every other one ready in the tenant, in one call,
+    once the tenant's 1-request-per-second slot is ours."""
+    wait = gov.risk_slots.acquire(record.tenant_id, now)
+    if wait > 0:
+        _save(gov, replace(record, attempts=record.attempts - 1), etag, release=True)
+        raise RetryLater(
+            f"confirmCompromised slot of tenant {record.tenant_id} taken", max(1, round(wait))
+        )
+    others = [
+        r
+        for r in gov.actions.query(ActionFilter(record.tenant_id, action=act.CONFIRM_COMPROMISED))
+        if r.id != record.id
+        and r.target_object_id
+        and (r.status == "approved" or (r.status == "pending" and not r.approval_required))
+    ][: MAX_RISK_BATCH - 1]
+    ids = list(dict.fromkeys([record.target_object_id, *(r.target_object_id for r in others)]))
+    result = gov.graph().confirm_compromised(ids)
+    for other in others:
+        found = gov.actions.read(other.tenant_id, other.id)
+        if found is None or found[0].status in TERMINAL:
+            continue
+        batched = replace(
+            found[0],
+            status="succeeded",
+            request_id=result.request_id,
+            detail=f"batched with action {record.id}",
+            completed_at=now,
+            updated_at=now,
+        )
+        with contextlib.suppress(
+            RecordConflict
+        ):  # its own delivery then sees it done, or redoes it
+            gov.actions.save(batched, found[1])
+    return record, etag, result
+
+
+def _check_breaker(record: GovernanceAction, alert: Alert, gov: Governance) -> None:
+    at = record.event_time or alert.last_activity_time
+    limit = gov.policy.max_suspensions_per_hour
+    times = [
+        r.event_time
+        for action in sorted(act.SUSPENSIONS)
+        for r in gov.actions.query(
+            ActionFilter(
+                record.tenant_id,
+                action=action,
+                event_after=at - BREAKER_WINDOW,
+                event_until=at,
+            )
+        )
+        if r.id != record.id
+        and r.event_time is not None
+        and not r.approval_required
+        and (r.status == "succeeded" or (r.status == "pending" and r.attempts > 0))
+    ]
+    if breaker_tripped(times, at, limit):
+        _guardrail_alert(
+            gov,
+            alert,
+            record,
+            "circuit_breaker",
+            f"Vigil did not {record.action} {record.target}: {limit} automatic "
+            "suspensions already ran in this tenant within the hour "
+            "(GOVERNANCE_MAX_SUSPENSIONS_PER_HOUR). Review them, then approve or "
+            "retry this action over HTTP.",
+        )
+        raise _Failure(
+            "skipped",
+            "circuit_breaker",
+            f"circuit breaker: {limit} automatic suspensions within an hour of "
+            f"{at.isoformat()} (GOVERNANCE_MAX_SUSPENSIONS_PER_HOUR)",
+        )
+
+
+def _guardrail_alert(
+    gov: Governance, alert: Alert, record: GovernanceAction, kind: str, text: str
+) -> None:
+    gov.alerts.save(
+        Alert(
+            id=short_hash("governance", kind, record.id),
+            tenant_id=alert.tenant_id,
+            source="vigil",
+            detector_id=f"vigil.governance.{kind}",
+            title=f"Governance held back: {kind.replace('_', ' ')}",
+            description=text,
+            severity="high",
+            category="Governance",
+            mitre_techniques=(),
+            user_id=alert.user_id,
+            user_email=alert.user_email,
+            first_activity_time=alert.first_activity_time,
+            last_activity_time=alert.last_activity_time,
+            created_time=alert.created_time,
+            evidence=Evidence(
+                {
+                    "action_id": record.id,
+                    "action": record.action,
+                    "target": record.target,
+                    "alert_id": alert.id,
+                    "guardrail": kind,
+                },
+                alert.evidence.activity_ids,
+            ),
+            dedup_key=f"governance:{kind}:{record.id}",
+        )
+    )
+
+
+# ---------------------------------------------------------------- the queue consumer
+
+
+def process_message(
+    gov: Governance,
+    body: bytes,
+    *,
+    dequeue_count: int,
+    max_dequeue_count: int,
+    queue_name: str,
+    now: datetime,
+) -> GovernanceAction | None:
+    """One govern-queue delivery. Transient failures re-enqueue the work with a visibility delay
+    (and this delivery completes); anything else raises, and on the last delivery the record
+    first says the message is going to the poison queue."""
+    request = ActionRequest.from_message(body)
+    try:
+        return execute(request, gov, now)
+    except RetryLater as later:
+        gov.enqueue(request, later.delay)
+        return None
+    except Exception as exc:
+        if dequeue_count >= max_dequeue_count:
+            with contextlib.suppress(
+                Exception
+            ):  # the record is best effort; the poison copy is not
+                _mark_poisoned(request, gov, exc, f"{queue_name}-poison", dequeue_count, now)
+        raise
+
+
+def _mark_poisoned(
+    request: ActionRequest, gov: Governance, exc: Exception, poison: str, count: int, now: datetime
+) -> None:
+    alert = gov.alerts.get(request.tenant_id, request.alert_key)
+    if alert is None:
+        return
+    target = _target(alert, request.action)
+    found = gov.actions.read(
+        request.tenant_id, GovernanceAction.make_id(alert.id, request.action, target)
+    )
+    if found is None or found[0].status in TERMINAL:
+        return
+    record, etag = found
+    gov.actions.save(
+        replace(
+            record,
+            status="failed",
+            error_code="poisoned",
+            completed_at=now,
+            updated_at=now,
+            error_message=f"moved to {poison} after {count} deliveries: "
+            f"{type(exc).__name__}: {exc}"[:500],
+        ),
+        etag,
+    )
+
+
+# ---------------------------------------------------------------- analyst commands (HTTP)
+
+
+def _find(gov: Governance, action_id: str) -> tuple[GovernanceAction, str]:
+    record = gov.actions.find(action_id)
+    found = gov.actions.read(record.tenant_id, action_id) if record else None
+    if found is None:
+        raise Refused(404, f"no governance action {action_id}")
+    return found
+
+
+def _request_of(record: GovernanceAction) -> ActionRequest:
+    return ActionRequest(
+        record.tenant_id,
+        record.alert_key,
+        record.action,
+        record.policy_id,
+        record.approval_required,
+    )
+
+
+def approve(gov: Governance, action_id: str, by: str, now: datetime) -> GovernanceAction:
+    """Approve a pending action that needs approval; it is queued to run at once."""
+    record, etag = _find(gov, action_id)
+    if not (record.status == "pending" and record.approval_required):
+        raise Refused(
+            409,
+            f"action {action_id} is {record.status}"
+            f"{'' if record.approval_required else ' and needs no approval'}",
+        )
+    done = replace(record, status="approved", approved_by=by, approved_at=now, updated_at=now)
+    _store_command(gov, done, etag)
+    gov.enqueue(_request_of(done), 0)
+    return done
+
+
+def retry(gov: Governance, action_id: str, by: str, now: datetime) -> GovernanceAction:
+    """Run a failed or skipped action again (with a fresh attempt budget)."""
+    record, etag = _find(gov, action_id)
+    if record.status not in ("failed", "skipped"):
+        raise Refused(
+            409,
+            f"action {action_id} is {record.status}: only failed or skipped " "actions are retried",
+        )
+    again = replace(
+        record,
+        status="approved" if record.approval_required else "pending",
+        approved_by=record.approved_by or (by if record.approval_required else ""),
+        approved_at=record.approved_at or (now if record.approval_required else None),
+        attempts=0,
+        completed_at=None,
+        updated_at=now,
+        error_message=f"retry by {by}; before: {record.error_code} {record.error_message}"[:500],
+    )
+    _store_command(gov, again, etag)
+    gov.enqueue(_request_of(again), 0)
+    return again
+
+
+def revert(gov: Governance, action_id: str, by: str, now: datetime) -> GovernanceAction:
+    """Undo a succeeded suspend, deactivate or confirm-compromised by sending its inverse."""
+    record, etag = _find(gov, action_id)
+    if record.action not in act.REVERSIBLE:
+        raise Refused(
+            409,
+            f"{record.action} cannot be undone (only " f"{', '.join(sorted(act.REVERSIBLE))} can)",
+        )
+    if record.status != "succeeded" or record.mode != "enforce":
+        raise Refused(
+            409,
+            f"action {action_id} is {record.status} ({record.mode}): only a "
+            "succeeded, enforced action is reverted",
+        )
+    if gov.policy.mode != "enforce":
+        raise Refused(
+            409,
+            f"GOVERNANCE_MODE is {gov.policy.mode}: reverting sends a request, "
+            "which needs enforce",
+        )
+    user = record.target_object_id or record.target
+    try:
+        if record.action == act.SUSPEND_USER:
+            request_id = gov.graph().set_account_enabled(user, True).request_id
+        elif record.action == act.CONFIRM_COMPROMISED:
+            wait = gov.risk_slots.acquire(record.tenant_id, now)
+            if wait > 0:
+                raise Refused(429, f"Identity Protection allows 1 request/s; retry in {wait:.0f} s")
+            request_id = gov.graph().dismiss_risk([user]).request_id
+        else:
+            token = gov.workplace_token(record.tenant_id)
+            if not token:
+                raise Refused(409, f"no Workplace token for community {record.tenant_id}")
+            gov.workplace().set_active(token, record.target, True)
+            request_id = ""
+    except (GraphError, WorkplaceError, requests.RequestException) as exc:
+        code = getattr(exc, "code", "") or type(exc).__name__
+        raise Refused(502, f"revert of {action_id} failed: {code}: {exc}"[:500]) from None
+    done = replace(
+        record,
+        status="reverted",
+        reverted_by=by,
+        reverted_at=now,
+        updated_at=now,
+        request_id=request_id or record.request_id,
+    )
+    _store_command(gov, done, etag)
+    log.warning(
+        "governance: %s for %s reverted by %s",
+        record.action,
+        record.target,
+        by,
+        extra={"action_id": record.id},
+    )
+    return done
+
+
+def _store_command(gov: Governance, record: GovernanceAction, etag: str) -> None:
+    try:
+        gov.actions.save(record, etag)
+    except RecordConflict:
+        raise Refused(409, f"action {record.id} changed meanwhile; read it again") from None

@@ -1,4 +1,4 @@
-"""Microsoft Graph for governance: an app token from MSAL's client-credentials flow, and the calls.
+"""Microsoft Graph for governance: the app token (MSAL or a managed identity) and the calls.
 
 The one place that knows about Entra credentials. Tokens never reach a log or an exception.
 """
@@ -8,17 +8,18 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import msal
 import requests
 
-from shared.config import Settings
+from shared.config import ConfigError, Settings
 
 SCOPE = "https://graph.microsoft.com/.default"
 TIMEOUT = (5, 30)
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
+USER_FIELDS = "id,userPrincipalName,mail,accountEnabled,onPremisesSyncEnabled"
 
 
 class GraphError(RuntimeError):
@@ -29,10 +30,11 @@ class GraphError(RuntimeError):
         message: str,
         request_id: str = "",
         retry_after: float | None = None,
+        date: str = "",
     ) -> None:
         super().__init__(f"Graph error {status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
-        self.request_id, self.retry_after = request_id, retry_after
+        self.request_id, self.retry_after, self.date = request_id, retry_after, date
 
     @property
     def retryable(self) -> bool:
@@ -45,6 +47,19 @@ class GraphResult:
     request_id: str
 
 
+@dataclass(frozen=True)
+class EntraUser:
+    id: str
+    user_principal_name: str
+    mail: str
+    account_enabled: bool
+    on_premises_sync_enabled: bool
+
+
+class TokenSource(Protocol):
+    def token(self) -> str: ...
+
+
 def _session(settings: Settings) -> requests.Session:
     session = requests.Session()
     if settings.graph_ca_bundle:
@@ -54,25 +69,32 @@ def _session(settings: Settings) -> requests.Session:
     return session
 
 
-class GraphClient:
-    def __init__(self, settings: Settings) -> None:
+class MsalTokenSource:
+    """MSAL's client-credentials flow with a secret or a certificate; one app per process."""
+
+    def __init__(self, settings: Settings, session: requests.Session) -> None:
         tenant, client_id = settings.graph_app()
-        self._session = _session(settings)
         credential: Any = settings.graph_client_secret
         if settings.graph_client_certificate_path:
-            pem = Path(settings.graph_client_certificate_path).read_text()
+            path = Path(settings.graph_client_certificate_path)
+            try:
+                pem = path.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"GRAPH_CLIENT_CERTIFICATE_PATH: cannot read {path} ({type(exc).__name__}); "
+                    "point it at a PEM file holding the app's private key and certificate"
+                ) from None
             credential = {"private_key": pem, "public_certificate": pem}
-        self._client_id, self._credential = client_id, credential
+        self._client_id, self._credential, self._session = client_id, credential, session
         self._authority = f"{settings.graph_authority_host}/{tenant}"
         # Instance discovery asks login.microsoftonline.com; skip it for any other host.
         self._discovery = settings.graph_authority_host.endswith(".microsoftonline.com")
         self._app: msal.ConfidentialClientApplication | None = None
-        self._url = settings.graph_url
         self._lock = threading.Lock()
 
-    def _token(self) -> str:
+    def token(self) -> str:
         try:
-            with self._lock:  # one MSAL app per process: its cache makes repeated calls cheap
+            with self._lock:  # its in-memory cache makes repeated calls cheap
                 if self._app is None:
                     # MSAL reads the authority's OpenID configuration here, over the network.
                     self._app = msal.ConfidentialClientApplication(
@@ -96,52 +118,196 @@ class GraphClient:
             )
         return str(token)
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> GraphResult:
-        headers = {"Authorization": f"Bearer {self._token()}", "x-ms-throttle-priority": "high"}
-        try:
-            resp = self._session.request(
-                method, f"{self._url}{path}", json=body, headers=headers, timeout=TIMEOUT
-            )
-        except requests.RequestException as exc:
-            raise GraphError(503, "unreachable", type(exc).__name__) from None
-        request_id = resp.headers.get("request-id", "")
-        if 200 <= resp.status_code < 300:
-            return GraphResult(resp.status_code, request_id)
-        try:
-            err = resp.json().get("error", {})
-        except ValueError:
-            err = {}
-        retry_after = resp.headers.get("Retry-After")
-        raise GraphError(
-            resp.status_code,
-            str(err.get("code", "")),
-            str(err.get("message", resp.reason))[:500],
-            request_id,
-            float(retry_after) if retry_after and retry_after.isdigit() else None,
+
+class ManagedIdentityTokenSource:
+    """azure-identity's ManagedIdentityCredential (user-assigned when a client id is set)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from azure.identity import ManagedIdentityCredential
+
+        self._credential = ManagedIdentityCredential(
+            client_id=settings.graph_managed_identity_client_id
         )
 
-    def get_user(self, user: str) -> dict[str, Any] | None:
-        """The Entra user by id or UPN (with accountEnabled), or None when it does not exist."""
-        select = "id,userPrincipalName,mail,accountEnabled,onPremisesSyncEnabled"
+    def token(self) -> str:
+        from azure.core.exceptions import ClientAuthenticationError
+
         try:
-            resp = self._session.get(
-                f"{self._url}/users/{quote(user, safe='@')}",
-                params={"$select": select},
-                headers={
-                    "Authorization": f"Bearer {self._token()}",
-                    "x-ms-throttle-priority": "low",
-                },
+            return str(self._credential.get_token(SCOPE).token)
+        except ClientAuthenticationError as exc:
+            # The message names the identity endpoint's answer, never a token.
+            raise GraphError(401, "managed_identity_error", str(exc.message)[:300]) from None
+
+
+def token_source(settings: Settings, session: requests.Session) -> TokenSource:
+    if settings.graph_auth == "managed-identity":
+        return ManagedIdentityTokenSource(settings)
+    return MsalTokenSource(settings, session)
+
+
+def _user_path(user: str) -> str:
+    return f"/users/{quote(user, safe='@')}"
+
+
+def _error_from(status: int, headers: Any, body: Any, reason: str = "") -> GraphError:
+    err = body.get("error", {}) if isinstance(body, dict) else {}
+    err = err if isinstance(err, dict) else {}
+    inner = err.get("innerError") if isinstance(err.get("innerError"), dict) else {}
+    assert isinstance(inner, dict)
+    retry_after = str(headers.get("Retry-After") or headers.get("retry-after") or "")
+    return GraphError(
+        status,
+        str(err.get("code", "")),
+        str(err.get("message", reason))[:500],
+        str(headers.get("request-id") or inner.get("request-id") or ""),
+        float(retry_after) if retry_after.isdigit() else None,
+        str(inner.get("date", "")),
+    )
+
+
+class GraphClient:
+    def __init__(self, settings: Settings, tokens: TokenSource | None = None) -> None:
+        self._session = _session(settings)
+        self._tokens = tokens or token_source(settings, self._session)
+        self._url = settings.graph_url
+
+    def _token(self) -> str:
+        return self._tokens.token()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        params: dict[str, str] | None = None,
+        priority: str = "high",
+    ) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self._token()}", "x-ms-throttle-priority": priority}
+        try:
+            return self._session.request(
+                method,
+                f"{self._url}{path}",
+                json=body,
+                params=params,
+                headers=headers,
                 timeout=TIMEOUT,
             )
         except requests.RequestException as exc:
             raise GraphError(503, "unreachable", type(exc).__name__) from None
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> GraphResult:
+        resp = self._send(method, path, body)
+        if 200 <= resp.status_code < 300:
+            return GraphResult(resp.status_code, resp.headers.get("request-id", ""))
+        raise _error_from(resp.status_code, resp.headers, _json(resp), resp.reason)
+
+    # ---------------------------------------------------------------- lookups
+
+    def get_user(self, user: str) -> dict[str, Any] | None:
+        """The Entra user by id or UPN (with accountEnabled), or None when it does not exist."""
+        resp = self._send("GET", _user_path(user), params={"$select": USER_FIELDS}, priority="low")
         if resp.status_code == 404:
             return None
         if resp.status_code >= 400:
-            raise GraphError(resp.status_code, "", resp.reason, resp.headers.get("request-id", ""))
+            raise _error_from(resp.status_code, resp.headers, _json(resp), resp.reason)
         body: dict[str, Any] = resp.json()
         return body
 
+    def find_user(self, email: str) -> EntraUser | None:
+        """The Entra user whose UPN or mail is this address, or None when there is none."""
+        found = self.get_user(email)
+        if found is None:
+            escaped = email.replace("'", "''")
+            resp = self._send(
+                "GET",
+                "/users",
+                params={"$filter": f"mail eq '{escaped}'", "$select": USER_FIELDS},
+                priority="low",
+            )
+            if resp.status_code >= 400:
+                raise _error_from(resp.status_code, resp.headers, _json(resp), resp.reason)
+            matches = (_json(resp) or {}).get("value") or []
+            found = matches[0] if len(matches) == 1 else None
+        if not found:
+            return None
+        return EntraUser(
+            id=str(found["id"]),
+            user_principal_name=str(found.get("userPrincipalName") or ""),
+            mail=str(found.get("mail") or ""),
+            account_enabled=bool(found.get("accountEnabled", True)),
+            on_premises_sync_enabled=bool(found.get("onPremisesSyncEnabled") or False),
+        )
+
+    # ---------------------------------------------------------------- actions
+
     def revoke_sessions(self, user: str) -> GraphResult:
         """Require the user to sign in again; any 2xx is success (Graph answers 200, not 204)."""
-        return self._call("POST", f"/users/{quote(user, safe='@')}/revokeSignInSessions")
+        return self._call("POST", f"{_user_path(user)}/revokeSignInSessions")
+
+    def set_account_enabled(self, user: str, enabled: bool) -> GraphResult:
+        return self._call("PATCH", _user_path(user), {"accountEnabled": enabled})
+
+    def suspend(self, user: str) -> GraphResult:
+        """Disable the account, then revoke its sessions: one `$batch`, the revoke depending on
+        the disable. A failed item raises its own error (`code` prefixed by the step)."""
+        path = _user_path(user)
+        json_header = {"Content-Type": "application/json"}
+        batch = {
+            "requests": [
+                {
+                    "id": "disable",
+                    "method": "PATCH",
+                    "url": path,
+                    "headers": json_header,
+                    "body": {"accountEnabled": False},
+                },
+                {
+                    "id": "revoke",
+                    "dependsOn": ["disable"],
+                    "method": "POST",
+                    "url": f"{path}/revokeSignInSessions",
+                    "headers": json_header,
+                    "body": {},
+                },
+            ]
+        }
+        resp = self._send("POST", "/$batch", batch)
+        if resp.status_code >= 300:
+            raise _error_from(resp.status_code, resp.headers, _json(resp), resp.reason)
+        # Responses come in any order and the outer 200 means nothing: check every item.
+        items = {str(r.get("id")): r for r in (_json(resp) or {}).get("responses", [])}
+        for step in ("disable", "revoke"):
+            item = items.get(step)
+            if item is None:
+                raise GraphError(502, "batch_incomplete", f"$batch returned no response for {step}")
+            status = int(item.get("status", 0))
+            if not 200 <= status < 300:
+                error = _error_from(status, item.get("headers") or {}, item.get("body"))
+                error.code = f"{step}:{error.code}"
+                raise error
+        return GraphResult(resp.status_code, resp.headers.get("request-id", ""))
+
+    def send_mail(self, sender: str, to: str, subject: str, html: str) -> GraphResult:
+        message = {
+            "subject": subject,
+            "body": {"contentType": "HTML", "content": html},
+            "toRecipients": [{"emailAddress": {"address": to}}],
+        }
+        body = {"message": message, "saveToSentItems": False}
+        return self._call("POST", f"{_user_path(sender)}/sendMail", body)
+
+    def confirm_compromised(self, object_ids: list[str]) -> GraphResult:
+        return self._call(
+            "POST", "/identityProtection/riskyUsers/confirmCompromised", {"userIds": object_ids}
+        )
+
+    def dismiss_risk(self, object_ids: list[str]) -> GraphResult:
+        return self._call("POST", "/identityProtection/riskyUsers/dismiss", {"userIds": object_ids})
+
+
+def _json(resp: requests.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return None

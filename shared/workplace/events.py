@@ -51,6 +51,18 @@ EVENTS: dict[str, EventKind] = {
     "FILE_UPLOADED": EventKind("file_uploaded"),
 }
 
+# Vigil's own names for what a directory snapshot found changed (shared/workplace/directory.py).
+EVENTS.update(
+    {
+        "DIRECTORY_ACCOUNT_DEACTIVATED": EventKind("account_deactivated"),
+        "DIRECTORY_ACCOUNT_ACTIVATED": EventKind("account_activated"),
+        "DIRECTORY_ACCOUNT_CREATED": EventKind("account_created"),
+        "DIRECTORY_ACCOUNT_DELETED": EventKind("account_deleted"),
+        "DIRECTORY_ADMIN_ADDED": EventKind("admin_added"),
+        "DIRECTORY_ADMIN_REMOVED": EventKind("admin_removed"),
+    }
+)
+
 UNKNOWN = EventKind("other")
 
 # Every event under these change fields is administrative.

@@ -1,0 +1,284 @@
+// Vigil on Azure: `azd up` provisions everything here, then deploys the function app.
+// Azure Verified Modules are pinned by version; the role assignments live in app/rbac.bicep and
+// the optional Microsoft Graph app roles in app/graph-roles.bicep. CI compiles and lints this
+// (.github/workflows/bicep.yml); nothing here can be compiled on a machine without bicep.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; with the subscription and location it makes every resource name unique.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource. It must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Object id of the person running azd (AZURE_PRINCIPAL_ID): gets Key Vault Secrets Officer so the postprovision hook can store the secrets. Empty: none.')
+param principalId string = ''
+
+@description('Type of principalId.')
+@allowed(['User', 'ServicePrincipal'])
+param principalType string = 'User'
+
+@description('Workplace app id (WORKPLACE_APP_ID). Empty until the app or custom integration exists.')
+param workplaceAppId string = ''
+
+@description('Workplace custom integration mode (one community, an access token from the Admin Panel) instead of the third-party app install flow. True: WORKPLACE_ACCESS_TOKEN is read from Key Vault.')
+param workplaceCustomIntegration bool = false
+
+@description('GOVERNANCE_MODE: off, dry-run or enforce. Start with dry-run.')
+@allowed(['off', 'dry-run', 'enforce'])
+param governanceMode string = 'dry-run'
+
+@description('GOVERNANCE_MAIL_SENDER: mailbox that notification mail is sent from. Empty: notify is unavailable.')
+param governanceMailSender string = ''
+
+@description('SYNC_SCHEDULE: NCRONTAB (six fields, UTC) of the timer that drains the webhook inbox.')
+param syncSchedule string = '0 * * * * *'
+
+@description('TOR_REFRESH_SCHEDULE: NCRONTAB (six fields, UTC) of the timer that refreshes the Tor exit list.')
+param torRefreshSchedule string = '0 0 * * * *'
+
+@description('STORAGE_PREFIX: prefix of every table Vigil creates.')
+param storagePrefix string = 'vigil'
+
+@description('Assign the Microsoft Graph application permissions to the managed identity with the Microsoft Graph Bicep extension. The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All (for example Privileged Role Administrator). False: run infra/hooks/grant-graph-permissions.sh as an admin instead.')
+param enableGraphRoleAssignment bool = false
+
+@description('Include Mail.Send in the Graph app roles. Entra grants it for every mailbox; set false and scope it with Exchange RBAC for Applications to allow one sender mailbox only (README, Deploy).')
+param grantMailSendTenantWide bool = true
+
+@description('Include IdentityRiskyUser.ReadWrite.All (confirm compromised; needs Entra ID P2).')
+param enableIdentityProtection bool = false
+
+@description('Flex Consumption: most instances the app scales out to (a cost ceiling).')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Flex Consumption: memory per instance in MB.')
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
+@description('Storage redundancy. LRS is the cheapest; ZRS survives a zone outage.')
+@allowed(['Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_GZRS'])
+param storageSkuName string = 'Standard_LRS'
+
+@description('Days Log Analytics keeps data (31 days are included in the ingestion price).')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 31
+
+@description('Key Vault purge protection. Keep true in production; false lets `azd down --purge` remove a test vault at once.')
+param keyVaultPurgeProtection bool = true
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+
+var functionAppName = '${abbrs.webSitesFunctions}vigil-${resourceToken}'
+var storageAccountName = '${abbrs.storageStorageAccounts}${resourceToken}'
+var keyVaultName = '${abbrs.keyVaultVaults}${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+var activityQueueName = 'activity'
+var governQueueName = 'govern'
+
+var storageSuffix = environment().suffixes.storage
+var blobServiceUri = 'https://${storageAccountName}.blob.${storageSuffix}'
+var queueServiceUri = 'https://${storageAccountName}.queue.${storageSuffix}'
+var tableServiceUri = 'https://${storageAccountName}.table.${storageSuffix}'
+
+// Key Vault references: the app resolves them with the managed identity (keyVaultReferenceIdentity).
+// An unresolved reference leaves the setting missing, which Vigil reports by name when needed.
+var kv = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName='
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'br/public:avm/res/managed-identity/user-assigned-identity:0.4.1' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}vigil-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: storageAccountName
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    kind: 'StorageV2'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false // identity only: no connection strings anywhere
+    minimumTlsVersion: 'TLS1_2'
+    dnsEndpointType: 'Standard'
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+    blobServices: {
+      containers: [{ name: deploymentContainerName }]
+    }
+    // The triggers' queues; `<queue>-poison` is created by the host on first use.
+    queueServices: {
+      queues: [{ name: activityQueueName }, { name: governQueueName }]
+    }
+    // Tables are created by shared/storage.py on first use (names carry STORAGE_PREFIX).
+    tableServices: {
+      tables: []
+    }
+  }
+}
+
+module keyVault 'br/public:avm/res/key-vault/vault:0.11.0' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: keyVaultName
+    location: location
+    tags: tags
+    sku: 'standard'
+    enableRbacAuthorization: true
+    enablePurgeProtection: keyVaultPurgeProtection
+    softDeleteRetentionInDays: 90
+    enableVaultForDeployment: false
+    enableVaultForTemplateDeployment: false
+    enableVaultForDiskEncryption: false
+  }
+}
+
+module logAnalytics 'br/public:avm/res/operational-insights/workspace:0.7.0' = {
+  name: 'loganalytics'
+  scope: rg
+  params: {
+    name: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    location: location
+    tags: tags
+    dataRetention: logRetentionDays
+  }
+}
+
+module monitoring 'br/public:avm/res/insights/component:0.4.1' = {
+  name: 'appinsights'
+  scope: rg
+  params: {
+    name: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+    workspaceResourceId: logAnalytics.outputs.resourceId
+    disableLocalAuth: true // telemetry must carry an Entra token (Monitoring Metrics Publisher)
+  }
+}
+
+module plan 'br/public:avm/res/web/serverfarm:0.1.1' = {
+  name: 'plan'
+  scope: rg
+  params: {
+    name: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    sku: {
+      name: 'FC1'
+      tier: 'FlexConsumption'
+    }
+    reserved: true
+  }
+}
+
+// Every app setting Vigil reads that has no default, or whose default is wrong in Azure
+// (tests/test_infra.py checks this block against shared.config.SETTINGS). Secrets are Key
+// Vault references; the postprovision hook stores them. Workplace tokens Vigil obtains at
+// install time go to the same vault (KEY_VAULT_URL), so SECRET_ENCRYPTION_KEY is not needed.
+// app settings: begin
+var appSettings = {
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.outputs.clientId
+  AzureWebJobsStorage__blobServiceUri: blobServiceUri
+  AzureWebJobsStorage__queueServiceUri: queueServiceUri
+  AzureWebJobsStorage__tableServiceUri: tableServiceUri
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  STORAGE_PREFIX: storagePrefix
+  ACTIVITY_QUEUE: activityQueueName
+  GOVERN_QUEUE: governQueueName
+  SYNC_SCHEDULE: syncSchedule
+  TOR_REFRESH_SCHEDULE: torRefreshSchedule
+  WORKPLACE_APP_ID: workplaceAppId
+  WORKPLACE_APP_SECRET: '${kv}workplace-app-secret)'
+  WORKPLACE_WEBHOOK_VERIFY_TOKEN: '${kv}workplace-webhook-verify-token)'
+  WORKPLACE_ACCESS_TOKEN: workplaceCustomIntegration ? '${kv}workplace-access-token)' : ''
+  WORKPLACE_REDIRECT_URI: 'https://${functionAppName}.azurewebsites.net/api/workplace/callback'
+  KEY_VAULT_URL: 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
+  GRAPH_AUTH: 'managed-identity'
+  GRAPH_MANAGED_IDENTITY_CLIENT_ID: identity.outputs.clientId
+  GRAPH_TENANT_ID: tenant().tenantId
+  GOVERNANCE_MODE: governanceMode
+  GOVERNANCE_MAIL_SENDER: governanceMailSender
+}
+// app settings: end
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    location: location
+    tags: tags
+    planResourceId: plan.outputs.resourceId
+    identityResourceId: identity.outputs.resourceId
+    deploymentContainerUrl: '${blobServiceUri}/${deploymentContainerName}'
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    appSettings: appSettings
+  }
+  dependsOn: [storage, keyVault, rbac]
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
+    appInsightsName: monitoring.outputs.name
+    identityPrincipalId: identity.outputs.principalId
+    deployerPrincipalId: principalId
+    deployerPrincipalType: principalType
+  }
+}
+
+module graphRoles 'app/graph-roles.bicep' = if (enableGraphRoleAssignment) {
+  name: 'graph-roles'
+  scope: rg
+  params: {
+    identityPrincipalId: identity.outputs.principalId
+    appRoles: concat(
+      ['User.Read.All', 'User.RevokeSessions.All', 'User.EnableDisableAccount.All'],
+      grantMailSendTenantWide ? ['Mail.Send'] : [],
+      enableIdentityProtection ? ['IdentityRiskyUser.ReadWrite.All'] : []
+    )
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output SERVICE_API_NAME string = api.outputs.name
+output AZURE_FUNCTION_NAME string = api.outputs.name
+output AZURE_FUNCTION_URL string = 'https://${api.outputs.defaultHostname}'
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString

@@ -1,0 +1,118 @@
+"""What every detection shares: the observation it judges, its configuration, and its finding.
+
+A detection is a pure function `decide(profile, tenant, observation, config)` returning the
+user's updated profile and its findings. Storage, IP lookups and directory lookups happen before
+(in the engine); alerts, dedup, caps and governance after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from shared.detection.profiles import TenantProfile, UserProfile
+from shared.ipintel import IpInfo
+from shared.models import Activity, Severity
+
+Sensitivity = Literal["low", "medium", "high"]
+
+
+@dataclass(frozen=True)
+class Directory:
+    """What the directories say about the actor, looked up before the decision."""
+
+    workplace_status: str = ""  # active | deactivated | deleted | "" (unknown)
+    workplace_deactivated_at: datetime | None = None
+    is_admin: bool = False
+    auth_method: str = ""  # sso | password | "" (Workplace's record)
+    entra: str = ""  # enabled | disabled | absent | "" (not checked)
+
+    @property
+    def entra_terminated(self) -> str:
+        """disabled, or deleted (absent from Entra although the user signs in with SSO)."""
+        if self.entra == "disabled":
+            return "disabled"
+        return "deleted" if self.entra == "absent" and self.auth_method == "sso" else ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    activity: Activity
+    ip: IpInfo
+    user_learning: bool  # the user's learning period (event time) is not over yet
+    tenant_learning: bool
+    directory: Directory = field(default_factory=Directory)
+
+    @property
+    def geo_eligible(self) -> bool:
+        """Geo detections skip failed and non-interactive activities, and those with no IP."""
+        a = self.activity
+        return a.outcome == "success" and a.interactive and bool(a.ip)
+
+
+@dataclass(frozen=True)
+class GovernanceStep:
+    action: str
+    approval_required: bool = False
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """A detection's switches, from the policies folder (or the defaults)."""
+
+    id: str
+    enabled: bool = True
+    include_users: frozenset[str] = frozenset()  # ids or e-mails; empty: everyone
+    exclude_users: frozenset[str] = frozenset()  # never alert, even when included
+    sensitivity: Sensitivity = "medium"
+    severity: Severity | None = None  # overrides the detection's own
+    daily_limit: int = 0  # alerts per tenant per event day; 0: no limit (never limits governance)
+    governance: tuple[GovernanceStep, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    learning: timedelta = timedelta(days=7)
+
+    def in_scope(self, a: Activity) -> bool:
+        if not self.include_users and not self.exclude_users:
+            return True
+        who = {a.actor_id, a.actor_email.lower()} - {""}
+        if who & self.exclude_users:
+            return False
+        return not self.include_users or bool(who & self.include_users)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """An alert to raise (or, with `extends`, an open alert to update)."""
+
+    detector_id: str
+    window: str  # with detector, tenant and user it identifies the alert: the dedup key
+    title: str
+    description: str
+    severity: Severity
+    category: str
+    mitre_techniques: tuple[str, ...]
+    facts: dict[str, Any]
+    first: datetime
+    last: datetime
+    activity_ids: tuple[str, ...]
+    suppressions_evaluated: tuple[str, ...] = ()
+    event_count: int = 1
+    extends: bool = False
+    policy_id: str = ""  # activity policies: the policy id (builtins: the detector id)
+    recommended_actions: str = ""
+    isp: str = ""  # the ISP alerted on (feeds the tenant suppression tier)
+
+
+Detect = Callable[
+    [UserProfile, TenantProfile, Observation, DetectorConfig],
+    tuple[UserProfile, list[Finding]],
+]
+
+
+@dataclass(frozen=True)
+class Detection:
+    id: str
+    decide: Detect
+    geo: bool = False  # skips failed and non-interactive activities

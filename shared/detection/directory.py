@@ -1,0 +1,61 @@
+"""What the directories say about a user, looked up before the terminated-user decision.
+
+Workplace: the synced user record (status, deactivation time). Entra ID: `GraphClient.get_user`
+by e-mail/UPN when Graph is configured; answers are cached for a few minutes per process, and a
+failing Graph is logged and treated as "not checked" so detection goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shared.detection.base import Directory
+from shared.models import UserRecord
+
+log = logging.getLogger(__name__)
+CACHE_SECONDS = 600.0
+
+
+class DirectoryLookup:
+    def __init__(
+        self,
+        workplace_user: Callable[[str, str], UserRecord | None],
+        entra_user: Callable[[str], dict[str, Any] | None] | None = None,
+    ) -> None:
+        self._workplace = workplace_user
+        self._entra = entra_user
+        self._cache: dict[str, tuple[float, str]] = {}
+
+    def _entra_status(self, upn: str) -> str:
+        if self._entra is None or not upn:
+            return ""
+        hit = self._cache.get(upn.lower())
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        try:
+            user = self._entra(upn)
+        except Exception as exc:  # Graph down must not stop detection
+            log.warning(
+                "entra lookup failed (%s); terminated-user check skipped", type(exc).__name__
+            )
+            return ""
+        status = (
+            "deleted"
+            if user is None
+            else ("disabled" if user.get("accountEnabled") is False else "enabled")
+        )
+        self._cache[upn.lower()] = (time.monotonic(), status)
+        return status
+
+    def lookup(self, tenant_id: str, user_id: str, email: str) -> Directory:
+        record = self._workplace(tenant_id, user_id)
+        return Directory(
+            workplace_status=record.status if record else "",
+            workplace_deactivated_at=record.deactivated_at if record else None,
+            is_admin=bool(record and record.is_admin),
+            auth_method=record.auth_method if record else "",
+            entra=self._entra_status(email or (record.email if record else "")),
+        )

@@ -1,0 +1,177 @@
+"""What the detections remember: per-user and per-tenant profiles, all on event time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+BASELINE = timedelta(days=30)  # MDCA compares with "the past month"
+MAX_HOPS = 20
+HOP_RETENTION = timedelta(days=2)
+MAX_KEYS = 200
+MAX_ALERTS = 1000  # alert ids kept for dedup; keeps the profile entity small
+
+
+@dataclass(frozen=True)
+class Seen:
+    """First and last time an attribute (a country, an admin action) was seen; on how many days."""
+
+    first: datetime
+    last: datetime
+    days: int = 1
+
+    def again(self, t: datetime) -> Seen:
+        day = t.date()
+        if day == self.last.date() and self.first <= t <= self.last:
+            return self  # the most common case: again today, nothing new to remember
+        new_day = day not in (self.first.date(), self.last.date())
+        return Seen(min(self.first, t), max(self.last, t), self.days + (1 if new_day else 0))
+
+
+def remember(seen: dict[str, Seen], key: str, t: datetime) -> dict[str, Seen]:
+    """`seen` with `key` seen at `t` (the same dict when nothing changed); a new key ages out
+    entries unseen for three baseline periods."""
+    old = seen.get(key)
+    if old is not None:
+        new = old.again(t)
+        return seen if new is old else {**seen, key: new}
+    out = {**seen, key: Seen(t, t)}
+    newest = max(s.last for s in out.values())
+    out = {k: s for k, s in out.items() if s.last >= newest - 3 * BASELINE}
+    if len(out) > MAX_KEYS:
+        out = dict(sorted(out.items(), key=lambda kv: kv[1].last)[-MAX_KEYS:])
+    return out
+
+
+@dataclass(frozen=True)
+class Hop:
+    """A place the user was, for impossible travel (MozDef's locality)."""
+
+    time: datetime
+    event_id: str
+    ip: str
+    country: str
+    latitude: float
+    longitude: float
+    radius_km: float
+    isp: str = ""
+    safe: bool = False  # a customer range (Corporate, VPN...)
+    no_physical_location: bool = False  # VPN, hosting, Tor: says nothing about where
+
+
+@dataclass(frozen=True)
+class Failure:
+    time: datetime
+    event_id: str
+    ip: str = ""
+    country: str = ""
+
+
+@dataclass(frozen=True)
+class OpenBurst:
+    alert_id: str
+    first: datetime
+    last: datetime
+    count: int
+
+
+@dataclass(frozen=True)
+class BurstState:
+    """Matching events kept for an N-within-M count, and the burst already alerted, if any."""
+
+    failures: tuple[Failure, ...] = ()
+    burst: OpenBurst | None = None
+
+
+@dataclass(frozen=True)
+class UserProfile:
+    first_seen: datetime | None = None
+    countries: dict[str, Seen] = field(default_factory=dict)
+    isps: dict[str, Seen] = field(default_factory=dict)
+    hops: tuple[Hop, ...] = ()
+    admin: dict[str, Seen] = field(default_factory=dict)
+    impersonated: dict[str, Seen] = field(default_factory=dict)
+    failed: BurstState = field(default_factory=BurstState)
+    failed_peaks: dict[str, int] = field(default_factory=dict)  # event day -> busiest window
+    repeated: dict[str, BurstState] = field(default_factory=dict)  # per activity policy
+    alerts: dict[str, datetime] = field(default_factory=dict)  # alert id -> its last activity
+
+    def learning(self, t: datetime, period: timedelta) -> bool:
+        return self.first_seen is None or t < self.first_seen + period
+
+    def with_hop(self, hop: Hop) -> UserProfile:
+        hops = self.hops
+        if hops and hop.time >= hops[-1].time:  # the usual case: the newest place
+            if hop.time == hops[-1].time and any(h.event_id == hop.event_id for h in hops):
+                return self
+            kept = (*hops, hop)
+        else:
+            if any(h.event_id == hop.event_id for h in hops):
+                return self
+            kept = tuple(sorted((*hops, hop), key=lambda h: (h.time, h.event_id)))
+        cutoff = kept[-1].time - HOP_RETENTION
+        if kept[0].time < cutoff:
+            kept = tuple(h for h in kept if h.time >= cutoff)
+        return replace(self, hops=kept[-MAX_HOPS:])
+
+    def with_alert(self, alert_id: str, last: datetime) -> UserProfile:
+        """Remember an alert raised (for dedup) for two baseline periods, at most MAX_ALERTS."""
+        alerts = {**self.alerts, alert_id: max(last, self.alerts.get(alert_id, last))}
+        newest = max(alerts.values())
+        alerts = {k: t for k, t in alerts.items() if t >= newest - 2 * BASELINE}
+        if len(alerts) > MAX_ALERTS:
+            alerts = dict(sorted(alerts.items(), key=lambda kv: kv[1])[-MAX_ALERTS:])
+        return replace(self, alerts=alerts)
+
+
+@dataclass(frozen=True)
+class TenantProfile:
+    """Organisation-wide memory. Every field merges commutatively, so concurrent updates combine."""
+
+    first_seen: datetime | None = None
+    countries: dict[str, datetime] = field(default_factory=dict)  # country -> first seen
+    alerted_isps: dict[str, datetime] = field(default_factory=dict)  # tenant suppression tier
+    daily: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "policy|day" -> alert ids
+
+    def learning(self, t: datetime, period: timedelta) -> bool:
+        return self.first_seen is None or t < self.first_seen + period
+
+    def merge(self, other: TenantProfile) -> TenantProfile:
+        """Both profiles combined (`self` itself when `other` adds nothing: the common case)."""
+        first = self.first_seen
+        if other.first_seen is not None and (first is None or other.first_seen < first):
+            first = other.first_seen
+        countries = _combine(self.countries, other.countries, min)
+        isps = _combine(self.alerted_isps, other.alerted_isps, max)
+        daily = self.daily
+        for k, ids in other.daily.items():
+            mine = daily.get(k, ())
+            if not set(ids) <= set(mine):
+                daily = {**daily, k: tuple(sorted(set(mine) | set(ids)))}
+        if daily is not self.daily:  # keep a few days of counters
+            days = sorted({k.rsplit("|", 1)[1] for k in daily})[-3:]
+            daily = {k: v for k, v in daily.items() if k.rsplit("|", 1)[1] in days}
+        if (first, countries, isps, daily) == (
+            self.first_seen,
+            self.countries,
+            self.alerted_isps,
+            self.daily,
+        ):
+            return self
+        return TenantProfile(first, countries, isps, daily)
+
+
+def _combine(
+    mine: dict[str, datetime],
+    theirs: dict[str, datetime],
+    pick: Callable[[datetime, datetime], datetime],
+) -> dict[str, datetime]:
+    out = mine
+    for k, v in theirs.items():
+        old = mine.get(k)
+        new = v if old is None else pick(old, v)
+        if new != old:
+            out = {**out, k: new} if out is mine else out
+            out[k] = new
+    return out

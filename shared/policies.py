@@ -1,0 +1,367 @@
+"""Policies as code: YAML files in the policies folder (POLICIES_PATH).
+
+Two kinds share one file format (a mapping, or a list of them):
+
+- `type: anomaly` switches and tunes a built-in detection (`id` is the detector id): `enabled`,
+  `scope`, `sensitivity`, `severity`, `alerting.daily_limit`, `governance`, `params`.
+- `type: activity` is a custom activity policy in MDCA's shape: `filters` over activity fields
+  with MDCA's operators, `match` (single activity, or repeated: `count` activities within
+  `window_minutes`, by the same user), `severity`, a `title` template and `governance`.
+
+Errors raised at load name the file, the policy and the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.config import ConfigError
+from shared.detection.base import DetectorConfig, GovernanceStep
+from shared.governance.actions import ACTIONS
+from shared.ipintel import IpInfo
+from shared.ipintel.ranges import category_name
+from shared.models import Activity, Severity
+
+SHIPPED = Path(__file__).resolve().parents[1] / "policies"
+SEVERITIES = ("informational", "low", "medium", "high")
+SENSITIVITIES = ("low", "medium", "high")
+TITLE_FIELDS = frozenset(
+    {"policy", "user", "user_id", "ip", "country", "event", "count", "window_minutes", "target"}
+)
+
+# Filter fields (MDCA API names where one exists) -> how to read them from an activity.
+Getter = Callable[[Activity, IpInfo], Any]
+FIELDS: dict[str, Getter] = {
+    "source": lambda a, i: a.source,
+    "activity.type": lambda a, i: a.type,
+    "activity.eventType": lambda a, i: a.event_name,
+    "action_type": lambda a, i: a.event_name,
+    "activity.category": lambda a, i: a.category,
+    "activity.outcome": lambda a, i: a.outcome,
+    "activity.impersonated": lambda a, i: a.impersonated,
+    "activity.administrative": lambda a, i: a.administrative,
+    "activity.interactive": lambda a, i: a.interactive,
+    "user.username": lambda a, i: a.actor_email,
+    "user.id": lambda a, i: a.actor_id,
+    "user.domain": lambda a, i: a.actor_email.rpartition("@")[2] if "@" in a.actor_email else "",
+    "target.username": lambda a, i: a.target_email,
+    "userAgent.userAgent": lambda a, i: a.user_agent,
+    "ip.address": lambda a, i: a.ip,
+    "ip.category": lambda a, i: i.category,
+    "ip.tags": lambda a, i: list(i.tags),
+    "location.country": lambda a, i: i.country,
+    "location.organizations": lambda a, i: i.isp,
+}
+OPERATORS = (
+    "eq",
+    "neq",
+    "isset",
+    "isnotset",
+    "contains",
+    "ncontains",
+    "startswith",
+    "doesnotstartwith",
+    "endswith",
+    "range",
+)
+
+Predicate = Callable[[Activity, IpInfo], bool]
+
+
+@dataclass(frozen=True)
+class Match:
+    mode: str = "single"  # single | repeated
+    count: int = 1  # repeated: at least this many...
+    window: timedelta = timedelta(minutes=5)  # ...within this long (event time)
+    same_user: bool = True
+
+
+@dataclass(frozen=True)
+class ActivityPolicy:
+    id: str
+    config: DetectorConfig
+    predicates: tuple[Predicate, ...]
+    match: Match
+    title: str
+    description: str
+    severity: Severity
+    source: str  # the file it came from
+
+    def matches(self, a: Activity, ip: IpInfo) -> bool:
+        return all(p(a, ip) for p in self.predicates)
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    anomaly: dict[str, DetectorConfig] = field(default_factory=dict)
+    activity: tuple[ActivityPolicy, ...] = ()
+
+
+def _norm(v: Any) -> Any:
+    return v.lower() if isinstance(v, str) else v
+
+
+def _compile_filter(name: str, op: str, arg: Any, where: str) -> Predicate:
+    get = FIELDS[name]
+    if op in ("isset", "isnotset"):
+        if not isinstance(arg, bool):
+            raise ConfigError(f"{where}: `{op}` takes true or false")
+        want = arg if op == "isset" else not arg
+        return lambda a, i: (get(a, i) not in ("", None, [])) == want
+    values = arg if isinstance(arg, list) else [arg]
+    if not values:
+        raise ConfigError(f"{where}: `{op}` needs at least one value")
+    if name == "ip.category":
+        cats = [category_name(v) for v in values]
+        if None in cats:
+            raise ConfigError(
+                f"{where}: unknown IP category in {values} (Corporate, Administrative, Risky, "
+                "VPN, Cloud provider, or 1-5)"
+            )
+        values = cats
+    if op == "range":
+        try:
+            nets = [ipaddress.ip_network(str(v), strict=False) for v in values]
+        except ValueError:
+            raise ConfigError(f"{where}: `range` takes CIDRs, got {values}") from None
+
+        def in_range(a: Activity, i: IpInfo) -> bool:
+            try:
+                addr = ipaddress.ip_address(str(get(a, i)))
+            except ValueError:
+                return False
+            return any(addr.version == n.version and addr in n for n in nets)
+
+        return in_range
+    wanted = [_norm(v) for v in values]
+
+    def read(a: Activity, i: IpInfo) -> list[Any]:
+        v = get(a, i)
+        return [_norm(x) for x in v] if isinstance(v, list) else [_norm(v)]
+
+    if op in ("eq", "neq"):
+        wanted_set = frozenset(wanted)
+
+        def equal(a: Activity, i: IpInfo) -> bool:
+            v = get(a, i)
+            if isinstance(v, list):
+                return any(_norm(x) in wanted_set for x in v)
+            return _norm(v) in wanted_set
+
+        if op == "eq":
+            return equal
+        # MDCA: neq keeps events that lack the attribute (pair it with isset)
+        return lambda a, i: not equal(a, i)
+    text = [str(w) for w in wanted]
+    tests: dict[str, Callable[[str], bool]] = {
+        "contains": lambda s: any(w in s for w in text),
+        "ncontains": lambda s: not any(w in s for w in text),
+        "startswith": lambda s: any(s.startswith(w) for w in text),
+        "doesnotstartwith": lambda s: not any(s.startswith(w) for w in text),
+        "endswith": lambda s: any(s.endswith(w) for w in text),
+    }
+    test = tests[op]
+    return lambda a, i: any(test(str(v)) for v in read(a, i))
+
+
+def _filters(raw: Any, where: str) -> tuple[Predicate, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}, field `filters`: expected a mapping of field -> operator")
+    out: list[Predicate] = []
+    for name, ops in raw.items():
+        at = f"{where}, field `filters.{name}`"
+        if name not in FIELDS:
+            raise ConfigError(f"{at}: unknown field (known: {', '.join(sorted(FIELDS))})")
+        if not isinstance(ops, dict) or not ops:
+            raise ConfigError(f"{at}: expected a mapping of operator -> values, e.g. {{eq: [x]}}")
+        for op, arg in ops.items():
+            if op not in OPERATORS:
+                raise ConfigError(f"{at}: unknown operator {op!r} (known: {', '.join(OPERATORS)})")
+            out.append(_compile_filter(name, op, arg, f"{where}, field `filters.{name}.{op}`"))
+    return tuple(out)
+
+
+def _governance(raw: Any, where: str) -> tuple[GovernanceStep, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}, field `governance`: expected a list of {{action: ...}}")
+    steps = []
+    for step in raw:
+        action = step.get("action") if isinstance(step, dict) else step
+        if action not in ACTIONS:
+            raise ConfigError(
+                f"{where}, field `governance`: unknown action {action!r} "
+                f"(known: {', '.join(ACTIONS)})"
+            )
+        approval = bool(step.get("approval_required", False)) if isinstance(step, dict) else False
+        steps.append(GovernanceStep(str(action), approval))
+    return tuple(steps)
+
+
+def _users(raw: Any, at: str) -> frozenset[str]:
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{at}: expected a list of user ids or e-mail addresses")
+    return frozenset(str(u).lower() for u in raw)
+
+
+def _int(raw: Any, at: str, minimum: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < minimum:
+        raise ConfigError(f"{at}: expected an integer of at least {minimum}, got {raw!r}")
+    return int(raw)
+
+
+ANOMALY_KEYS = {
+    "id",
+    "type",
+    "enabled",
+    "scope",
+    "sensitivity",
+    "severity",
+    "alerting",
+    "governance",
+    "params",
+    "description",
+}
+ACTIVITY_KEYS = ANOMALY_KEYS | {"filters", "match", "title"}
+
+
+def _config(raw: dict[str, Any], pid: str, where: str, learning: timedelta) -> DetectorConfig:
+    scope = raw.get("scope") or {}
+    if not isinstance(scope, dict) or set(scope) - {"include_users", "exclude_users"}:
+        raise ConfigError(f"{where}, field `scope`: use include_users and exclude_users")
+    sensitivity = raw.get("sensitivity", "medium")
+    if sensitivity not in SENSITIVITIES:
+        raise ConfigError(f"{where}, field `sensitivity`: one of low, medium, high")
+    severity = raw.get("severity")
+    if severity is not None and severity not in SEVERITIES:
+        raise ConfigError(f"{where}, field `severity`: one of {', '.join(SEVERITIES)}")
+    alerting = raw.get("alerting") or {}
+    if not isinstance(alerting, dict):
+        raise ConfigError(f"{where}, field `alerting`: expected {{daily_limit: N}}")
+    limit = _int(alerting.get("daily_limit", 0), f"{where}, field `alerting.daily_limit`", 0)
+    params = raw.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}, field `params`: expected a mapping")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}, field `enabled`: true or false")
+    return DetectorConfig(
+        id=pid,
+        enabled=enabled,
+        include_users=_users(scope.get("include_users"), f"{where}, field `scope.include_users`"),
+        exclude_users=_users(scope.get("exclude_users"), f"{where}, field `scope.exclude_users`"),
+        sensitivity=sensitivity,
+        severity=severity,
+        daily_limit=limit,
+        governance=_governance(raw.get("governance"), where),
+        params=dict(params),
+        learning=learning,
+    )
+
+
+def _match(raw: Any, where: str) -> Match:
+    raw = raw or {"mode": "single"}
+    if not isinstance(raw, dict) or raw.get("mode", "single") not in ("single", "repeated"):
+        raise ConfigError(f"{where}, field `match.mode`: single or repeated")
+    if raw.get("mode", "single") == "single":
+        return Match()
+    same_user = raw.get("same_user", True)
+    if not isinstance(same_user, bool):
+        raise ConfigError(f"{where}, field `match.same_user`: true or false")
+    return Match(
+        "repeated",
+        _int(raw.get("count"), f"{where}, field `match.count`", 2),
+        timedelta(
+            minutes=_int(raw.get("window_minutes"), f"{where}, field `match.window_minutes`", 1)
+        ),
+        same_user,
+    )
+
+
+def _title(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(f"{where}, field `title`: a template such as 'Brute force on {{user}}'")
+    try:
+        names = {n for _, n, _, _ in string.Formatter().parse(raw) if n is not None}
+    except ValueError as exc:
+        raise ConfigError(f"{where}, field `title`: {exc}") from None
+    unknown = names - TITLE_FIELDS
+    if unknown:
+        raise ConfigError(
+            f"{where}, field `title`: unknown placeholders {sorted(unknown)} "
+            f"(known: {', '.join(sorted(TITLE_FIELDS))})"
+        )
+    return raw
+
+
+def parse(docs: Any, source: str, learning: timedelta = timedelta(days=7)) -> PolicySet:
+    """Validate one file's policies."""
+    items = docs if isinstance(docs, list) else [docs] if docs is not None else []
+    anomaly: dict[str, DetectorConfig] = {}
+    activity: list[ActivityPolicy] = []
+    for n, raw in enumerate(items, 1):
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
+            raise ConfigError(f"{source}: policy #{n}: field `id` is required")
+        pid = raw["id"]
+        where = f"{source}: policy {pid}"
+        kind = raw.get("type")
+        keys = ANOMALY_KEYS if kind == "anomaly" else ACTIVITY_KEYS
+        if kind not in ("anomaly", "activity"):
+            raise ConfigError(f"{where}, field `type`: anomaly or activity")
+        unknown = set(raw) - keys
+        if unknown:
+            raise ConfigError(f"{where}: unknown fields {sorted(unknown)}")
+        cfg = _config(raw, pid, where, learning)
+        if kind == "anomaly":
+            anomaly[pid] = cfg
+            continue
+        activity.append(
+            ActivityPolicy(
+                id=pid,
+                config=cfg,
+                predicates=_filters(raw.get("filters"), where),
+                match=_match(raw.get("match"), where),
+                title=_title(raw.get("title"), where),
+                description=str(raw.get("description", "")),
+                severity=cfg.severity or "medium",
+                source=source,
+            )
+        )
+    return PolicySet(anomaly, tuple(activity))
+
+
+def load_policies(path: str | None, learning: timedelta = timedelta(days=7)) -> PolicySet:
+    """Every `*.yaml`/`*.yml` in the folder (or the one file), validated; ids are unique."""
+    root = Path(path) if path else SHIPPED
+    if not root.exists():
+        raise ConfigError(f"POLICIES_PATH: {root} does not exist; fix the setting or the folder")
+    files = sorted([*root.glob("*.yaml"), *root.glob("*.yml")]) if root.is_dir() else [root]
+    anomaly: dict[str, DetectorConfig] = {}
+    activity: list[ActivityPolicy] = []
+    seen: dict[str, str] = {}
+    for f in files:
+        try:
+            docs = yaml.safe_load(f.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{f}: not valid YAML ({exc})") from None
+        part = parse(docs, str(f), learning)
+        for pid in [*part.anomaly, *(p.id for p in part.activity)]:
+            if pid in seen:
+                raise ConfigError(f"{f}: policy {pid}: field `id` is also used in {seen[pid]}")
+            seen[pid] = str(f)
+        anomaly.update(part.anomaly)
+        activity.extend(part.activity)
+    return PolicySet(anomaly, tuple(activity))

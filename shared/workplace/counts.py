@@ -1,0 +1,133 @@
+"""Activities per community and Workplace event name, unknown names included, counted once.
+
+Each unit of work (one inbox entry, one directory snapshot) records the activities it added as a
+tally row, created once: a retry after a crash finds the row and keeps it, and an event already
+stored (a redelivery) is not in any new tally. The status page sums the rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError
+
+from shared.activities import partition_key, row_key
+from shared.models import Activity
+from shared.storage import MAX_BATCH, chunks
+
+
+def stored_keys(table: TableClient, activities: Iterable[Activity]) -> set[tuple[str, str]]:
+    """Which of these activities are already stored (one range query per partition)."""
+    by_pk: dict[str, set[str]] = {}
+    for a in activities:
+        by_pk.setdefault(partition_key(a), set()).add(row_key(a))
+    found: set[tuple[str, str]] = set()
+    for pk, rks in by_pk.items():
+        rows = table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
+            parameters={"pk": pk, "lo": min(rks), "hi": max(rks)},
+            select=["RowKey"],
+        )
+        found.update((pk, e["RowKey"]) for e in rows if e["RowKey"] in rks)
+    return found
+
+
+def new_activities(
+    table: TableClient, units: list[tuple[str, list[Activity]]]
+) -> list[tuple[str, list[Activity]]]:
+    """Per unit of work, the activities not stored before it (the first unit to hold one wins)."""
+    seen = stored_keys(table, [a for _, acts in units for a in acts])
+    out: list[tuple[str, list[Activity]]] = []
+    for unit, acts in units:
+        fresh: list[Activity] = []
+        for a in acts:
+            key = (partition_key(a), row_key(a))
+            if key not in seen:
+                seen.add(key)
+                fresh.append(a)
+        out.append((unit, fresh))
+    return out
+
+
+TOTAL = "total"
+
+
+class EventCountStore:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def record_once(self, units: list[tuple[str, list[Activity]]]) -> None:
+        """One tally row per (community, unit); an existing row is kept as it is."""
+        rows: dict[str, list[dict[str, object]]] = {}
+        for unit, acts in units:
+            per_tenant: dict[str, Counter[str]] = {}
+            for a in acts:
+                per_tenant.setdefault(a.tenant_id, Counter())[a.event_name] += 1
+            for tenant, counts in per_tenant.items():
+                rows.setdefault(tenant, []).append(
+                    {"PartitionKey": tenant, "RowKey": f"t_{unit}", "Counts": json.dumps(counts)}
+                )
+        for group in rows.values():
+            for batch in chunks(group, MAX_BATCH):
+                try:
+                    self._table.submit_transaction([("create", e) for e in batch])
+                except TableTransactionError:  # some exist (a retried unit): one by one
+                    for e in batch:
+                        with contextlib.suppress(ResourceExistsError):
+                            self._table.create_entity(e)
+
+    def compact(self, community_id: str, older_than: datetime) -> int:
+        """Fold up to 99 tally rows written before `older_than` into the community's total row.
+
+        The total's update (guarded by its ETag) and the deletes are one transaction, so a crash
+        or a race never counts a tally twice. Only old rows are folded: a unit retried soon after
+        a crash still finds its tally row and is not counted again.
+        """
+        rows = list(
+            self._table.query_entities(
+                "PartitionKey eq @pk and RowKey ge 't_' and RowKey lt 't`' and Timestamp lt @t",
+                parameters={"pk": community_id, "t": older_than},
+                select=["RowKey", "Counts"],
+                results_per_page=MAX_BATCH - 1,
+            ).by_page()
+        )
+        page = list(rows[0]) if rows else []
+        if not page:
+            return 0
+        total: Counter[str] = Counter()
+        ops: list[Any] = []
+        try:
+            current = self._table.get_entity(community_id, TOTAL)
+            total.update(json.loads(current.get("Counts") or "{}"))
+            guard = {
+                "etag": current.metadata["etag"],
+                "match_condition": MatchConditions.IfNotModified,
+            }
+            verb = "update"
+        except ResourceNotFoundError:
+            guard, verb = {}, "create"
+        for e in page:
+            total.update(json.loads(e.get("Counts") or "{}"))
+            ops.append(("delete", {"PartitionKey": community_id, "RowKey": e["RowKey"]}))
+        entity = {"PartitionKey": community_id, "RowKey": TOTAL, "Counts": json.dumps(total)}
+        ops.insert(0, (verb, entity, guard) if guard else (verb, entity))
+        try:
+            self._table.submit_transaction(ops)
+        except TableTransactionError:
+            return 0  # another run folded first: nothing lost, try again next time
+        return len(page)
+
+    def totals(self, community_id: str) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for e in self._table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": community_id}, select=["Counts"]
+        ):
+            total.update(json.loads(e.get("Counts") or "{}"))
+        return total

@@ -1,0 +1,56 @@
+"""Custom integration mode: an admin's token in WORKPLACE_ACCESS_TOKEN, no install flow.
+
+The community is whatever `/community` says the token belongs to. It is checked again only
+when the token changes, so a rotated token revives an install that needed reauthorisation.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from shared.models import Install
+from shared.services import Services
+from shared.workplace.client import WorkplaceError
+from shared.workplace.sync_state import SyncStateStore
+from shared.workplace.tokens import fingerprint
+
+log = logging.getLogger(__name__)
+
+
+def ensure_registered(svc: Services, states: SyncStateStore, now: datetime) -> Install | None:
+    """The custom integration's install (registered on first use), or None in install mode."""
+    token = svc.settings.workplace_access_token
+    if not token:
+        return None
+    print_ = fingerprint(token, svc.settings.webhook_secret())
+    for install in svc.installs.all():
+        known = states.get(install.community_id).token_fingerprint
+        if install.mode == "custom_integration" and known == print_:
+            return install
+    try:
+        community = svc.workplace.community(token)
+    except WorkplaceError as exc:
+        log.warning(
+            "custom integration: WORKPLACE_ACCESS_TOKEN was refused by /community: %s",
+            exc,
+            extra={"code": exc.code, "status": exc.status},
+        )
+        raise
+    previous = svc.installs.get(community.id)
+    install = Install(
+        community_id=community.id,
+        community_name=community.name,
+        install_id=community.install_id,
+        mode="custom_integration",
+        status="active",
+        installed_at=previous.installed_at if previous else now,
+        permissions=community.permissions,
+        install_type=community.install_type or "CUSTOM_INTEGRATION",
+        status_reason="",
+        status_changed_at=now,
+    )
+    svc.installs.save(install)
+    states.update(community.id, token_fingerprint=print_, failures=0)
+    log.info("custom integration registered for community %s (%s)", community.id, community.name)
+    return install

@@ -1,0 +1,268 @@
+"""The slower half of sync_timer: each install's directory, read page by page and resumable.
+
+A run snapshots members, former members and admins into a staging partition, saving its cursor
+after every page; only when all three edges are read does it diff against the user records,
+write the changes as activities, then the records, then mark the snapshot done. A failure at any
+step leaves the saved cursor (or the finished staging) for the next run, and every write is keyed
+so doing it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from azure.data.tables import TableClient, UpdateMode
+
+from shared import storage as st
+from shared.models import Install
+from shared.services import Services
+from shared.workplace import directory
+from shared.workplace.client import WorkplaceError
+from shared.workplace.counts import EventCountStore, new_activities
+from shared.workplace.custom_integration import ensure_registered
+from shared.workplace.lifecycle import SHUTDOWN_LIKE, after_failure
+from shared.workplace.sync_state import SyncState, SyncStateStore
+from shared.workplace.tokens import secret_name
+
+log = logging.getLogger(__name__)
+PAGE_LIMIT = 100  # one staging transaction per page
+
+
+@dataclass
+class InstallSyncResult:
+    community_id: str
+    outcome: str  # "synced", "not_due", "skipped", "failed"
+    status: str
+    changes: int = 0
+    error: str = ""
+
+
+def _staging_pk(community_id: str, run_id: str) -> str:
+    return f"{community_id}_{run_id}"
+
+
+def _stage(table: TableClient, pk: str, edge: str, rows: list[dict[str, Any]]) -> None:
+    """Merge one page into the snapshot: each edge sets only its own flag, so re-reading a page
+    (after a crash) or a person on several edges comes out the same."""
+    flag = {"members": "Member", "former_members": "Former", "admins": "Admin"}[edge]
+    entities = []
+    for row in rows:
+        user_id = str(row.get("id", ""))
+        if not user_id or any(c in user_id for c in "/\\#?"):
+            continue
+        entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": user_id, flag: True}
+        if row.get("email"):
+            entity["Email"] = str(row["email"])
+        entities.append(entity)
+    unique = list({e["RowKey"]: e for e in entities}.values())
+    for batch in st.transaction_batches(unique):
+        table.submit_transaction([("upsert", e, {"mode": UpdateMode.MERGE}) for e in batch])
+
+
+def _snapshot(table: TableClient, pk: str) -> dict[str, directory.DirectoryEntry]:
+    return {
+        e["RowKey"]: directory.DirectoryEntry(
+            user_id=e["RowKey"],
+            email=str(e.get("Email", "")),
+            member=bool(e.get("Member")),
+            former=bool(e.get("Former")),
+            admin=bool(e.get("Admin")),
+        )
+        for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})
+    }
+
+
+def _drop_staging(table: TableClient, community_id: str, keep: str = "") -> None:
+    """Delete the community's staged snapshots (all but the run `keep`)."""
+    rows = table.query_entities(
+        "PartitionKey ge @lo and PartitionKey lt @hi",
+        parameters={"lo": f"{community_id}_", "hi": f"{community_id}`"},  # "`" follows "_"
+        select=["PartitionKey", "RowKey"],
+    )
+    by_pk: dict[str, list[str]] = {}
+    for e in rows:
+        if e["PartitionKey"] != keep:
+            by_pk.setdefault(e["PartitionKey"], []).append(e["RowKey"])
+    for pk, keys in by_pk.items():
+        for batch in st.chunks(keys, st.MAX_BATCH):
+            table.submit_transaction([("delete", {"PartitionKey": pk, "RowKey": k}) for k in batch])
+
+
+class DirectorySync:
+    """One install's directory sync; each step is a method so a test can fail it in turn."""
+
+    def __init__(self, svc: Services, states: SyncStateStore) -> None:
+        self.svc, self.states = svc, states
+        self.staging = svc.storage.table(st.DIRECTORY_SNAPSHOTS)
+        self.counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
+
+    def due(self, state: SyncState, now: datetime) -> bool:
+        if state.run_id:
+            return True  # an unfinished snapshot always resumes
+        every = timedelta(minutes=self.svc.settings.workplace_directory_sync_minutes)
+        return state.directory_synced_at is None or now - state.directory_synced_at >= every
+
+    def run(self, install: Install, token: str, now: datetime) -> int:
+        """Read (or resume) the snapshot and apply it; returns the number of changes found."""
+        c = install.community_id
+        state = self.states.get(c)
+        if not state.run_id:
+            _drop_staging(self.staging, c)  # what an earlier run could not clean up
+            state = SyncState(c, run_id=st.ticks_key(now), run_started_at=now)
+            self.states.update(
+                c, run_id=state.run_id, run_started_at=now, edge=0, cursor="", pages=0
+            )
+        for page_rows, edge, after in self.pages(state, token):
+            self.stage(state, edge, page_rows)
+            self.advance(state, edge, after)
+            state = self.states.get(c)
+        return self.apply(install, state, now)
+
+    def pages(
+        self, state: SyncState, token: str
+    ) -> Iterator[tuple[list[dict[str, Any]], str, str | None]]:
+        edge_index, cursor = state.edge, state.cursor or None
+        while edge_index < len(directory.EDGES):
+            edge = directory.EDGES[edge_index]
+            page = self.svc.workplace.page(
+                f"/community/{edge}",
+                token,
+                fields=directory.FIELDS[edge],
+                after=cursor,
+                limit=PAGE_LIMIT,
+            )
+            yield page.data, edge, page.after
+            if page.after is None:
+                edge_index, cursor = edge_index + 1, None
+            else:
+                cursor = page.after
+
+    def stage(self, state: SyncState, edge: str, rows: list[dict[str, Any]]) -> None:
+        _stage(self.staging, _staging_pk(state.community_id, state.run_id), edge, rows)
+
+    def advance(self, state: SyncState, edge: str, after: str | None) -> None:
+        """Save the cursor only after the page is staged: a crash in between re-reads the page."""
+        index = directory.EDGES.index(edge)
+        if after is None:
+            self.states.update(state.community_id, edge=index + 1, cursor="", pages=state.pages + 1)
+        else:
+            self.states.update(state.community_id, edge=index, cursor=after, pages=state.pages + 1)
+
+    def apply(self, install: Install, state: SyncState, now: datetime) -> int:
+        c, run_id = install.community_id, state.run_id
+        at = state.run_started_at or now
+        pk = _staging_pk(c, run_id)
+        snapshot = _snapshot(self.staging, pk)
+        previous = {u.user_id: u for u in self.svc.users.for_tenant(c)}
+        after = directory.records(c, previous, snapshot, at)
+        found = directory.changes(previous, after)
+        acts = directory.activities(c, run_id, at, found)
+        self.write_activities(run_id, acts)
+        self.svc.users.save_many(after)  # after the activities: a retry diffs against the old
+        self.finish(c, at, len(snapshot))
+        _drop_staging(self.staging, c)  # a failure here is cleaned up by the next run
+        return len(acts)
+
+    def write_activities(self, run_id: str, acts: list[Any]) -> None:
+        if not acts:
+            return
+        units = new_activities(self.svc.storage.table(st.ACTIVITIES), [(f"dir_{run_id}", acts)])
+        self.counts.record_once(units)
+        for batch in self.svc.activities.write(acts):
+            self.svc.enqueue_detection(batch.to_message())
+
+    def finish(self, community_id: str, at: datetime, users: int) -> None:
+        self.states.update(
+            community_id,
+            run_id="",
+            run_started_at=None,
+            edge=0,
+            cursor="",
+            directory_synced_at=at,
+            users=users,
+            failures=0,
+            last_error="",
+        )
+
+
+def sync_installs(svc: Services, now: datetime) -> list[InstallSyncResult]:
+    """Every active install whose directory is due; one install's failure never stops the rest."""
+    states = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC))
+    results: list[InstallSyncResult] = []
+    unexpected: Exception | None = None
+    try:
+        ensure_registered(svc, states, now)
+    except WorkplaceError as exc:
+        results.append(InstallSyncResult("", "failed", "custom_integration", error=str(exc)))
+    sync = DirectorySync(svc, states)
+    for install in svc.installs.all():
+        c = install.community_id
+        if install.status != "active":
+            results.append(InstallSyncResult(c, "skipped", install.status))
+            continue
+        state = states.get(c)
+        if not sync.due(state, now):
+            results.append(InstallSyncResult(c, "not_due", install.status))
+            continue
+        token = svc.workplace_token(c)
+        if not token:
+            svc.installs.set_status(
+                c, "needs_reauth", "No token is stored for this community: reinstall.", now
+            )
+            results.append(InstallSyncResult(c, "failed", "needs_reauth", error="no token"))
+            continue
+        states.update(c, last_attempt_at=now)
+        try:
+            changes = sync.run(install, token, now)
+        except WorkplaceError as exc:
+            results.append(_failed(svc, states, install, state, exc, now))
+            continue
+        except Exception as exc:  # storage or a bug: recorded, then raised after the others
+            log.exception("directory sync of community %s failed", c)
+            states.update(c, last_error=f"{type(exc).__name__}: {exc}"[:1000], last_error_at=now)
+            results.append(InstallSyncResult(c, "failed", install.status, error=str(exc)))
+            unexpected = unexpected or exc
+            continue
+        log.info("directory of community %s synced: %d changes", c, changes)
+        results.append(InstallSyncResult(c, "synced", "active", changes=changes))
+    if unexpected is not None:
+        raise unexpected
+    return results
+
+
+def _failed(
+    svc: Services,
+    states: SyncStateStore,
+    install: Install,
+    state: SyncState,
+    exc: WorkplaceError,
+    now: datetime,
+) -> InstallSyncResult:
+    c, s = install.community_id, svc.settings
+    failures = state.failures + 1 if exc.kind in SHUTDOWN_LIKE else 0
+    states.update(c, last_error=str(exc)[:1000], last_error_at=now, failures=failures)
+    transition = after_failure(
+        exc,
+        shutdown_like_failures=failures,
+        now=now,
+        shutdown_date=s.workplace_shutdown_date,
+        decommission_after=s.workplace_decommission_after_failures,
+    )
+    log.warning(
+        "directory sync of community %s failed (%s): %s",
+        c,
+        exc.kind,
+        exc,
+        extra={"community_id": c, "code": exc.code, "status": exc.status},
+    )
+    if transition is None:
+        return InstallSyncResult(c, "failed", install.status, error=str(exc))
+    if transition.status in ("uninstalled", "decommissioned") and install.mode == "install":
+        svc.secrets.delete(secret_name(c))  # a dead token is no use to anyone
+    svc.installs.set_status(c, transition.status, transition.reason, now)
+    log.warning("community %s is now %s: %s", c, transition.status, transition.reason)
+    return InstallSyncResult(c, "failed", transition.status, error=str(exc))

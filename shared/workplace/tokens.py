@@ -1,0 +1,31 @@
+"""Where a community's Workplace token comes from, in either token mode.
+
+Third-party install: one token per install, kept in the secret store (Key Vault or encrypted).
+Custom integration: the one token an admin pasted into `WORKPLACE_ACCESS_TOKEN`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+
+def secret_name(community_id: str) -> str:
+    """The token's name in the secret store (a valid Key Vault secret name)."""
+    return f"workplace-token-{community_id}"
+
+
+def fingerprint(token: str, app_secret: str) -> str:
+    """Tells a rotated custom-integration token from the last one without storing it."""
+    return hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def token_for(svc: Services, community_id: str) -> str | None:
+    install = svc.installs.get(community_id)
+    if install is not None and install.mode == "custom_integration":
+        return svc.settings.workplace_access_token
+    return svc.secrets.get(secret_name(community_id))

@@ -1,0 +1,178 @@
+"""Directory sync on Azurite against the simulated tenant: snapshots, diffs, and resuming after
+a failure at each step in turn without losing or doubling anything."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from local.sim_workplace import SimulatedWorkplace
+from shared import connect, services
+from shared import storage as st
+from shared.services import Services
+from shared.workplace import directory_sync
+from shared.workplace.client import RetryPolicy
+from shared.workplace.counts import EventCountStore
+from shared.workplace.directory_sync import DirectorySync, sync_installs
+from shared.workplace.sync_state import SyncStateStore
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def wp(vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedWorkplace]:
+    with SimulatedWorkplace(
+        app_id=vigil_env["WORKPLACE_APP_ID"], app_secret=vigil_env["WORKPLACE_APP_SECRET"]
+    ) as sim:
+        monkeypatch.setenv("WORKPLACE_GRAPH_URL", sim.url)
+        monkeypatch.setenv("WORKPLACE_DIALOG_URL", sim.dialog_url)
+        monkeypatch.setattr(directory_sync, "PAGE_LIMIT", 3)  # several pages per edge
+        services.reset()
+        yield sim
+
+
+def install(svc: Services, wp: SimulatedWorkplace, now: datetime = T0) -> None:
+    """The real install flow: our redirect, Workplace's dialog, our callback."""
+    svc.workplace.retry = RetryPolicy(sleep=lambda s: None)
+    location = connect.start_install(svc, now).headers["Location"]
+    state = parse_qs(urlsplit(location).query)["state"][0]
+    code = wp.issue_install_code(svc.settings.redirect_uri(), state=state)
+    assert connect.complete_install(svc, {"code": code, "state": state}, now).status == 200
+
+
+def activity_rows(svc: Services) -> list[dict[str, Any]]:
+    return list(svc.storage.table(st.ACTIVITIES).list_entities())
+
+
+def change_directory(wp: SimulatedWorkplace) -> None:
+    wp.member("adele.vance@contoso.com").active = False  # deactivated
+    wp.member("alex.wilber@contoso.com").admin = True  # promoted
+    wp.member("diego.siciliani@contoso.com").admin = False  # demoted
+    wp.member("pradeep.gupta@contoso.com").active = True  # reactivated
+    wp.add_member("New Hire", "new.hire@contoso.com", member_id="100064094369999")
+
+
+EXPECTED = {
+    ("DIRECTORY_ACCOUNT_DEACTIVATED", "adele.vance@contoso.com"),
+    ("DIRECTORY_ADMIN_ADDED", "alex.wilber@contoso.com"),
+    ("DIRECTORY_ADMIN_REMOVED", "diego.siciliani@contoso.com"),
+    ("DIRECTORY_ACCOUNT_ACTIVATED", "pradeep.gupta@contoso.com"),
+    ("DIRECTORY_ACCOUNT_CREATED", "new.hire@contoso.com"),
+}
+
+
+def test_the_first_snapshot_is_a_baseline_and_the_next_one_yields_activities(
+    wp: SimulatedWorkplace, svc: Services
+) -> None:
+    install(svc, wp)
+    (result,) = sync_installs(svc, T0)
+    assert (result.outcome, result.changes) == ("synced", 0)
+    users = {u.email: u for u in svc.users.for_tenant(wp.community_id)}
+    assert len(users) == len(wp.members)
+    assert users["megan.bowen@contoso.com"].is_admin
+    assert users["pradeep.gupta@contoso.com"].status == "deactivated"
+    assert users["adele.vance@contoso.com"].first_seen == T0
+    assert activity_rows(svc) == []
+    assert {r.endpoint for r in wp.requests} >= {
+        "/community/members",
+        "/community/former_members",
+        "/community/admins",
+    }
+
+    change_directory(wp)
+    assert sync_installs(svc, T0 + 30 * timedelta(minutes=1))[0].outcome == "not_due"
+    (result,) = sync_installs(svc, T0 + HOUR)
+    assert result.changes == len(EXPECTED)
+    rows = activity_rows(svc)
+    assert {(r["event_name"], r["actor_email"]) for r in rows} == EXPECTED
+    assert all(r["time"] == T0 + HOUR for r in rows)  # the snapshot's time
+    users = {u.email: u for u in svc.users.for_tenant(wp.community_id)}
+    assert users["adele.vance@contoso.com"].status == "deactivated"
+    assert users["adele.vance@contoso.com"].deactivated_at == T0 + HOUR
+    assert users["alex.wilber@contoso.com"].is_admin
+    assert not users["diego.siciliani@contoso.com"].is_admin
+    assert users["new.hire@contoso.com"].first_seen == T0 + HOUR
+    counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS)).totals(wp.community_id)
+    assert counts == Counter({name: 1 for name, _ in EXPECTED})
+    queue = svc.storage.queue(svc.settings.activity_queue)
+    assert int(queue.get_queue_properties().approximate_message_count or 0) == 1
+    assert list(svc.storage.table(st.DIRECTORY_SNAPSHOTS).list_entities()) == []
+
+
+class Boom(RuntimeError):
+    pass
+
+
+STORAGE_STEPS = ["stage", "advance", "write_activities", "finish"]
+WORKPLACE_STEPS = ["/community/members", "/community/former_members", "/community/admins"]
+
+
+@pytest.mark.parametrize("step", [*STORAGE_STEPS, "save_many", "drop_staging", *WORKPLACE_STEPS])
+def test_a_sync_failing_at_any_step_resumes_without_losing_or_doubling(
+    wp: SimulatedWorkplace, svc: Services, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    install(svc, wp)
+    sync_installs(svc, T0)
+    change_directory(wp)
+    for i in range(7):  # more pages
+        wp.add_member(f"Temp {i}", f"temp{i}@contoso.com", member_id=f"1000640943700{i:02d}")
+    expected = EXPECTED | {("DIRECTORY_ACCOUNT_CREATED", f"temp{i}@contoso.com") for i in range(7)}
+    calls = Counter[str]()
+
+    def fail_once(name: str, original: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            # The second call where there is one: some progress was saved before (and the
+            # first clean-up is the one before a run, the second the one after it).
+            if calls[name] == (2 if name in ("stage", "advance", "drop_staging") else 1):
+                raise Boom(f"injected failure in {name}")
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    if step in STORAGE_STEPS:
+        monkeypatch.setattr(DirectorySync, step, fail_once(step, getattr(DirectorySync, step)))
+    elif step == "save_many":
+        monkeypatch.setattr(svc.users, "save_many", fail_once(step, svc.users.save_many))
+    elif step == "drop_staging":
+        monkeypatch.setattr(
+            directory_sync, "_drop_staging", fail_once(step, directory_sync._drop_staging)
+        )
+    else:
+        wp.fail(step, status=503, times=10)  # longer than the client's retries
+
+    if step in WORKPLACE_STEPS:
+        (failed,) = sync_installs(svc, T0 + HOUR)
+        assert failed.outcome == "failed" and "503" in failed.error
+    else:
+        with pytest.raises(Boom):
+            sync_installs(svc, T0 + HOUR)
+    monkeypatch.undo()
+    monkeypatch.setattr(directory_sync, "PAGE_LIMIT", 3)
+    wp.faults.clear()
+    state = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC)).get(wp.community_id)
+    assert state.last_error  # recorded for the operator
+    # The next due run: it resumes the interrupted snapshot (or, when only the clean-up of a
+    # finished one failed, takes a new one and cleans up).
+    (result,) = sync_installs(svc, T0 + 2 * HOUR)
+    assert result.outcome == "synced"
+    rows = activity_rows(svc)
+    assert {(r["event_name"], r["actor_email"]) for r in rows} == expected
+    assert len(rows) == len(expected)
+    assert all(r["time"] == T0 + HOUR for r in rows)  # the interrupted snapshot's time
+    counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS)).totals(wp.community_id)
+    assert sum(counts.values()) == len(expected)
+    users = {u.email: u for u in svc.users.for_tenant(wp.community_id)}
+    assert users["adele.vance@contoso.com"].status == "deactivated"
+    assert users["alex.wilber@contoso.com"].is_admin
+    assert len(users) == len(wp.members)
+    assert list(svc.storage.table(st.DIRECTORY_SNAPSHOTS).list_entities()) == []
+    state = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC)).get(wp.community_id)
+    assert (state.run_id, state.last_error) == ("", "")
+    assert state.directory_synced_at == (T0 + 2 * HOUR if step == "drop_staging" else T0 + HOUR)

@@ -1,0 +1,155 @@
+"""Activity policies as YAML: validation that names file, policy and field; MDCA operators."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.config import ConfigError
+from shared.detection.engine import policy_findings
+from shared.detection.profiles import UserProfile
+from shared.ipintel import IpInfo
+from shared.policies import SHIPPED, ActivityPolicy, load_policies, parse
+from tests.detect_samples import T0, act, replay
+
+
+def policy(**fields: Any) -> ActivityPolicy:
+    doc = {"id": "p", "type": "activity", "title": "{event} by {user}", **fields}
+    (p,) = parse(doc, "test.yaml").activity
+    return p
+
+
+def test_the_shipped_folder_switches_every_builtin_and_ships_templates_off() -> None:
+    shipped = load_policies(None)
+    assert len(shipped.anomaly) == 8 and all(c.enabled for c in shipped.anomaly.values())
+    assert {p.id for p in shipped.activity} == {
+        "template.brute_force",
+        "template.admin_from_non_corporate_ip",
+        "template.login_from_risky_ip",
+        "template.mass_account_changes",
+    }
+    assert not any(p.config.enabled for p in shipped.activity)
+    brute = next(p for p in shipped.activity if p.id == "template.brute_force")
+    assert (brute.match.count, brute.match.window) == (11, timedelta(minutes=5))
+    assert [s.action for s in brute.config.governance] == ["revoke_sessions"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"filters": {"activity.colour": {"eq": ["x"]}}},
+            "field `filters.activity.colour`: unknown field",
+        ),
+        (
+            {"filters": {"activity.type": {"like": ["x"]}}},
+            "field `filters.activity.type`: unknown operator",
+        ),
+        ({"filters": {"activity.type": {"isset": "yes"}}}, "`filters.activity.type.isset`"),
+        ({"filters": {"ip.category": {"eq": ["Friendly"]}}}, "unknown IP category"),
+        ({"governance": [{"action": "delete_user"}]}, "field `governance`: unknown action"),
+        ({"title": "{who} did it"}, "field `title`: unknown placeholders ['who']"),
+        ({"severity": "critical"}, "field `severity`"),
+        ({"match": {"mode": "repeated", "count": 1, "window_minutes": 5}}, "field `match.count`"),
+        (
+            {"match": {"mode": "repeated", "count": 5, "window_minutes": 5, "same_user": "no"}},
+            "field `match.same_user`",
+        ),
+        ({"alerting": {"daily_limit": -1}}, "field `alerting.daily_limit`"),
+        ({"scope": {"groups": ["x"]}}, "field `scope`"),
+        ({"colour": "red"}, "unknown fields ['colour']"),
+    ],
+)
+def test_invalid_policies_name_the_file_the_policy_and_the_field(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        policy(**fields)
+    assert str(err.value).startswith("test.yaml: policy p")
+    assert message in str(err.value)
+
+
+def test_a_folder_with_duplicate_ids_or_bad_yaml_is_refused(tmp_path: Path) -> None:
+    doc = {"id": "x", "type": "activity", "title": "t"}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump([doc]))
+    with pytest.raises(ConfigError, match=r"b.yaml: policy x: field `id` is also used in .*a.yaml"):
+        load_policies(str(tmp_path))
+    (tmp_path / "b.yaml").write_text("id: [unclosed")
+    with pytest.raises(ConfigError, match="b.yaml: not valid YAML"):
+        load_policies(str(tmp_path))
+    with pytest.raises(ConfigError, match="POLICIES_PATH"):
+        load_policies(str(tmp_path / "missing"))
+
+
+INFO = IpInfo("198.51.100.7", country="GB", category="corporate", tags=("office", "London"))
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"activity.type": {"eq": ["LOGIN"]}}, True),  # case-insensitive
+        ({"activity.type": {"neq": ["login"]}}, False),
+        ({"target.username": {"neq": ["bob@contoso.com"]}}, True),  # neq keeps a missing field
+        ({"target.username": {"isset": True}}, False),
+        ({"target.username": {"isnotset": True}}, True),
+        ({"user.username": {"endswith": ["@contoso.com"]}}, True),
+        ({"user.username": {"startswith": ["bob"]}}, False),
+        ({"user.domain": {"eq": ["contoso.com"]}}, True),
+        ({"userAgent.userAgent": {"contains": ["firefox"]}}, True),
+        ({"ip.address": {"range": ["198.51.100.0/24"]}}, True),
+        ({"ip.address": {"range": ["203.0.113.0/24"]}}, False),
+        ({"ip.category": {"eq": [1]}}, True),  # MDCA's id for Corporate
+        ({"ip.category": {"neq": ["Corporate"]}}, False),
+        ({"ip.tags": {"eq": ["london"]}}, True),
+        ({"location.country": {"eq": ["GB", "IE"]}}, True),
+        ({"activity.administrative": {"eq": [True]}}, False),
+        ({"activity.type": {"eq": ["login"]}, "location.country": {"eq": ["US"]}}, False),  # AND
+    ],
+)
+def test_filters_use_mdca_operators(filters: dict[str, Any], expected: bool) -> None:
+    a = act(user_agent="Mozilla/5.0 Firefox/86.0")
+    assert policy(filters=filters).matches(a, INFO) is expected
+
+
+def test_a_single_activity_policy_alerts_on_every_match_with_its_title() -> None:
+    p = policy(severity="high")
+    _, found = policy_findings(p, UserProfile(), obs_of(act()))
+    (f,) = found
+    assert f.title == "LOGIN by alice@contoso.com" and f.severity == "high" and f.policy_id == "p"
+
+
+def test_a_repeated_policy_alerts_once_per_burst_of_n_within_m_minutes() -> None:
+    p = policy(
+        title="{count} failures for {user} in {window_minutes} min",
+        filters={"activity.type": {"eq": ["login_failed"]}},
+        match={"mode": "repeated", "count": 11, "window_minutes": 5, "same_user": True},
+    )
+    acts = [act("login_failed", at=T0 + timedelta(seconds=20 * i)) for i in range(14)]
+
+    def detect(profile: UserProfile, tenant: Any, obs: Any, cfg: Any) -> Any:
+        return (
+            policy_findings(p, profile, obs) if p.matches(obs.activity, obs.ip) else (profile, [])
+        )
+
+    _, found = replay(detect, acts[:10])
+    assert found == []
+    _, found = replay(detect, acts)
+    assert [f.extends for f in found] == [False, True, True, True]
+    assert found[0].title == "11 failures for alice@contoso.com in 5 min"
+    assert len({f.window for f in found}) == 1 and found[-1].event_count == 14
+
+
+def obs_of(a: Any) -> Any:
+    from shared.detection.base import Observation
+
+    return Observation(a, INFO, user_learning=False, tenant_learning=False)
+
+
+def test_shipped_templates_are_valid_yaml_files() -> None:
+    for f in SHIPPED.glob("*.yaml"):
+        assert yaml.safe_load(f.read_text()) is not None, f

@@ -81,6 +81,7 @@ def on_request(request: Any) -> None:
     for hook in REQUEST_HOOKS:
         hook(request)
 
+
 MAX_BATCH = 100  # Table transactions: at most 100 operations, one partition...
 MAX_BATCH_BYTES = 3_500_000  # ...and at most 4 MiB (Azurite enforces neither: we do)
 MAX_TEXT = 30_000  # characters per string property (the limit is 64 KiB of UTF-16)

@@ -248,6 +248,9 @@ def test_azure_yaml_has_one_python_function_service() -> None:
         ("language", "python"),
         ("host", "function"),
     ]
+    hook = re.search(r"postprovision:\n(?:\s+.*\n)*?\s+run: (\S+)", text)
+    assert hook, "azure.yaml has no postprovision hook"
+    assert os.access(ROOT / hook.group(1), os.X_OK), hook.group(1)
     main = MAIN_BICEP.read_text()
     assert main.startswith("//") and "targetScope = 'subscription'" in main
     assert "'azd-service-name': 'api'" in (ROOT / "infra" / "app" / "api.bicep").read_text()

@@ -18,6 +18,7 @@ from shared.inbox import TABLE_MAX_BODY, pack_body
 from shared.models import Activity
 from shared.services import Services
 from shared.workplace.counts import EventCountStore, new_activities
+from shared.workplace.directory_sync import record_login_methods
 from shared.workplace.events import EVENTS
 from shared.workplace.normalize import EnvelopeError, normalise
 from shared.workplace.sync_state import SyncStateStore
@@ -137,6 +138,7 @@ def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
         result.activities += len({(a.tenant_id, a.event_id) for a in activities})
         result.by_type.update(a.type for a in activities)
         _note_unknown_events(activities)
+        record_login_methods(svc, activities)
         _record_drain(svc, activities, now)
     # Deleted last: a crash before this line only means the page is read again (idempotent).
     svc.inbox.delete(done)

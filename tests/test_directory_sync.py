@@ -176,3 +176,25 @@ def test_a_sync_failing_at_any_step_resumes_without_losing_or_doubling(
     state = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC)).get(wp.community_id)
     assert (state.run_id, state.last_error) == ("", "")
     assert state.directory_synced_at == (T0 + 2 * HOUR if step == "drop_staging" else T0 + HOUR)
+
+
+def test_auth_method_comes_from_login_events_and_survives_the_snapshots(
+    wp: SimulatedWorkplace, svc: Services
+) -> None:
+    from shared.sync import drain_inbox
+    from tests.samples import envelope, value
+
+    install(svc, wp)
+    megan = wp.member("megan.bowen@contoso.com")
+    login = value("LOGIN", actor=megan.id, email=megan.email, login_method="sso")
+    svc.inbox.put("workplace", envelope(("login", login)), T0)
+    drain_inbox(svc, T0)
+    (result,) = sync_installs(svc, T0)
+    assert result.changes == 0  # a record made by a login does not spoil the baseline
+    change_directory(wp)
+    (result,) = sync_installs(svc, T0 + HOUR)
+    assert result.changes == len(EXPECTED)
+    user = svc.users.get(wp.community_id, megan.id)
+    assert user is not None and (user.auth_method, user.first_seen) == ("sso", T0)
+    others = [u for u in svc.users.for_tenant(wp.community_id) if u.user_id != megan.id]
+    assert {u.auth_method for u in others} == {""}  # unknown where no login said

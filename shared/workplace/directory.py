@@ -75,7 +75,8 @@ def records(
             )
         )
     for user_id, before in previous.items():
-        if user_id not in snapshot and before.status != "deleted":
+        # Only people a snapshot saw can leave it (a login can make a record for anyone).
+        if user_id not in snapshot and before.first_seen and before.status != "deleted":
             out.append(replace(before, status="deleted", is_admin=False))
     return out
 
@@ -84,6 +85,7 @@ def changes(
     previous: dict[str, UserRecord], after: list[UserRecord]
 ) -> list[tuple[UserRecord, tuple[str, str, bool]]]:
     """Each person whose status or admin flag changed, with what changed (empty on a first sync)."""
+    previous = {k: u for k, u in previous.items() if u.first_seen}  # seen by a snapshot
     if not previous:
         return []  # the first snapshot is the baseline, not a wave of changes
     out: list[tuple[UserRecord, tuple[str, str, bool]]] = []
@@ -144,3 +146,15 @@ def activities(
         )
         for user, (kind, name, administrative) in found
     ]
+
+
+def login_methods(activities: list[Activity]) -> dict[tuple[str, str], str]:
+    """(tenant, user) -> "sso" or "password", from login events that say how (`login_method`)."""
+    found: dict[tuple[str, str], str] = {}
+    for a in sorted(activities, key=lambda a: a.time):
+        if a.type != "login" or '"login_method"' not in a.raw:
+            continue
+        method = json.loads(a.raw).get("value", {}).get("login_method")
+        if method in ("sso", "password"):
+            found[(a.tenant_id, a.actor_id)] = method
+    return found

@@ -266,3 +266,14 @@ def _failed(
     svc.installs.set_status(c, transition.status, transition.reason, now)
     log.warning("community %s is now %s: %s", c, transition.status, transition.reason)
     return InstallSyncResult(c, "failed", transition.status, error=str(exc))
+
+
+def record_login_methods(svc: Services, activities: list[Any]) -> None:
+    """Keep each user's auth method where a login event tells it (a merge: nothing else changes)."""
+    for (tenant, user_id), method in directory.login_methods(activities).items():
+        if any(c in user_id for c in "/\\#?"):
+            continue
+        svc.storage.table(st.USERS).upsert_entity(
+            {"PartitionKey": tenant, "RowKey": user_id, "AuthMethod": method},
+            mode=UpdateMode.MERGE,
+        )

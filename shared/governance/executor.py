@@ -20,6 +20,7 @@ from typing import Literal, Protocol
 
 import requests
 
+from shared import telemetry
 from shared.alerts import AlertStore
 from shared.config import GovernanceMode, Settings
 from shared.governance import actions as act
@@ -330,6 +331,7 @@ def _close(gov: Governance, record: GovernanceAction, etag: str | None) -> Gover
     """Store a finished record (its lease given up) and return it as stored."""
     record = replace(record, lease_until=None)
     _save(gov, record, etag)
+    telemetry.action_taken(record.action, record.status, record.mode)
     return record
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
@@ -54,30 +54,28 @@ class InstallStore:
 
     def get(self, community_id: str) -> Install | None:
         try:
-            e = self._table.get_entity(self._source, community_id)
+            return _from_entity(self._table.get_entity(self._source, community_id))
         except ResourceNotFoundError:
             return None
-        return Install(
-            community_id=e["RowKey"],
-            community_name=e.get("CommunityName", ""),
-            install_id=e.get("InstallId", ""),
-            mode=e.get("Mode", "install"),
-            status=e.get("Status", "active"),
-            installed_at=utc(e["InstalledAt"]),
-            permissions=tuple(json.loads(e.get("Permissions", "[]"))),
-            install_type=e.get("InstallType", ""),
-            status_reason=e.get("StatusReason", ""),
-            status_changed_at=utc(e["StatusChangedAt"]) if e.get("StatusChangedAt") else None,
-        )
 
     def all(self) -> list[Install]:
-        return [
-            i
-            for e in self._table.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": self._source}, select=["RowKey"]
-            )
-            if (i := self.get(e["RowKey"])) is not None
-        ]
+        rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": self._source})
+        return [_from_entity(e) for e in rows]
+
+
+def _from_entity(e: dict[str, Any]) -> Install:
+    return Install(
+        community_id=e["RowKey"],
+        community_name=e.get("CommunityName", ""),
+        install_id=e.get("InstallId", ""),
+        mode=e.get("Mode", "install"),
+        status=e.get("Status", "active"),
+        installed_at=utc(e["InstalledAt"]),
+        permissions=tuple(json.loads(e.get("Permissions", "[]"))),
+        install_type=e.get("InstallType", ""),
+        status_reason=e.get("StatusReason", ""),
+        status_changed_at=utc(e["StatusChangedAt"]) if e.get("StatusChangedAt") else None,
+    )
 
 
 class InstallStates:

@@ -94,6 +94,7 @@ class ActivityPolicy:
     description: str
     severity: Severity
     source: str  # the file it came from
+    types: frozenset[str] | None = None  # from an `activity.type: {eq: [...]}` filter
 
     def matches(self, a: Activity, ip: IpInfo) -> bool:
         return all(p(a, ip) for p in self.predicates)
@@ -189,6 +190,15 @@ def _filters(raw: Any, where: str) -> tuple[Predicate, ...]:
                 raise ConfigError(f"{at}: unknown operator {op!r} (known: {', '.join(OPERATORS)})")
             out.append(_compile_filter(name, op, arg, f"{where}, field `filters.{name}.{op}`"))
     return tuple(out)
+
+
+def _types(raw: Any) -> frozenset[str] | None:
+    """The activity types an `activity.type` eq filter allows: lets the engine skip the rest."""
+    ops = raw.get("activity.type") if isinstance(raw, dict) else None
+    if isinstance(ops, dict) and "eq" in ops:
+        values = ops["eq"] if isinstance(ops["eq"], list) else [ops["eq"]]
+        return frozenset(str(v).lower() for v in values)
+    return None
 
 
 def _governance(raw: Any, where: str) -> tuple[GovernanceStep, ...]:
@@ -333,6 +343,7 @@ def parse(docs: Any, source: str, learning: timedelta = timedelta(days=7)) -> Po
                 id=pid,
                 config=cfg,
                 predicates=_filters(raw.get("filters"), where),
+                types=_types(raw.get("filters")),
                 match=_match(raw.get("match"), where),
                 title=_title(raw.get("title"), where),
                 description=str(raw.get("description", "")),

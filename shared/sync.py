@@ -129,8 +129,9 @@ def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
         done.append(entry.row_key)
     if activities:
         # Counted before they are written, once per inbox entry: see shared/workplace/counts.py.
-        fresh = new_activities(svc.storage.table(st.ACTIVITIES), units)
-        EventCountStore(svc.storage.table(st.EVENT_COUNTS)).record_once(fresh)
+        counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
+        counted = counts.counted(units)
+        counts.record_once(new_activities(svc.storage.table(st.ACTIVITIES), units, counted))
         batches = svc.activities.write(activities)
         for batch in batches:
             svc.enqueue_detection(batch.to_message())

@@ -220,3 +220,13 @@ def test_no_impossible_travel_while_learning_or_for_failed_logins() -> None:
         infos={a1.event_id: NY, failed.event_id: AKL},
     )[1]
     assert found == []
+
+
+def test_an_anonymous_address_many_colleagues_use_is_the_orgs_own_egress() -> None:
+    acts = [
+        act(ip=TOR, user=str(u), email=f"u{u}@contoso.com", at=T0 + timedelta(minutes=u))
+        for u in range(7)
+    ]
+    _, found = replay(anonymous_ip.detect, acts, intel=INTEL)
+    assert len(found) == 4  # the fifth user on the address shows it is widely used
+    assert "widely used in the organisation: 3 other user(s)" in found[-1].suppressions_evaluated[1]

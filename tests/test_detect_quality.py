@@ -9,7 +9,7 @@ Attacks, injected after the learning period, one per built-in detection.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from shared.detection import builtins
@@ -58,7 +58,7 @@ class Attack:
     user: str
     detector: str
     activities: tuple[Activity, ...]
-    directory: Directory = Directory()
+    directory: Directory = field(default_factory=Directory)
 
 
 def benign(rng: random.Random) -> dict[str, list[Activity]]:
@@ -82,10 +82,8 @@ def benign(rng: random.Random) -> dict[str, list[Activity]]:
                 elif where < 0.85:
                     ip, c = home, country
                 else:
-                    ip, c = (
-                        f"172.{16 + rng.randint(0, 15)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
-                        country,
-                    )
+                    carrier = rng.randint(0, 15), rng.randint(0, 255), rng.randint(1, 254)
+                    ip, c = "172.{}.{}.{}".format(16 + carrier[0], *carrier[1:]), country
                 if rng.random() < 0.05:
                     acts.append(
                         act("login_failed", at=at, ip=ip, country=c, user=user, email=email)
@@ -132,11 +130,6 @@ def benign(rng: random.Random) -> dict[str, list[Activity]]:
 
 def attacks() -> list[Attack]:
     day9 = T0 + timedelta(days=9, hours=13)
-
-    def a(
-        u: int, *acts: Activity, directory: Directory = Directory()
-    ) -> tuple[str, tuple[Activity, ...], Directory]:
-        return str(1000 + u), acts, directory
 
     def who(u: int) -> dict[str, str]:
         return {"user": str(1000 + u), "email": f"user{u}@contoso.com"}
@@ -211,7 +204,9 @@ def attacks() -> list[Attack]:
 
 
 def evaluate(
-    traffic: dict[str, list[Activity]], directories: dict[str, Directory]
+    traffic: dict[str, list[Activity]],
+    directories: dict[str, Directory],
+    detections: Detections = DETECTIONS,
 ) -> list[tuple[str, str, datetime]]:
     """Every new alert as (user, detector, time), folding each user's day as one batch."""
     view = TenantProfile()
@@ -223,7 +218,7 @@ def evaluate(
             batch = [x for x in acts if (x.time - T0).days == day]
             if not batch:
                 continue
-            fold = fold_user(profile, view, batch, DETECTIONS, INTEL, directories.get(user))
+            fold = fold_user(profile, view, batch, detections, INTEL, directories.get(user))
             profile, view = fold.profile, view.merge(fold.learned)
             found += [
                 (user, r.finding.detector_id, r.finding.first)
@@ -245,3 +240,51 @@ def test_benign_traffic_raises_no_alert_and_every_injected_attack_is_found() -> 
     recall = {a.detector: (a.user, a.detector) in detected for a in attacks()}
     assert recall == dict.fromkeys(recall, True), recall
     assert len(recall) == 8
+
+
+DESTINATION = {"GB": "US", "PL": "JP", "US": "GB"}
+
+
+def travellers(traffic: dict[str, list[Activity]]) -> list[str]:
+    """Every 20th person flies abroad on day 10 (eleven hours after their last login at home)
+    and works from a hotel there for the rest of the fortnight."""
+    moved = []
+    for user, acts in traffic.items():
+        u = int(user) - 1000
+        if u % 20 != 5:
+            continue
+        home = [a for a in acts if (a.time - T0).days < 10]
+        away = DESTINATION[home[0].country]
+        leave = max(a.time for a in home)
+        hotel = f"198.18.{u % 250}.1"
+        trip = [
+            act(
+                at=leave + timedelta(hours=11 + 24 * d),
+                ip=hotel,
+                country=away,
+                user=user,
+                email=home[0].actor_email,
+            )
+            for d in range(DAYS - 10)
+        ]
+        traffic[user] = home + trip
+        moved.append(user)
+    return moved
+
+
+def test_travellers_raise_only_their_new_country_and_scope_excludes_them() -> None:
+    traffic = benign(random.Random(4))
+    moved = travellers(traffic)
+    found = evaluate(traffic, {})
+    assert {d for _, d, _ in found} == {"vigil.infrequent_country"}  # never impossible travel
+    assert sorted(u for u, _, _ in found) == sorted(moved)  # one alert per trip
+    excluded = frozenset(f"user{int(u) - 1000}@contoso.com" for u in moved)
+    scoped = Detections(
+        tuple(
+            (d, replace(c, exclude_users=excluded) if d.id == "vigil.infrequent_country" else c)
+            for d, c in DETECTIONS.builtins
+        ),
+        (),
+        LEARNING,
+    )
+    assert evaluate(traffic, {}, scoped) == []

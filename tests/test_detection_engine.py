@@ -411,6 +411,8 @@ def test_every_profile_field_survives_the_table_round_trip(svc: Services) -> Non
     )
     svc.detection_state.save(TENANT, "u", profile, None)
     assert svc.detection_state.get(TENANT, "u")[0] == profile
-    tenant = TenantProfile(T0, {"GB": T0}, {"Example": T0}, {"p|2026-03-02": ("a1", "a2")})
+    tenant = TenantProfile(
+        T0, {"GB": T0}, {"Example": T0}, {"p|2026-03-02": ("a1", "a2")}, {"192.0.2.9": ("u",)}
+    )
     svc.detection_state.save_tenant(TENANT, tenant, None)
     assert svc.detection_state.get_tenant(TENANT)[0] == tenant

@@ -274,3 +274,20 @@ def test_the_embedded_database_needs_no_download() -> None:
     assert db.geo("192.0.2.1") is None  # TEST-NET: reserved, no country
     info = IpIntel((db,)).lookup("8.8.8.8")
     assert info.country == "US" and info.radius_km == 1000 and info.geo_source == "embedded"
+
+
+def test_the_intel_timer_refreshes_the_list_from_the_configured_url(
+    vigil_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tor_list_server: tuple[str, dict[str, object]],
+) -> None:
+    from azure.functions.timer import TimerRequest
+
+    from intel_timer import intel_timer
+    from shared import services
+
+    url, _ = tor_list_server
+    monkeypatch.setenv("TOR_EXIT_LIST_URL", url)
+    services.reset()
+    intel_timer.build().get_user_function()(TimerRequest(past_due=False))
+    assert services.get_services().tor_exits.addresses() == parse_exit_list(BULK)

@@ -214,6 +214,25 @@ def test_custom_integration_mode_needs_no_install_flow(
         assert sync_installs(svc, T0 + 4 * HOUR)[0].outcome == "synced"
 
 
+def test_a_custom_integration_token_refused_for_good_is_not_retried_every_run(
+    vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SimulatedWorkplace(app_id="", app_secret=vigil_env["WORKPLACE_APP_SECRET"]) as wp:
+        monkeypatch.setenv("WORKPLACE_GRAPH_URL", wp.url)
+        monkeypatch.setenv("WORKPLACE_ACCESS_TOKEN", "DQVJ-not-a-token-workplace-issued")
+        services.reset()
+        svc = quiet(services.get_services())
+        (result,) = sync_installs(svc, T0)
+        assert result.outcome == "failed" and "190" in result.error
+        assert sync_installs(svc, T0 + HOUR) == []
+        assert len(wp.requests_to("/community")) == 1
+        assert "190" in status(svc)["custom_integration"]["last_error"]
+        monkeypatch.setenv("WORKPLACE_ACCESS_TOKEN", wp.add_custom_integration())
+        services.reset()
+        (result,) = sync_installs(quiet(services.get_services()), T0 + 2 * HOUR)
+        assert result.outcome == "synced"
+
+
 def test_install_tokens_are_encrypted_at_rest(wp: SimulatedWorkplace, svc: Services) -> None:
     token = install(svc, wp)
     rows = list(svc.storage.table(st.SECRETS).list_entities())

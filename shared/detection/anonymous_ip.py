@@ -7,7 +7,7 @@ tagged as theirs (Corporate, Administrative, VPN, Cloud provider) never alerts: 
 from __future__ import annotations
 
 from shared.detection.base import DetectorConfig, Finding, Observation
-from shared.detection.profiles import TenantProfile, UserProfile
+from shared.detection.profiles import WIDELY_USED, TenantProfile, UserProfile
 from shared.models import Severity, utc
 
 DETECTOR_ID = "vigil.anonymous_ip"
@@ -21,6 +21,9 @@ def detect(
         return profile, []
     if ip.safe:
         return profile, []  # the customer says this address is theirs
+    others = set(tenant.anonymous_ip_users.get(ip.ip, ())) - {a.actor_id}
+    if len(others) >= WIDELY_USED - 1:
+        return profile, []  # widely used in the organisation: mis-tagged, not an attacker's
     kinds = ", ".join(k.replace("_", " ") for k in ip.anonymous)
     who = a.actor_email or a.actor_id
     severity: Severity = "high" if "tor" in ip.anonymous else "medium"
@@ -47,7 +50,11 @@ def detect(
             first=a.time,
             last=a.time,
             activity_ids=(a.event_id,),
-            suppressions_evaluated=("customer safe range: not tagged",),
+            suppressions_evaluated=(
+                "customer safe range: not tagged",
+                f"widely used in the organisation: {len(others)} other user(s), "
+                f"suppressed from {WIDELY_USED - 1}",
+            ),
             recommended_actions=(
                 "Confirm with the user. Pen-testers and people who must use anonymisers are "
                 "benign: exclude them in the policy's scope."

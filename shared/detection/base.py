@@ -7,14 +7,15 @@ user's updated profile and its findings. Storage, IP lookups and directory looku
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from shared.detection.profiles import TenantProfile, UserProfile
+from shared.detection.profiles import Hop, TenantProfile, UserProfile
 from shared.ipintel import IpInfo
-from shared.models import Activity, Severity
+from shared.models import Activity, Severity, utc
 
 Sensitivity = Literal["low", "medium", "high"]
 
@@ -45,11 +46,30 @@ class Observation:
     tenant_learning: bool
     directory: Directory = field(default_factory=Directory)
 
-    @property
+    @functools.cached_property
     def geo_eligible(self) -> bool:
         """Geo detections skip failed and non-interactive activities, and those with no IP."""
         a = self.activity
         return a.outcome == "success" and a.interactive and bool(a.ip)
+
+    @functools.cached_property
+    def hop(self) -> Hop | None:
+        """Where the activity places the user (for impossible travel), if the IP is located."""
+        ip, a = self.ip, self.activity
+        if ip.latitude is None or ip.longitude is None:
+            return None
+        return Hop(
+            utc(a.time),
+            a.event_id,
+            ip.ip,
+            ip.country,
+            ip.latitude,
+            ip.longitude,
+            ip.radius_km or 0.0,
+            ip.isp,
+            ip.safe,
+            ip.no_physical_location,
+        )
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,8 @@ def learn(profile: UserProfile, obs: Observation) -> tuple[UserProfile, TenantPr
             if countries is not profile.countries:
                 changes["countries"] = countries
             tenant = TenantProfile(first_seen=t, countries={ip.country: t})
+        if ip.anonymous and not ip.safe:
+            tenant = replace(tenant, anonymous_ip_users={ip.ip: (a.actor_id,)})
         if ip.isp:
             isps = remember(profile.isps, ip.isp, t)
             if isps is not profile.isps:
@@ -101,7 +103,7 @@ def learn(profile: UserProfile, obs: Observation) -> tuple[UserProfile, TenantPr
         impersonated = remember(profile.impersonated, a.event_name, t)
         if impersonated is not profile.impersonated:
             changes["impersonated"] = impersonated
-    p = replace(profile, **changes) if changes else profile
+    p = profile.evolve(**changes) if changes else profile
     if obs.geo_eligible:
         hop = impossible_travel.hop_of(obs)
         if hop is not None:
@@ -127,7 +129,7 @@ def policy_findings(
             more_than=match.count - 1,
             window=match.window,
         )
-        profile = replace(profile, repeated={**profile.repeated, policy.id: state})
+        profile = profile.evolve(repeated={**profile.repeated, policy.id: state})
         if decision is None:
             return profile, []
         first, last, extends = decision.first, decision.last, not decision.new
@@ -213,27 +215,32 @@ def fold_user(
 ) -> UserFold:
     """The pure evaluation: one user's activities (event-time order) through every detection."""
     directory = directory or Directory()
+    # Per activity, only the enabled detections that apply; scope is checked only where set.
     enabled = [(d, c) for d, c in detections.builtins if c.enabled]
+    everywhere = [(d.decide, c, bool(c.include_users or c.exclude_users)) for d, c in enabled]
+    not_geo = [e for e, (d, _) in zip(everywhere, enabled, strict=True) if not d.geo]
     policies = [p for p in detections.policies if p.config.enabled and p.match.same_user]
     learned = TenantProfile()
     raised: dict[str, Raised] = {}
     for a in acts:
         obs = observe(profile, view, a, intel, detections.learning, directory)
-        geo = obs.geo_eligible
         findings: list[tuple[Finding, DetectorConfig]] = []
-        for detection, cfg in enabled:
-            if (geo or not detection.geo) and cfg.in_scope(a):
-                profile, found = detection.decide(profile, view, obs, cfg)
+        for decide, cfg, scoped in everywhere if obs.geo_eligible else not_geo:
+            if not scoped or cfg.in_scope(a):
+                profile, found = decide(profile, view, obs, cfg)
                 if found:
                     findings.extend((f, cfg) for f in found)
         for policy in policies:
             cfg = policy.config
+            if policy.types is not None and a.type.lower() not in policy.types:
+                continue  # the cheap test first: most policies are about a few types
             if cfg.in_scope(a) and policy.matches(a, obs.ip):
                 profile, found = policy_findings(policy, profile, obs)
                 findings.extend((f, cfg) for f in found)
         profile, taught = learn(profile, obs)
-        learned = learned.merge(taught)
-        view = view.merge(taught)
+        merged = view.merge(taught)
+        if merged is not view:  # else what will be saved already covers it
+            learned, view = learned.merge(taught), merged
         for f, cfg in findings:
             alert_id = short_hash(f.detector_id, a.tenant_id, a.actor_id, f.window)
             if alert_id in profile.alerts and not f.extends:

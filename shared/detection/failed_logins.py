@@ -9,7 +9,6 @@ of the last extend the same alert; a new burst after a quiet window is a new ale
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from shared.detection.base import DetectorConfig, Finding, Observation
@@ -72,7 +71,7 @@ def detect(
     busiest = len(busiest_window_with(utc(a.time), list(state.failures), window))
     peaks = {**profile.failed_peaks, day: max(busiest, profile.failed_peaks.get(day, 0))}
     peaks = dict(sorted(peaks.items())[-BASELINE_DAYS - 1 :])
-    profile = replace(profile, failed=state, failed_peaks=peaks)
+    profile = profile.evolve(failed=state, failed_peaks=peaks)
     if decision is None:
         return profile, []
     fails = decision.failures

@@ -48,21 +48,7 @@ def travel(a: Hop, b: Hop) -> Travel:
 
 
 def hop_of(obs: Observation) -> Hop | None:
-    ip, a = obs.ip, obs.activity
-    if ip.latitude is None or ip.longitude is None:
-        return None
-    return Hop(
-        utc(a.time),
-        a.event_id,
-        ip.ip,
-        ip.country,
-        ip.latitude,
-        ip.longitude,
-        ip.radius_km or 0.0,
-        ip.isp,
-        ip.safe,
-        ip.no_physical_location,
-    )
+    return obs.hop
 
 
 def suppressions(

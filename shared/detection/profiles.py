@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 BASELINE = timedelta(days=30)  # MDCA compares with "the past month"
 MAX_HOPS = 20
 HOP_RETENTION = timedelta(days=2)
 MAX_KEYS = 200
+WIDELY_USED = 5  # users on one anonymous-looking address before it counts as the org's
+MAX_ANONYMOUS_IPS = 2000
 MAX_ALERTS = 1000  # alert ids kept for dedup; keeps the profile entity small
 
 
@@ -97,8 +100,11 @@ class UserProfile:
     repeated: dict[str, BurstState] = field(default_factory=dict)  # per activity policy
     alerts: dict[str, datetime] = field(default_factory=dict)  # alert id -> its last activity
 
-    def learning(self, t: datetime, period: timedelta) -> bool:
-        return self.first_seen is None or t < self.first_seen + period
+    def evolve(self, **changes: Any) -> UserProfile:
+        """`dataclasses.replace` without re-running `__init__`: this runs once per activity."""
+        new = object.__new__(UserProfile)
+        new.__dict__.update(self.__dict__, **changes)
+        return new
 
     def with_hop(self, hop: Hop) -> UserProfile:
         hops = self.hops
@@ -113,7 +119,7 @@ class UserProfile:
         cutoff = kept[-1].time - HOP_RETENTION
         if kept[0].time < cutoff:
             kept = tuple(h for h in kept if h.time >= cutoff)
-        return replace(self, hops=kept[-MAX_HOPS:])
+        return self.evolve(hops=kept[-MAX_HOPS:])
 
     def with_alert(self, alert_id: str, last: datetime) -> UserProfile:
         """Remember an alert raised (for dedup) for two baseline periods, at most MAX_ALERTS."""
@@ -122,7 +128,7 @@ class UserProfile:
         alerts = {k: t for k, t in alerts.items() if t >= newest - 2 * BASELINE}
         if len(alerts) > MAX_ALERTS:
             alerts = dict(sorted(alerts.items(), key=lambda kv: kv[1])[-MAX_ALERTS:])
-        return replace(self, alerts=alerts)
+        return self.evolve(alerts=alerts)
 
 
 @dataclass(frozen=True)
@@ -133,9 +139,9 @@ class TenantProfile:
     countries: dict[str, datetime] = field(default_factory=dict)  # country -> first seen
     alerted_isps: dict[str, datetime] = field(default_factory=dict)  # tenant suppression tier
     daily: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "policy|day" -> alert ids
-
-    def learning(self, t: datetime, period: timedelta) -> bool:
-        return self.first_seen is None or t < self.first_seen + period
+    # Anonymous-looking addresses -> the users seen on them (a few): one that many people use
+    # is the organisation's own egress mis-tagged by the IP data, not an attacker's proxy.
+    anonymous_ip_users: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def merge(self, other: TenantProfile) -> TenantProfile:
         """Both profiles combined (`self` itself when `other` adds nothing: the common case)."""
@@ -152,14 +158,23 @@ class TenantProfile:
         if daily is not self.daily:  # keep a few days of counters
             days = sorted({k.rsplit("|", 1)[1] for k in daily})[-3:]
             daily = {k: v for k, v in daily.items() if k.rsplit("|", 1)[1] in days}
-        if (first, countries, isps, daily) == (
+        shared = self.anonymous_ip_users
+        for ip, users in other.anonymous_ip_users.items():
+            mine_users = shared.get(ip, ())
+            if len(mine_users) < WIDELY_USED and not set(users) <= set(mine_users):
+                joined = tuple(sorted(set(mine_users) | set(users)))[:WIDELY_USED]
+                shared = {**shared, ip: joined}
+        if len(shared) > MAX_ANONYMOUS_IPS:
+            shared = dict(list(shared.items())[-MAX_ANONYMOUS_IPS:])
+        if (first, countries, isps, daily, shared) == (
             self.first_seen,
             self.countries,
             self.alerted_isps,
             self.daily,
+            self.anonymous_ip_users,
         ):
             return self
-        return TenantProfile(first, countries, isps, daily)
+        return TenantProfile(first, countries, isps, daily, shared)
 
 
 def _combine(

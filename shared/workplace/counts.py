@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -30,22 +30,51 @@ def stored_keys(table: TableClient, activities: Iterable[Activity]) -> set[tuple
         by_pk.setdefault(partition_key(a), set()).add(row_key(a))
     found: set[tuple[str, str]] = set()
     for pk, rks in by_pk.items():
-        rows = table.query_entities(
-            "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
-            parameters={"pk": pk, "lo": min(rks), "hi": max(rks)},
-            select=["RowKey"],
-        )
-        found.update((pk, e["RowKey"]) for e in rows if e["RowKey"] in rks)
+        for lo, hi in _clusters(sorted(rks)):
+            rows = table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
+                parameters={"pk": pk, "lo": lo, "hi": hi},
+                select=["RowKey"],
+            )
+            found.update((pk, e["RowKey"]) for e in rows if e["RowKey"] in rks)
     return found
 
 
+CLUSTER_GAP_TICKS = 10 * 60 * 10_000_000  # ten minutes
+
+
+def _clusters(keys: list[str]) -> list[tuple[str, str]]:
+    """Key ranges without long gaps, so a late redelivery does not make us read a whole day."""
+    ranges: list[tuple[str, str]] = []
+    for key in keys:
+        if ranges and _ticks(key) - _ticks(ranges[-1][1]) <= CLUSTER_GAP_TICKS:
+            ranges[-1] = (ranges[-1][0], key)
+        else:
+            ranges.append((key, key))
+    return ranges
+
+
+def _ticks(row_key: str) -> int:
+    head = row_key.split("_", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
 def new_activities(
-    table: TableClient, units: list[tuple[str, list[Activity]]]
+    table: TableClient,
+    units: list[tuple[str, list[Activity]]],
+    counted: Collection[str] = (),
 ) -> list[tuple[str, list[Activity]]]:
-    """Per unit of work, the activities not stored before it (the first unit to hold one wins)."""
+    """Per unit of work not yet `counted`, the activities neither stored nor counted before it.
+
+    The activities of units already counted (a retry after a crash) are taken as seen, so an
+    event they hold is not counted again for another unit in the same page.
+    """
     seen = stored_keys(table, [a for _, acts in units for a in acts])
+    seen.update((partition_key(a), row_key(a)) for u, acts in units if u in counted for a in acts)
     out: list[tuple[str, list[Activity]]] = []
     for unit, acts in units:
+        if unit in counted:
+            continue
         fresh: list[Activity] = []
         for a in acts:
             key = (partition_key(a), row_key(a))
@@ -62,6 +91,22 @@ TOTAL = "total"
 class EventCountStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
+
+    def counted(self, units: list[tuple[str, list[Activity]]]) -> set[str]:
+        """The units that already have their tally rows (one range query per community)."""
+        keys = {f"t_{unit}": unit for unit, _ in units}
+        tenants = {a.tenant_id for _, acts in units for a in acts}
+        if not keys:
+            return set()
+        found: set[str] = set()
+        for tenant in tenants:
+            rows = self._table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
+                parameters={"pk": tenant, "lo": min(keys), "hi": max(keys)},
+                select=["RowKey"],
+            )
+            found.update(keys[e["RowKey"]] for e in rows if e["RowKey"] in keys)
+        return found
 
     def record_once(self, units: list[tuple[str, list[Activity]]]) -> None:
         """One tally row per (community, unit); an existing row is kept as it is."""

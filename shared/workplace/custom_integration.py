@@ -11,11 +11,13 @@ from datetime import datetime
 
 from shared.models import Install
 from shared.services import Services
-from shared.workplace.client import WorkplaceError
+from shared.workplace.client import RETRYABLE, WorkplaceError
 from shared.workplace.sync_state import SyncStateStore
 from shared.workplace.tokens import fingerprint
 
 log = logging.getLogger(__name__)
+# The sync-state row that remembers a custom-integration token /community refused for good.
+UNREGISTERED = "custom-integration-unregistered"
 
 
 def ensure_registered(svc: Services, states: SyncStateStore, now: datetime) -> Install | None:
@@ -28,6 +30,9 @@ def ensure_registered(svc: Services, states: SyncStateStore, now: datetime) -> I
         known = states.get(install.community_id).token_fingerprint
         if install.mode == "custom_integration" and known == print_:
             return install
+    refused = states.get(UNREGISTERED)
+    if refused.token_fingerprint == print_:
+        return None  # this token was refused for good: wait for a new one, do not hammer
     try:
         community = svc.workplace.community(token)
     except WorkplaceError as exc:
@@ -36,6 +41,13 @@ def ensure_registered(svc: Services, states: SyncStateStore, now: datetime) -> I
             exc,
             extra={"code": exc.code, "status": exc.status},
         )
+        if exc.kind not in RETRYABLE:
+            states.update(
+                UNREGISTERED,
+                token_fingerprint=print_,
+                last_error=str(exc)[:1000],
+                last_error_at=now,
+            )
         raise
     previous = svc.installs.get(community.id)
     install = Install(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ from shared.workplace.counts import EventCountStore, new_activities
 from shared.workplace.custom_integration import ensure_registered
 from shared.workplace.lifecycle import SHUTDOWN_LIKE, after_failure
 from shared.workplace.sync_state import SyncState, SyncStateStore
-from shared.workplace.tokens import secret_name
+from shared.workplace.tokens import secret_name, token_for
 
 log = logging.getLogger(__name__)
 PAGE_LIMIT = 100  # one staging transaction per page
@@ -119,7 +119,7 @@ class DirectorySync:
         for page_rows, edge, after in self.pages(state, token):
             self.stage(state, edge, page_rows)
             self.advance(state, edge, after)
-            state = self.states.get(c)
+            state = replace(state, pages=state.pages + 1)
         return self.apply(install, state, now)
 
     def pages(
@@ -170,8 +170,11 @@ class DirectorySync:
     def write_activities(self, run_id: str, acts: list[Any]) -> None:
         if not acts:
             return
-        units = new_activities(self.svc.storage.table(st.ACTIVITIES), [(f"dir_{run_id}", acts)])
-        self.counts.record_once(units)
+        units = [(f"dir_{run_id}", acts)]
+        counted = self.counts.counted(units)
+        self.counts.record_once(
+            new_activities(self.svc.storage.table(st.ACTIVITIES), units, counted)
+        )
         for batch in self.svc.activities.write(acts):
             self.svc.enqueue_detection(batch.to_message())
 
@@ -208,7 +211,7 @@ def sync_installs(svc: Services, now: datetime) -> list[InstallSyncResult]:
         if not sync.due(state, now):
             results.append(InstallSyncResult(c, "not_due", install.status))
             continue
-        token = svc.workplace_token(c)
+        token = token_for(svc, c, install)
         if not token:
             svc.installs.set_status(
                 c, "needs_reauth", "No token is stored for this community: reinstall.", now

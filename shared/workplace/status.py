@@ -8,6 +8,7 @@ from typing import Any
 from shared import storage as st
 from shared.services import Services
 from shared.workplace.counts import EventCountStore
+from shared.workplace.custom_integration import UNREGISTERED
 from shared.workplace.events import EVENTS
 from shared.workplace.sync_state import SyncStateStore
 
@@ -60,4 +61,17 @@ def report(svc: Services, now: datetime) -> dict[str, Any]:
                 "shutdown_like_failures": state.failures,
             }
         )
-    return {"generated_at": now.isoformat(), "inbox_backlog_seconds": backlog, "installs": installs}
+    report: dict[str, Any] = {
+        "generated_at": now.isoformat(),
+        "inbox_backlog_seconds": backlog,
+        "installs": installs,
+    }
+    if svc.settings.workplace_access_token and not any(
+        i["mode"] == "custom_integration" and i["state"] == "active" for i in installs
+    ):
+        refused = states.get(UNREGISTERED)
+        report["custom_integration"] = {
+            "registered": any(i["mode"] == "custom_integration" for i in installs),
+            "last_error": refused.last_error or None,
+        }
+    return report

@@ -11,6 +11,7 @@ import hmac
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from shared.models import Install
     from shared.services import Services
 
 
@@ -24,8 +25,9 @@ def fingerprint(token: str, app_secret: str) -> str:
     return hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def token_for(svc: Services, community_id: str) -> str | None:
-    install = svc.installs.get(community_id)
+def token_for(svc: Services, community_id: str, install: Install | None = None) -> str | None:
+    """The community's token; pass its `install` when you have it (saves a read)."""
+    install = install or svc.installs.get(community_id)
     if install is not None and install.mode == "custom_integration":
         return svc.settings.workplace_access_token
     return svc.secrets.get(secret_name(community_id))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
+from shared import telemetry
 from shared.activities import ActivityBatch, ActivityStore
 from shared.alerts import AlertStore
 from shared.detection import bursts, impossible_travel
@@ -467,6 +468,7 @@ class Engine:
                 alert.title,
                 extra={"alert_id": alert.id, "detector": alert.detector_id, "tenant": tenant},
             )
+            telemetry.alerts_raised(1, alert.detector_id)
         result.created.append(alert)
         for step in cfg.governance:  # never held back by the daily limit
             request = ActionRequest(

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.test_governance are parameters here)
 """Fault injection: a failure at each step, duplicates, disorder, a storage restart, bad input.
 
 Each case ends by counting: every distinct event stored once, one alert per burst, one action.
@@ -194,3 +195,59 @@ def test_a_storage_restart_in_the_middle_of_a_run_loses_and_doubles_nothing(
             detect_all(svc, batches, sent)  # the first batch again, as a redelivery, and the rest
             assert counts(svc, sent) == (14, 1, 1)
     services.reset()
+
+
+# --- govern: a failure at each step, then the redelivery ------------------------------------
+
+from tests.test_governance import (  # noqa: E402  (fixtures shared with the governance tests)
+    governance,
+    graph,  # noqa: F401
+    gsvc,  # noqa: F401
+    stored_alert,
+)
+
+
+def revokes(sim: Any) -> int:
+    return sum(1 for r in sim.graph_requests() if r.path.endswith("/revokeSignInSessions"))
+
+
+@pytest.mark.parametrize("step", ["read the record", "claim the record", "resolve the user"])
+def test_governance_that_fails_at_any_step_acts_once_on_redelivery(
+    gsvc: Services,
+    graph: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+) -> None:
+    from shared.governance.executor import execute
+
+    request = stored_alert(gsvc)
+    gov = governance(gsvc, "enforce")
+    target, name = {
+        "read the record": (gov.actions, "read"),
+        "claim the record": (gov.actions, "save"),
+        "resolve the user": (gov.identities, "resolve"),
+    }[step]
+    fail_once(target, name, monkeypatch)
+    with pytest.raises(Boom):
+        execute(request, gov, NOW)
+    record = execute(request, gov, NOW)  # the host's redelivery
+    assert record.status == "succeeded"
+    assert execute(request, gov, NOW).status == "succeeded"  # and one more, for good measure
+    assert revokes(graph) == 1
+    assert len(gsvc.actions.for_tenant(request.tenant_id)) == 1
+
+
+def test_governance_that_gets_a_503_is_requeued_and_acts_once(
+    gsvc: Services,
+    graph: Any,
+) -> None:
+    from shared.governance.executor import RetryLater, execute
+
+    graph.inject_fault("POST", "revokeSignInSessions", 503)
+    request = stored_alert(gsvc)
+    gov = governance(gsvc, "enforce")
+    with pytest.raises(RetryLater):
+        execute(request, gov, NOW)
+    assert execute(request, gov, NOW).status == "succeeded"
+    assert revokes(graph) == 2  # the refused call and the one that worked
+    assert len(gsvc.actions.for_tenant(request.tenant_id)) == 1

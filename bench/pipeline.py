@@ -27,6 +27,7 @@ from typing import Any
 
 import requests
 
+from bench import detection
 from bench.community import Shape, deliveries, members
 from bench.counting import StorageCounter
 from local.stack import APP_SECRET, Stack, local_stack, seed_graph_users
@@ -207,11 +208,13 @@ def run_scale(shape: Shape, label: str) -> dict[str, Any]:
         "webhook_p99_ms": lat[int(len(lat) * 0.99) - 1] if len(lat) >= 100 else lat[-1],
         "memory_peak_mb": {p.name: round(p.peak_mb, 1) for p in phases},
         "seconds": {p.name: round(p.seconds, 2) for p in phases},
+        "tx_by_phase": {p.name: dict(sorted(p.tx.items())) for p in phases},
     }
 
 
-def write_results(runs: list[dict[str, Any]]) -> None:
+def write_results(runs: list[dict[str, Any]], extra: dict[str, Any]) -> None:
     flat: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    flat.update(extra)
     base = runs[0]
     flat.update(
         {
@@ -292,6 +295,8 @@ def main() -> int:
     )
     parser.add_argument("--no-x10", action="store_true", help="skip the ten-times-larger run")
     args = parser.parse_args()
+    quality = detection.run()
+    print(detection.report(quality), flush=True)
     base = Shape(int(1000 * args.scale), int(100_000 * args.scale))
     runs = [run_scale(base, "Base")]
     if not args.no_x10:
@@ -301,8 +306,8 @@ def main() -> int:
         if args.scale == 1.0 and not args.no_x10
         else "python -m bench.pipeline " + " ".join(sys.argv[1:])
     )
-    write_results(runs)
-    REPORT.write_text(report(runs, command) + "\n")
+    write_results(runs, detection.flat(quality))
+    REPORT.write_text(report(runs, command) + "\n" + detection.report(quality) + "\n")
     print(json.dumps(runs, indent=2))
     return 0
 

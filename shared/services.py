@@ -109,7 +109,7 @@ class Services:
     @functools.cached_property
     def directory(self) -> DirectoryLookup:
         entra = (lambda upn: self.graph.get_user(upn)) if self.settings.graph_tenant_id else None
-        return DirectoryLookup(self.users.get, entra)
+        return DirectoryLookup(self.users.get, entra, self.users.get_many)
 
     @functools.cached_property
     def alerts(self) -> AlertStore:

@@ -122,6 +122,23 @@ def upsert_batches(table: TableClient, entities: Iterable[dict[str, Any]]) -> in
     return sent
 
 
+MAX_KEYS_PER_QUERY = 14  # a filter holds at most 15 comparisons: PartitionKey + 14 RowKeys
+
+
+def get_many(table: TableClient, partition_key: str, row_keys: Iterable[str]) -> dict[str, Any]:
+    """Entities of one partition by row key, 14 per query instead of one read each."""
+    found: dict[str, Any] = {}
+    for group in chunks(sorted(set(row_keys)), MAX_KEYS_PER_QUERY):
+        params = {"pk": partition_key, **{f"r{i}": rk for i, rk in enumerate(group)}}
+        # Spaces around the parentheses: the SDK only substitutes space-delimited @names.
+        keys = " or ".join(f"RowKey eq @r{i}" for i in range(len(group)))
+        for entity in table.query_entities(
+            f"PartitionKey eq @pk and ( {keys} )", parameters=params
+        ):
+            found[entity["RowKey"]] = entity
+    return found
+
+
 def _size(entity: dict[str, Any]) -> int:
     return sum(
         len(str(k)) + (len(v) * 2 if isinstance(v, str | bytes) else 8) for k, v in entity.items()

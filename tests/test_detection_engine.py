@@ -259,12 +259,12 @@ def test_concurrent_workers_on_one_user_never_lose_an_update(svc: Services) -> N
     """Two workers read the same profile, both try to save: one conflicts, re-reads, redoes."""
     store: ProfileStore = svc.detection_state
     barrier = threading.Barrier(2, timeout=20)
-    original_get, original_save = store.get, store.save
+    original_get, original_save = store.get_users, store.save_users
     conflicts: list[str] = []
     first_read = threading.local()
 
-    def get(tenant: str, user: str) -> Any:
-        got = original_get(tenant, user)
+    def get(tenant: str, users: list[str]) -> Any:
+        got = original_get(tenant, users)
         if not getattr(first_read, "done", False):
             first_read.done = True
             barrier.wait()  # both have read the same ETag before either saves
@@ -295,7 +295,7 @@ def test_concurrent_workers_on_one_user_never_lose_an_update(svc: Services) -> N
     for t in threads:
         t.join(timeout=60)
     assert errors == [] and len(conflicts) >= 1
-    profile, _ = original_get(TENANT, "100064094363063")
+    profile, _ = store.get(TENANT, "100064094363063")
     assert set(profile.countries) == {"GB", "PL"}
     assert {h.event_id for h in profile.hops} == {a.event_id, b.event_id}
     tenant, _ = store.get_tenant(TENANT)
@@ -303,8 +303,8 @@ def test_concurrent_workers_on_one_user_never_lose_an_update(svc: Services) -> N
 
 
 def monkeypatch_store(store: ProfileStore, get: Any, save: Any) -> None:
-    store.get = get  # type: ignore[method-assign]
-    store.save = save  # type: ignore[method-assign]
+    store.get_users = get  # type: ignore[method-assign]
+    store.save_users = save  # type: ignore[method-assign]
 
 
 def test_concurrent_workers_on_different_users_merge_the_tenant_profile(svc: Services) -> None:

@@ -104,7 +104,7 @@ def test_a_sync_that_fails_at_any_step_resumes_without_loss_or_duplicates(
     assert counts(svc, sent) == (12, 1, 1)
 
 
-@pytest.mark.parametrize("method", ["save", "get"])
+@pytest.mark.parametrize("method", ["save_users", "get_users", "get_tenant", "save_tenant"])
 def test_detection_that_fails_mid_batch_is_retried_to_one_alert(
     svc: Services, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
@@ -121,7 +121,7 @@ def test_a_crash_after_the_alert_is_written_does_not_make_a_second_one(
 ) -> None:
     svc.inbox.put("workplace", envelope(*failed_logins(12)), NOW)
     drain_inbox(svc, NOW)
-    fail_once(svc.detection_state, "save", monkeypatch)  # alert and action out, state not saved
+    fail_once(svc.detection_state, "save_users", monkeypatch)  # alert and action out, state not saved
     sent: list[ActionRequest] = []
     detect_all(svc, detection_messages(svc), sent)
     # The retried batch re-raises the same alert (same id) and asks again for the same action;

@@ -24,8 +24,10 @@ class DirectoryLookup:
         self,
         workplace_user: Callable[[str, str], UserRecord | None],
         entra_user: Callable[[str], dict[str, Any] | None] | None = None,
+        workplace_users: Callable[[str, list[str]], dict[str, UserRecord]] | None = None,
     ) -> None:
         self._workplace = workplace_user
+        self._workplace_many = workplace_users
         self._entra = entra_user
         self._cache: dict[str, tuple[float, str]] = {}
 
@@ -50,8 +52,17 @@ class DirectoryLookup:
         self._cache[upn.lower()] = (time.monotonic(), status)
         return status
 
+    def lookup_many(self, tenant_id: str, users: dict[str, str]) -> dict[str, Directory]:
+        """`lookup` for several users (user id -> e-mail), reading their records together."""
+        if self._workplace_many is None:
+            return {u: self.lookup(tenant_id, u, email) for u, email in users.items()}
+        records = self._workplace_many(tenant_id, list(users))
+        return {u: self._directory(records.get(u), email) for u, email in users.items()}
+
     def lookup(self, tenant_id: str, user_id: str, email: str) -> Directory:
-        record = self._workplace(tenant_id, user_id)
+        return self._directory(self._workplace(tenant_id, user_id), email)
+
+    def _directory(self, record: UserRecord | None, email: str) -> Directory:
         return Directory(
             workplace_status=record.status if record else "",
             workplace_deactivated_at=record.deactivated_at if record else None,

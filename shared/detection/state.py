@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.detection.codec import dump, load_as
 from shared.detection.profiles import TenantProfile, UserProfile
-from shared.storage import MAX_TEXT, join_text, split_text
+from shared.storage import MAX_TEXT, get_many, join_text, split_text, transaction_batches
 
 MAX_PARTS = 15  # 15 x 30,000 UTF-16 characters: within the 1 MiB entity limit
 
@@ -37,15 +37,14 @@ class ProfileStore:
             return cls(), None
         return load_as(cls, json.loads(join_text("State", e))), e.metadata["etag"]
 
-    def _save(self, pk: str, rk: str, profile: Any, etag: str | None) -> None:
+    def _entity(self, pk: str, rk: str, profile: Any) -> dict[str, Any]:
         body = json.dumps(dump(profile), separators=(",", ":"))
         if len(body) > MAX_PARTS * MAX_TEXT:  # the profiles' own bounds keep far below this
             raise ValueError(f"detection profile {pk}/{rk} is {len(body)} characters: too large")
-        entity = {
-            "PartitionKey": pk,
-            "RowKey": rk,
-            **split_text("State", body, max_parts=MAX_PARTS),
-        }
+        return {"PartitionKey": pk, "RowKey": rk, **split_text("State", body, max_parts=MAX_PARTS)}
+
+    def _save(self, pk: str, rk: str, profile: Any, etag: str | None) -> None:
+        entity = self._entity(pk, rk, profile)
         try:
             if etag is None:
                 self._table.create_entity(entity)
@@ -58,6 +57,51 @@ class ProfileStore:
                 )
         except (ResourceExistsError, ResourceModifiedError) as exc:
             raise StateConflict(f"detection profile {pk}/{rk} changed concurrently") from exc
+
+    def get_users(
+        self, tenant_id: str, user_ids: list[str]
+    ) -> dict[str, tuple[UserProfile, str | None]]:
+        """Several users' profiles in a few queries (14 per query) instead of a read each."""
+        rows = get_many(self._table, tenant_id, [f"user_{u}" for u in user_ids])
+        out: dict[str, tuple[UserProfile, str | None]] = {}
+        for u in user_ids:
+            e = rows.get(f"user_{u}")
+            out[u] = (
+                (load_as(UserProfile, json.loads(join_text("State", e))), e.metadata["etag"])
+                if e is not None
+                else (UserProfile(), None)
+            )
+        return out
+
+    def save_users(
+        self, tenant_id: str, changed: list[tuple[str, UserProfile, str | None]]
+    ) -> None:
+        """Save several users' profiles in transactions of the tenant's partition, each op
+        guarded by its ETag (or created); any conflict fails its transaction: re-read and redo.
+        """
+        entities = [self._entity(tenant_id, f"user_{u}", p) for u, p, _ in changed]
+        etags = {f"user_{u}": etag for u, _, etag in changed}
+        for batch in transaction_batches(entities):
+            ops: list[Any] = [
+                ("create", e)
+                if etags[e["RowKey"]] is None
+                else (
+                    "update",
+                    e,
+                    {
+                        "mode": UpdateMode.REPLACE,
+                        "etag": etags[e["RowKey"]],
+                        "match_condition": MatchConditions.IfNotModified,
+                    },
+                )
+                for e in batch
+            ]
+            try:
+                self._table.submit_transaction(ops)
+            except TableTransactionError as exc:
+                raise StateConflict(
+                    f"detection profiles of {tenant_id} changed concurrently"
+                ) from exc
 
     def get(self, tenant_id: str, user_id: str) -> tuple[UserProfile, str | None]:
         return self._get(UserProfile, tenant_id, f"user_{user_id}")

@@ -17,6 +17,9 @@ from shared.models import UserRecord
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 600.0
+# Workplace records change only when the directory sync runs (hourly by default); a minute of
+# caching saves a read per user per batch and adds at most a minute to what that sync lags.
+RECORD_CACHE_SECONDS = 60.0
 
 
 class DirectoryLookup:
@@ -30,6 +33,7 @@ class DirectoryLookup:
         self._workplace_many = workplace_users
         self._entra = entra_user
         self._cache: dict[str, tuple[float, str]] = {}
+        self._records: dict[tuple[str, str], tuple[float, UserRecord | None]] = {}
 
     def _entra_status(self, upn: str) -> str:
         if self._entra is None or not upn:
@@ -56,8 +60,19 @@ class DirectoryLookup:
         """`lookup` for several users (user id -> e-mail), reading their records together."""
         if self._workplace_many is None:
             return {u: self.lookup(tenant_id, u, email) for u, email in users.items()}
-        records = self._workplace_many(tenant_id, list(users))
-        return {u: self._directory(records.get(u), email) for u, email in users.items()}
+        now = time.monotonic()
+        fresh = {
+            u: hit[1]
+            for u in users
+            if (hit := self._records.get((tenant_id, u))) and now - hit[0] < RECORD_CACHE_SECONDS
+        }
+        missing = [u for u in users if u not in fresh]
+        if missing:
+            found = self._workplace_many(tenant_id, missing)
+            for u in missing:
+                fresh[u] = found.get(u)
+                self._records[(tenant_id, u)] = (now, fresh[u])
+        return {u: self._directory(fresh[u], email) for u, email in users.items()}
 
     def lookup(self, tenant_id: str, user_id: str, email: str) -> Directory:
         return self._directory(self._workplace(tenant_id, user_id), email)

@@ -368,7 +368,8 @@ class Engine:
         Reads take one query per 14 users and saves one transaction per 100, instead of a read
         and a write per user; a concurrent change fails the save and the caller redoes it all.
         """
-        view, _ = self.profiles.get_tenant(tenant)
+        first = self.profiles.get_tenant(tenant)
+        view = first[0]
         delta = TenantProfile()
         profiles = self.profiles.get_users(tenant, list(users))
         directories = self._directories(tenant, users)
@@ -395,7 +396,7 @@ class Engine:
                 except StateConflict:
                     if attempt == MAX_CONFLICT_RETRIES - 1:
                         raise
-        self._save_tenant(tenant, delta)
+        self._save_tenant(tenant, delta, first)
 
     def _tenant_wide(
         self,
@@ -415,9 +416,16 @@ class Engine:
         self.profiles.save(tenant, TENANT_WIDE, folded, etag)
         return learned, view
 
-    def _save_tenant(self, tenant: str, delta: TenantProfile) -> None:
+    def _save_tenant(
+        self,
+        tenant: str,
+        delta: TenantProfile,
+        first: tuple[TenantProfile, str | None] | None = None,
+    ) -> None:
+        """Merge what was learned into the tenant profile; `first` is the copy already read."""
         for _ in range(MAX_CONFLICT_RETRIES * 2):
-            current, etag = self.profiles.get_tenant(tenant)
+            current, etag = first or self.profiles.get_tenant(tenant)
+            first = None
             merged = current.merge(delta)
             if merged == current and etag is not None:
                 return

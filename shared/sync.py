@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared import storage as st
+from shared import telemetry
 from shared.inbox import TABLE_MAX_BODY, pack_body
 from shared.models import Activity
 from shared.services import Services
@@ -66,6 +67,7 @@ def drain_inbox(svc: Services, now: datetime, max_rounds: int = 20) -> SyncResul
     for _ in range(max_rounds):
         if drain_page(svc, now, result) < svc.settings.sync_max_envelopes:
             break
+    telemetry.activities_ingested(result.activities)
     if result.envelopes:
         log.info(
             "sync: %d webhook deliveries -> %d activities (%d quarantined)",
@@ -103,6 +105,7 @@ def _record_drain(svc: Services, activities: list[Activity], now: datetime) -> N
         before = states.get(tenant).newest_event_at
         states.update(tenant, last_drain_at=now, newest_event_at=max(latest, before or latest))
         counts.compact(tenant, older_than=now - COUNT_FOLD_AGE)
+        telemetry.sync_lag((now - latest).total_seconds())
 
 
 def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:

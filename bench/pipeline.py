@@ -249,7 +249,7 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
         "Azurite 3.37.0 in memory, everything in one process (the local functions host calling the real "
         "handlers) except Azurite.",
         "",
-        "How it is measured: storage transactions are counted exactly by an azure-core pipeline policy on "
+        "How it is measured: storage transactions are counted exactly by an azure-core request hook (`raw_request_hook`) on "
         "every storage client (Vigil's and the host's queue client); webhook latency is the client-side "
         "time of each signed POST over loopback; end-to-end rate is activities stored divided by the time "
         "from the first sync to the last detection; memory is the peak resident set of the process while "

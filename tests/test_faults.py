@@ -121,7 +121,8 @@ def test_a_crash_after_the_alert_is_written_does_not_make_a_second_one(
 ) -> None:
     svc.inbox.put("workplace", envelope(*failed_logins(12)), NOW)
     drain_inbox(svc, NOW)
-    fail_once(svc.detection_state, "save_users", monkeypatch)  # alert and action out, state not saved
+    # The alert and the action request go out; the profile save then fails.
+    fail_once(svc.detection_state, "save_users", monkeypatch)
     sent: list[ActionRequest] = []
     detect_all(svc, detection_messages(svc), sent)
     # The retried batch re-raises the same alert (same id) and asks again for the same action;

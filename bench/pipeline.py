@@ -146,7 +146,9 @@ def run_scale(shape: Shape, label: str) -> dict[str, Any]:
     counter = StorageCounter()
     st.REQUEST_HOOKS[:] = [counter]
     print(f"[{label}] {shape.users} users, {shape.activities} activities ...", flush=True)
-    with local_stack(port=None, triggers=False, extra_env={"SYNC_MAX_ENVELOPES": "1000", **BENCH_ENV}) as stack:
+    with local_stack(
+        port=None, triggers=False, extra_env={"SYNC_MAX_ENVELOPES": "1000", **BENCH_ENV}
+    ) as stack:
         stack.workplace.members = members(stack.workplace, shape.users)
         seed_graph_users(stack.workplace, stack.graph)
         if stack.install().status_code != 200:

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from local.azurite import ensure_azurite
+from local.sim_graph import SimulatedGraph
+from local.sim_workplace import SimulatedWorkplace
 from shared import services
 from shared.services import Services
 
@@ -45,4 +47,31 @@ def vigil_env(
 
 @pytest.fixture
 def svc(vigil_env: dict[str, str]) -> Services:
+    return services.get_services()
+
+
+@pytest.fixture
+def wp(vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedWorkplace]:
+    """A simulated Workplace tenant that Vigil's settings point at."""
+    with SimulatedWorkplace(
+        app_id=vigil_env["WORKPLACE_APP_ID"], app_secret=vigil_env["WORKPLACE_APP_SECRET"]
+    ) as sim:
+        monkeypatch.setenv("WORKPLACE_GRAPH_URL", sim.url)
+        monkeypatch.setenv("WORKPLACE_DIALOG_URL", sim.dialog_url)
+        services.reset()
+        yield sim
+
+
+def use_simulated_graph(monkeypatch: pytest.MonkeyPatch, graph: SimulatedGraph) -> Services:
+    """Point Vigil's Graph settings at the simulated Graph and return fresh services."""
+    for key, value in {
+        "GRAPH_URL": graph.graph_url,
+        "GRAPH_AUTHORITY_HOST": graph.authority_host,
+        "GRAPH_TENANT_ID": graph.tenant_id,
+        "GRAPH_CLIENT_ID": graph.client_id,
+        "GRAPH_CLIENT_SECRET": graph.client_secret,
+        "GRAPH_CA_BUNDLE": str(graph.ca_path),
+    }.items():
+        monkeypatch.setenv(key, value)
+    services.reset()
     return services.get_services()

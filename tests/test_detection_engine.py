@@ -20,6 +20,7 @@ from shared.ipintel.tor import TorEntry
 from shared.models import Activity, UserRecord
 from shared.services import Services
 from shared.workplace.normalize import normalise
+from tests.conftest import use_simulated_graph
 from tests.detect_samples import T0, TENANT, act
 from tests.samples import envelope, failed_logins, value
 
@@ -336,16 +337,7 @@ def test_a_user_disabled_in_entra_is_looked_up_through_graph(
                 account_enabled=False,
             )
         )
-        for key, value in {
-            "GRAPH_URL": graph.graph_url,
-            "GRAPH_AUTHORITY_HOST": graph.authority_host,
-            "GRAPH_TENANT_ID": graph.tenant_id,
-            "GRAPH_CLIENT_ID": graph.client_id,
-            "GRAPH_CLIENT_SECRET": graph.client_secret,
-            "GRAPH_CA_BUNDLE": str(graph.ca_path),
-        }.items():
-            monkeypatch.setenv(key, value)
-        services.reset()
+        use_simulated_graph(monkeypatch, graph)
         svc = services.get_services()
         result = run(
             svc, [act(at=T0), act(at=T0 + timedelta(minutes=5), email="bob@contoso.com", user="2")]

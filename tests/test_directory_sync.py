@@ -4,7 +4,6 @@ a failure at each step in turn without losing or doubling anything."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from local.sim_workplace import SimulatedWorkplace
-from shared import connect, services
+from shared import connect
 from shared import storage as st
 from shared.services import Services
 from shared.workplace import directory_sync
@@ -26,15 +25,10 @@ HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
-def wp(vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedWorkplace]:
-    with SimulatedWorkplace(
-        app_id=vigil_env["WORKPLACE_APP_ID"], app_secret=vigil_env["WORKPLACE_APP_SECRET"]
-    ) as sim:
-        monkeypatch.setenv("WORKPLACE_GRAPH_URL", sim.url)
-        monkeypatch.setenv("WORKPLACE_DIALOG_URL", sim.dialog_url)
-        monkeypatch.setattr(directory_sync, "PAGE_LIMIT", 3)  # several pages per edge
-        services.reset()
-        yield sim
+def wp(wp: SimulatedWorkplace, monkeypatch: pytest.MonkeyPatch) -> SimulatedWorkplace:
+    """The shared simulated tenant, paged three members at a time (several pages per edge)."""
+    monkeypatch.setattr(directory_sync, "PAGE_LIMIT", 3)
+    return wp
 
 
 def install(svc: Services, wp: SimulatedWorkplace, now: datetime = T0) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +23,7 @@ from shared import services
 from shared import storage as st
 from shared.services import Services
 from sync_timer import sync_timer
+from tests.conftest import use_simulated_graph
 from tests.samples import envelope, failed_logins, sign
 
 install_fn = connect_install.build().get_user_function()
@@ -32,17 +32,6 @@ sync_fn = sync_timer.build().get_user_function()
 detect_fn = detect_queue.build().get_user_function()
 govern_fn = govern_queue.build().get_user_function()
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-def wp(vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedWorkplace]:
-    with SimulatedWorkplace(
-        app_id=vigil_env["WORKPLACE_APP_ID"], app_secret=vigil_env["WORKPLACE_APP_SECRET"]
-    ) as sim:
-        monkeypatch.setenv("WORKPLACE_GRAPH_URL", sim.url)
-        monkeypatch.setenv("WORKPLACE_DIALOG_URL", sim.dialog_url)
-        services.reset()
-        yield sim
 
 
 def get(route: str, params: dict[str, str], action: str | None = None) -> func.HttpRequest:
@@ -160,16 +149,7 @@ def test_detect_then_govern_handlers_alert_and_revoke(
         graph.add_user(
             SimUser(id="u-alice", user_principal_name="alice@contoso.com", mail="alice@contoso.com")
         )
-        for key, value in {
-            "GRAPH_URL": graph.graph_url,
-            "GRAPH_AUTHORITY_HOST": graph.authority_host,
-            "GRAPH_TENANT_ID": graph.tenant_id,
-            "GRAPH_CLIENT_ID": graph.client_id,
-            "GRAPH_CLIENT_SECRET": graph.client_secret,
-            "GRAPH_CA_BUNDLE": str(graph.ca_path),
-        }.items():
-            monkeypatch.setenv(key, value)
-        services.reset()
+        use_simulated_graph(monkeypatch, graph)
         govern_fn(QueueMessage(id=gmsg.id, body=gmsg.content, dequeue_count=1))
         (action,) = services.get_services().actions.for_tenant("504942443827307")
         assert action.status == "succeeded" and action.target == "alice@contoso.com"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -29,17 +28,6 @@ status_fn = connect_status.build().get_user_function()
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # before Workplace's end of access
 AFTER_SHUTDOWN = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def wp(vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedWorkplace]:
-    with SimulatedWorkplace(
-        app_id=vigil_env["WORKPLACE_APP_ID"], app_secret=vigil_env["WORKPLACE_APP_SECRET"]
-    ) as sim:
-        monkeypatch.setenv("WORKPLACE_GRAPH_URL", sim.url)
-        monkeypatch.setenv("WORKPLACE_DIALOG_URL", sim.dialog_url)
-        services.reset()
-        yield sim
 
 
 def quiet(svc: Services) -> Services:

@@ -1,4 +1,4 @@
-"""The activity log in Table Storage, and the detection work items that point into it.
+"""The activity log in Table Storage, and the detection work items sync queues for it.
 
 Keys come from the event itself (time + event id), so a rerun overwrites instead of duplicating.
 Partitions are per source, tenant and day, so a sync's writes batch well and no partition is hot.
@@ -6,8 +6,12 @@ Partitions are per source, tenant and day, so a sync's writes batch well and no 
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from azure.data.tables import TableClient
@@ -41,30 +45,115 @@ def from_entity(e: dict[str, Any]) -> Activity:
     return Activity(time=utc(e["time"]), raw=join_text("raw", e), **values)
 
 
+# A queue message is at most 64 KiB after the host's base64 encoding: 48 KiB of text.
+MAX_MESSAGE_CHARS = 45_000
+# What detection reads of an activity, in the order a v2 message carries them (`raw` stays in
+# the table: the detections never read it, and it is the bulk of a record).
+_WIRE = tuple(f for f in Activity.__dataclass_fields__ if f != "raw")
+
+
+def _to_row(a: Activity) -> list[Any]:
+    return [utc(a.time).isoformat() if f == "time" else getattr(a, f) for f in _WIRE]
+
+
 @dataclass(frozen=True)
 class ActivityBatch:
-    """A detection work item: up to 100 activities of one partition, by key (never the records)."""
+    """A detection work item: up to 100 activities of one tenant.
 
-    partition_key: str
-    row_keys: tuple[str, ...]
+    Sync carries the activities in the message itself (v2: compressed, without `raw`), so
+    detection needs no read to find them; a v1 message names them by key in one partition
+    (still read, and what an activity too large for a message falls back to).
+    """
+
+    partition_key: str = ""
+    row_keys: tuple[str, ...] = ()
+    activities: tuple[Activity, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.activities) or len(self.row_keys)
 
     def to_message(self) -> str:
-        return json.dumps({"v": 1, "pk": self.partition_key, "rks": list(self.row_keys)})
+        if not self.activities:
+            return json.dumps({"v": 1, "pk": self.partition_key, "rks": list(self.row_keys)})
+        packed = json.dumps([_to_row(a) for a in self.activities], separators=(",", ":"))
+        z = base64.b64encode(zlib.compress(packed.encode(), 6)).decode()
+        return json.dumps({"v": 2, "f": list(_WIRE), "z": z}, separators=(",", ":"))
 
     @classmethod
     def from_message(cls, body: bytes) -> ActivityBatch:
         try:
             data = json.loads(body)
+            if isinstance(data, dict) and data.get("v") == 2:
+                return cls(activities=_unpack(data))
             pk, rks = data["pk"], data["rks"]
             if not isinstance(pk, str) or not isinstance(rks, list) or not rks:
                 raise TypeError
             if not all(isinstance(rk, str) for rk in rks) or len(rks) > MAX_BATCH:
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, zlib.error):
             raise ValueError(
-                'detection message must be {"pk": str, "rks": [str, ...]} with 1-100 keys'
+                "detection message must be v2 "
+                '{"v": 2, "f": [field, ...], "z": base64(zlib(JSON rows))} with 1-100 '
+                'activities, or v1 {"pk": str, "rks": [str, ...]} with 1-100 keys'
             ) from None
         return cls(pk, tuple(rks))
+
+
+def _unpack(data: dict[str, Any]) -> tuple[Activity, ...]:
+    names, z = data["f"], data["z"]
+    if not isinstance(names, list) or not isinstance(z, str) or "time" not in names:
+        raise TypeError
+    rows = json.loads(zlib.decompress(base64.b64decode(z, validate=True)))
+    if not isinstance(rows, list) or not 0 < len(rows) <= MAX_BATCH:
+        raise TypeError
+    known = [(i, n) for i, n in enumerate(names) if n in _WIRE]
+    out = []
+    for row in rows:
+        if not isinstance(row, list) or len(row) != len(names):
+            raise TypeError
+        values = {n: row[i] for i, n in known}
+        values["time"] = utc(datetime.fromisoformat(values["time"]))
+        out.append(Activity(**values))
+    return tuple(out)
+
+
+def work_items(activities: list[Activity]) -> list[ActivityBatch]:
+    """Detection work for activities just stored: per tenant, ordered by user, up to 100 each.
+
+    Ordered by user, a message holds all of few users' activities rather than one each of
+    many, so detection reads and writes few profiles per message.
+    """
+    unique = {(a.tenant_id, a.event_id): a for a in activities}
+    ordered = sorted(unique.values(), key=lambda a: (a.tenant_id, a.actor_id, a.time, a.event_id))
+    out: list[ActivityBatch] = []
+    for tenant_acts in _runs(ordered, lambda a: a.tenant_id):
+        for chunk in chunks(tenant_acts, MAX_BATCH):
+            out.extend(_fitting(chunk))
+    return out
+
+
+def _runs(items: list[Activity], key: Callable[[Activity], str]) -> Iterator[list[Activity]]:
+    run: list[Activity] = []
+    for item in items:
+        if run and key(run[-1]) != key(item):
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
+
+
+def _fitting(acts: list[Activity]) -> list[ActivityBatch]:
+    """The activities as messages that fit the queue: halved until they do; an activity too
+    large alone is sent by key."""
+    batch = ActivityBatch(activities=tuple(acts))
+    if len(batch.to_message()) <= MAX_MESSAGE_CHARS:
+        return [batch]
+    if len(acts) == 1:
+        (a,) = acts
+        return [ActivityBatch(partition_key(a), (row_key(a),))]
+    half = len(acts) // 2
+    return _fitting(acts[:half]) + _fitting(acts[half:])
 
 
 class ActivityStore:
@@ -73,21 +162,14 @@ class ActivityStore:
 
     def write(self, activities: list[Activity]) -> list[ActivityBatch]:
         """Upsert activities (idempotent) and return them as detection work items."""
-        entities = [to_entity(a) for a in activities]
-        upsert_batches(self._table, entities)
-        by_pk: dict[str, list[str]] = {}
-        for e in entities:
-            keys = by_pk.setdefault(e["PartitionKey"], [])
-            if e["RowKey"] not in keys:
-                keys.append(e["RowKey"])
-        return [
-            ActivityBatch(pk, tuple(group))
-            for pk, rks in by_pk.items()
-            for group in chunks(sorted(rks), MAX_BATCH)
-        ]
+        upsert_batches(self._table, [to_entity(a) for a in activities])
+        return work_items(activities)
 
     def load(self, batch: ActivityBatch) -> list[Activity]:
-        """The batch's activities in one range query; keys no longer stored are skipped."""
+        """The batch's activities: those it carries, or (v1) one range query for its keys, where
+        keys no longer stored are skipped."""
+        if batch.activities:
+            return sorted(batch.activities, key=lambda a: (a.time, a.event_id))
         wanted = set(batch.row_keys)
         rows = self._table.query_entities(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",

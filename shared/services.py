@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,6 +33,8 @@ from shared.secrets import SecretStore, secret_store_for
 from shared.users import UserStore
 from shared.workplace.client import RetryPolicy, WorkplaceClient
 
+TOR_CACHE_SECONDS = 300.0
+
 
 @dataclass
 class Services:
@@ -39,6 +42,7 @@ class Services:
 
     def __post_init__(self) -> None:
         self.storage = st.Storage(self.settings)
+        self._tor: tuple[float, IpIntel] | None = None
 
     @functools.cached_property
     def installs(self) -> InstallStore:
@@ -103,8 +107,12 @@ class Services:
         return IpIntel(tuple(dbs), load_ranges(s.ip_ranges_path))
 
     def ip_intel(self) -> IpIntel:
-        """IP intelligence with the Tor exit list as last refreshed (read once per call)."""
-        return self._ip_intel.with_tor(self.tor_exits.addresses())
+        """IP intelligence with the Tor exit list as last refreshed, read at most every
+        TOR_CACHE_SECONDS per process (the timer refreshes it hourly), not once per message."""
+        now = time.monotonic()
+        if self._tor is None or now - self._tor[0] >= TOR_CACHE_SECONDS:
+            self._tor = (now, self._ip_intel.with_tor(self.tor_exits.addresses()))
+        return self._tor[1]
 
     @functools.cached_property
     def directory(self) -> DirectoryLookup:

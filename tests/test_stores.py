@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.data.tables import TableServiceClient
 
 from shared import storage as st
-from shared.activities import ActivityBatch
+from shared.activities import MAX_MESSAGE_CHARS, ActivityBatch, work_items
 from shared.config import ConfigError, Settings
 from shared.inbox import MAX_BODY, BodyTooLarge
 from shared.secrets import TableSecretStore, fernet_for
 from shared.services import Services
 from shared.workplace.normalize import normalise
-from tests.samples import envelope, failed_logins
+from tests.samples import T0, envelope, failed_logins, value
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -35,22 +38,68 @@ def test_inbox_refuses_what_it_cannot_hold(svc: Services) -> None:
         svc.inbox.put("workplace", b"x" * (MAX_BODY + 1), NOW)
 
 
-def test_activity_writes_are_idempotent_and_batched_per_partition(svc: Services) -> None:
+def test_activity_writes_are_idempotent_and_queue_the_activities_themselves(
+    svc: Services,
+) -> None:
     activities = normalise(envelope(*failed_logins(150))).activities
     batches = svc.activities.write(activities)
-    assert [len(b.row_keys) for b in batches] == [100, 50]
+    assert [len(b) for b in batches] == [100, 50]
     again = svc.activities.write(activities)
     assert again == batches
     table = svc.storage.table(st.ACTIVITIES)
     assert len(list(table.list_entities())) == 150
-    loaded = svc.activities.load(batches[1])
+    sent = ActivityBatch.from_message(batches[1].to_message().encode())
+    loaded = svc.activities.load(sent)
     assert len(loaded) == 50 and {a.event_id for a in loaded} <= {a.event_id for a in activities}
+    by_id = {a.event_id: a for a in activities}
+    # What detection gets is the stored activity but for `raw`, which stays in the table.
+    assert all(replace(a, raw=by_id[a.event_id].raw) == by_id[a.event_id] for a in loaded)
+
+
+def test_work_items_keep_each_users_activities_together() -> None:
+    users = [f"10006409436{i:04d}" for i in range(40)]
+    changes = [
+        ("login", value("LOGIN", actor=u, email=f"u{i}@contoso.com", at=T0 + timedelta(minutes=m)))
+        for m in range(5)
+        for i, u in enumerate(users)
+    ]
+    items = work_items(normalise(envelope(*changes)).activities)
+    assert [len(b) for b in items] == [100, 100]
+    # Interleaved in time, yet each message holds all of 20 users' activities, not one of 100.
+    assert [len({a.actor_id for a in b.activities}) for b in items] == [20, 20]
+
+
+def test_an_activity_too_large_for_a_message_is_sent_by_key(svc: Services) -> None:
+    rng = random.Random(7)
+    noise = [base64.b64encode(rng.randbytes(22_000)).decode() for _ in range(2)]  # no zlib gain
+    first = normalise(envelope(*failed_logins(1))).activities[0]
+    big = replace(first, user_agent=noise[0], target_email=noise[1])
+    small = normalise(envelope(*failed_logins(3, start=T0 + timedelta(hours=1)))).activities
+    items = svc.activities.write([big, *small])
+    by_key = [b for b in items if not b.activities]
+    assert len(by_key) == 1 and len(by_key[0].row_keys) == 1
+    assert all(len(b.to_message()) <= MAX_MESSAGE_CHARS for b in items)
+    (loaded,) = svc.activities.load(ActivityBatch.from_message(by_key[0].to_message().encode()))
+    assert loaded == big
+    assert sum(len(b) for b in items) == 4
 
 
 def test_detection_messages_round_trip_and_reject_garbage() -> None:
     batch = ActivityBatch("pk", ("a", "b"))
     assert ActivityBatch.from_message(batch.to_message().encode()) == batch
-    for bad in (b"", b"{}", b'{"pk": "x", "rks": []}', b'{"pk": 1, "rks": ["a"]}', b"\xff"):
+    inline = work_items(normalise(envelope(*failed_logins(3))).activities)[0]
+    message = inline.to_message()
+    assert ActivityBatch.from_message(message.encode()).to_message() == message
+    for bad in (
+        b"",
+        b"{}",
+        b'{"pk": "x", "rks": []}',
+        b'{"pk": 1, "rks": ["a"]}',
+        b"\xff",
+        b'{"v": 2, "f": ["time"], "z": "not base64!"}',
+        b'{"v": 2, "f": ["time"], "z": "eJwDAAAAAAE="}',  # zlib of nothing
+        b'{"v": 2, "f": "time", "z": ""}',
+    ):
         with pytest.raises(ValueError):
             ActivityBatch.from_message(bad)
 

@@ -10,12 +10,13 @@ from urllib.parse import urlsplit
 from azure.core.pipeline import PipelineRequest
 
 
-def kind_of(method: str, url: str) -> str:
-    """`table.read`, `table.write`, `table.batch`, `queue.put`... for one storage request."""
+def kind_of(method: str, url: str, table_port: int = 10002) -> str:
+    """`table.read`, `table.write`, `table.batch`, `queue.put`... for one storage request
+    (`table_port`: where Azurite serves tables)."""
     parts = urlsplit(url)
     path = parts.path
     port = parts.port
-    table = port == 10002 or ".table." in (parts.hostname or "")
+    table = port == table_port or ".table." in (parts.hostname or "")
     if table:
         if path.endswith("/$batch"):
             return "table.batch"
@@ -39,12 +40,14 @@ def kind_of(method: str, url: str) -> str:
 class StorageCounter:
     """A request hook: append to `shared.storage.REQUEST_HOOKS`, then read `snapshot()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, table_port: int = 10002) -> None:
+        self.table_port = table_port
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
 
     def __call__(self, request: PipelineRequest[Any]) -> None:
-        kind = kind_of(request.http_request.method, request.http_request.url)
+        http = request.http_request
+        kind = kind_of(http.method, http.url, self.table_port)
         with self._lock:
             self.counts[kind] += 1
 

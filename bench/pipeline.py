@@ -30,7 +30,7 @@ import requests
 from bench import detection
 from bench.community import Shape, deliveries, members
 from bench.counting import StorageCounter
-from local.stack import APP_SECRET, Stack, local_stack, seed_graph_users
+from local.stack import APP_SECRET, Stack, free_port, local_stack, seed_graph_users
 from shared import storage as st
 from shared.activities import to_entity
 from shared.services import get_services
@@ -143,11 +143,15 @@ def bare_insert_rate(stack: Stack, shape: Shape) -> float:
 
 
 def run_scale(shape: Shape, label: str) -> dict[str, Any]:
-    counter = StorageCounter()
+    ports = {name: free_port() for name in ("blob", "queue", "table")}
+    counter = StorageCounter(table_port=ports["table"])
     st.REQUEST_HOOKS[:] = [counter]
     print(f"[{label}] {shape.users} users, {shape.activities} activities ...", flush=True)
     with local_stack(
-        port=None, triggers=False, extra_env={"SYNC_MAX_ENVELOPES": "1000", **BENCH_ENV}
+        port=None,
+        triggers=False,
+        extra_env={"SYNC_MAX_ENVELOPES": "1000", **BENCH_ENV},
+        azurite_ports=ports,
     ) as stack:
         stack.workplace.members = members(stack.workplace, shape.users)
         seed_graph_users(stack.workplace, stack.graph)
@@ -248,7 +252,7 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}` on {platform.node() and 'this machine'}: "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        "Azurite 3.37.0 in memory, everything in one process (the local functions host calling the real "
+        "a private Azurite 3.37.0 in memory started for the run, everything in one process (the local functions host calling the real "
         "handlers) except Azurite.",
         "",
         "How it is measured: storage transactions are counted exactly by an azure-core request hook (`raw_request_hook`) on "

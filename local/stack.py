@@ -140,13 +140,17 @@ def local_stack(
     azurite_location: Path | None = None,
     triggers: bool = True,
     extra_env: dict[str, str] | None = None,
+    azurite_ports: dict[str, int] | None = None,
 ) -> Iterator[Stack]:
-    """Start everything, point Vigil's settings at it, and stop everything afterwards."""
+    """Start everything, point Vigil's settings at it, and stop everything afterwards.
+
+    `azurite_ports` (blob, queue, table) runs on an Azurite of its own there instead of the one
+    on 10000-10002 (the benchmark does, so nothing else shares its storage)."""
     port = port or free_port()
     prefix = prefix or f"v{uuid.uuid4().hex[:8]}"
     saved = dict(os.environ)
     with contextlib.ExitStack() as stack:
-        connection = stack.enter_context(ensure_azurite(azurite_location))
+        connection = stack.enter_context(ensure_azurite(azurite_location, ports=azurite_ports))
         workplace = stack.enter_context(SimulatedWorkplace(app_id=APP_ID, app_secret=APP_SECRET))
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vigil-graph-")))
         graph = stack.enter_context(SimulatedGraph(state_dir=state_dir))

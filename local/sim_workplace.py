@@ -39,6 +39,7 @@ __all__ = [
     "InstallCode",
     "IssuedToken",
     "RecordedRequest",
+    "SimGroup",
     "SimInstall",
     "SimMember",
     "SimulatedWorkplace",
@@ -140,6 +141,11 @@ _MEMBER_FIELDS = frozenset(
     }
 )
 _COMMUNITY_FIELDS = frozenset({"id", "name", "install"})
+_GROUP_FIELDS = frozenset(
+    {"id", "name", "description", "privacy", "purpose", "email", "updated_time", "archived"}
+)
+# Reading groups needs one of these (the community node's rule, workplace-api.md §3; inferred).
+_GROUP_PERMISSIONS = frozenset({"READ_GROUP_CONTENT", "MANAGE_GROUPS"})
 _INSTALL_FIELDS = frozenset({"id", "permissions", "install_type"})
 _PAGE_FIELDS = frozenset({"id", "name"})
 
@@ -159,6 +165,20 @@ class SimMember:
     admin: bool = False
     account_invite_time: int | None = None
     account_claim_time: int | None = None
+
+
+@dataclass
+class SimGroup:
+    """One group in the simulated community; mutate `member_ids` to simulate joins and leaves.
+
+    Its `members` edge lists the active members among `member_ids`, in that order.
+    """
+
+    id: str
+    name: str
+    privacy: str = "CLOSED"
+    description: str = ""
+    member_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -468,6 +488,17 @@ def _seed_members() -> list[SimMember]:
     ]
 
 
+def _seed_groups() -> list[SimGroup]:
+    # Everyone's company group, the admins' group, and the group MDCA suggests for excluding
+    # frequent travellers from location alerts.
+    people = [m.id for m in _seed_members()]
+    return [
+        SimGroup("1564880947340001", "All Contoso", "OPEN", "Everyone at Contoso", people),
+        SimGroup("1564880947340002", "IT Admins", "SECRET", "", [people[0], people[3]]),
+        SimGroup("1564880947340003", "Frequent Travellers", "CLOSED", "", [people[2], people[5]]),
+    ]
+
+
 class SimulatedWorkplace:
     """A Workplace community with one third-party app, served on a local port.
 
@@ -508,6 +539,7 @@ class SimulatedWorkplace:
         self.faults: list[Fault] = []
         self.is_shut_down = False
         self.members: list[SimMember] = _seed_members()
+        self.groups: list[SimGroup] = _seed_groups()
         self.install_codes: dict[str, InstallCode] = {}
         self.issued_tokens: dict[str, IssuedToken] = {}
         self.installs: list[SimInstall] = []
@@ -634,6 +666,30 @@ class SimulatedWorkplace:
                 if m.id == id_or_email or m.email.lower() == id_or_email.lower():
                     return m
         raise KeyError(f"no member {id_or_email!r} in the simulated community")
+
+    def add_group(
+        self, name: str, members: Sequence[str] = (), *, group_id: str | None = None
+    ) -> SimGroup:
+        """Add a group whose members are these people (ids or e-mails) and return it."""
+        with self._lock:
+            taken = {g.id for g in self.groups} | {m.id for m in self.members}
+            if group_id is None:
+                group_id = _random_digits(16)
+                while group_id in taken:
+                    group_id = _random_digits(16)
+            elif group_id in taken:
+                raise ValueError(f"id {group_id} is already used in the community")
+            group = SimGroup(group_id, name, member_ids=[self.member(m).id for m in members])
+            self.groups.append(group)
+            return group
+
+    def group(self, id_or_name: str) -> SimGroup:
+        """The group with this id or name (case-insensitive); KeyError if none."""
+        with self._lock:
+            for g in self.groups:
+                if g.id == id_or_name or g.name.lower() == id_or_name.lower():
+                    return g
+        raise KeyError(f"no group {id_or_name!r} in the simulated community")
 
     def issue_install_code(
         self,
@@ -1231,10 +1287,19 @@ class SimulatedWorkplace:
                 )
             case [node, edge] if node in community_aliases and edge in _MEMBER_EDGES:
                 return self._member_edge(req, caller, edge, requested)
+            case [node, "groups"] if node in community_aliases:
+                return self._groups_edge(req, caller, requested)
             case [node, edge] if node in community_aliases:
                 raise _GraphError(
                     f"(#100) Tried accessing nonexisting field ({edge}) on node type (Community)",
                     code=100,
+                )
+            case [node, "members"] if self._find_group(node) is not None:
+                return self._group_members(req, caller, node, requested)
+            case [node] if (group := self._find_group(node)) is not None:
+                self._check_group_permission(caller, node)
+                return _select(
+                    _group_values(group), requested, known=_GROUP_FIELDS, node_type="Group"
                 )
             case [node]:
                 try:
@@ -1278,6 +1343,45 @@ class SimulatedWorkplace:
             rows = [_member_values(m) for m in people]
         _check_fields(requested, known=_MEMBER_FIELDS, node_type="User")  # even on an empty edge
         data = [_select(r, requested, known=_MEMBER_FIELDS, node_type="User") for r in rows]
+        return self._paged(req, edge, data)
+
+    def _find_group(self, group_id: str) -> SimGroup | None:
+        with self._lock:
+            return next((g for g in self.groups if g.id == group_id), None)
+
+    def _check_group_permission(self, caller: IssuedToken, what: str) -> None:
+        if not _GROUP_PERMISSIONS & set(caller.permissions):
+            raise _GraphError(
+                "(#10) Application does not have permission for this action: "
+                f"{what} requires the Read group content or Manage groups permission",
+                code=10,
+            )
+
+    def _groups_edge(
+        self, req: _Incoming, caller: IssuedToken, requested: _Fields
+    ) -> dict[str, Any]:
+        self._check_group_permission(caller, "/community/groups")
+        with self._lock:
+            rows = [_group_values(g) for g in self.groups]
+        _check_fields(requested, known=_GROUP_FIELDS, node_type="Group")
+        data = [_select(r, requested, known=_GROUP_FIELDS, node_type="Group") for r in rows]
+        return self._paged(req, "groups", data)
+
+    def _group_members(
+        self, req: _Incoming, caller: IssuedToken, group_id: str, requested: _Fields
+    ) -> dict[str, Any]:
+        self._check_group_permission(caller, f"/{group_id}/members")
+        with self._lock:
+            group = self._find_group(group_id)
+            wanted = list(group.member_ids) if group else []
+            by_id = {m.id: m for m in self.members}
+            rows = [_member_values(by_id[i]) for i in wanted if i in by_id and by_id[i].active]
+        _check_fields(requested, known=_MEMBER_FIELDS, node_type="User")
+        data = [_select(r, requested, known=_MEMBER_FIELDS, node_type="User") for r in rows]
+        return self._paged(req, f"group{group_id}", data)
+
+    def _paged(self, req: _Incoming, edge: str, data: list[dict[str, Any]]) -> dict[str, Any]:
+        """One page of an edge's rows, with Graph's cursors and next/previous links."""
         limit_text = _last(req.params, "limit")
         limit = DEFAULT_PAGE_LIMIT
         if limit_text is not None:
@@ -1341,6 +1445,16 @@ def _member_values(member: SimMember) -> dict[str, Any]:
         "active": member.active,
         "account_invite_time": _graph_time(member.account_invite_time),
         "account_claim_time": _graph_time(member.account_claim_time),
+    }
+
+
+def _group_values(group: SimGroup) -> dict[str, Any]:
+    return {
+        "id": group.id,
+        "name": group.name,
+        "description": group.description,
+        "privacy": group.privacy,
+        "archived": False,
     }
 
 

@@ -158,3 +158,4 @@ class UserRecord:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     deactivated_at: datetime | None = None
+    groups: tuple[str, ...] = ()  # ids of the groups the directory sync found them in

@@ -6,7 +6,12 @@ Two kinds share one file format (a mapping, or a list of them):
   `scope`, `sensitivity`, `severity`, `alerting.daily_limit`, `governance`, `params`.
 - `type: activity` is a custom activity policy in MDCA's shape: `filters` over activity fields
   with MDCA's operators, `match` (single activity, or repeated: `count` activities within
-  `window_minutes`, by the same user), `severity`, a `title` template and `governance`.
+  `window_minutes`, by the same user), `severity`, a `title` template and `governance`; it
+  alerts only on activities from its `created` time on (when absent, the deployment records
+  the time it first loaded the policy: `shared/policy_creation.py`).
+
+`scope` (both kinds) takes `include_users`, `exclude_users` (ids or e-mails) and
+`include_groups`, `exclude_groups` (Workplace group ids or names, names case-insensitive).
 
 Errors raised at load name the file, the policy and the field.
 """
@@ -17,7 +22,7 @@ import ipaddress
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,9 @@ from shared.models import Activity, Severity
 
 SHIPPED = Path(__file__).resolve().parents[1] / "policies"
 SEVERITIES = ("informational", "low", "medium", "high")
+SCOPE_KEYS = ("include_users", "exclude_users", "include_groups", "exclude_groups")
+MAX_DAILY_LIMIT = 10_000  # the admitted alert ids of a day are kept in one table entity
+ID_FORBIDDEN = "/\\#?"  # ids key table rows, whose keys may not hold these
 SENSITIVITIES = ("low", "medium", "high")
 TITLE_FIELDS = frozenset(
     {"policy", "user", "user_id", "ip", "country", "event", "count", "window_minutes", "target"}
@@ -95,6 +103,8 @@ class ActivityPolicy:
     severity: Severity
     source: str  # the file it came from
     types: frozenset[str] | None = None  # from an `activity.type: {eq: [...]}` filter
+    # Alerts only on activities at or after this (event time); None: on every activity.
+    created: datetime | None = None
 
     def matches(self, a: Activity, ip: IpInfo) -> bool:
         return all(p(a, ip) for p in self.predicates)
@@ -227,10 +237,45 @@ def _users(raw: Any, at: str) -> frozenset[str]:
     return frozenset(str(u).lower() for u in raw)
 
 
-def _int(raw: Any, at: str, minimum: int) -> int:
+def _groups(raw: Any, at: str) -> frozenset[str]:
+    """Group ids or names; lower-cased, as the directory lookup gives a user's group names."""
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{at}: expected a list of Workplace group ids or names")
+    out = set()
+    for g in raw:
+        if isinstance(g, bool) or not isinstance(g, str | int) or not str(g).strip():
+            raise ConfigError(f"{at}: {g!r} is not a group id or name")
+        out.add(str(g).strip().lower())
+    return frozenset(out)
+
+
+def _int(raw: Any, at: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < minimum:
         raise ConfigError(f"{at}: expected an integer of at least {minimum}, got {raw!r}")
+    if maximum is not None and raw > maximum:
+        raise ConfigError(f"{at}: expected an integer of at most {maximum}, got {raw!r}")
     return int(raw)
+
+
+def _created(raw: Any, at: str) -> datetime | None:
+    """An ISO-8601 timestamp with its time zone (YAML may already have parsed it)."""
+    if raw is None:
+        return None
+    example = "e.g. 2026-03-01T09:00:00Z"
+    if isinstance(raw, str):
+        try:
+            value = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{at}: {raw!r} is not an ISO-8601 timestamp ({example})") from None
+    elif isinstance(raw, datetime):
+        value = raw
+    else:
+        raise ConfigError(f"{at}: expected an ISO-8601 timestamp with a time zone ({example})")
+    if value.tzinfo is None:
+        raise ConfigError(f"{at}: {raw!s} has no time zone; add one ({example})")
+    return value.astimezone(UTC)
 
 
 ANOMALY_KEYS = {
@@ -245,13 +290,17 @@ ANOMALY_KEYS = {
     "params",
     "description",
 }
-ACTIVITY_KEYS = ANOMALY_KEYS | {"filters", "match", "title"}
+ACTIVITY_KEYS = ANOMALY_KEYS | {"filters", "match", "title", "created"}
 
 
 def _config(raw: dict[str, Any], pid: str, where: str, learning: timedelta) -> DetectorConfig:
     scope = raw.get("scope") or {}
-    if not isinstance(scope, dict) or set(scope) - {"include_users", "exclude_users"}:
-        raise ConfigError(f"{where}, field `scope`: use include_users and exclude_users")
+    keys = ", ".join(SCOPE_KEYS)
+    if not isinstance(scope, dict):
+        raise ConfigError(f"{where}, field `scope`: expected a mapping with any of {keys}")
+    unknown = sorted(set(scope) - set(SCOPE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}, field `scope`: unknown keys {unknown} (known: {keys})")
     sensitivity = raw.get("sensitivity", "medium")
     if sensitivity not in SENSITIVITIES:
         raise ConfigError(f"{where}, field `sensitivity`: one of low, medium, high")
@@ -261,7 +310,12 @@ def _config(raw: dict[str, Any], pid: str, where: str, learning: timedelta) -> D
     alerting = raw.get("alerting") or {}
     if not isinstance(alerting, dict):
         raise ConfigError(f"{where}, field `alerting`: expected {{daily_limit: N}}")
-    limit = _int(alerting.get("daily_limit", 0), f"{where}, field `alerting.daily_limit`", 0)
+    limit = _int(
+        alerting.get("daily_limit", 0),
+        f"{where}, field `alerting.daily_limit`",
+        0,
+        MAX_DAILY_LIMIT,
+    )
     params = raw.get("params") or {}
     if not isinstance(params, dict):
         raise ConfigError(f"{where}, field `params`: expected a mapping")
@@ -273,6 +327,12 @@ def _config(raw: dict[str, Any], pid: str, where: str, learning: timedelta) -> D
         enabled=enabled,
         include_users=_users(scope.get("include_users"), f"{where}, field `scope.include_users`"),
         exclude_users=_users(scope.get("exclude_users"), f"{where}, field `scope.exclude_users`"),
+        include_groups=_groups(
+            scope.get("include_groups"), f"{where}, field `scope.include_groups`"
+        ),
+        exclude_groups=_groups(
+            scope.get("exclude_groups"), f"{where}, field `scope.exclude_groups`"
+        ),
         sensitivity=sensitivity,
         severity=severity,
         daily_limit=limit,
@@ -327,6 +387,10 @@ def parse(docs: Any, source: str, learning: timedelta = timedelta(days=7)) -> Po
             raise ConfigError(f"{source}: policy #{n}: field `id` is required")
         pid = raw["id"]
         where = f"{source}: policy {pid}"
+        if any(c in pid for c in ID_FORBIDDEN) or not pid.isprintable():
+            raise ConfigError(
+                f"{where}, field `id`: may not contain / \\ # ? or control characters"
+            )
         kind = raw.get("type")
         keys = ANOMALY_KEYS if kind == "anomaly" else ACTIVITY_KEYS
         if kind not in ("anomaly", "activity"):
@@ -349,6 +413,7 @@ def parse(docs: Any, source: str, learning: timedelta = timedelta(days=7)) -> Po
                 description=str(raw.get("description", "")),
                 severity=cfg.severity or "medium",
                 source=source,
+                created=_created(raw.get("created"), f"{where}, field `created`"),
             )
         )
     return PolicySet(anomaly, tuple(activity))

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from shared import clock
 from shared import storage as st
 from shared.activities import ActivityStore
 from shared.alerts import AlertStore
@@ -24,6 +25,7 @@ from shared.governance.executor import (
 from shared.governance.graph import GraphClient
 from shared.governance.identity import EntraUserCache
 from shared.governance.throttle import TenantRateLimit
+from shared.groups import GroupStore
 from shared.inbox import WebhookInbox
 from shared.installs import InstallStates, InstallStore
 from shared.ipintel import IpDatabase, IpIntel
@@ -70,8 +72,11 @@ class Services:
 
     @functools.cached_property
     def detections(self) -> Detections:
-        """The built-ins and activity policies, from POLICIES_PATH (validated at first use)."""
+        """The built-ins and activity policies, from POLICIES_PATH (validated at first use), each
+        activity policy with its creation time (recorded on its first load when the YAML has
+        none)."""
         from shared.policies import load_policies
+        from shared.policy_creation import PolicyCreationStore
 
         s = self.settings
         learning = timedelta(days=s.learning_period_days)
@@ -89,7 +94,9 @@ class Services:
             failed_login_window_minutes=s.failed_login_window_minutes,
             failed_login_actions=s.failed_login_actions,
         )
-        return Detections(configured, policies.activity, learning)
+        store = PolicyCreationStore(self.storage.table(st.POLICY_CREATION))
+        activity = store.resolve(policies.activity, clock.now())
+        return Detections(configured, activity, learning)
 
     @functools.cached_property
     def tor_exits(self) -> TorExitStore:
@@ -117,7 +124,7 @@ class Services:
     @functools.cached_property
     def directory(self) -> DirectoryLookup:
         entra = (lambda upn: self.graph.get_user(upn)) if self.settings.graph_tenant_id else None
-        return DirectoryLookup(self.users.get, entra, self.users.get_many)
+        return DirectoryLookup(self.users.get, entra, self.users.get_many, self.groups.names)
 
     @functools.cached_property
     def alerts(self) -> AlertStore:
@@ -130,6 +137,10 @@ class Services:
     @functools.cached_property
     def users(self) -> UserStore:
         return UserStore(self.storage.table(st.USERS))
+
+    @functools.cached_property
+    def groups(self) -> GroupStore:
+        return GroupStore(self.storage.table(st.GROUPS))
 
     def workplace_token(self, community_id: str) -> str | None:
         """The Workplace access token Vigil holds for a community, if any (both token modes)."""

@@ -53,6 +53,8 @@ EVENT_COUNTS = "EventCounts"  # per community: activities by Workplace event nam
 DIRECTORY_SNAPSHOTS = "DirectorySnapshots"  # a directory snapshot while it is being read
 ENTRA_USERS = "EntraUsers"
 GOVERNANCE_THROTTLE = "GovernanceThrottle"
+GROUPS = "Groups"  # per tenant: each Workplace group's id and name, as last synced
+POLICY_CREATION = "PolicyCreation"  # when this deployment first loaded each activity policy
 TABLES = (
     INSTALLS,
     INSTALL_STATES,
@@ -70,6 +72,8 @@ TABLES = (
     DIRECTORY_SNAPSHOTS,
     ENTRA_USERS,
     GOVERNANCE_THROTTLE,
+    GROUPS,
+    POLICY_CREATION,
 )
 
 # Callables that see every storage request Vigil makes (the benchmark counts transactions

@@ -8,7 +8,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from shared.models import UserRecord, utc
-from shared.storage import get_many, upsert_batches
+from shared.storage import get_many, join_text, split_text, upsert_batches
 
 
 def _to_entity(u: UserRecord) -> dict[str, Any]:
@@ -20,6 +20,8 @@ def _to_entity(u: UserRecord) -> dict[str, Any]:
         "IsAdmin": u.is_admin,
         "AuthMethod": u.auth_method,
     }
+    if u.groups:  # ids are digits: commas separate them; a long list spans several properties
+        entity.update(split_text("Groups", ",".join(u.groups)))
     for name, value in (
         ("FirstSeen", u.first_seen),
         ("LastSeen", u.last_seen),
@@ -44,6 +46,7 @@ def _from_entity(e: dict[str, Any]) -> UserRecord:
         first_seen=when("FirstSeen"),
         last_seen=when("LastSeen"),
         deactivated_at=when("DeactivatedAt"),
+        groups=tuple(g for g in join_text("Groups", e).split(",") if g),
     )
 
 

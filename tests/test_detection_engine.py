@@ -114,6 +114,8 @@ def test_state_updates_use_etags_so_no_update_is_lost(svc: Services) -> None:
 
 
 DAY = timedelta(days=1)
+# Activity policies alert only on activities after their creation: these predate the samples.
+CREATED = (T0 - DAY).isoformat()
 
 
 def run(
@@ -228,6 +230,7 @@ def test_an_activity_policy_from_yaml_alerts_with_its_title_and_governance(
         {
             "id": "admin-outside",
             "type": "activity",
+            "created": CREATED,
             "severity": "high",
             "title": "{event} by {user} from {ip}",
             "filters": {
@@ -359,6 +362,7 @@ def test_a_repeated_policy_across_users_counts_the_whole_tenant(
         {
             "id": "spray",
             "type": "activity",
+            "created": CREATED,
             "title": "{count} failed logins across users in {window_minutes} minutes",
             "filters": {"activity.type": {"eq": ["login_failed"]}},
             "match": {"mode": "repeated", "count": 8, "window_minutes": 10, "same_user": False},
@@ -403,8 +407,6 @@ def test_every_profile_field_survives_the_table_round_trip(svc: Services) -> Non
     )
     svc.detection_state.save(TENANT, "u", profile, None)
     assert svc.detection_state.get(TENANT, "u")[0] == profile
-    tenant = TenantProfile(
-        T0, {"GB": T0}, {"Example": T0}, {"p|2026-03-02": ("a1", "a2")}, {"192.0.2.9": ("u",)}
-    )
+    tenant = TenantProfile(T0, {"GB": T0}, {"Example": T0}, {"192.0.2.9": ("u",)})
     svc.detection_state.save_tenant(TENANT, tenant, None)
     assert svc.detection_state.get_tenant(TENANT)[0] == tenant

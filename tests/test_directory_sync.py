@@ -17,11 +17,14 @@ from shared.services import Services
 from shared.workplace import directory_sync
 from shared.workplace.client import RetryPolicy
 from shared.workplace.counts import EventCountStore
-from shared.workplace.directory_sync import DirectorySync, sync_installs
+from shared.workplace.directory import GROUP_MEMBERS
+from shared.workplace.directory_sync import GROUP_MEMBERS_EDGE, DirectorySync, sync_installs
 from shared.workplace.sync_state import SyncStateStore
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+# The simulated tenant's groups: everyone, the IT admins, the frequent travellers.
+EVERYONE, IT, TRAVELLERS = "1564880947340001", "1564880947340002", "1564880947340003"
 
 
 @pytest.fixture
@@ -50,6 +53,18 @@ def change_directory(wp: SimulatedWorkplace) -> None:
     wp.member("diego.siciliani@contoso.com").admin = False  # demoted
     wp.member("pradeep.gupta@contoso.com").active = True  # reactivated
     wp.add_member("New Hire", "new.hire@contoso.com", member_id="100064094369999")
+
+
+def synced_groups(svc: Services, wp: SimulatedWorkplace) -> dict[str, tuple[str, ...]]:
+    return {u.email: u.groups for u in svc.users.for_tenant(wp.community_id)}
+
+
+def tenant_groups(wp: SimulatedWorkplace) -> dict[str, tuple[str, ...]]:
+    """What the simulated tenant says: each person's groups (none once deactivated)."""
+    return {
+        m.email: tuple(sorted(g.id for g in wp.groups if m.active and m.id in g.member_ids))
+        for m in wp.members
+    }
 
 
 EXPECTED = {
@@ -104,7 +119,13 @@ class Boom(RuntimeError):
 
 
 STORAGE_STEPS = ["stage", "advance", "write_activities", "finish"]
-WORKPLACE_STEPS = ["/community/members", "/community/former_members", "/community/admins"]
+WORKPLACE_STEPS = [
+    "/community/members",
+    "/community/former_members",
+    "/community/admins",
+    "/community/groups",
+    f"/{EVERYONE}/members",
+]
 
 
 @pytest.mark.parametrize("step", [*STORAGE_STEPS, "save_many", "drop_staging", *WORKPLACE_STEPS])
@@ -166,6 +187,8 @@ def test_a_sync_failing_at_any_step_resumes_without_losing_or_doubling(
     assert users["adele.vance@contoso.com"].status == "deactivated"
     assert users["alex.wilber@contoso.com"].is_admin
     assert len(users) == len(wp.members)
+    assert synced_groups(svc, wp) == tenant_groups(wp)
+    assert svc.groups.names(wp.community_id) == {g.id: g.name for g in wp.groups}
     assert list(svc.storage.table(st.DIRECTORY_SNAPSHOTS).list_entities()) == []
     state = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC)).get(wp.community_id)
     assert (state.run_id, state.last_error) == ("", "")
@@ -192,3 +215,98 @@ def test_auth_method_comes_from_login_events_and_survives_the_snapshots(
     assert user is not None and (user.auth_method, user.first_seen) == ("sso", T0)
     others = [u for u in svc.users.for_tenant(wp.community_id) if u.user_id != megan.id]
     assert {u.auth_method for u in others} == {""}  # unknown where no login said
+
+
+def test_groups_and_their_members_are_synced_page_by_page_onto_the_user_records(
+    wp: SimulatedWorkplace, svc: Services
+) -> None:
+    for i in range(4):  # seven groups: three pages of three
+        wp.add_group(f"Project {i}", ["adele.vance@contoso.com"], group_id=f"15648809473401{i:02d}")
+    install(svc, wp)
+    (result,) = sync_installs(svc, T0)
+    assert result.outcome == "synced"
+    groups = synced_groups(svc, wp)
+    assert groups == tenant_groups(wp)
+    assert groups["megan.bowen@contoso.com"] == (EVERYONE, IT)
+    assert groups["pradeep.gupta@contoso.com"] == ()  # deactivated: in no group's list
+    assert svc.groups.names(wp.community_id) == {g.id: g.name for g in wp.groups}
+    assert len(wp.requests_to("/community/groups")) == 3
+    assert len(wp.requests_to(f"/{EVERYONE}/members")) == 3  # seven active members
+    assert all(r.query["fields"] == "id,email" for r in wp.requests_to(f"/{IT}/members"))
+
+    # Joins, leaves, a rename and a deleted group: the next snapshot has them all, and group
+    # changes alone are not activities.
+    wp.group(TRAVELLERS).member_ids.remove(wp.member("alex.wilber@contoso.com").id)
+    wp.group(TRAVELLERS).member_ids.append(wp.member("lynne.robbins@contoso.com").id)
+    wp.group(IT).name = "IT Operations"
+    wp.groups.remove(wp.group("Project 0"))
+    (result,) = sync_installs(svc, T0 + HOUR)
+    assert (result.outcome, result.changes) == ("synced", 0)
+    assert synced_groups(svc, wp) == tenant_groups(wp)
+    assert synced_groups(svc, wp)["alex.wilber@contoso.com"] == (EVERYONE,)
+    names = svc.groups.names(wp.community_id)
+    assert names[IT] == "IT Operations" and "1564880947340100" not in names
+    assert activity_rows(svc) == []
+
+
+def test_a_sync_crashing_among_the_group_pages_resumes_where_it_stood(
+    wp: SimulatedWorkplace, svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(svc, wp)
+    stage = DirectorySync.stage
+    staged_memberships = Counter[str]()
+
+    def crash_on_the_second_members_page(self: DirectorySync, state: Any, read: Any) -> None:
+        if read.edge == GROUP_MEMBERS_EDGE:
+            staged_memberships[read.group] += 1
+            if staged_memberships[read.group] == 2:
+                raise Boom("worker died while staging a page of group members")
+        stage(self, state, read)
+
+    monkeypatch.setattr(DirectorySync, "stage", crash_on_the_second_members_page)
+    with pytest.raises(Boom):
+        sync_installs(svc, T0)
+    monkeypatch.setattr(DirectorySync, "stage", stage)
+    states = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC))
+    state = states.get(wp.community_id)
+    assert (state.edge, state.group) == (GROUP_MEMBERS, EVERYONE) and state.cursor
+    assert svc.users.for_tenant(wp.community_id) == []  # nothing applied yet
+
+    wp.clear_requests()
+    (result,) = sync_installs(svc, T0 + HOUR)
+    assert result.outcome == "synced"
+    assert wp.requests_to("/community/members") == []  # resumed, not restarted
+    assert wp.requests_to("/community/groups") == []
+    assert len(wp.requests_to(f"/{EVERYONE}/members")) == 2  # the page that crashed, and the last
+    assert synced_groups(svc, wp) == tenant_groups(wp)
+    assert svc.groups.names(wp.community_id) == {g.id: g.name for g in wp.groups}
+    users = {u.email: u for u in svc.users.for_tenant(wp.community_id)}
+    assert all(u.first_seen == T0 for u in users.values())  # the interrupted snapshot's time
+    state = states.get(wp.community_id)
+    assert (state.run_id, state.edge, state.group, state.cursor) == ("", 0, "", "")
+
+
+def test_groups_the_install_may_not_read_leave_everyone_in_no_group(
+    wp: SimulatedWorkplace, svc: Services
+) -> None:
+    wp.app_permissions = tuple(p for p in wp.app_permissions if p != "READ_GROUP_CONTENT")
+    install(svc, wp)
+    (result,) = sync_installs(svc, T0)
+    assert result.outcome == "synced"
+    assert set(synced_groups(svc, wp).values()) == {()}
+    assert svc.groups.names(wp.community_id) == {}
+    assert len(svc.users.for_tenant(wp.community_id)) == len(wp.members)
+
+
+def test_a_group_deleted_while_the_snapshot_is_read_is_skipped(
+    wp: SimulatedWorkplace, svc: Services
+) -> None:
+    install(svc, wp)
+    wp.fail(f"/{IT}/members", status=400, code=100, subcode=33)  # "does not exist"
+    (result,) = sync_installs(svc, T0)
+    assert result.outcome == "synced"
+    groups = synced_groups(svc, wp)
+    assert groups["megan.bowen@contoso.com"] == (EVERYONE,)
+    assert groups["alex.wilber@contoso.com"] == (EVERYONE, TRAVELLERS)
+    state = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC)).get(wp.community_id)
+    assert (state.run_id, state.last_error) == ("", "")

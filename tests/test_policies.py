@@ -60,7 +60,30 @@ def test_the_shipped_folder_switches_every_builtin_and_ships_templates_off() -> 
             "field `match.same_user`",
         ),
         ({"alerting": {"daily_limit": -1}}, "field `alerting.daily_limit`"),
-        ({"scope": {"groups": ["x"]}}, "field `scope`"),
+        ({"scope": {"groups": ["x"]}}, "field `scope`: unknown keys ['groups']"),
+        ({"scope": ["sales"]}, "field `scope`: expected a mapping"),
+        (
+            {"scope": {"include_groups": "Sales"}},
+            "field `scope.include_groups`: expected a list of Workplace group ids or names",
+        ),
+        (
+            {"scope": {"exclude_groups": ["Sales", " "]}},
+            "field `scope.exclude_groups`: ' ' is not a group id or name",
+        ),
+        (
+            {"scope": {"exclude_groups": [{"name": "Sales"}]}},
+            "field `scope.exclude_groups`: {'name': 'Sales'} is not a group id or name",
+        ),
+        ({"created": "last tuesday"}, "field `created`: 'last tuesday' is not an ISO-8601"),
+        (
+            {"created": "2026-03-01T09:00:00"},
+            "field `created`: 2026-03-01T09:00:00 has no time zone",
+        ),
+        ({"created": 20260301}, "field `created`: expected an ISO-8601 timestamp"),
+        (
+            {"alerting": {"daily_limit": 20_000}},
+            "field `alerting.daily_limit`: expected an integer of at most 10000",
+        ),
         ({"colour": "red"}, "unknown fields ['colour']"),
     ],
 )
@@ -71,6 +94,42 @@ def test_invalid_policies_name_the_file_the_policy_and_the_field(
         policy(**fields)
     assert str(err.value).startswith("test.yaml: policy p")
     assert message in str(err.value)
+
+
+def test_ids_that_cannot_key_a_table_row_and_anomaly_creation_times_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^test.yaml: policy a/b, field `id`: may not contain"):
+        parse({"id": "a/b", "type": "activity", "title": "t"}, "test.yaml")
+    with pytest.raises(
+        ConfigError, match=r"^test.yaml: policy vigil.anonymous_ip: unknown fields \['created'\]"
+    ):
+        parse(
+            {"id": "vigil.anonymous_ip", "type": "anomaly", "created": "2026-03-01T00:00:00Z"},
+            "test.yaml",
+        )
+
+
+def test_scopes_take_groups_by_id_or_by_name_in_any_case() -> None:
+    p = policy(
+        scope={
+            "include_groups": ["Frequent Travellers", 1564880947340002],
+            "exclude_groups": ["IT Admins"],
+            "include_users": ["Bob@Contoso.com"],
+        }
+    )
+    cfg = p.config
+    assert cfg.include_groups == {"frequent travellers", "1564880947340002"}
+    assert cfg.exclude_groups == {"it admins"}
+    assert cfg.scoped and cfg.scopes_groups
+    assert not policy().config.scoped and not policy().config.scopes_groups
+
+
+def test_created_is_an_iso_timestamp_in_utc_from_yaml_or_a_string() -> None:
+    from datetime import UTC, datetime
+
+    assert policy().created is None  # absent: the deployment records its first load
+    parsed = yaml.safe_load("created: 2026-03-01T10:00:00+01:00")["created"]
+    assert policy(created=parsed).created == datetime(2026, 3, 1, 9, tzinfo=UTC)
+    assert policy(created="2026-03-01T09:00:00Z").created == datetime(2026, 3, 1, 9, tzinfo=UTC)
 
 
 def test_a_folder_with_duplicate_ids_or_bad_yaml_is_refused(tmp_path: Path) -> None:
@@ -153,3 +212,34 @@ def obs_of(a: Any) -> Any:
 def test_shipped_templates_are_valid_yaml_files() -> None:
     for f in SHIPPED.glob("*.yaml"):
         assert yaml.safe_load(f.read_text()) is not None, f
+
+
+@pytest.mark.parametrize(
+    ("scope", "groups", "expected"),
+    [
+        ({}, set(), True),  # no scope: everyone
+        ({"include_groups": ["it admins"]}, {"1", "it admins"}, True),
+        ({"include_groups": ["it admins"]}, {"2", "sales"}, False),  # in other groups only
+        ({"include_groups": ["it admins"]}, set(), False),  # in no group (or not synced yet)
+        ({"include_groups": ["1"]}, {"1", "it admins"}, True),  # by id
+        ({"exclude_groups": ["sales"]}, {"2", "sales"}, False),
+        ({"exclude_groups": ["sales"]}, set(), True),
+        # Exclusion wins, even over an included group or an included user.
+        (
+            {"include_groups": ["it admins"], "exclude_groups": ["2"]},
+            {"1", "it admins", "2"},
+            False,
+        ),
+        ({"include_users": ["alice@contoso.com"], "exclude_groups": ["sales"]}, {"sales"}, False),
+        # Included users and included groups add up.
+        ({"include_users": ["alice@contoso.com"], "include_groups": ["sales"]}, set(), True),
+        ({"include_users": ["bob@contoso.com"], "include_groups": ["sales"]}, {"sales"}, True),
+        ({"include_users": ["bob@contoso.com"], "include_groups": ["sales"]}, {"hr"}, False),
+        ({"exclude_users": ["alice@contoso.com"], "include_groups": ["sales"]}, {"sales"}, False),
+    ],
+)
+def test_scope_by_user_and_group_follows_mdca(
+    scope: dict[str, Any], groups: set[str], expected: bool
+) -> None:
+    cfg = policy(scope=scope).config
+    assert cfg.in_scope(act(), frozenset(groups)) is expected

@@ -476,8 +476,10 @@ def test_requests_are_recorded_with_the_authorization_redacted(
 def collect(
     sim: SimulatedWorkplace, clock: FakeClock, token: str, edge: str, **params: str
 ) -> tuple[list[dict[str, Any]], int]:
-    """Follow `paging.next` to the end; returns the rows and the number of pages."""
-    response = signed_get(sim, clock, f"/v18.0/community/{edge}", token, **params)
+    """Follow `paging.next` to the end; returns the rows and the number of pages. `edge` is a
+    community edge ("members") or a path ("/{group-id}/members")."""
+    path = f"/v18.0{edge}" if edge.startswith("/") else f"/v18.0/community/{edge}"
+    response = signed_get(sim, clock, path, token, **params)
     rows: list[dict[str, Any]] = []
     pages = 0
     while True:
@@ -488,7 +490,7 @@ def collect(
         next_url = body.get("paging", {}).get("next")
         if next_url is None:
             return rows, pages
-        assert next_url.startswith(f"{sim.url}/v18.0/community/{edge}?")
+        assert next_url.startswith(f"{sim.url}{path}?")
         assert "appsecret_proof" not in next_url
         response = requests.get(
             next_url,
@@ -550,6 +552,50 @@ def test_admins_need_manage_accounts(sim: SimulatedWorkplace, clock: FakeClock) 
     token = exchange(sim, code).json()["access_token"]
 
     assert graph_error(signed_get(sim, clock, "/community/admins", token))["code"] == 10
+
+
+def test_groups_and_their_members_are_paged_edges(
+    sim: SimulatedWorkplace, clock: FakeClock
+) -> None:
+    token = install(sim)
+    extra = sim.add_group("Night Shift", ["adele.vance@contoso.com", "alex.wilber@contoso.com"])
+    sim.member("alex.wilber@contoso.com").active = False  # deactivated: off every group's list
+
+    groups, pages = collect(sim, clock, token, "groups", fields="id,name", limit="2")
+    everyone = sim.group("all contoso")
+    members, member_pages = collect(
+        sim, clock, token, f"/{everyone.id}/members", fields="id,email", limit="3"
+    )
+    night, _ = collect(sim, clock, token, f"/{extra.id}/members", fields="id,email")
+
+    assert [(g["id"], g["name"]) for g in groups] == [(g.id, g.name) for g in sim.groups]
+    assert pages == 2 and all(set(g) == {"id", "name"} for g in groups)
+    active = [m for m in sim.members if m.active]
+    assert sorted(r["id"] for r in members) == sorted(
+        m.id for m in active if m.id in everyone.member_ids
+    )
+    assert member_pages == 2 and all(set(r) == {"id", "email"} for r in members)
+    assert night == [
+        {"id": sim.member("adele.vance@contoso.com").id, "email": "adele.vance@contoso.com"}
+    ]
+    group = signed_get(sim, clock, f"/{extra.id}", token, fields="id,name,privacy").json()
+    assert group == {"id": extra.id, "name": "Night Shift", "privacy": "CLOSED"}
+
+
+def test_groups_need_a_group_permission_and_a_deleted_group_is_gone(
+    sim: SimulatedWorkplace, clock: FakeClock
+) -> None:
+    code = callback_params(dialog(sim, **{"permissions[]": "read_user_email"}))["code"]
+    token = exchange(sim, code).json()["access_token"]
+    assert graph_error(signed_get(sim, clock, "/community/groups", token))["code"] == 10
+    group = sim.group("IT Admins")
+    path = f"/{group.id}/members"
+    assert graph_error(signed_get(sim, clock, path, token))["code"] == 10
+
+    token = install(sim)
+    sim.groups.remove(group)
+    error = graph_error(signed_get(sim, clock, path, token))
+    assert (error["code"], error["error_subcode"]) == (100, 33)
 
 
 def test_bad_cursor_and_limit_are_rejected(sim: SimulatedWorkplace, clock: FakeClock) -> None:

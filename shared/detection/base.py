@@ -29,6 +29,8 @@ class Directory:
     is_admin: bool = False
     auth_method: str = ""  # sso | password | "" (Workplace's record)
     entra: str = ""  # enabled | disabled | absent | "" (not checked)
+    # The user's Workplace groups, each by id and by lower-cased name (what scopes name them by).
+    groups: frozenset[str] = frozenset()
 
     @property
     def entra_terminated(self) -> str:
@@ -86,6 +88,8 @@ class DetectorConfig:
     enabled: bool = True
     include_users: frozenset[str] = frozenset()  # ids or e-mails; empty: everyone
     exclude_users: frozenset[str] = frozenset()  # never alert, even when included
+    include_groups: frozenset[str] = frozenset()  # group ids or lower-cased names
+    exclude_groups: frozenset[str] = frozenset()  # never alert, even when in an included group
     sensitivity: Sensitivity = "medium"
     severity: Severity | None = None  # overrides the detection's own
     daily_limit: int = 0  # alerts per tenant per event day; 0: no limit (never limits governance)
@@ -93,13 +97,27 @@ class DetectorConfig:
     params: dict[str, Any] = field(default_factory=dict)
     learning: timedelta = timedelta(days=7)
 
-    def in_scope(self, a: Activity) -> bool:
-        if not self.include_users and not self.exclude_users:
-            return True
+    @property
+    def scoped(self) -> bool:
+        """Whether a scope is set at all (else everyone is in it, with nothing to check)."""
+        return bool(
+            self.include_users or self.exclude_users or self.include_groups or self.exclude_groups
+        )
+
+    @property
+    def scopes_groups(self) -> bool:
+        """Whether the scope needs the actor's groups (the engine then looks them up)."""
+        return bool(self.include_groups or self.exclude_groups)
+
+    def in_scope(self, a: Activity, groups: frozenset[str] = frozenset()) -> bool:
+        """MDCA's scope: only included users or group members alert (when any inclusion is
+        set), and excluded users or group members never do, even when also included."""
         who = {a.actor_id, a.actor_email.lower()} - {""}
-        if who & self.exclude_users:
+        if who & self.exclude_users or groups & self.exclude_groups:
             return False
-        return not self.include_users or bool(who & self.include_users)
+        if not self.include_users and not self.include_groups:
+            return True
+        return bool(who & self.include_users or groups & self.include_groups)
 
 
 @dataclass(frozen=True)

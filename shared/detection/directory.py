@@ -1,8 +1,10 @@
-"""What the directories say about a user, looked up before the terminated-user decision.
+"""What the directories say about a user, looked up before the decisions that need it.
 
-Workplace: the synced user record (status, deactivation time). Entra ID: `GraphClient.get_user`
-by e-mail/UPN when Graph is configured; answers are cached for a few minutes per process, and a
-failing Graph is logged and treated as "not checked" so detection goes on.
+Workplace: the synced user record (status, deactivation time, groups) and the tenant's group
+names, for the terminated-user decision and for scopes that name groups. Entra ID:
+`GraphClient.get_user` by e-mail/UPN when Graph is configured, only for the terminated-user
+decision; answers are cached for a few minutes per process, and a failing Graph is logged and
+treated as "not checked" so detection goes on.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ class DirectoryLookup:
         workplace_user: Callable[[str, str], UserRecord | None],
         entra_user: Callable[[str], dict[str, Any] | None] | None = None,
         workplace_users: Callable[[str, list[str]], dict[str, UserRecord]] | None = None,
+        group_names: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
         self._workplace = workplace_user
         self._workplace_many = workplace_users
         self._entra = entra_user
+        self._group_names = group_names
         self._cache: dict[str, tuple[float, str]] = {}
         self._records: dict[tuple[str, str], tuple[float, UserRecord | None]] = {}
+        self._names: dict[str, tuple[float, dict[str, str]]] = {}
 
     def _entra_status(self, upn: str) -> str:
         if self._entra is None or not upn:
@@ -56,10 +61,35 @@ class DirectoryLookup:
         self._cache[upn.lower()] = (time.monotonic(), status)
         return status
 
-    def lookup_many(self, tenant_id: str, users: dict[str, str]) -> dict[str, Directory]:
-        """`lookup` for several users (user id -> e-mail), reading their records together."""
+    def _names_of(self, tenant_id: str) -> dict[str, str]:
+        """Group id -> lower-cased name for the tenant, cached like the user records."""
+        if self._group_names is None:
+            return {}
+        hit = self._names.get(tenant_id)
+        if hit is not None and time.monotonic() - hit[0] < RECORD_CACHE_SECONDS:
+            return hit[1]
+        names = {k: v.lower() for k, v in self._group_names(tenant_id).items() if v}
+        self._names[tenant_id] = (time.monotonic(), names)
+        return names
+
+    def lookup_many(
+        self,
+        tenant_id: str,
+        users: dict[str, str],
+        *,
+        entra: bool = True,
+        groups: bool = True,
+    ) -> dict[str, Directory]:
+        """`lookup` for several users (user id -> e-mail), reading their records together.
+
+        `entra`: ask Entra ID too (only the terminated-user decision needs it); `groups`: resolve
+        the users' groups (only group scopes need them)."""
+        names = self._names_of(tenant_id) if groups else None
         if self._workplace_many is None:
-            return {u: self.lookup(tenant_id, u, email) for u, email in users.items()}
+            return {
+                u: self._directory(self._workplace(tenant_id, u), email, entra, names)
+                for u, email in users.items()
+            }
         now = time.monotonic()
         fresh = {
             u: hit[1]
@@ -72,16 +102,23 @@ class DirectoryLookup:
             for u in missing:
                 fresh[u] = found.get(u)
                 self._records[(tenant_id, u)] = (now, fresh[u])
-        return {u: self._directory(fresh[u], email) for u, email in users.items()}
+        return {u: self._directory(fresh[u], email, entra, names) for u, email in users.items()}
 
     def lookup(self, tenant_id: str, user_id: str, email: str) -> Directory:
-        return self._directory(self._workplace(tenant_id, user_id), email)
+        names = self._names_of(tenant_id)
+        return self._directory(self._workplace(tenant_id, user_id), email, True, names)
 
-    def _directory(self, record: UserRecord | None, email: str) -> Directory:
+    def _directory(
+        self, record: UserRecord | None, email: str, entra: bool, names: dict[str, str] | None
+    ) -> Directory:
+        groups: frozenset[str] = frozenset()
+        if record and record.groups and names is not None:
+            groups = frozenset(record.groups) | {names[g] for g in record.groups if g in names}
         return Directory(
             workplace_status=record.status if record else "",
             workplace_deactivated_at=record.deactivated_at if record else None,
             is_admin=bool(record and record.is_admin),
             auth_method=record.auth_method if record else "",
-            entra=self._entra_status(email or (record.email if record else "")),
+            entra=self._entra_status(email or (record.email if record else "")) if entra else "",
+            groups=groups,
         )

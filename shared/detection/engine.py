@@ -8,6 +8,11 @@ saved by re-reading and re-merging until its ETag holds.
 
 Dedup: an alert's id hashes detector, tenant, user and the detection's window; the user's profile
 remembers the ids it raised, so a redelivered or repeated activity never makes a second alert.
+
+Scope: a detection or policy whose scope names groups needs each actor's groups, so the engine
+looks the directory up whenever one is enabled (as it does for the terminated-user decision).
+Activity policies skip activities from before their creation time (event time). The daily alert
+limit reserves its slots in storage with ETags (`daily_limit.py`), so it is exact across workers.
 """
 
 from __future__ import annotations
@@ -48,7 +53,9 @@ TENANT_WIDE = "~tenant"  # the subject of repeated-activity policies counted acr
 
 
 class DirectorySource(Protocol):
-    def lookup(self, tenant_id: str, user_id: str, email: str) -> Directory: ...
+    def lookup_many(
+        self, tenant_id: str, users: dict[str, str], *, entra: bool = True, groups: bool = True
+    ) -> dict[str, Directory]: ...
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,11 @@ class UserFold:
     raised: tuple[Raised, ...]  # alerts to write: new, or open ones extended
 
 
+def before_creation(policy: ActivityPolicy, a: Activity) -> bool:
+    """MDCA: a policy alerts only on activities after its creation (by their event time)."""
+    return policy.created is not None and utc(a.time) < policy.created
+
+
 def fold_user(
     profile: UserProfile,
     view: TenantProfile,
@@ -216,26 +228,31 @@ def fold_user(
 ) -> UserFold:
     """The pure evaluation: one user's activities (event-time order) through every detection."""
     directory = directory or Directory()
+    groups = directory.groups
     # Per activity, only the enabled detections that apply; scope is checked only where set.
     enabled = [(d, c) for d, c in detections.builtins if c.enabled]
-    everywhere = [(d.decide, c, bool(c.include_users or c.exclude_users)) for d, c in enabled]
+    everywhere = [(d.decide, c, c.scoped) for d, c in enabled]
     not_geo = [e for e, (d, _) in zip(everywhere, enabled, strict=True) if not d.geo]
-    policies = [p for p in detections.policies if p.config.enabled and p.match.same_user]
+    policies = [
+        (p, p.config.scoped) for p in detections.policies if p.config.enabled and p.match.same_user
+    ]
     learned = TenantProfile()
     raised: dict[str, Raised] = {}
     for a in acts:
         obs = observe(profile, view, a, intel, detections.learning, directory)
         findings: list[tuple[Finding, DetectorConfig]] = []
         for decide, cfg, scoped in everywhere if obs.geo_eligible else not_geo:
-            if not scoped or cfg.in_scope(a):
+            if not scoped or cfg.in_scope(a, groups):
                 profile, found = decide(profile, view, obs, cfg)
                 if found:
                     findings.extend((f, cfg) for f in found)
-        for policy in policies:
+        for policy, scoped in policies:
             cfg = policy.config
             if policy.types is not None and a.type.lower() not in policy.types:
                 continue  # the cheap test first: most policies are about a few types
-            if cfg.in_scope(a) and policy.matches(a, obs.ip):
+            if before_creation(policy, a) or (scoped and not cfg.in_scope(a, groups)):
+                continue
+            if policy.matches(a, obs.ip):
                 profile, found = policy_findings(policy, profile, obs)
                 findings.extend((f, cfg) for f in found)
         profile, taught = learn(profile, obs)
@@ -263,16 +280,24 @@ def fold_tenant_wide(
     acts: list[Activity],
     detections: Detections,
     intel: IpIntel,
+    directories: dict[str, Directory] | None = None,
 ) -> tuple[UserProfile, tuple[Raised, ...]]:
-    """Repeated-activity policies counted across all users of a tenant (`same_user: false`)."""
+    """Repeated-activity policies counted across all users of a tenant (`same_user: false`);
+    `directories` gives each actor's groups for the policies' scopes."""
     policies = [p for p in detections.policies if p.config.enabled and not p.match.same_user]
+    directories = directories or {}
+    nobody = Directory()
     raised: dict[str, Raised] = {}
     for a in acts:
+        directory = directories.get(a.actor_id, nobody)
         obs = observe(
-            UserProfile(first_seen=a.time), view, a, intel, detections.learning, Directory()
+            UserProfile(first_seen=a.time), view, a, intel, detections.learning, directory
         )
         for policy in policies:
-            if not (policy.config.in_scope(a) and policy.matches(a, obs.ip)):
+            cfg = policy.config
+            if before_creation(policy, a) or (cfg.scoped and not cfg.in_scope(a, directory.groups)):
+                continue
+            if not policy.matches(a, obs.ip):
                 continue
             profile, found = policy_findings(policy, profile, obs)
             for f in found:
@@ -329,6 +354,13 @@ class Engine:
         self._terminated_on = any(
             d.id == "vigil.terminated_user" and c.enabled for d, c in detections.builtins
         )
+        self._groups_on = any(
+            c.enabled and c.scopes_groups
+            for c in [
+                *(c for _, c in detections.builtins),
+                *(p.config for p in detections.policies),
+            ]
+        )
 
     def run_activities(self, loaded: list[Activity]) -> DetectionResult:
         result = DetectionResult(activities=len(loaded))
@@ -351,14 +383,13 @@ class Engine:
         return result
 
     def _directories(self, tenant: str, users: dict[str, list[Activity]]) -> dict[str, Directory]:
-        if not self._terminated_on or self.directory is None:
+        """The users' directory records, when an enabled detection needs them (else none)."""
+        if self.directory is None or not (self._terminated_on or self._groups_on):
             return {}
         emails = {u: acts[-1].actor_email for u, acts in users.items()}
-        many = getattr(self.directory, "lookup_many", None)
-        if many is not None:
-            found: dict[str, Directory] = many(tenant, emails)
-            return found
-        return {u: self.directory.lookup(tenant, u, e) for u, e in emails.items()}
+        return self.directory.lookup_many(
+            tenant, emails, entra=self._terminated_on, groups=self._groups_on
+        )
 
     def _tenant(
         self, tenant: str, users: dict[str, list[Activity]], result: DetectionResult
@@ -391,7 +422,7 @@ class Engine:
             )
             for attempt in range(MAX_CONFLICT_RETRIES):
                 try:
-                    delta, view = self._tenant_wide(tenant, everyone, view, delta, result)
+                    self._tenant_wide(tenant, everyone, view, directories, result)
                     break
                 except StateConflict:
                     if attempt == MAX_CONFLICT_RETRIES - 1:
@@ -403,18 +434,18 @@ class Engine:
         tenant: str,
         acts: list[Activity],
         view: TenantProfile,
-        delta: TenantProfile,
+        directories: dict[str, Directory],
         result: DetectionResult,
-    ) -> tuple[TenantProfile, TenantProfile]:
+    ) -> None:
         profile, etag = self.profiles.get(tenant, TENANT_WIDE)
-        folded, raised = fold_tenant_wide(profile, view, acts, self.detections, self.intel)
+        folded, raised = fold_tenant_wide(
+            profile, view, acts, self.detections, self.intel, directories
+        )
         if folded == profile and etag is not None:
-            return delta, view
-        learned = delta
+            return
         for r in raised:
-            learned, view = self._write(tenant, r, view, learned, result)
+            self._write(tenant, r, result)
         self.profiles.save(tenant, TENANT_WIDE, folded, etag)
-        return learned, view
 
     def _save_tenant(
         self,
@@ -449,30 +480,19 @@ class Engine:
         """Fold one user's activities; returns what the tenant learned and the profile to save
         (None when nothing changed: a redelivery). Alerts are written before the save."""
         fold = fold_user(profile, view, acts, self.detections, self.intel, directory)
-        learned, view = fold.learned, fold.view
         if fold.profile == profile and etag is not None:
-            return learned, None
+            return fold.learned, None
         for r in fold.raised:
-            learned, view = self._write(tenant, r, view, learned, result)
-        return learned, fold.profile
+            self._write(tenant, r, result)
+        return fold.learned, fold.profile
 
-    def _write(
-        self,
-        tenant: str,
-        r: Raised,
-        view: TenantProfile,
-        learned: TenantProfile,
-        result: DetectionResult,
-    ) -> tuple[TenantProfile, TenantProfile]:
+    def _write(self, tenant: str, r: Raised, result: DetectionResult) -> None:
         f, cfg, a = r.finding, r.config, r.activity
         capped = False
-        if not f.extends and cfg.daily_limit:
-            day_key = f"{cfg.id}|{utc(f.first).date().isoformat()}"
-            ids = view.daily.get(day_key, ())
-            capped = r.alert_id not in ids and len(ids) >= cfg.daily_limit
-            if not capped:
-                mark = TenantProfile(daily={day_key: (r.alert_id,)})
-                learned, view = learned.merge(mark), view.merge(mark)
+        if not f.extends and cfg.daily_limit:  # per tenant, per event day
+            day = utc(f.first).date()
+            slots = self.profiles.daily_limits
+            capped = not slots.reserve(tenant, cfg.id, day, r.alert_id, cfg.daily_limit)
         alert = Alert(
             id=r.alert_id,
             tenant_id=tenant,
@@ -499,7 +519,7 @@ class Engine:
         key = self.alerts.save(alert)
         if f.extends:
             result.updated.append(alert)
-            return learned, view
+            return
         if capped:
             log.info("alert over the daily limit of %s: stored, not raised", cfg.id)
         else:
@@ -516,4 +536,3 @@ class Engine:
             )
             self.enqueue(request)
             result.requests.append(request)
-        return learned, view

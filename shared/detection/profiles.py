@@ -138,7 +138,6 @@ class TenantProfile:
     first_seen: datetime | None = None
     countries: dict[str, datetime] = field(default_factory=dict)  # country -> first seen
     alerted_isps: dict[str, datetime] = field(default_factory=dict)  # tenant suppression tier
-    daily: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "policy|day" -> alert ids
     # Anonymous-looking addresses -> the users seen on them (a few): one that many people use
     # is the organisation's own egress mis-tagged by the IP data, not an attacker's proxy.
     anonymous_ip_users: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -150,14 +149,6 @@ class TenantProfile:
             first = other.first_seen
         countries = _combine(self.countries, other.countries, min)
         isps = _combine(self.alerted_isps, other.alerted_isps, max)
-        daily = self.daily
-        for k, ids in other.daily.items():
-            mine = daily.get(k, ())
-            if not set(ids) <= set(mine):
-                daily = {**daily, k: tuple(sorted(set(mine) | set(ids)))}
-        if daily is not self.daily:  # keep a few days of counters
-            days = sorted({k.rsplit("|", 1)[1] for k in daily})[-3:]
-            daily = {k: v for k, v in daily.items() if k.rsplit("|", 1)[1] in days}
         shared = self.anonymous_ip_users
         for ip, users in other.anonymous_ip_users.items():
             mine_users = shared.get(ip, ())
@@ -166,15 +157,14 @@ class TenantProfile:
                 shared = {**shared, ip: joined}
         if len(shared) > MAX_ANONYMOUS_IPS:
             shared = dict(list(shared.items())[-MAX_ANONYMOUS_IPS:])
-        if (first, countries, isps, daily, shared) == (
+        if (first, countries, isps, shared) == (
             self.first_seen,
             self.countries,
             self.alerted_isps,
-            self.daily,
             self.anonymous_ip_users,
         ):
             return self
-        return TenantProfile(first, countries, isps, daily, shared)
+        return TenantProfile(first, countries, isps, shared)
 
 
 def _combine(

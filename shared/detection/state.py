@@ -1,7 +1,8 @@
 """Per-user and per-tenant detection profiles in Table Storage, with ETag optimistic concurrency.
 
-One partition per tenant: the tenant's profile (`RowKey = tenant`) and one row per user
-(`RowKey = user_<id>`). The JSON is split across properties to stay within the 64 KiB limit.
+One partition per tenant: the tenant's profile (`RowKey = tenant`), one row per user
+(`RowKey = user_<id>`), and the daily alert limits' rows (`daily|<policy>|<day>`,
+`daily_limit.py`). The JSON is split across properties to stay within the 64 KiB limit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.detection.codec import dump, load_as
+from shared.detection.daily_limit import DailyLimits
 from shared.detection.profiles import TenantProfile, UserProfile
 from shared.storage import MAX_TEXT, get_many, join_text, split_text, transaction_batches
 
@@ -29,6 +31,7 @@ class StateConflict(RuntimeError):
 class ProfileStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
+        self.daily_limits = DailyLimits(table)
 
     def _get(self, cls: type[P], pk: str, rk: str) -> tuple[P, str | None]:
         try:

@@ -13,9 +13,18 @@ from datetime import datetime
 from shared.models import Activity, UserRecord, short_hash
 from shared.workplace.normalize import SOURCE
 
-# The edges read for a snapshot (workplace-api.md §7), in order, and the fields asked of each.
-EDGES = ("members", "former_members", "admins")
-FIELDS = {"members": "id,name,email", "former_members": "id,name,email", "admins": "id,email"}
+# The community edges read for a snapshot (workplace-api.md §7), in order, and the fields asked of
+# each; then each group's members (`/{group-id}/members`), group by group in id order.
+EDGES = ("members", "former_members", "admins", "groups")
+FIELDS = {
+    "members": "id,name,email",
+    "former_members": "id,name,email",
+    "admins": "id,email",
+    "groups": "id,name",
+}
+GROUP_MEMBERS = len(EDGES)  # the sync's edge index while it reads the groups' members
+GROUP_MEMBER_FIELDS = "id,email"
+DONE = GROUP_MEMBERS + 1  # everything read: the snapshot is ready to apply
 CATEGORY = "directory"
 
 
@@ -28,6 +37,7 @@ class DirectoryEntry:
     member: bool = False
     former: bool = False
     admin: bool = False
+    groups: tuple[str, ...] = ()  # ids of the groups listing them, sorted
 
 
 # (activity type, the event name Vigil gives it, administrative)
@@ -72,12 +82,13 @@ def records(
                 first_seen=before.first_seen if before and before.first_seen else seen_at,
                 last_seen=seen_at,
                 deactivated_at=deactivated_at,
+                groups=entry.groups,
             )
         )
     for user_id, before in previous.items():
         # Only people a snapshot saw can leave it (a login can make a record for anyone).
         if user_id not in snapshot and before.first_seen and before.status != "deleted":
-            out.append(replace(before, status="deleted", is_admin=False))
+            out.append(replace(before, status="deleted", is_admin=False, groups=()))
     return out
 
 

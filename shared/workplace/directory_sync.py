@@ -1,10 +1,15 @@
 """The slower half of sync_timer: each install's directory, read page by page and resumable.
 
-A run snapshots members, former members and admins into a staging partition, saving its cursor
-after every page; only when all three edges are read does it diff against the user records,
-write the changes as activities, then the records, then mark the snapshot done. A failure at any
-step leaves the saved cursor (or the finished staging) for the next run, and every write is keyed
+A run snapshots members, former members, admins and groups, then each group's members, into
+staging partitions, saving where it stands (edge, group, cursor) after every page; only when all
+is read does it diff against the user records, write the changes as activities, then the records
+(with their groups) and the groups' names, then mark the snapshot done. A failure at any step
+leaves the saved position (or the finished staging) for the next run, and every write is keyed
 so doing it twice changes nothing.
+
+Groups are optional: when the install may not read them, or a group vanishes while the snapshot
+is read, the sync logs it and goes on (nobody is in that group) rather than stopping the users'
+sync, which terminated-user detection needs.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from shared import storage as st
 from shared.models import Install
 from shared.services import Services
 from shared.workplace import directory
-from shared.workplace.client import WorkplaceError
+from shared.workplace.client import FailureKind, WorkplaceError
 from shared.workplace.counts import EventCountStore, new_activities
 from shared.workplace.custom_integration import ensure_registered
 from shared.workplace.lifecycle import SHUTDOWN_LIKE, after_failure
@@ -41,8 +46,43 @@ class InstallSyncResult:
     error: str = ""
 
 
-def _staging_pk(community_id: str, run_id: str) -> str:
-    return f"{community_id}_{run_id}"
+GROUP_MEMBERS_EDGE = "group_members"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where reading a snapshot stands: what the next page (or the next run) reads."""
+
+    edge: int  # index into directory.EDGES, or directory.GROUP_MEMBERS, or directory.DONE
+    group: str = ""  # at GROUP_MEMBERS: whose members
+    cursor: str = ""  # `after` cursor within that edge ("" from its start)
+
+
+@dataclass(frozen=True)
+class PageRead:
+    """One page read, and where reading goes on after it."""
+
+    edge: str  # a community edge of directory.EDGES, or GROUP_MEMBERS_EDGE
+    rows: list[dict[str, Any]]
+    then: Position
+    group: str = ""  # GROUP_MEMBERS_EDGE: the group the rows are members of
+
+
+def _staging_pk(community_id: str, run_id: str, part: str = "") -> str:
+    """A run's staging partition: people (no `part`), "groups", or "memberships"."""
+    return f"{community_id}_{run_id}" + (f"_{part}" if part else "")
+
+
+def _usable_id(value: Any) -> str:
+    """The row's id, or "" when it cannot be a table key or a comma-separated list item."""
+    text = str(value or "")
+    return "" if any(c in text for c in "/\\#?,") or not text.isprintable() else text
+
+
+def _upsert(table: TableClient, entities: list[dict[str, Any]]) -> None:
+    unique = list({e["RowKey"]: e for e in entities}.values())
+    for batch in st.transaction_batches(unique):
+        table.submit_transaction([("upsert", e, {"mode": UpdateMode.MERGE}) for e in batch])
 
 
 def _stage(table: TableClient, pk: str, edge: str, rows: list[dict[str, Any]]) -> None:
@@ -51,19 +91,52 @@ def _stage(table: TableClient, pk: str, edge: str, rows: list[dict[str, Any]]) -
     flag = {"members": "Member", "former_members": "Former", "admins": "Admin"}[edge]
     entities = []
     for row in rows:
-        user_id = str(row.get("id", ""))
-        if not user_id or any(c in user_id for c in "/\\#?"):
+        user_id = _usable_id(row.get("id"))
+        if not user_id:
             continue
         entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": user_id, flag: True}
         if row.get("email"):
             entity["Email"] = str(row["email"])
         entities.append(entity)
-    unique = list({e["RowKey"]: e for e in entities}.values())
-    for batch in st.transaction_batches(unique):
-        table.submit_transaction([("upsert", e, {"mode": UpdateMode.MERGE}) for e in batch])
+    _upsert(table, entities)
 
 
-def _snapshot(table: TableClient, pk: str) -> dict[str, directory.DirectoryEntry]:
+def _stage_groups(table: TableClient, pk: str, rows: list[dict[str, Any]]) -> None:
+    entities = [
+        {"PartitionKey": pk, "RowKey": group_id, "Name": str(row.get("name") or "")}
+        for row in rows
+        if (group_id := _usable_id(row.get("id")))
+    ]
+    _upsert(table, entities)
+
+
+def _stage_memberships(
+    table: TableClient, pk: str, group_id: str, rows: list[dict[str, Any]]
+) -> None:
+    """One row per (group, member): re-reading a page writes the same rows again."""
+    entities = [
+        {"PartitionKey": pk, "RowKey": f"{group_id}_{user_id}", "Group": group_id, "User": user_id}
+        for row in rows
+        if (user_id := _usable_id(row.get("id")))
+    ]
+    _upsert(table, entities)
+
+
+def _staged_groups(table: TableClient, pk: str) -> dict[str, str]:
+    rows = table.query_entities(
+        "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey", "Name"]
+    )
+    return {e["RowKey"]: str(e.get("Name", "")) for e in rows}
+
+
+def _snapshot(
+    table: TableClient, pk: str, memberships_pk: str
+) -> dict[str, directory.DirectoryEntry]:
+    groups: dict[str, set[str]] = {}
+    for e in table.query_entities(
+        "PartitionKey eq @pk", parameters={"pk": memberships_pk}, select=["Group", "User"]
+    ):
+        groups.setdefault(str(e["User"]), set()).add(str(e["Group"]))
     return {
         e["RowKey"]: directory.DirectoryEntry(
             user_id=e["RowKey"],
@@ -71,9 +144,15 @@ def _snapshot(table: TableClient, pk: str) -> dict[str, directory.DirectoryEntry
             member=bool(e.get("Member")),
             former=bool(e.get("Former")),
             admin=bool(e.get("Admin")),
+            groups=tuple(sorted(groups.get(e["RowKey"], ()))),
         )
         for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})
     }
+
+
+def _unreadable_group(exc: WorkplaceError) -> bool:
+    """Groups are not for this install to read, or the group was deleted while paging."""
+    return exc.kind == FailureKind.PERMISSION or (exc.code == 100 and exc.subcode == 33)
 
 
 def _drop_staging(table: TableClient, community_id: str, keep: str = "") -> None:
@@ -114,55 +193,116 @@ class DirectorySync:
             _drop_staging(self.staging, c)  # what an earlier run could not clean up
             state = SyncState(c, run_id=st.ticks_key(now), run_started_at=now)
             self.states.update(
-                c, run_id=state.run_id, run_started_at=now, edge=0, cursor="", pages=0
+                c, run_id=state.run_id, run_started_at=now, edge=0, group="", cursor="", pages=0
             )
-        for page_rows, edge, after in self.pages(state, token):
-            self.stage(state, edge, page_rows)
-            self.advance(state, edge, after)
+        for read in self.pages(state, token):
+            self.stage(state, read)
+            self.advance(state, read.then)
             state = replace(state, pages=state.pages + 1)
         return self.apply(install, state, now)
 
-    def pages(
-        self, state: SyncState, token: str
-    ) -> Iterator[tuple[list[dict[str, Any]], str, str | None]]:
+    def pages(self, state: SyncState, token: str) -> Iterator[PageRead]:
+        """The pages still to read, from where `state` stands; each says where reading goes on."""
         edge_index, cursor = state.edge, state.cursor or None
         while edge_index < len(directory.EDGES):
             edge = directory.EDGES[edge_index]
-            page = self.svc.workplace.page(
-                f"/community/{edge}",
-                token,
-                fields=directory.FIELDS[edge],
-                after=cursor,
-                limit=PAGE_LIMIT,
-            )
-            yield page.data, edge, page.after
+            try:
+                page = self.svc.workplace.page(
+                    f"/community/{edge}",
+                    token,
+                    fields=directory.FIELDS[edge],
+                    after=cursor,
+                    limit=PAGE_LIMIT,
+                )
+            except WorkplaceError as exc:
+                if edge != "groups" or exc.kind != FailureKind.PERMISSION:
+                    raise
+                log.warning(
+                    "community %s: groups cannot be read (%s); group scopes match nobody there",
+                    state.community_id,
+                    exc,
+                )
+                yield PageRead(edge, [], Position(directory.DONE))
+                return
             if page.after is None:
                 edge_index, cursor = edge_index + 1, None
             else:
                 cursor = page.after
+            yield PageRead(edge, page.data, Position(edge_index, cursor=cursor or ""))
+        if edge_index == directory.GROUP_MEMBERS:
+            yield from self.group_pages(state, token)
 
-    def stage(self, state: SyncState, edge: str, rows: list[dict[str, Any]]) -> None:
-        _stage(self.staging, _staging_pk(state.community_id, state.run_id), edge, rows)
+    def group_pages(self, state: SyncState, token: str) -> Iterator[PageRead]:
+        """Each staged group's members, group by group in id order, from `state.group`."""
+        staged = _staged_groups(self.staging, self._pk(state, "groups"))
+        todo = [g for g in sorted(staged) if g >= state.group]
+        for i, group in enumerate(todo):
+            cursor = (state.cursor or None) if group == state.group else None
+            done = (
+                Position(directory.GROUP_MEMBERS, todo[i + 1])
+                if i + 1 < len(todo)
+                else Position(directory.DONE)
+            )
+            while True:
+                try:
+                    page = self.svc.workplace.page(
+                        f"/{group}/members",
+                        token,
+                        fields=directory.GROUP_MEMBER_FIELDS,
+                        after=cursor,
+                        limit=PAGE_LIMIT,
+                    )
+                except WorkplaceError as exc:
+                    if not _unreadable_group(exc):
+                        raise
+                    log.warning(
+                        "community %s: members of group %s cannot be read (%s); skipped",
+                        state.community_id,
+                        group,
+                        exc,
+                    )
+                    yield PageRead(GROUP_MEMBERS_EDGE, [], done, group)
+                    break
+                if page.after is None:
+                    yield PageRead(GROUP_MEMBERS_EDGE, page.data, done, group)
+                    break
+                cursor = page.after
+                then = Position(directory.GROUP_MEMBERS, group, cursor)
+                yield PageRead(GROUP_MEMBERS_EDGE, page.data, then, group)
 
-    def advance(self, state: SyncState, edge: str, after: str | None) -> None:
-        """Save the cursor only after the page is staged: a crash in between re-reads the page."""
-        index = directory.EDGES.index(edge)
-        if after is None:
-            self.states.update(state.community_id, edge=index + 1, cursor="", pages=state.pages + 1)
+    def _pk(self, state: SyncState, part: str = "") -> str:
+        return _staging_pk(state.community_id, state.run_id, part)
+
+    def stage(self, state: SyncState, read: PageRead) -> None:
+        if read.edge == "groups":
+            _stage_groups(self.staging, self._pk(state, "groups"), read.rows)
+        elif read.edge == GROUP_MEMBERS_EDGE:
+            _stage_memberships(self.staging, self._pk(state, "memberships"), read.group, read.rows)
         else:
-            self.states.update(state.community_id, edge=index, cursor=after, pages=state.pages + 1)
+            _stage(self.staging, self._pk(state), read.edge, read.rows)
+
+    def advance(self, state: SyncState, then: Position) -> None:
+        """Save the position only after the page is staged: a crash in between re-reads it."""
+        self.states.update(
+            state.community_id,
+            edge=then.edge,
+            group=then.group,
+            cursor=then.cursor,
+            pages=state.pages + 1,
+        )
 
     def apply(self, install: Install, state: SyncState, now: datetime) -> int:
         c, run_id = install.community_id, state.run_id
         at = state.run_started_at or now
-        pk = _staging_pk(c, run_id)
-        snapshot = _snapshot(self.staging, pk)
+        snapshot = _snapshot(self.staging, self._pk(state), self._pk(state, "memberships"))
+        groups = _staged_groups(self.staging, self._pk(state, "groups"))
         previous = {u.user_id: u for u in self.svc.users.for_tenant(c)}
         after = directory.records(c, previous, snapshot, at)
         found = directory.changes(previous, after)
         acts = directory.activities(c, run_id, at, found)
         self.write_activities(run_id, acts)
         self.svc.users.save_many(after)  # after the activities: a retry diffs against the old
+        self.svc.groups.replace(c, groups)
         self.finish(c, at, len(snapshot))
         _drop_staging(self.staging, c)  # a failure here is cleaned up by the next run
         return len(acts)
@@ -184,6 +324,7 @@ class DirectorySync:
             run_id="",
             run_started_at=None,
             edge=0,
+            group="",
             cursor="",
             directory_synced_at=at,
             users=users,

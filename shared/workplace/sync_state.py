@@ -17,7 +17,8 @@ class SyncState:
     community_id: str
     run_id: str = ""  # the directory snapshot being read ("" when none is)
     run_started_at: datetime | None = None
-    edge: int = 0  # index into directory.EDGES of the edge being read
+    edge: int = 0  # index into directory.EDGES of the edge being read (or GROUP_MEMBERS, DONE)
+    group: str = ""  # at GROUP_MEMBERS: the group whose members are being read
     cursor: str = ""  # `after` cursor of the next page of that edge
     pages: int = 0  # pages read in this run
     directory_synced_at: datetime | None = None  # when the last complete snapshot was taken

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from shared.workplace.normalize import EnvelopeError, normalise
 from shared.workplace.sync_state import SyncStateStore
 
 log = logging.getLogger(__name__)
+ENQUEUE_PARALLELISM = 4
 COUNT_FOLD_AGE = timedelta(hours=1)  # tallies younger than this stay separate (retries find them)
 
 
@@ -136,8 +138,9 @@ def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
         counted = counts.counted(units)
         counts.record_once(new_activities(svc.storage.table(st.ACTIVITIES), units, counted))
         batches = svc.activities.write(activities)
-        for batch in batches:
-            svc.enqueue_detection(batch.to_message())
+        # Several puts in flight: each is a small round trip, and the order does not matter.
+        with ThreadPoolExecutor(max_workers=ENQUEUE_PARALLELISM) as pool:
+            list(pool.map(svc.enqueue_detection, [b.to_message() for b in batches]))
         result.batches += len(batches)
         result.activities += len({(a.tenant_id, a.event_id) for a in activities})
         result.by_type.update(a.type for a in activities)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableClient, TableServiceClient
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
@@ -124,6 +125,24 @@ def upsert_batches(table: TableClient, entities: Iterable[dict[str, Any]]) -> in
             table.submit_transaction([("upsert", e, {"mode": "replace"}) for e in batch])
             sent += 1
     return sent
+
+
+def write_if_unchanged(table: TableClient, entity: dict[str, Any], etag: str | None) -> bool:
+    """Create the entity (`etag` None) or replace it while its ETag still holds: optimistic
+    concurrency. False when another writer got there first (re-read and redo)."""
+    try:
+        if etag is None:
+            table.create_entity(entity)
+        else:
+            table.update_entity(
+                entity,
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+    except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+        return False
+    return True
 
 
 MAX_KEYS_PER_QUERY = 14  # a filter holds at most 15 comparisons: PartitionKey + 14 RowKeys

@@ -12,11 +12,10 @@ from __future__ import annotations
 import threading
 from datetime import date
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
 
-from shared.storage import join_text, split_text
+from shared.storage import join_text, split_text, write_if_unchanged
 
 MAX_ATTEMPTS = 50  # each conflict means another worker admitted an alert: the day fills fast
 MAX_FULL_DAYS = 10_000  # full days remembered per process
@@ -55,19 +54,7 @@ class DailyLimits:
 
     def _write(self, tenant_id: str, key: str, ids: tuple[str, ...], etag: str | None) -> bool:
         entity = {"PartitionKey": tenant_id, "RowKey": key, **split_text("Ids", ",".join(ids))}
-        try:
-            if etag is None:
-                self._table.create_entity(entity)
-            else:
-                self._table.update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except (ResourceExistsError, ResourceModifiedError):
-            return False
-        return True
+        return write_if_unchanged(self._table, entity, etag)
 
     def reserve(self, tenant_id: str, policy_id: str, day: date, alert_id: str, limit: int) -> bool:
         """True when the alert gets (or already had) one of the day's `limit` slots."""

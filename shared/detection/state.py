@@ -11,13 +11,20 @@ import json
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.detection.codec import dump, load_as
 from shared.detection.daily_limit import DailyLimits
 from shared.detection.profiles import TenantProfile, UserProfile
-from shared.storage import MAX_TEXT, get_many, join_text, split_text, transaction_batches
+from shared.storage import (
+    MAX_TEXT,
+    get_many,
+    join_text,
+    split_text,
+    transaction_batches,
+    write_if_unchanged,
+)
 
 MAX_PARTS = 15  # 15 x 30,000 UTF-16 characters: within the 1 MiB entity limit
 
@@ -47,19 +54,8 @@ class ProfileStore:
         return {"PartitionKey": pk, "RowKey": rk, **split_text("State", body, max_parts=MAX_PARTS)}
 
     def _save(self, pk: str, rk: str, profile: Any, etag: str | None) -> None:
-        entity = self._entity(pk, rk, profile)
-        try:
-            if etag is None:
-                self._table.create_entity(entity)
-            else:
-                self._table.update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except (ResourceExistsError, ResourceModifiedError) as exc:
-            raise StateConflict(f"detection profile {pk}/{rk} changed concurrently") from exc
+        if not write_if_unchanged(self._table, self._entity(pk, rk, profile), etag):
+            raise StateConflict(f"detection profile {pk}/{rk} changed concurrently")
 
     def get_users(
         self, tenant_id: str, user_ids: list[str]

@@ -296,6 +296,16 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
     return "\n".join(lines)
 
 
+NOTES_MARKER = "<!-- Written by hand below this line; `make bench` keeps it. -->"
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written part of the report (from NOTES_MARKER on), which a new run keeps."""
+    text = path.read_text() if path.exists() else ""
+    at = text.find(NOTES_MARKER)
+    return "\n" + text[at:] if at >= 0 else ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -315,7 +325,9 @@ def main() -> int:
         else "python -m bench.pipeline " + " ".join(sys.argv[1:])
     )
     write_results(runs, detection.flat(quality))
-    REPORT.write_text(report(runs, command) + "\n" + detection.report(quality) + "\n")
+    REPORT.write_text(
+        report(runs, command) + "\n" + detection.report(quality) + "\n" + kept_notes(REPORT)
+    )
     print(json.dumps(runs, indent=2))
     return 0
 

@@ -123,8 +123,14 @@ class Services:
 
     @functools.cached_property
     def directory(self) -> DirectoryLookup:
-        entra = (lambda upn: self.graph.get_user(upn)) if self.settings.graph_tenant_id else None
-        return DirectoryLookup(self.users.get, entra, self.users.get_many, self.groups.names)
+        on = bool(self.settings.graph_tenant_id)
+        return DirectoryLookup(
+            self.users.get,
+            (lambda upn: self.graph.get_user(upn)) if on else None,
+            self.users.get_many,
+            self.groups.names,
+            (lambda upns: self.graph.get_users(upns)) if on else None,
+        )
 
     @functools.cached_property
     def alerts(self) -> AlertStore:

@@ -352,6 +352,34 @@ def test_a_user_disabled_in_entra_is_looked_up_through_graph(
     )
 
 
+def test_entra_is_asked_about_a_batchs_users_together_and_then_remembered(
+    vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from local.sim_graph import SimulatedGraph, SimUser
+
+    emails = [f"u{i}@contoso.com" for i in range(45)]
+    with SimulatedGraph(state_dir=tmp_path) as graph:
+        for i, email in enumerate(emails):
+            enabled = i not in (7, 33)
+            graph.add_user(SimUser(f"id-{i}", email, email, account_enabled=enabled))
+        use_simulated_graph(monkeypatch, graph)
+        svc = services.get_services()
+        acts = [
+            act(at=T0 + timedelta(seconds=i), email=e, user=str(i)) for i, e in enumerate(emails)
+        ]
+        result = run(svc, acts)
+        calls = graph.graph_requests(include_batch_items=False)
+        # 45 users: three $batch requests of at most 20 lookups, no lookup one by one.
+        assert [c.path for c in calls] == ["/v1.0/$batch"] * 3
+        assert sorted(a.user_email for a in result.created) == ["u33@contoso.com", "u7@contoso.com"]
+        later = [
+            act(at=T0 + timedelta(hours=1, seconds=i), email=e, user=str(i))
+            for i, e in enumerate(emails)
+        ]
+        run(svc, later)
+        assert len(graph.graph_requests(include_batch_items=False)) == 3  # answered from the cache
+
+
 def test_a_repeated_policy_across_users_counts_the_whole_tenant(
     vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -2,9 +2,10 @@
 
 Workplace: the synced user record (status, deactivation time, groups) and the tenant's group
 names, for the terminated-user decision and for scopes that name groups. Entra ID:
-`GraphClient.get_user` by e-mail/UPN when Graph is configured, only for the terminated-user
-decision; answers are cached for a few minutes per process, and a failing Graph is logged and
-treated as "not checked" so detection goes on.
+`GraphClient.get_users` by e-mail/UPN when Graph is configured, only for the terminated-user
+decision: the users of a detection batch not in the cache are asked together in Graph `$batch`
+requests of 20; answers are cached for a few minutes per process, and a failing Graph is logged
+and treated as "not checked" so detection goes on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from shared.models import UserRecord
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 600.0
+UNANSWERED_RETRY_SECONDS = 30.0
 # Workplace records change only when the directory sync runs (hourly by default); a minute of
 # caching saves a read per user per batch and adds at most a minute to what that sync lags.
 RECORD_CACHE_SECONDS = 60.0
@@ -31,11 +33,13 @@ class DirectoryLookup:
         entra_user: Callable[[str], dict[str, Any] | None] | None = None,
         workplace_users: Callable[[str, list[str]], dict[str, UserRecord]] | None = None,
         group_names: Callable[[str], dict[str, str]] | None = None,
+        entra_users: Callable[[list[str]], dict[str, dict[str, Any] | None]] | None = None,
     ) -> None:
         self._workplace = workplace_user
         self._workplace_many = workplace_users
         self._entra = entra_user
         self._group_names = group_names
+        self._entra_many = entra_users
         self._cache: dict[str, tuple[float, str]] = {}
         self._records: dict[tuple[str, str], tuple[float, UserRecord | None]] = {}
         self._names: dict[str, tuple[float, dict[str, str]]] = {}
@@ -53,13 +57,35 @@ class DirectoryLookup:
                 "entra lookup failed (%s); terminated-user check skipped", type(exc).__name__
             )
             return ""
-        status = (
-            "deleted"
-            if user is None
-            else ("disabled" if user.get("accountEnabled") is False else "enabled")
+        self._cache[upn.lower()] = (time.monotonic(), _status(user))
+        return self._cache[upn.lower()][1]
+
+    def _prefetch_entra(self, upns: list[str]) -> None:
+        """Look the uncached addresses up together (Graph `$batch`), not one request each."""
+        if self._entra_many is None:
+            return
+        now = time.monotonic()
+        missing = sorted(
+            {
+                u.lower()
+                for u in upns
+                if u and not ((hit := self._cache.get(u.lower())) and now - hit[0] < CACHE_SECONDS)
+            }
         )
-        self._cache[upn.lower()] = (time.monotonic(), status)
-        return status
+        if not missing:
+            return
+        try:
+            found = self._entra_many(missing)
+        except Exception as exc:  # Graph down must not stop detection
+            log.warning(
+                "entra lookup failed (%s); terminated-user check skipped", type(exc).__name__
+            )
+            found = {}
+        for upn in missing:
+            if upn in found:
+                self._cache[upn] = (now, _status(found[upn]))
+            else:  # not answered: "not checked", and asked again after UNANSWERED_RETRY_SECONDS
+                self._cache[upn] = (now - CACHE_SECONDS + UNANSWERED_RETRY_SECONDS, "")
 
     def _names_of(self, tenant_id: str) -> dict[str, str]:
         """Group id -> lower-cased name for the tenant, cached like the user records."""
@@ -102,6 +128,10 @@ class DirectoryLookup:
             for u in missing:
                 fresh[u] = found.get(u)
                 self._records[(tenant_id, u)] = (now, fresh[u])
+        if entra:
+            self._prefetch_entra(
+                [email or (r.email if (r := fresh[u]) else "") for u, email in users.items()]
+            )
         return {u: self._directory(fresh[u], email, entra, names) for u, email in users.items()}
 
     def lookup(self, tenant_id: str, user_id: str, email: str) -> Directory:
@@ -122,3 +152,9 @@ class DirectoryLookup:
             entra=self._entra_status(email or (record.email if record else "")) if entra else "",
             groups=groups,
         )
+
+
+def _status(user: dict[str, Any] | None) -> str:
+    if user is None:
+        return "deleted"
+    return "disabled" if user.get("accountEnabled") is False else "enabled"

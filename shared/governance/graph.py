@@ -20,6 +20,7 @@ SCOPE = "https://graph.microsoft.com/.default"
 TIMEOUT = (5, 30)
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 USER_FIELDS = "id,userPrincipalName,mail,accountEnabled,onPremisesSyncEnabled"
+BATCH_LIMIT = 20  # requests per Graph `$batch`
 
 
 class GraphError(RuntimeError):
@@ -213,6 +214,32 @@ class GraphClient:
             raise _error_from(resp.status_code, resp.headers, _json(resp), resp.reason)
         body: dict[str, Any] = resp.json()
         return body
+
+    def get_users(self, users: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Several Entra users by id or UPN, in `$batch` requests of BATCH_LIMIT lookups: user ->
+        record, or None when it does not exist. A user whose lookup failed otherwise (throttled,
+        say) is left out, for the caller to treat as not checked."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for start in range(0, len(users), BATCH_LIMIT):
+            group = users[start : start + BATCH_LIMIT]
+            batch = {
+                "requests": [
+                    {"id": str(i), "method": "GET", "url": f"{_user_path(u)}?$select={USER_FIELDS}"}
+                    for i, u in enumerate(group)
+                ]
+            }
+            resp = self._send("POST", "/$batch", batch, priority="low")
+            if resp.status_code >= 300:
+                raise _error_from(resp.status_code, resp.headers, _json(resp), resp.reason)
+            for item in (_json(resp) or {}).get("responses", []):
+                index, status = str(item.get("id", "")), int(item.get("status", 0))
+                if not index.isdigit() or int(index) >= len(group):
+                    continue
+                if status == 404:
+                    out[group[int(index)]] = None
+                elif 200 <= status < 300 and isinstance(item.get("body"), dict):
+                    out[group[int(index)]] = item["body"]
+        return out
 
     def find_user(self, email: str) -> EntraUser | None:
         """The Entra user whose UPN or mail is this address, or None when there is none."""

@@ -7,9 +7,9 @@ Partitions are per source, tenant and day, so a sync's writes batch well and no 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import zlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -125,21 +125,10 @@ def work_items(activities: list[Activity]) -> list[ActivityBatch]:
     unique = {(a.tenant_id, a.event_id): a for a in activities}
     ordered = sorted(unique.values(), key=lambda a: (a.tenant_id, a.actor_id, a.time, a.event_id))
     out: list[ActivityBatch] = []
-    for tenant_acts in _runs(ordered, lambda a: a.tenant_id):
-        for chunk in chunks(tenant_acts, MAX_BATCH):
+    for _, tenant_acts in itertools.groupby(ordered, key=lambda a: a.tenant_id):
+        for chunk in chunks(list(tenant_acts), MAX_BATCH):
             out.extend(_fitting(chunk))
     return out
-
-
-def _runs(items: list[Activity], key: Callable[[Activity], str]) -> Iterator[list[Activity]]:
-    run: list[Activity] = []
-    for item in items:
-        if run and key(run[-1]) != key(item):
-            yield run
-            run = []
-        run.append(item)
-    if run:
-        yield run
 
 
 def _fitting(acts: list[Activity]) -> list[ActivityBatch]:

@@ -7,6 +7,7 @@ Partitions are per source, tenant and day, so a sync's writes batch well and no 
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import json
 import zlib
@@ -72,6 +73,11 @@ class ActivityBatch:
         return len(self.activities) or len(self.row_keys)
 
     def to_message(self) -> str:
+        return self._message
+
+    @functools.cached_property
+    def _message(self) -> str:
+        """Encoded once: sync checks its size, then sends it."""
         if not self.activities:
             return json.dumps({"v": 1, "pk": self.partition_key, "rks": list(self.row_keys)})
         packed = json.dumps([_to_row(a) for a in self.activities], separators=(",", ":"))

@@ -126,10 +126,9 @@ class Services:
         on = bool(self.settings.graph_tenant_id)
         return DirectoryLookup(
             self.users.get,
-            (lambda upn: self.graph.get_user(upn)) if on else None,
-            self.users.get_many,
-            self.groups.names,
-            (lambda upns: self.graph.get_users(upns)) if on else None,
+            workplace_users=self.users.get_many,
+            group_names=self.groups.names,
+            entra_users=(lambda upns: self.graph.get_users(upns)) if on else None,
         )
 
     @functools.cached_property

@@ -30,14 +30,12 @@ class DirectoryLookup:
     def __init__(
         self,
         workplace_user: Callable[[str, str], UserRecord | None],
-        entra_user: Callable[[str], dict[str, Any] | None] | None = None,
         workplace_users: Callable[[str, list[str]], dict[str, UserRecord]] | None = None,
         group_names: Callable[[str], dict[str, str]] | None = None,
         entra_users: Callable[[list[str]], dict[str, dict[str, Any] | None]] | None = None,
     ) -> None:
         self._workplace = workplace_user
         self._workplace_many = workplace_users
-        self._entra = entra_user
         self._group_names = group_names
         self._entra_many = entra_users
         self._cache: dict[str, tuple[float, str]] = {}
@@ -45,20 +43,12 @@ class DirectoryLookup:
         self._names: dict[str, tuple[float, dict[str, str]]] = {}
 
     def _entra_status(self, upn: str) -> str:
-        if self._entra is None or not upn:
+        """enabled | disabled | deleted, or "" when not checked (no Graph, no answer)."""
+        if self._entra_many is None or not upn:
             return ""
+        self._prefetch_entra([upn])  # nothing to do when lookup_many already asked
         hit = self._cache.get(upn.lower())
-        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-            return hit[1]
-        try:
-            user = self._entra(upn)
-        except Exception as exc:  # Graph down must not stop detection
-            log.warning(
-                "entra lookup failed (%s); terminated-user check skipped", type(exc).__name__
-            )
-            return ""
-        self._cache[upn.lower()] = (time.monotonic(), _status(user))
-        return self._cache[upn.lower()][1]
+        return hit[1] if hit is not None else ""
 
     def _prefetch_entra(self, upns: list[str]) -> None:
         """Look the uncached addresses up together (Graph `$batch`), not one request each."""

@@ -285,6 +285,7 @@ class SimulatedGraph:
         self.host = host
         self._requested_port = port
         self.users: dict[str, SimUser] = {}
+        self._by_key: dict[str, SimUser] = {}
         self._lock = threading.RLock()
         self._requests: list[RecordedRequest] = []
         self._sent_mail: list[dict[str, Any]] = []
@@ -401,11 +402,21 @@ class SimulatedGraph:
     def add_user(self, user: SimUser) -> None:
         with self._lock:
             self.users[user.id] = user
+            self._by_key[user.id.lower()] = user
+            self._by_key[user.user_principal_name.lower()] = user
 
     def find_user(self, key: str) -> SimUser | None:
-        """The user with this object id or userPrincipalName (case-insensitive), if any."""
+        """The user with this object id or userPrincipalName (case-insensitive), if any: from
+        the index kept by add_user, else by looking through them all (users added otherwise)."""
         wanted = key.lower()
         with self._lock:
+            hit = self._by_key.get(wanted)
+            if (
+                hit is not None
+                and self.users.get(hit.id) is hit
+                and wanted in (hit.id.lower(), hit.user_principal_name.lower())
+            ):
+                return hit
             for user in self.users.values():
                 if user.id.lower() == wanted or user.user_principal_name.lower() == wanted:
                     return user

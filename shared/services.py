@@ -34,6 +34,7 @@ from shared.ipintel.tor import TorExitStore
 from shared.secrets import SecretStore, secret_store_for
 from shared.users import UserStore
 from shared.workplace.client import RetryPolicy, WorkplaceClient
+from shared.workplace.sync_state import SyncStateStore
 
 TOR_CACHE_SECONDS = 300.0
 
@@ -129,7 +130,14 @@ class Services:
             workplace_users=self.users.get_many,
             group_names=self.groups.names,
             entra_users=(lambda upns: self.graph.get_users(upns)) if on else None,
+            generation=self._directory_generation,
         )
+
+    def _directory_generation(self, tenant_id: str) -> object:
+        """When the tenant's directory sync last completed: its user records change only then
+        (and a login's auth method in between, which DirectoryLookup ages out)."""
+        states = SyncStateStore(self.storage.table(st.WORKPLACE_SYNC))
+        return states.get(tenant_id).directory_synced_at
 
     @functools.cached_property
     def alerts(self) -> AlertStore:

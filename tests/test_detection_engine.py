@@ -438,3 +438,59 @@ def test_every_profile_field_survives_the_table_round_trip(svc: Services) -> Non
     tenant = TenantProfile(T0, {"GB": T0}, {"Example": T0}, {"192.0.2.9": ("u",)})
     svc.detection_state.save_tenant(TENANT, tenant, None)
     assert svc.detection_state.get_tenant(TENANT)[0] == tenant
+
+
+def test_a_worker_remembers_profiles_it_saved_and_a_stale_one_is_redone(svc: Services) -> None:
+    """Each worker keeps the profiles it read or saved (with their ETags): seeing the user again
+    reads nothing. When another worker saved in between, the save conflicts, the user is dropped
+    from the cache and the batch is redone from a fresh read: no update is lost."""
+    table = svc.storage.table(st.DETECTION_STATE)
+    worker_a, worker_b = ProfileStore(table), ProfileStore(table)
+    reads: list[str] = []
+
+    def count(request: Any) -> None:
+        http = request.http_request
+        if http.method == "GET" and st.DETECTION_STATE in http.url and "user_" in http.url:
+            reads.append(http.url)
+
+    def on(store: ProfileStore, a: Activity) -> None:
+        run_batch(
+            svc.activities.write([a])[0],
+            activities=svc.activities,
+            state=store,
+            alerts=svc.alerts,
+            enqueue=lambda _: None,
+            detections=svc.detections,
+            intel=svc.ip_intel(),
+            directory=svc.directory,
+        )
+
+    first = act(at=T0, country="GB")
+    second = act(at=T0 + timedelta(hours=1), country="GB", ip="198.51.100.8")
+    by_b = act(at=T0 + timedelta(hours=2), country="PL", ip="198.51.100.99")
+    last = act(at=T0 + timedelta(hours=3), country="US", ip="198.51.100.100")
+    st.REQUEST_HOOKS.append(count)
+    try:
+        on(worker_a, first)
+        assert len(reads) == 1  # not cached yet: read (nothing there)
+        on(worker_a, second)  # created by worker A's first save: remembered with its ETag
+        assert len(reads) == 1
+        on(worker_b, by_b)  # another worker: reads the row and saves over it
+        assert len(reads) == 2
+        on(worker_a, last)  # A's copy is stale: its save conflicts, it reads again and redoes
+        assert len(reads) == 3
+    finally:
+        st.REQUEST_HOOKS.remove(count)
+    profile, _ = worker_a.get(TENANT, first.actor_id)
+    assert set(profile.countries) == {"GB", "PL", "US"}
+    assert {h.event_id for h in profile.hops} >= {second.event_id, by_b.event_id, last.event_id}
+
+
+def test_the_profile_cache_is_bounded(svc: Services) -> None:
+    store = ProfileStore(svc.storage.table(st.DETECTION_STATE), cached_profiles=2)
+    from shared.detection.profiles import UserProfile
+
+    store.save_users(TENANT, [(u, UserProfile(), None) for u in ("1", "2", "3")])
+    assert [u for (_, u) in store._cached] == ["2", "3"]
+    store.get_users(TENANT, ["1"])  # read back in, and the least recently used goes out
+    assert [u for (_, u) in store._cached] == ["3", "1"]

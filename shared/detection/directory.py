@@ -6,14 +6,22 @@ names, for the terminated-user decision and for scopes that name groups. Entra I
 decision: the users of a detection batch not in the cache are asked together in Graph `$batch`
 requests of 20; answers are cached for a few minutes per process, and a failing Graph is logged
 and treated as "not checked" so detection goes on.
+
+Workplace records change when the directory sync completes a snapshot. Given the tenant's
+directory `generation` (when that sync last completed: one point read per batch), records are
+cached until it changes, and for RECORD_MAX_SECONDS at most (a login merges the user's auth
+method in between). Without it, for RECORD_CACHE_SECONDS. All caches are bounded (least recently
+used out first).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from shared.detection.base import Directory
 from shared.models import UserRecord
@@ -21,9 +29,39 @@ from shared.models import UserRecord
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 600.0
 UNANSWERED_RETRY_SECONDS = 30.0
-# Workplace records change only when the directory sync runs (hourly by default); a minute of
-# caching saves a read per user per batch and adds at most a minute to what that sync lags.
+# Without a generation to check: a minute of caching adds at most a minute to the sync's lag.
 RECORD_CACHE_SECONDS = 60.0
+RECORD_MAX_SECONDS = 600.0
+MAX_CACHED = 50_000  # per cache: users' records, Entra answers (a few hundred bytes each)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _Lru(Generic[K, V]):
+    """A bounded map: the least recently used entry goes first (thread-safe)."""
+
+    def __init__(self, size: int = MAX_CACHED) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class DirectoryLookup:
@@ -33,14 +71,25 @@ class DirectoryLookup:
         workplace_users: Callable[[str, list[str]], dict[str, UserRecord]] | None = None,
         group_names: Callable[[str], dict[str, str]] | None = None,
         entra_users: Callable[[list[str]], dict[str, dict[str, Any] | None]] | None = None,
+        generation: Callable[[str], object] | None = None,
+        cache_size: int = MAX_CACHED,
     ) -> None:
         self._workplace = workplace_user
         self._workplace_many = workplace_users
         self._group_names = group_names
         self._entra_many = entra_users
-        self._cache: dict[str, tuple[float, str]] = {}
-        self._records: dict[tuple[str, str], tuple[float, UserRecord | None]] = {}
-        self._names: dict[str, tuple[float, dict[str, str]]] = {}
+        self._generation = generation
+        self._cache: _Lru[str, tuple[float, str]] = _Lru(cache_size)
+        self._records: _Lru[tuple[str, str], tuple[float, object, UserRecord | None]] = _Lru(
+            cache_size
+        )
+        self._names: dict[str, tuple[float, object, dict[str, str]]] = {}
+
+    def _fresh(self, at: float, gen: object, now: float, current: object) -> bool:
+        """Is what was read at `at`, in directory generation `gen`, still good?"""
+        if self._generation is None:
+            return now - at < RECORD_CACHE_SECONDS
+        return gen == current and now - at < RECORD_MAX_SECONDS
 
     def _entra_status(self, upn: str) -> str:
         """enabled | disabled | deleted, or "" when not checked (no Graph, no answer)."""
@@ -73,19 +122,20 @@ class DirectoryLookup:
             found = {}
         for upn in missing:
             if upn in found:
-                self._cache[upn] = (now, _status(found[upn]))
+                self._cache.put(upn, (now, _status(found[upn])))
             else:  # not answered: "not checked", and asked again after UNANSWERED_RETRY_SECONDS
-                self._cache[upn] = (now - CACHE_SECONDS + UNANSWERED_RETRY_SECONDS, "")
+                self._cache.put(upn, (now - CACHE_SECONDS + UNANSWERED_RETRY_SECONDS, ""))
 
-    def _names_of(self, tenant_id: str) -> dict[str, str]:
+    def _names_of(self, tenant_id: str, gen: object = None) -> dict[str, str]:
         """Group id -> lower-cased name for the tenant, cached like the user records."""
         if self._group_names is None:
             return {}
+        now = time.monotonic()
         hit = self._names.get(tenant_id)
-        if hit is not None and time.monotonic() - hit[0] < RECORD_CACHE_SECONDS:
-            return hit[1]
+        if hit is not None and self._fresh(hit[0], hit[1], now, gen):
+            return hit[2]
         names = {k: v.lower() for k, v in self._group_names(tenant_id).items() if v}
-        self._names[tenant_id] = (time.monotonic(), names)
+        self._names[tenant_id] = (now, gen, names)
         return names
 
     def lookup_many(
@@ -100,7 +150,8 @@ class DirectoryLookup:
 
         `entra`: ask Entra ID too (only the terminated-user decision needs it); `groups`: resolve
         the users' groups (only group scopes need them)."""
-        names = self._names_of(tenant_id) if groups else None
+        gen = self._generation(tenant_id) if self._generation is not None else None
+        names = self._names_of(tenant_id, gen) if groups else None
         if self._workplace_many is None:
             return {
                 u: self._directory(self._workplace(tenant_id, u), email, entra, names)
@@ -108,16 +159,16 @@ class DirectoryLookup:
             }
         now = time.monotonic()
         fresh = {
-            u: hit[1]
+            u: hit[2]
             for u in users
-            if (hit := self._records.get((tenant_id, u))) and now - hit[0] < RECORD_CACHE_SECONDS
+            if (hit := self._records.get((tenant_id, u))) and self._fresh(hit[0], hit[1], now, gen)
         }
         missing = [u for u in users if u not in fresh]
         if missing:
             found = self._workplace_many(tenant_id, missing)
             for u in missing:
                 fresh[u] = found.get(u)
-                self._records[(tenant_id, u)] = (now, fresh[u])
+                self._records.put((tenant_id, u), (now, gen, fresh[u]))
         if entra:
             self._prefetch_entra(
                 [email or (r.email if (r := fresh[u]) else "") for u, email in users.items()]
@@ -125,7 +176,8 @@ class DirectoryLookup:
         return {u: self._directory(fresh[u], email, entra, names) for u, email in users.items()}
 
     def lookup(self, tenant_id: str, user_id: str, email: str) -> Directory:
-        names = self._names_of(tenant_id)
+        gen = self._generation(tenant_id) if self._generation is not None else None
+        names = self._names_of(tenant_id, gen)
         return self._directory(self._workplace(tenant_id, user_id), email, True, names)
 
     def _directory(

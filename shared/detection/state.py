@@ -3,11 +3,18 @@
 One partition per tenant: the tenant's profile (`RowKey = tenant`), one row per user
 (`RowKey = user_<id>`), and the daily alert limits' rows (`daily|<policy>|<day>`,
 `daily_limit.py`). The JSON is split across properties to stay within the 64 KiB limit.
+
+Users' profiles are kept in a bounded per-process cache with their ETags, so a worker that saw a
+user recently does not read the row again: the ETag-guarded save is what keeps it right. Another
+worker's save in between fails ours (`StateConflict`), which drops those users from the cache so
+the redo reads them fresh.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -27,6 +34,8 @@ from shared.storage import (
 )
 
 MAX_PARTS = 15  # 15 x 30,000 UTF-16 characters: within the 1 MiB entity limit
+# Users' profiles cached per process (least recently used out first): about 3 KB each.
+CACHED_PROFILES = 20_000
 
 P = TypeVar("P", UserProfile, TenantProfile)
 
@@ -36,9 +45,24 @@ class StateConflict(RuntimeError):
 
 
 class ProfileStore:
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, cached_profiles: int = CACHED_PROFILES) -> None:
         self._table = table
         self.daily_limits = DailyLimits(table)
+        self._cached: OrderedDict[tuple[str, str], tuple[UserProfile, str]] = OrderedDict()
+        self._max_cached = cached_profiles
+        self._lock = threading.Lock()
+
+    def _remember(self, tenant_id: str, user_id: str, profile: UserProfile, etag: str) -> None:
+        with self._lock:
+            self._cached[(tenant_id, user_id)] = (profile, etag)
+            self._cached.move_to_end((tenant_id, user_id))
+            while len(self._cached) > self._max_cached:
+                self._cached.popitem(last=False)
+
+    def _forget(self, tenant_id: str, user_ids: list[str]) -> None:
+        with self._lock:
+            for u in user_ids:
+                self._cached.pop((tenant_id, u), None)
 
     def _get(self, cls: type[P], pk: str, rk: str) -> tuple[P, str | None]:
         try:
@@ -60,16 +84,23 @@ class ProfileStore:
     def get_users(
         self, tenant_id: str, user_ids: list[str]
     ) -> dict[str, tuple[UserProfile, str | None]]:
-        """Several users' profiles in a few queries (14 per query) instead of a read each."""
-        rows = get_many(self._table, tenant_id, [f"user_{u}" for u in user_ids])
+        """Several users' profiles: those cached, and the rest in a few queries (14 each)."""
         out: dict[str, tuple[UserProfile, str | None]] = {}
-        for u in user_ids:
+        with self._lock:
+            for u in user_ids:
+                if (hit := self._cached.get((tenant_id, u))) is not None:
+                    self._cached.move_to_end((tenant_id, u))
+                    out[u] = hit
+        missing = [u for u in user_ids if u not in out]
+        rows = get_many(self._table, tenant_id, [f"user_{u}" for u in missing]) if missing else {}
+        for u in missing:
             e = rows.get(f"user_{u}")
-            out[u] = (
-                (load_as(UserProfile, json.loads(join_text("State", e))), e.metadata["etag"])
-                if e is not None
-                else (UserProfile(), None)
-            )
+            if e is None:
+                out[u] = (UserProfile(), None)
+                continue
+            profile = load_as(UserProfile, json.loads(join_text("State", e)))
+            out[u] = (profile, e.metadata["etag"])
+            self._remember(tenant_id, u, profile, e.metadata["etag"])
         return out
 
     def save_users(
@@ -80,6 +111,7 @@ class ProfileStore:
         """
         entities = [self._entity(tenant_id, f"user_{u}", p) for u, p, _ in changed]
         etags = {f"user_{u}": etag for u, _, etag in changed}
+        profiles = {f"user_{u}": p for u, p, _ in changed}
         for batch in transaction_batches(entities):
             ops: list[Any] = [
                 ("create", e)
@@ -96,16 +128,24 @@ class ProfileStore:
                 for e in batch
             ]
             try:
-                self._table.submit_transaction(ops)
+                results = self._table.submit_transaction(ops)
             except TableTransactionError as exc:
+                self._forget(tenant_id, [u for u, _, _ in changed])
                 raise StateConflict(
                     f"detection profiles of {tenant_id} changed concurrently"
                 ) from exc
+            for e, meta in zip(batch, results, strict=True):
+                rk = e["RowKey"]
+                if etag := meta.get("etag"):
+                    self._remember(tenant_id, rk.removeprefix("user_"), profiles[rk], etag)
+                else:  # no ETag in the answer: read it next time
+                    self._forget(tenant_id, [rk.removeprefix("user_")])
 
     def get(self, tenant_id: str, user_id: str) -> tuple[UserProfile, str | None]:
         return self._get(UserProfile, tenant_id, f"user_{user_id}")
 
     def save(self, tenant_id: str, user_id: str, profile: UserProfile, etag: str | None) -> None:
+        self._forget(tenant_id, [user_id])
         self._save(tenant_id, f"user_{user_id}", profile, etag)
 
     def get_tenant(self, tenant_id: str) -> tuple[TenantProfile, str | None]:

@@ -17,13 +17,12 @@ used out first).
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 from shared.detection.base import Directory
+from shared.lru import Lru
 from shared.models import UserRecord
 
 log = logging.getLogger(__name__)
@@ -33,35 +32,6 @@ UNANSWERED_RETRY_SECONDS = 30.0
 RECORD_CACHE_SECONDS = 60.0
 RECORD_MAX_SECONDS = 600.0
 MAX_CACHED = 50_000  # per cache: users' records, Entra answers (a few hundred bytes each)
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class _Lru(Generic[K, V]):
-    """A bounded map: the least recently used entry goes first (thread-safe)."""
-
-    def __init__(self, size: int = MAX_CACHED) -> None:
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class DirectoryLookup:
@@ -79,8 +49,8 @@ class DirectoryLookup:
         self._group_names = group_names
         self._entra_many = entra_users
         self._generation = generation
-        self._cache: _Lru[str, tuple[float, str]] = _Lru(cache_size)
-        self._records: _Lru[tuple[str, str], tuple[float, object, UserRecord | None]] = _Lru(
+        self._cache: Lru[str, tuple[float, str]] = Lru(cache_size)
+        self._records: Lru[tuple[str, str], tuple[float, object, UserRecord | None]] = Lru(
             cache_size
         )
         self._names: dict[str, tuple[float, object, dict[str, str]]] = {}

@@ -13,8 +13,6 @@ the redo reads them fresh.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -24,6 +22,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from shared.detection.codec import dump, load_as
 from shared.detection.daily_limit import DailyLimits
 from shared.detection.profiles import TenantProfile, UserProfile
+from shared.lru import Lru
 from shared.storage import (
     MAX_TEXT,
     get_many,
@@ -48,21 +47,14 @@ class ProfileStore:
     def __init__(self, table: TableClient, cached_profiles: int = CACHED_PROFILES) -> None:
         self._table = table
         self.daily_limits = DailyLimits(table)
-        self._cached: OrderedDict[tuple[str, str], tuple[UserProfile, str]] = OrderedDict()
-        self._max_cached = cached_profiles
-        self._lock = threading.Lock()
+        self._cached: Lru[tuple[str, str], tuple[UserProfile, str]] = Lru(cached_profiles)
 
     def _remember(self, tenant_id: str, user_id: str, profile: UserProfile, etag: str) -> None:
-        with self._lock:
-            self._cached[(tenant_id, user_id)] = (profile, etag)
-            self._cached.move_to_end((tenant_id, user_id))
-            while len(self._cached) > self._max_cached:
-                self._cached.popitem(last=False)
+        self._cached.put((tenant_id, user_id), (profile, etag))
 
     def _forget(self, tenant_id: str, user_ids: list[str]) -> None:
-        with self._lock:
-            for u in user_ids:
-                self._cached.pop((tenant_id, u), None)
+        for u in user_ids:
+            self._cached.pop((tenant_id, u))
 
     def _get(self, cls: type[P], pk: str, rk: str) -> tuple[P, str | None]:
         try:
@@ -86,11 +78,9 @@ class ProfileStore:
     ) -> dict[str, tuple[UserProfile, str | None]]:
         """Several users' profiles: those cached, and the rest in a few queries (14 each)."""
         out: dict[str, tuple[UserProfile, str | None]] = {}
-        with self._lock:
-            for u in user_ids:
-                if (hit := self._cached.get((tenant_id, u))) is not None:
-                    self._cached.move_to_end((tenant_id, u))
-                    out[u] = hit
+        for u in user_ids:
+            if (hit := self._cached.get((tenant_id, u))) is not None:
+                out[u] = hit
         missing = [u for u in user_ids if u not in out]
         rows = get_many(self._table, tenant_id, [f"user_{u}" for u in missing]) if missing else {}
         for u in missing:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from azure.data.tables import TableClient
 
 from shared.storage import transaction_batches, upsert_batches
+from shared.table_tx import submit
 
 
 @dataclass(frozen=True)
@@ -43,4 +44,4 @@ class GroupStore:
         )
         deletes = [{"PartitionKey": tenant_id, "RowKey": k} for k in stale]
         for batch in transaction_batches(deletes):
-            self._table.submit_transaction([("delete", e) for e in batch])
+            submit(self._table, [("delete", e) for e in batch])

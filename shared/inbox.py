@@ -19,6 +19,7 @@ from azure.storage.blob import ContainerClient
 
 from shared.models import utc
 from shared.storage import MAX_BATCH, chunks, ticks_key
+from shared.table_tx import submit
 
 CHUNK = 60_000  # bytes per binary property (the limit is 64 KiB)
 # A row holds at most 1 MiB, counted by Azurite over the base64 form: stay well below.
@@ -133,8 +134,9 @@ class WebhookInbox:
                     self._blobs.delete_blob(INBOX_PREFIX + rk)
         for batch in chunks(in_table, MAX_BATCH):
             try:
-                self._table.submit_transaction(
-                    [("delete", {"PartitionKey": self.PARTITION, "RowKey": rk}) for rk in batch]
+                submit(
+                    self._table,
+                    [("delete", {"PartitionKey": self.PARTITION, "RowKey": rk}) for rk in batch],
                 )
             except TableTransactionError:  # one already gone fails the batch: go one by one
                 for rk in batch:

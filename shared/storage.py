@@ -25,6 +25,7 @@ from azure.storage.queue import (
 )
 
 from shared.config import DEV_STORAGE, ConfigError, Settings
+from shared.table_tx import submit
 
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -122,7 +123,7 @@ def upsert_batches(table: TableClient, entities: Iterable[dict[str, Any]]) -> in
     for group in by_pk.values():
         unique = list({e["RowKey"]: e for e in group}.values())  # one op per entity per batch
         for batch in transaction_batches(unique):
-            table.submit_transaction([("upsert", e, {"mode": "replace"}) for e in batch])
+            submit(table, [("upsert", e, {"mode": "replace"}) for e in batch])
             sent += 1
     return sent
 

@@ -31,6 +31,7 @@ from shared.storage import (
     transaction_batches,
     write_if_unchanged,
 )
+from shared.table_tx import submit
 
 MAX_PARTS = 15  # 15 x 30,000 UTF-16 characters: within the 1 MiB entity limit
 # Users' profiles cached per process (least recently used out first): about 3 KB each.
@@ -118,7 +119,7 @@ class ProfileStore:
                 for e in batch
             ]
             try:
-                results = self._table.submit_transaction(ops)
+                results = submit(self._table, ops)
             except TableTransactionError as exc:
                 self._forget(tenant_id, [u for u, _, _ in changed])
                 raise StateConflict(
@@ -126,7 +127,7 @@ class ProfileStore:
                 ) from exc
             for e, meta in zip(batch, results, strict=True):
                 rk = e["RowKey"]
-                if etag := meta.get("etag"):
+                if etag := meta.etag:
                     self._remember(tenant_id, rk.removeprefix("user_"), profiles[rk], etag)
                 else:  # no ETag in the answer: read it next time
                     self._forget(tenant_id, [rk.removeprefix("user_")])

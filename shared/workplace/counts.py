@@ -21,6 +21,7 @@ from azure.data.tables import TableClient, TableTransactionError
 from shared.activities import partition_key, row_key
 from shared.models import Activity
 from shared.storage import MAX_BATCH, chunks
+from shared.table_tx import submit
 
 
 def stored_keys(table: TableClient, activities: Iterable[Activity]) -> set[tuple[str, str]]:
@@ -122,7 +123,7 @@ class EventCountStore:
         for group in rows.values():
             for batch in chunks(group, MAX_BATCH):
                 try:
-                    self._table.submit_transaction([("create", e) for e in batch])
+                    submit(self._table, [("create", e) for e in batch])
                 except TableTransactionError:  # some exist (a retried unit): one by one
                     for e in batch:
                         with contextlib.suppress(ResourceExistsError):
@@ -164,7 +165,7 @@ class EventCountStore:
         entity = {"PartitionKey": community_id, "RowKey": TOTAL, "Counts": json.dumps(total)}
         ops.insert(0, (verb, entity, guard) if guard else (verb, entity))
         try:
-            self._table.submit_transaction(ops)
+            submit(self._table, ops)
         except TableTransactionError:
             return 0  # another run folded first: nothing lost, try again next time
         return len(page)

@@ -25,6 +25,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared import storage as st
 from shared.models import Install
 from shared.services import Services
+from shared.table_tx import submit
 from shared.workplace import directory
 from shared.workplace.client import FailureKind, WorkplaceError
 from shared.workplace.counts import EventCountStore, new_activities
@@ -82,7 +83,7 @@ def _usable_id(value: Any) -> str:
 def _upsert(table: TableClient, entities: list[dict[str, Any]]) -> None:
     unique = list({e["RowKey"]: e for e in entities}.values())
     for batch in st.transaction_batches(unique):
-        table.submit_transaction([("upsert", e, {"mode": UpdateMode.MERGE}) for e in batch])
+        submit(table, [("upsert", e, {"mode": UpdateMode.MERGE}) for e in batch])
 
 
 def _stage(table: TableClient, pk: str, edge: str, rows: list[dict[str, Any]]) -> None:
@@ -168,7 +169,7 @@ def _drop_staging(table: TableClient, community_id: str, keep: str = "") -> None
             by_pk.setdefault(e["PartitionKey"], []).append(e["RowKey"])
     for pk, keys in by_pk.items():
         for batch in st.chunks(keys, st.MAX_BATCH):
-            table.submit_transaction([("delete", {"PartitionKey": pk, "RowKey": k}) for k in batch])
+            submit(table, [("delete", {"PartitionKey": pk, "RowKey": k}) for k in batch])
 
 
 class DirectorySync:

@@ -62,11 +62,18 @@ def _key(value: str) -> str:
     return quote(value.replace("'", "''"), safe="")
 
 
-def _if_match(options: Mapping[str, Any]) -> str:
-    etag = options.get("etag")
-    if etag and options.get("match_condition") == MatchConditions.IfNotModified:
-        return str(etag)
-    return "*"
+def _if_match(entity: Mapping[str, Any], options: Mapping[str, Any]) -> str:
+    """The If-Match header: the ETag to guard with (the entity's own, as the SDK takes it, when
+    none is given), or `*`."""
+    condition = options.get("match_condition")
+    if condition in (None, MatchConditions.Unconditionally):
+        return "*"
+    if condition != MatchConditions.IfNotModified:
+        raise ValueError(f"unsupported match condition in a transaction: {condition}")
+    etag = options.get("etag") or getattr(entity, "metadata", {}).get("etag")
+    if not etag:
+        raise ValueError("match_condition IfNotModified needs an etag")
+    return str(etag)
 
 
 def _mode(options: Mapping[str, Any]) -> str:
@@ -91,12 +98,12 @@ def _part(base: str, table: str, operation: Operation) -> str:
         line = f"{verb} {at} HTTP/1.1"
         headers.append("Accept: application/json")
         if kind == "update":
-            headers.append(f"If-Match: {_if_match(options)}")
+            headers.append(f"If-Match: {_if_match(entity, options)}")
         body = json.dumps(_add_entity_properties(entity), separators=(",", ":"))
     elif kind == "delete":
         line = f"DELETE {at} HTTP/1.1"
         headers.append("Accept: application/json;odata=minimalmetadata")
-        headers.append(f"If-Match: {_if_match(options)}")
+        headers.append(f"If-Match: {_if_match(entity, options)}")
     else:
         raise ValueError(f"unknown transaction operation {operation[0]!r}")
     if body is not None:
@@ -128,15 +135,17 @@ _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
 
 def _split(body: bytes, boundary: bytes) -> list[bytes]:
     """The parts between `--boundary` delimiter lines (preamble and epilogue dropped)."""
-    pieces = re.split(rb"(?:\r?\n)?--" + re.escape(boundary) + rb"(?:--)?[ \t]*(?:\r?\n|$)", body)
-    return [p for p in pieces[1:-1] if p.strip()] if len(pieces) > 2 else []
+    pieces = body.split(b"--" + boundary)
+    # pieces[0] is the preamble; the close delimiter's piece starts with "--" and ends the list.
+    return [p.strip() for p in pieces[1:] if not p.startswith(b"--") and p.strip()]
 
 
 def _head_and_body(data: bytes) -> tuple[bytes, bytes]:
-    match = re.search(rb"\r?\n\r?\n", data)
-    if match is None:
-        return data, b""
-    return data[: match.start()], data[match.end() :]
+    for blank in (b"\r\n\r\n", b"\n\n"):
+        at = data.find(blank)
+        if at >= 0:
+            return data[:at], data[at + len(blank) :]
+    return data, b""
 
 
 def decode(content_type: str, body: bytes) -> list[_Part]:

@@ -225,3 +225,29 @@ def test_answers_are_read_with_either_line_ending() -> None:
         assert json.loads(parts[1].body)["odata.error"]["code"] == "EntityAlreadyExists"
     with pytest.raises(ValueError):
         decode("application/json", b"{}")
+
+
+def test_a_queried_entity_is_guarded_by_its_own_etag(table: TableClient) -> None:
+    table.create_entity({"PartitionKey": "p", "RowKey": "r", "V": 1})
+    read = table.get_entity("p", "r")
+    guard = {"match_condition": MatchConditions.IfNotModified}
+    read["V"] = 2
+    (result,) = submit(table, [("update", read, guard)])
+    assert result.etag == table.get_entity("p", "r").metadata["etag"]
+    with pytest.raises(TableTransactionError):  # `read` carries the ETag that was replaced
+        submit(table, [("delete", read, guard)])
+    assert table.get_entity("p", "r")["V"] == 2
+    submit(table, [("delete", table.get_entity("p", "r"), guard)])
+    assert list(table.list_entities()) == []
+
+
+def test_operations_it_cannot_write_faithfully_are_refused() -> None:
+    base = "http://127.0.0.1:10002/devstoreaccount1"
+    entity = {"PartitionKey": "p", "RowKey": "r"}
+    for op in [
+        ("merge", entity),
+        ("update", entity, {"match_condition": MatchConditions.IfNotModified}),  # no ETag
+        ("update", entity, {"match_condition": MatchConditions.IfModified, "etag": 'W/"x"'}),
+    ]:
+        with pytest.raises(ValueError):
+            encode(base, "T", [op])  # type: ignore[list-item]

@@ -13,6 +13,12 @@ this module writes with the SDK's, operation by operation.
 Semantics are those of `TableClient.submit_transaction`: all operations or none; a failed
 operation raises `TableTransactionError` (`RequestTooLargeError` for 413); any other answer than
 202 raises what the SDK raises for it (`ResourceNotFoundError`, `HttpResponseError`...).
+One difference: a transaction whose answer is lost (the connection reset after it was sent) is
+sent again by the pipeline's retry policy, which by default never resends a POST. Every
+transaction Vigil sends is safe to resend: an upsert is idempotent, and a create, an
+ETag-guarded update or a delete that did land makes its resend fail as a conflict, which each
+caller already treats as "someone got there first" (the detection engine redoes the batch from
+a fresh read; its alert ids are deterministic).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from azure.data.tables._serialize import _add_entity_properties
 Operation = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 
 _VERSION = "2019-02-02"  # the REST version the SDK speaks for entity operations
+# azure-core's default retry methods, and POST: see the module docstring.
+_RETRY_METHODS = frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +216,9 @@ def submit(table: TableClient, operations: Sequence[Operation]) -> list[Operatio
         content=body,
     )
     # Streamed, as the SDK does: the pipeline would otherwise try to decode a multipart body.
-    response = table._client.send_request(request, stream=True)  # its pipeline
+    response = table._client.send_request(  # its pipeline
+        request, stream=True, retry_on_methods=_RETRY_METHODS
+    )
     if response.status_code == 413:
         raise RequestTooLargeError(
             message="The transaction request was too large", response=response

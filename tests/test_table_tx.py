@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
+import re
+import socket
+import struct
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -251,3 +256,87 @@ def test_operations_it_cannot_write_faithfully_are_refused() -> None:
     ]:
         with pytest.raises(ValueError):
             encode(base, "T", [op])  # type: ignore[list-item]
+
+
+class ResettingProxy:
+    """A TCP proxy to Azurite whose first connection hands the request on, waits until Azurite
+    answers (the transaction committed), then resets: the client never sees the answer."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.connections = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            first = self.connections == 1
+            threading.Thread(target=self._serve, args=(client, first), daemon=True).start()
+
+    def _serve(self, client: socket.socket, first: bool) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        if first:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += client.recv(65536)
+            header, _, body = head.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", header).group(1))  # type: ignore[union-attr]
+            while len(body) < length:
+                body += client.recv(65536)
+            upstream.sendall(header + b"\r\n\r\n" + body)
+            upstream.recv(1)  # Azurite has answered: the transaction is in
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # a reset, not an orderly close
+            upstream.close()
+            return
+
+        def pipe(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_a_transaction_whose_answer_is_lost_is_sent_again(
+    azurite_connection_string: str, table: TableClient
+) -> None:
+    found = re.search(r"TableEndpoint=http://127.0.0.1:(\d+)", azurite_connection_string)
+    assert found is not None
+    table_port = int(found.group(1))
+    rows = [{"PartitionKey": "p", "RowKey": f"r{i}", "V": i} for i in range(3)]
+    upserts: list[Operation] = [("upsert", r, {"mode": "replace"}) for r in rows]
+    creates: list[Operation] = [("create", {**r, "RowKey": f"c{r['RowKey']}"}) for r in rows]
+    for ops, expect_conflict in (
+        (upserts, False),  # idempotent: the resend succeeds
+        (creates, True),  # the first one landed: the resend conflicts, as a caller expects
+    ):
+        proxy = ResettingProxy(table_port)
+        try:
+            via_proxy = TableClient.from_connection_string(
+                azurite_connection_string.replace(f":{table_port}/", f":{proxy.port}/"),
+                table.table_name,
+                retry_backoff_factor=0.01,
+            )
+            if expect_conflict:
+                with pytest.raises(TableTransactionError):
+                    submit(via_proxy, ops)
+            else:
+                assert len(submit(via_proxy, ops)) == 3  # type: ignore[arg-type]
+            assert proxy.connections == 2  # the reset one, then the resend
+        finally:
+            proxy.close()
+    stored = sorted(e["RowKey"] for e in table.list_entities())
+    assert stored == ["cr0", "cr1", "cr2", "r0", "r1", "r2"]  # each once, nothing lost

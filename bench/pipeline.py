@@ -177,10 +177,11 @@ def run_scale(shape: Shape, label: str) -> dict[str, Any]:
         phases = [measured("connect_http", counter, webhooks)]
         print(f"  webhooks: {sent[0]} deliveries in {phases[0].seconds:.1f}s", flush=True)
 
-        # Sync and detection take turns, one timer run then the queue drained, as they overlap
-        # in Azure: the queue stays about 100 messages deep. (Draining a queue of 10,000 after
-        # the whole sync measured Azurite instead: its queue scans every message on each get
-        # and delete, 100-300 ms apiece at that depth.)
+        # Sync and detection take turns, one timer run (at most 20 pages of SYNC_MAX_ENVELOPES)
+        # then the queue drained, as they overlap in Azure: the queue holds at most one run's
+        # messages, about 2,000. (Draining all 10,000 of the ten-times run after the whole sync
+        # measured Azurite instead: its queue scans every message on each get and delete, 66-300
+        # ms apiece at that depth.)
         sync_phase, detect_phase = Phase("sync_timer"), Phase("detect_queue")
         while get_services().inbox.oldest(1):
             sync_phase.add(

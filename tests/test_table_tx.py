@@ -334,7 +334,7 @@ def test_a_transaction_whose_answer_is_lost_is_sent_again(
                 with pytest.raises(TableTransactionError):
                     submit(via_proxy, ops)
             else:
-                assert len(submit(via_proxy, ops)) == 3  # type: ignore[arg-type]
+                assert len(submit(via_proxy, ops)) == 3
             assert proxy.connections == 2  # the reset one, then the resend
         finally:
             proxy.close()

@@ -60,7 +60,9 @@ class OperationResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Part:
+class AnswerPart:
+    """One part of a `$batch` answer: an operation's status, headers (lower-case) and body."""
+
     status: int
     headers: dict[str, str]
     body: bytes
@@ -156,31 +158,32 @@ def _head_and_body(data: bytes) -> tuple[bytes, bytes]:
     return data, b""
 
 
-def decode(content_type: str, body: bytes) -> list[_Part]:
+def decode(content_type: str, body: bytes) -> list[AnswerPart]:
     """The operation answers inside a `$batch` answer, in order (nested changesets flattened)."""
     found = _BOUNDARY.search(content_type.encode())
     if found is None:
         raise ValueError(f"a batch answer without a multipart boundary ({content_type!r})")
-    parts: list[_Part] = []
+    parts: list[AnswerPart] = []
     for piece in _split(body, found.group(1)):
         mime, inner = _head_and_body(piece)
         nested = _BOUNDARY.search(mime)
         if nested is not None and b"multipart/mixed" in mime.lower():
             parts += decode(f"multipart/mixed; boundary={nested.group(1).decode()}", inner)
             continue
-        status = _STATUS.match(inner.lstrip())
+        inner = inner.lstrip()
+        status = _STATUS.match(inner)
         if status is None:
             raise ValueError("a batch answer part without an HTTP status line")
-        head, content = _head_and_body(inner.lstrip())
+        head, content = _head_and_body(inner)
         headers: dict[str, str] = {}
         for raw in head.splitlines()[1:]:
             name, _, value = raw.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
-        parts.append(_Part(int(status.group(1)), headers, content.strip()))
+        parts.append(AnswerPart(int(status.group(1)), headers, content.strip()))
     return parts
 
 
-def _error(part: _Part, index: int) -> TableTransactionError:
+def _error(part: AnswerPart, index: int) -> TableTransactionError:
     code = part.headers.get("x-ms-error-code", "")
     message = part.body.decode("utf-8", "replace")
     try:

@@ -212,7 +212,7 @@ def run_scale(shape: Shape, label: str) -> dict[str, Any]:
         if listed is not None and listed != tallied:
             raise RuntimeError(f"{listed} activities stored but {tallied} tallied")
         stored = listed if listed is not None else tallied
-        alerts = len(svc.alerts.for_tenant(stack.workplace.community_id))
+        alerts = len(svc.alerts.for_tenant(community))
         bare = bare_insert_rate(stack, shape)
     st.REQUEST_HOOKS.clear()
     per_phase = {p.name: p for p in phases}

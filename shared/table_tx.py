@@ -98,28 +98,25 @@ def _part(base: str, table: str, operation: Operation) -> str:
     keys = f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
     at = f"{base}/{table}({keys})"
     headers = [f"x-ms-version: {_VERSION}", "DataServiceVersion: 3.0"]
-    body: str | None = None
     if kind == "create":
         line = f"POST {base}/{table} HTTP/1.1"
         headers += ["Accept: application/json;odata=minimalmetadata", "Prefer: return-no-content"]
-        body = json.dumps(_add_entity_properties(entity), separators=(",", ":"))
     elif kind in ("upsert", "update"):
         verb = "PUT" if _mode(options) == "replace" else "PATCH"
         line = f"{verb} {at} HTTP/1.1"
         headers.append("Accept: application/json")
         if kind == "update":
             headers.append(f"If-Match: {_if_match(entity, options)}")
-        body = json.dumps(_add_entity_properties(entity), separators=(",", ":"))
     elif kind == "delete":
         line = f"DELETE {at} HTTP/1.1"
         headers.append("Accept: application/json;odata=minimalmetadata")
         headers.append(f"If-Match: {_if_match(entity, options)}")
+        return "\r\n".join([line, *headers, "", ""])
     else:
         raise ValueError(f"unknown transaction operation {operation[0]!r}")
-    if body is not None:
-        encoded = body.encode()
-        headers += ["Content-Type: application/json", f"Content-Length: {len(encoded)}"]
-    return "\r\n".join([line, *headers, "", body or ""])
+    body = json.dumps(_add_entity_properties(entity), separators=(",", ":"))
+    headers += ["Content-Type: application/json", f"Content-Length: {len(body.encode())}"]
+    return "\r\n".join([line, *headers, "", body])
 
 
 def encode(base: str, table: str, operations: Sequence[Operation]) -> tuple[str, bytes]:
@@ -147,7 +144,8 @@ def _split(body: bytes, boundary: bytes) -> list[bytes]:
     """The parts between `--boundary` delimiter lines (preamble and epilogue dropped)."""
     pieces = body.split(b"--" + boundary)
     # pieces[0] is the preamble; the close delimiter's piece starts with "--" and ends the list.
-    return [p.strip() for p in pieces[1:] if not p.startswith(b"--") and p.strip()]
+    parts = (p.strip() for p in pieces[1:] if not p.startswith(b"--"))
+    return [p for p in parts if p]
 
 
 def _head_and_body(data: bytes) -> tuple[bytes, bytes]:

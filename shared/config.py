@@ -20,6 +20,10 @@ GraphAuth = Literal["client-credentials", "managed-identity"]
 
 DEV_STORAGE = "UseDevelopmentStorage=true"
 
+# App Service leaves a Key Vault reference it could not resolve in the setting as written
+# (learn.microsoft.com/azure/app-service/app-service-key-vault-references, "Troubleshoot").
+KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names it and says how to fix it."""
@@ -303,11 +307,24 @@ SETTINGS: tuple[SettingSpec, ...] = (
 _SPECS = {s.name: s for s in SETTINGS}
 
 
+def is_unresolved_reference(value: str | None) -> bool:
+    """A Key Vault reference App Service did not resolve: the literal `@Microsoft.KeyVault(...)`."""
+    return value is not None and value.strip().lower().startswith(KEY_VAULT_REFERENCE)
+
+
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
+    if _SPECS[name].secret and is_unresolved_reference(value):
+        return None  # never the reference string, never a default standing in for the secret
     if value is None or value.strip() == "":
         return _SPECS[name].default
     return value.strip()
+
+
+def _unresolved(env: Mapping[str, str]) -> frozenset[str]:
+    return frozenset(
+        s.name for s in SETTINGS if s.secret and is_unresolved_reference(env.get(s.name))
+    )
 
 
 def _int(env: Mapping[str, str], name: str, minimum: int = 1) -> int:
@@ -329,7 +346,15 @@ def _date(env: Mapping[str, str], name: str) -> date:
         raise ConfigError(f"{name} must be an ISO date (YYYY-MM-DD), got {raw!r}") from None
 
 
-def _require(name: str, value: str | None, purpose: str) -> str:
+def _require(
+    name: str, value: str | None, purpose: str, unresolved: frozenset[str] = frozenset()
+) -> str:
+    if not value and name in unresolved:
+        raise ConfigError(
+            f"{name} is not set: it holds a Key Vault reference that App Service could not "
+            f"resolve, and it is needed to {purpose}. Check that the secret exists and the app's "
+            f"identity may read it, then refresh the references (README, Deploy)."
+        )
     if not value:
         raise ConfigError(
             f"{name} is not set: it is needed to {purpose}. Add it to the Function App settings "
@@ -391,6 +416,8 @@ class Settings:
     workplace_directory_sync_minutes: int = 60
     workplace_decommission_after_failures: int = 24
     workplace_shutdown_date: date = date(2026, 6, 1)
+    # Secret settings whose value was a Key Vault reference App Service had not resolved.
+    unresolved_references: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -473,13 +500,17 @@ class Settings:
             workplace_directory_sync_minutes=_int(e, "WORKPLACE_DIRECTORY_SYNC_MINUTES"),
             workplace_decommission_after_failures=_int(e, "WORKPLACE_DECOMMISSION_AFTER_FAILURES"),
             workplace_shutdown_date=_date(e, "WORKPLACE_SHUTDOWN_DATE"),
+            unresolved_references=_unresolved(e),
         )
 
     # Each feature asks for what it needs, so a missing setting is reported where it matters.
+    def require_secret(self, name: str, value: str | None, purpose: str) -> str:
+        return _require(name, value, purpose, self.unresolved_references)
+
     def workplace_app(self) -> tuple[str, str]:
         return (
             _require("WORKPLACE_APP_ID", self.workplace_app_id, "install Vigil into Workplace"),
-            _require(
+            self.require_secret(
                 "WORKPLACE_APP_SECRET",
                 self.workplace_app_secret,
                 "verify Workplace webhooks and exchange install codes",
@@ -488,7 +519,7 @@ class Settings:
 
     def webhook_secret(self) -> str:
         """The app secret: it signs webhooks and proofs in both token modes."""
-        return _require(
+        return self.require_secret(
             "WORKPLACE_APP_SECRET",
             self.workplace_app_secret,
             "verify Workplace webhooks and sign Graph calls (the app's or the custom "
@@ -501,7 +532,7 @@ class Settings:
         )
 
     def verify_token(self) -> str:
-        return _require(
+        return self.require_secret(
             "WORKPLACE_WEBHOOK_VERIFY_TOKEN",
             self.workplace_verify_token,
             "answer Workplace's webhook verification",
@@ -513,6 +544,8 @@ class Settings:
         if self.graph_auth == "client-credentials" and not (
             self.graph_client_secret or self.graph_client_certificate_path
         ):
+            if "GRAPH_CLIENT_SECRET" in self.unresolved_references:
+                self.require_secret("GRAPH_CLIENT_SECRET", None, "call Microsoft Graph")
             raise ConfigError(
                 "GRAPH_CLIENT_SECRET or GRAPH_CLIENT_CERTIFICATE_PATH must be set to call "
                 "Microsoft Graph. Add one to the Function App settings."

@@ -32,6 +32,8 @@ class SecretStore(Protocol):
 def fernet_for(settings: Settings) -> Fernet:
     key = settings.secret_encryption_key
     if not key:
+        if "SECRET_ENCRYPTION_KEY" in settings.unresolved_references:
+            settings.require_secret("SECRET_ENCRYPTION_KEY", None, "encrypt Workplace tokens")
         if not settings.uses_dev_storage:
             raise ConfigError(
                 "SECRET_ENCRYPTION_KEY is not set: it encrypts Workplace tokens at rest. "

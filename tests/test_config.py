@@ -53,3 +53,48 @@ def test_every_setting_is_in_the_readme_table() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [spec.name for spec in SETTINGS if f"`{spec.name}`" not in readme]
     assert missing == []
+
+
+REFERENCE = "@Microsoft.KeyVault(VaultName=kv-x;SecretName=workplace-app-secret)"
+
+
+@pytest.mark.parametrize("name", [s.name for s in SETTINGS if s.secret])
+def test_an_unresolved_key_vault_reference_is_not_a_secret(name: str) -> None:
+    """App Service leaves a reference it could not resolve as the literal string."""
+    s = Settings.from_env({name: f"  {REFERENCE.lower()} "})
+    assert s.unresolved_references == {name}
+    values = [v for v in vars(s).values() if isinstance(v, str)]
+    assert not any("keyvault" in v.lower() for v in values)  # nor a default in its place
+    assert Settings.from_env({name: "real-value"}).unresolved_references == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("env", "read"),
+    [
+        ({"WORKPLACE_APP_ID": "1", "WORKPLACE_APP_SECRET": REFERENCE}, "workplace_app"),
+        ({"WORKPLACE_APP_SECRET": REFERENCE}, "webhook_secret"),
+        ({"WORKPLACE_WEBHOOK_VERIFY_TOKEN": REFERENCE}, "verify_token"),
+        (
+            {"GRAPH_TENANT_ID": "t", "GRAPH_CLIENT_ID": "c", "GRAPH_CLIENT_SECRET": REFERENCE},
+            "graph_app",
+        ),
+    ],
+)
+def test_the_error_names_the_setting_whose_reference_did_not_resolve(
+    env: dict[str, str], read: str
+) -> None:
+    name = next(k for k, v in env.items() if v == REFERENCE)
+    with pytest.raises(ConfigError, match=f"{name} is not set: it holds a Key Vault reference"):
+        getattr(Settings.from_env(env), read)()
+
+
+def test_an_unresolved_encryption_key_is_reported_by_name() -> None:
+    from shared.secrets import fernet_for
+
+    env = {
+        "SECRET_ENCRYPTION_KEY": REFERENCE,
+        "AzureWebJobsStorage__tableServiceUri": "https://a.table.core.windows.net",
+        "AzureWebJobsStorage__queueServiceUri": "https://a.queue.core.windows.net",
+    }
+    with pytest.raises(ConfigError, match="SECRET_ENCRYPTION_KEY is not set: it holds a Key"):
+        fernet_for(Settings.from_env(env))

@@ -1,7 +1,8 @@
 // Vigil on Azure: `azd up` provisions everything here, then deploys the function app.
-// Azure Verified Modules are pinned by version; the role assignments live in app/rbac.bicep and
-// the optional Microsoft Graph app roles in app/graph-roles.bicep. CI compiles and lints this
-// (.github/workflows/bicep.yml); nothing here can be compiled on a machine without bicep.
+// Azure Verified Modules are pinned by version; the role assignments live in app/rbac.bicep, the
+// optional Microsoft Graph app roles in app/graph-roles.bicep, the optional private network
+// (vnetEnabled) in app/vnet.bicep and app/private-endpoints.bicep. CI compiles and lints this
+// (.github/workflows/bicep.yml); tests/test_infra.py parses it where no compiler is available.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -9,8 +10,46 @@ targetScope = 'subscription'
 @description('Name of the azd environment; with the subscription and location it makes every resource name unique.')
 param environmentName string
 
+// The regions that offer Flex Consumption, as listed by the Flex quickstart
+// (Azure-Samples/functions-quickstart-python-http-azd, infra/main.bicep, 2025-11-24; its
+// canary region eastus2euap left out). An unsupported region fails validation before anything
+// is created, and azd offers only these when it asks. Check a new region with
+// `az functionapp list-flexconsumption-locations -o table` and add it here.
 @minLength(1)
-@description('Region of every resource. It must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
+@description('Region of every resource: one that offers Flex Consumption.')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({ azd: { type: 'location' } })
 param location string
 
@@ -46,7 +85,7 @@ param storagePrefix string = 'vigil'
 @description('Assign the Microsoft Graph application permissions to the managed identity with the Microsoft Graph Bicep extension. The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All (for example Privileged Role Administrator). False: run infra/hooks/grant-graph-permissions.sh as an admin instead.')
 param enableGraphRoleAssignment bool = false
 
-@description('Include Mail.Send in the Graph app roles. Entra grants it for every mailbox; set false and scope it with Exchange RBAC for Applications to allow one sender mailbox only (README, Deploy).')
+@description('With a mail sender (governanceMailSender), grant Mail.Send in Entra, which covers every mailbox (scope it with an Exchange application access policy). False: grant it in Exchange Online RBAC for Applications for the sender mailbox only (README, Deploy). Without a sender Mail.Send is never granted.')
 param grantMailSendTenantWide bool = true
 
 @description('Include IdentityRiskyUser.ReadWrite.All (confirm compromised; needs Entra ID P2).')
@@ -57,7 +96,7 @@ param enableIdentityProtection bool = false
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
-@description('Flex Consumption: memory per instance in MB.')
+@description('Flex Consumption: memory per instance in MB. 2048 holds the largest measured function process (523 MB at 10,000 users) with room for the host; 512 suits communities up to a few thousand users (README, Cost).')
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 
@@ -73,13 +112,25 @@ param logRetentionDays int = 31
 @description('Key Vault purge protection. Keep true in production; false lets `azd down --purge` remove a test vault at once.')
 param keyVaultPurgeProtection bool = true
 
+@description('KEY_VAULT_SALT, kept in the azd environment by infra/hooks/preprovision.sh: part of the vault name. The hook draws a new one when the vault of that name is soft-deleted (after `azd down`), so the next provision creates a vault with a new name instead of failing on the deleted one. Empty: the name of the first release.')
+param keyVaultSalt string = ''
+
+@description('VNET_ENABLED: put the function app in a virtual network and reach storage (blob, queue, table) and Key Vault only through private endpoints, with their public network access off. False (default): public endpoints, identity-only access.')
+param vnetEnabled bool = false
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 
 var functionAppName = '${abbrs.webSitesFunctions}vigil-${resourceToken}'
 var storageAccountName = '${abbrs.storageStorageAccounts}${resourceToken}'
-var keyVaultName = '${abbrs.keyVaultVaults}${resourceToken}'
+// A soft-deleted vault keeps its name for the retention period (90 days with purge protection),
+// so the name takes a salt that changes after `azd down` (see keyVaultSalt).
+var keyVaultToken = empty(keyVaultSalt)
+  ? resourceToken
+  : toLower(uniqueString(subscription().id, environmentName, location, keyVaultSalt))
+var keyVaultName = '${abbrs.keyVaultVaults}${keyVaultToken}'
+var vnetName = '${abbrs.networkVirtualNetworks}${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var activityQueueName = 'activity'
 var governQueueName = 'govern'
@@ -122,11 +173,11 @@ module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
     allowSharedKeyAccess: false // identity only: no connection strings anywhere
     minimumTlsVersion: 'TLS1_2'
     dnsEndpointType: 'Standard'
-    publicNetworkAccess: 'Enabled'
-    networkAcls: {
-      defaultAction: 'Allow'
-      bypass: 'AzureServices'
-    }
+    // As the Flex quickstarts: private endpoints only in VNet mode.
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
+    networkAcls: vnetEnabled
+      ? { defaultAction: 'Deny', bypass: 'None' }
+      : { defaultAction: 'Allow', bypass: 'AzureServices' }
     blobServices: {
       containers: [{ name: deploymentContainerName }]
     }
@@ -155,6 +206,35 @@ module keyVault 'br/public:avm/res/key-vault/vault:0.11.0' = {
     enableVaultForDeployment: false
     enableVaultForTemplateDeployment: false
     enableVaultForDiskEncryption: false
+    // VNet mode: reachable through its private endpoint only (the postprovision hook opens it to
+    // the deployer's address while it stores the secrets, then closes it again).
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
+    networkAcls: vnetEnabled
+      ? { defaultAction: 'Deny', bypass: 'None' }
+      : { defaultAction: 'Allow', bypass: 'AzureServices' }
+  }
+}
+
+module vnet 'app/vnet.bicep' = if (vnetEnabled) {
+  name: 'vnet'
+  scope: rg
+  params: {
+    name: vnetName
+    location: location
+    tags: tags
+  }
+}
+
+module privateEndpoints 'app/private-endpoints.bicep' = if (vnetEnabled) {
+  name: 'private-endpoints'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    virtualNetworkName: vnetName
+    subnetName: vnetEnabled ? vnet.outputs.privateEndpointSubnetName : ''
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
   }
 }
 
@@ -241,8 +321,9 @@ module api 'app/api.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     appSettings: appSettings
+    virtualNetworkSubnetId: vnetEnabled ? vnet.outputs.appSubnetId : ''
   }
-  dependsOn: [storage, keyVault, rbac]
+  dependsOn: [storage, keyVault, rbac, privateEndpoints]
 }
 
 module rbac 'app/rbac.bicep' = {
@@ -258,6 +339,9 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+// Mail.Send only when there is a sender to send from (and it is not scoped in Exchange instead).
+var grantMailSend = !empty(governanceMailSender) && grantMailSendTenantWide
+
 module graphRoles 'app/graph-roles.bicep' = if (enableGraphRoleAssignment) {
   name: 'graph-roles'
   scope: rg
@@ -265,7 +349,7 @@ module graphRoles 'app/graph-roles.bicep' = if (enableGraphRoleAssignment) {
     identityPrincipalId: identity.outputs.principalId
     appRoles: concat(
       ['User.Read.All', 'User.RevokeSessions.All', 'User.EnableDisableAccount.All'],
-      grantMailSendTenantWide ? ['Mail.Send'] : [],
+      grantMailSend ? ['Mail.Send'] : [],
       enableIdentityProtection ? ['IdentityRiskyUser.ReadWrite.All'] : []
     )
   }
@@ -278,6 +362,7 @@ output SERVICE_API_NAME string = api.outputs.name
 output AZURE_FUNCTION_NAME string = api.outputs.name
 output AZURE_FUNCTION_URL string = 'https://${api.outputs.defaultHostname}'
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output VNET_ENABLED bool = vnetEnabled
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId

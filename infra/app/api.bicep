@@ -11,6 +11,8 @@ param instanceMemoryMB int
 param maximumInstanceCount int
 @description('App settings, built in main.bicep (checked by tests/test_infra.py).')
 param appSettings object
+@description('VNet mode: the subnet (delegated to Microsoft.App/environments) the app sends its traffic through. Empty: none.')
+param virtualNetworkSubnetId string = ''
 
 module site 'br/public:avm/res/web/site:0.15.1' = {
   name: 'site'
@@ -52,6 +54,10 @@ module site 'br/public:avm/res/web/site:0.15.1' = {
       ftpsState: 'Disabled'
     }
     // No basic-auth publishing: azd deploys with an Entra token.
+    // VNet mode: all outbound traffic through the subnet, so storage and Key Vault (references
+    // included) are reached at their private endpoints.
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    vnetRouteAllEnabled: !empty(virtualNetworkSubnetId)
     basicPublishingCredentialsPolicies: [
       { name: 'ftp', allow: false }
       { name: 'scm', allow: false }

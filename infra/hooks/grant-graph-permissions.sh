@@ -4,15 +4,19 @@
 # Needs: az login as a user with Privileged Role Administrator (or AppRoleAssignment.ReadWrite.All
 # + Application.Read.All).
 #   infra/hooks/grant-graph-permissions.sh <identity principal id> [permission ...]
-# Default permissions: User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All Mail.Send
-# (add IdentityRiskyUser.ReadWrite.All on Entra ID P2 tenants; leave Mail.Send out to scope it to
-# one mailbox with Exchange RBAC for Applications instead, README "Deploy").
+# Default permissions: User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All, and
+# Mail.Send only when GOVERNANCE_MAIL_SENDER is set (as infra/main.bicep grants them). Add
+# IdentityRiskyUser.ReadWrite.All on Entra ID P2 tenants; leave Mail.Send out to scope it to the
+# sender mailbox with Exchange RBAC for Applications instead (README, "Deploy").
 set -eu
 
 principal="${1:-${AZURE_MANAGED_IDENTITY_PRINCIPAL_ID:-}}"
 [ -n "$principal" ] || { echo "usage: $0 <managed identity principal id> [permission ...]" >&2; exit 2; }
 [ "$#" -gt 0 ] && shift
-[ "$#" -gt 0 ] || set -- User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All Mail.Send
+if [ "$#" -eq 0 ]; then
+  set -- User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All
+  [ -z "${GOVERNANCE_MAIL_SENDER:-}" ] || set -- "$@" Mail.Send
+fi
 
 graph_app_id=00000003-0000-0000-c000-000000000000
 graph_sp="$(az ad sp show --id "$graph_app_id" --query id -o tsv)"

@@ -1,8 +1,10 @@
-"""The deployment matches the code: settings, queues, tables, environment access, telemetry.
+"""The deployment matches the code: settings, roles, secrets, network, queues, tables, telemetry.
 
-The Bicep cannot be compiled here (CI does that: .github/workflows/bicep.yml), so these tests read
-its text: the app settings between `// app settings: begin` and `// app settings: end` in
-infra/main.bicep, its `var` literals and the queues it creates.
+The Bicep compiler cannot be installed here (it is a .NET binary from GitHub; no registry ships
+it), so CI compiles and lints infra/ (.github/workflows/bicep.yml) and these tests read it with a
+parser (tests/bicep_model.py): every rule in tests/infra_checks.py works on declarations and
+evaluated values, not on text. A list of deliberate breakages, each applied to a copy of the
+deployment, proves that the rules catch them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import ssl
 import subprocess
 import sys
@@ -28,132 +31,228 @@ from shared import storage as st
 from shared.config import SETTINGS, ConfigError, Settings
 from shared.services import Services
 from shared.telemetry import parse_authentication
-from tests.test_bindings import triggers
+from tests import infra_checks
+from tests.bicep_model import BicepError, BicepFile, Parser
 
 ROOT = Path(__file__).resolve().parents[1]
-MAIN_BICEP = ROOT / "infra" / "main.bicep"
-
-# Settings the Bicep deliberately leaves unset in Azure, and why (each is still in SETTINGS).
-NOT_SET_IN_AZURE = {
-    "AzureWebJobsStorage": "shared keys are disabled: the identity-based "
-    "AzureWebJobsStorage__* settings replace the connection string",
-    "GRAPH_CLIENT_ID": "client-credentials only; Azure uses GRAPH_AUTH=managed-identity",
-    "GRAPH_CLIENT_SECRET": "client-credentials only; Azure uses GRAPH_AUTH=managed-identity",
-    "GRAPH_CLIENT_CERTIFICATE_PATH": "client-credentials only; Azure uses the managed identity",
-    "GRAPH_CA_BUNDLE": "only the local Graph simulator needs an extra CA",
-    "SECRET_ENCRYPTION_KEY": "KEY_VAULT_URL is set: install tokens live in Key Vault, not in an "
-    "encrypted table",
-    "POLICIES_PATH": "optional: unset means the shipped `policies` folder",
-    "IP_RANGES_PATH": "optional customer IP ranges file; unset: built-in data only",
-    "GEOIP_CITY_DB": "optional licensed MaxMind database, not shipped; add it to the package and "
-    "set it after deploying (README, Deploy)",
-    "GEOIP_ASN_DB": "optional licensed MaxMind database (as GEOIP_CITY_DB)",
-    "GEOIP_ANONYMOUS_DB": "optional licensed MaxMind database (as GEOIP_CITY_DB)",
-}
-# Settings whose default is right locally but wrong in Azure: the Bicep must set them.
-WRONG_DEFAULT_IN_AZURE = {
-    "GRAPH_AUTH": "Azure authenticates to Graph with the managed identity",
-    "AzureWebJobsStorage__tableServiceUri": "identity-based storage",
-    "AzureWebJobsStorage__queueServiceUri": "identity-based storage",
-    "AzureWebJobsStorage__clientId": "identity-based storage (user-assigned identity)",
-}
-# Settings only the Functions host reads (not Vigil's code).
-HOST_SETTINGS = {"AzureWebJobsStorage__credential", "AzureWebJobsStorage__blobServiceUri"}
 
 
-def bicep_app_settings() -> dict[str, str]:
-    text = MAIN_BICEP.read_text()
-    block = text.split("// app settings: begin", 1)[1].split("// app settings: end", 1)[0]
-    settings: dict[str, str] = {}
-    for line in block.splitlines():
-        m = re.match(r"^\s*'?([A-Za-z_][A-Za-z0-9_]*)'?\s*:\s*(.+?)\s*$", line)
-        if m:
-            assert m.group(1) not in settings, f"{m.group(1)} set twice in infra/main.bicep"
-            settings[m.group(1)] = m.group(2)
-    assert settings, "no app settings found between the markers in infra/main.bicep"
-    return settings
-
-
-def bicep_vars() -> dict[str, str]:
-    """`var name = 'literal'` and `param name string = 'default'` lines of main.bicep."""
-    pattern = r"^(?:var|param) (\w+)(?: string)? = '([^'$]*)'\s*$"
-    return dict(re.findall(pattern, MAIN_BICEP.read_text(), flags=re.M))
-
-
-def bicep_queues() -> set[str]:
-    text = MAIN_BICEP.read_text()
-    block = text.split("queueServices:", 1)[1].split("}\n", 1)[0]
-    names = re.findall(r"name:\s*([\w']+)", block)
-    values = bicep_vars()
-    return {n.strip("'") if n.startswith("'") else values[n] for n in names}
-
-
-def resolved(value: str) -> str:
-    """A Bicep app-setting value that is a literal or a literal `var`, as a string."""
-    if value.startswith("'") and value.endswith("'") and "${" not in value:
-        return value[1:-1]
-    return bicep_vars()[value]
-
-
-def test_every_setting_is_set_by_the_bicep_or_has_a_default() -> None:
-    bicep = bicep_app_settings()
-    problems = []
-    for spec in SETTINGS:
-        if spec.name in bicep or spec.name in NOT_SET_IN_AZURE:
-            continue
-        if spec.default is None:
-            problems.append(f"{spec.name}: no default, not set in infra/main.bicep")
-        elif spec.name in WRONG_DEFAULT_IN_AZURE:
-            problems.append(f"{spec.name}: its default is wrong in Azure, set it in the Bicep")
-    assert problems == []
+def test_the_deployment_keeps_every_rule() -> None:
+    assert infra_checks.problems(ROOT) == []
 
 
 def test_the_exceptions_are_current() -> None:
     names = {s.name for s in SETTINGS}
-    bicep = bicep_app_settings()
-    for name in [*NOT_SET_IN_AZURE, *WRONG_DEFAULT_IN_AZURE]:
-        assert name in names, f"{name} is no longer a setting: drop it from tests/test_infra.py"
-    assert not set(NOT_SET_IN_AZURE) & set(bicep)
+    for name in [*infra_checks.NOT_SET_IN_AZURE, *infra_checks.WRONG_DEFAULT_IN_AZURE]:
+        assert name in names, f"{name} is no longer a setting: drop it from tests/infra_checks.py"
+    assert not set(infra_checks.HOST_SETTINGS) & names  # host-only: Vigil does not read them
 
 
-def test_the_bicep_sets_only_known_settings() -> None:
-    known = {s.name for s in SETTINGS} | HOST_SETTINGS
-    assert sorted(set(bicep_app_settings()) - known) == []
+# Each breakage: (file under the root, text to find, its replacement, a word the report names).
+# Together they cover what the rules are for: a host-only setting dropped or wrong, a setting
+# Vigil refuses, a secret that is not a reference or is named differently from the hook's, a role
+# defined but not assigned or on the wrong scope, the runtime, the Graph roles, Mail.Send without
+# a sender, the private network, the region list and the vault name after `azd down`.
+BREAKAGES = [
+    (
+        "infra/main.bicep",
+        "  AzureWebJobsStorage__credential: 'managedidentity'\n",
+        "",
+        "credential",
+    ),
+    (
+        "infra/main.bicep",
+        "AzureWebJobsStorage__credential: 'managedidentity'",
+        "AzureWebJobsStorage__credential: 'connectionstring'",
+        "credential",
+    ),
+    (
+        "infra/main.bicep",
+        "var blobServiceUri = 'https://${storageAccountName}.blob.",
+        "var blobServiceUri = 'https://${storageAccountName}.file.",
+        "blobServiceUri",
+    ),
+    (
+        "infra/main.bicep",
+        "  AzureWebJobsStorage__tableServiceUri: tableServiceUri\n",
+        "",
+        "tableServiceUri",
+    ),
+    (
+        "infra/main.bicep",
+        "  KEY_VAULT_URL: 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'\n",
+        "",
+        "KEY_VAULT_URL",
+    ),
+    (
+        "infra/main.bicep",
+        "GRAPH_AUTH: 'managed-identity'",
+        "GRAPH_AUTH: 'managed_identity'",
+        "GRAPH_AUTH",
+    ),
+    (
+        "infra/main.bicep",
+        "param storagePrefix string = 'vigil'",
+        "param storagePrefix string = 'vigil-test'",
+        "STORAGE_PREFIX",
+    ),
+    (
+        "infra/main.bicep",
+        "GRAPH_MANAGED_IDENTITY_CLIENT_ID: identity.outputs.clientId",
+        "GRAPH_MANAGED_IDENTITY_CLIENT_ID: identity.outputs.principalId",
+        "graph_managed_identity",
+    ),
+    (
+        "infra/main.bicep",
+        "'ClientId=${identity.outputs.clientId};Authorization=AAD'",
+        "'Authorization=AAD'",
+        "telemetry",
+    ),
+    (
+        "infra/main.bicep",
+        "WORKPLACE_APP_SECRET: '${kv}workplace-app-secret)'",
+        "WORKPLACE_APP_SECRET: 'workplace-app-secret'",
+        "references",
+    ),
+    (
+        "infra/main.bicep",
+        "'${kv}workplace-app-secret)'",
+        "'${kv}workplace-app-secrets)'",
+        "workplace-app-secret",
+    ),
+    (
+        "infra/hooks/postprovision.sh",
+        "put_secret workplace-webhook-verify-token",
+        "put_secret workplace-verify-token",
+        "workplace-webhook-verify-token",
+    ),
+    (
+        "infra/main.bicep",
+        "queues: [{ name: activityQueueName }, { name: governQueueName }]",
+        "queues: [{ name: activityQueueName }]",
+        "govern",
+    ),
+    (
+        "infra/app/rbac.bicep",
+        "  roles.storageTableDataContributor\n",
+        "",
+        "storageTableDataContributor is defined but never assigned",
+    ),
+    (
+        "infra/app/rbac.bicep",
+        "storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'",
+        "storageQueueDataContributor: '19e7f393-937e-4f77-808e-94535e297925'",
+        "storageQueue",
+    ),
+    (
+        "infra/app/rbac.bicep",
+        "  scope: appInsights\n",
+        "  scope: vault\n",
+        "Monitoring Metrics Publisher",
+    ),
+    (
+        "infra/app/rbac.bicep",
+        "principalId: deployerPrincipalId\n    principalType: deployerPrincipalType",
+        "principalId: identityPrincipalId\n    principalType: 'ServicePrincipal'",
+        "deployer",
+    ),
+    ("infra/app/api.bicep", "version: '3.11'", "version: '3.9'", "runtime"),
+    (
+        "infra/app/api.bicep",
+        "    keyVaultAccessIdentityResourceId: identityResourceId\n",
+        "",
+        "Key Vault references",
+    ),
+    (
+        "infra/main.bicep",
+        "['User.Read.All', 'User.RevokeSessions.All', 'User.EnableDisableAccount.All']",
+        "['User.Read.All', 'User.EnableDisableAccount.All']",
+        "User.RevokeSessions.All",
+    ),
+    ("infra/main.bicep", "grantMailSend ? ['Mail.Send'] : []", "['Mail.Send']", "mail sender"),
+    (
+        "infra/main.bicep",
+        "var grantMailSend = !empty(governanceMailSender) && grantMailSendTenantWide",
+        "var grantMailSend = grantMailSendTenantWide",
+        "mail sender",
+    ),
+    (
+        "infra/main.bicep",
+        "quickstarts: private endpoints only in VNet mode.\n    publicNetworkAccess: vnetEnabled ? "
+        "'Disabled' : 'Enabled'",
+        "quickstarts: private endpoints only in VNet mode.\n    publicNetworkAccess: 'Enabled'",
+        "storage",
+    ),
+    (
+        "infra/app/private-endpoints.bicep",
+        "    service: 'queue'\n",
+        "    service: 'queues'\n",
+        "endpoints",
+    ),
+    (
+        "infra/app/api.bicep",
+        "    vnetRouteAllEnabled: !empty(virtualNetworkSubnetId)\n",
+        "",
+        "virtual network",
+    ),
+    (
+        "infra/main.bicep",
+        "  'swedencentral'\n  'uaenorth'",
+        "  'swedencentral'\n  'eastus2euap'\n  'uaenorth'",
+        "canary",
+    ),
+    (
+        "infra/main.bicep",
+        "var keyVaultName = '${abbrs.keyVaultVaults}${keyVaultToken}'",
+        "var keyVaultName = '${abbrs.keyVaultVaults}${resourceToken}'",
+        "keyVaultSalt",
+    ),
+    (
+        "infra/main.parameters.json",
+        '"${VNET_ENABLED=false}"',
+        '"${VNET_ENABLED=true}"',
+        "VNET_ENABLED",
+    ),
+    ("azure.yaml", 'azd: ">= 1.18.0"', 'azd: ">= 1.10.0"', "requiredVersions"),
+]
 
 
-def test_secrets_are_key_vault_references() -> None:
-    text = MAIN_BICEP.read_text()
-    assert "var kv = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName='" in text
-    bicep = bicep_app_settings()
-    reference = r"'\$\{kv\}[a-z0-9-]+\)'"
-    for spec in SETTINGS:
-        if spec.secret and spec.name in bicep:
-            value = bicep[spec.name]  # a reference, or a choice between one and nothing
-            assert re.fullmatch(reference, value) or re.fullmatch(
-                rf"\w+ \? {reference} : ''", value
-            ), f"{spec.name} = {value}: a secret must be a Key Vault reference"
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    copy = tmp_path_factory.mktemp("deployment")
+    shutil.copytree(ROOT / "infra", copy / "infra")
+    for name in ("azure.yaml", "pyproject.toml"):
+        shutil.copy(ROOT / name, copy / name)
+    return copy
 
 
-def test_every_binding_expression_is_set_by_the_bicep() -> None:
-    """The host resolves %NAME% from app settings only; Vigil's defaults do not reach it."""
-    bicep = bicep_app_settings()
-    expressions = {
-        name
-        for trigger in triggers().values()
-        for value in trigger.values()
-        if isinstance(value, str)
-        for name in re.findall(r"%([A-Za-z0-9_]+)%", value)
-    }
-    assert {"SYNC_SCHEDULE", "ACTIVITY_QUEUE", "GOVERN_QUEUE"} <= expressions
-    assert sorted(expressions - set(bicep)) == []
+@pytest.mark.parametrize(
+    ("path", "old", "new", "named"),
+    BREAKAGES,
+    ids=[f"{i:02d}-{b[3]}" for i, b in enumerate(BREAKAGES)],
+)
+def test_each_breakage_is_caught(
+    pristine: Path, tmp_path: Path, path: str, old: str, new: str, named: str
+) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(pristine, root)
+    target = root / path
+    text = target.read_text()
+    assert text.count(old) == 1, f"the breakage no longer applies to {path}: {old!r}"
+    target.write_text(text.replace(old, new))
+    found = infra_checks.problems(root)
+    assert found, f"not caught: {path}: {old!r} -> {new!r}"
+    assert any(named in p for p in found), found
 
 
-def test_the_queue_triggers_listen_on_queues_the_bicep_creates() -> None:
-    bicep, queues = bicep_app_settings(), bicep_queues()
-    for trigger in triggers().values():
-        if trigger["type"] == "queueTrigger":
-            setting = trigger["queueName"].strip("%")
-            assert resolved(bicep[setting]) in queues, setting
+def test_the_parser_refuses_what_it_does_not_understand(tmp_path: Path) -> None:
+    for broken in ("param x string = 'unterminated", "var x = { a: 1 a: 2 }", "foo bar"):
+        with pytest.raises(BicepError):
+            Parser(broken).declarations()
+    file = tmp_path / "x.bicep"
+    file.write_text("var a = { k: 1\n  k: 2 }\n")
+    with pytest.raises(BicepError, match="set twice"):
+        BicepFile.read(file)
 
 
 def _deployed_python() -> Iterator[Path]:
@@ -182,7 +281,11 @@ def _queue_setting(field: str) -> str:
 
 
 def test_every_queue_the_code_sends_to_exists_in_the_bicep() -> None:
-    bicep, queues = bicep_app_settings(), bicep_queues()
+    deployment = infra_checks.Deployment(ROOT)
+    settings = deployment.app_settings("defaults")
+    ev = deployment.evaluator("defaults")
+    storage = ev.eval(deployment.module_param("storage", "queueServices"))
+    queues = {q["name"] for q in storage["queues"]}
     fields = set()
     for path in _deployed_python():
         for node in ast.walk(ast.parse(path.read_text())):
@@ -199,7 +302,7 @@ def test_every_queue_the_code_sends_to_exists_in_the_bicep() -> None:
     assert fields, "found no queue use: is the scan still right?"
     for field in fields:
         setting = _queue_setting(field)
-        assert resolved(bicep[setting]) in queues, setting
+        assert settings[setting] in queues, setting
 
 
 def test_every_table_the_code_uses_is_created_on_first_use(svc: Services) -> None:
@@ -218,7 +321,7 @@ def test_every_table_the_code_uses_is_created_on_first_use(svc: Services) -> Non
                 assert const is not None, f"{where}: table name must be a shared.storage constant"
                 assert getattr(st, const, None) in st.TABLES, f"{where}: {const} not in TABLES"
     assert names >= set(st.TABLES)
-    prefix = resolved(bicep_app_settings()["STORAGE_PREFIX"])
+    prefix = infra_checks.Deployment(ROOT).app_settings("defaults")["STORAGE_PREFIX"]
     for table in st.TABLES:
         assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", prefix + table), prefix + table
         svc.storage.table(table)
@@ -239,60 +342,14 @@ def test_no_deployed_code_reads_the_environment_outside_config() -> None:
     assert offenders == []
 
 
-def test_azure_yaml_has_one_python_function_service() -> None:
-    text = (ROOT / "azure.yaml").read_text()
-    services = re.split(r"\n(?=\S)", text.split("\nservices:\n", 1)[1], maxsplit=1)[0]
-    assert re.findall(r"^  (\w+):$", services, flags=re.M) == ["api"]  # one service
-    assert re.findall(r"^    (\w+): (.+)$", services, flags=re.M) == [
-        ("project", "."),
-        ("language", "python"),
-        ("host", "function"),
-    ]
-    hook = re.search(r"postprovision:\n(?:\s+.*\n)*?\s+run: (\S+)", text)
-    assert hook, "azure.yaml has no postprovision hook"
-    assert os.access(ROOT / hook.group(1), os.X_OK), hook.group(1)
-    main = MAIN_BICEP.read_text()
-    assert main.startswith("//") and "targetScope = 'subscription'" in main
-    assert "'azd-service-name': 'api'" in (ROOT / "infra" / "app" / "api.bicep").read_text()
-    params = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
-    declared = set(re.findall(r"^param (\w+) ", main, flags=re.M))
-    assert set(params) <= declared
-    assert {"environmentName", "location"} <= set(params)
-
-
-def test_every_role_is_assigned_in_the_rbac_module() -> None:
-    rbac = (ROOT / "infra" / "app" / "rbac.bicep").read_text()
-    for guid in (
-        "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",  # Storage Blob Data Owner
-        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",  # Storage Queue Data Contributor
-        "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",  # Storage Table Data Contributor
-        "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",  # Key Vault Secrets Officer
-        "3913510d-42f4-4e42-8a64-420c390055eb",  # Monitoring Metrics Publisher
-    ):
-        assert guid in rbac
-    infra = "".join(p.read_text() for p in (ROOT / "infra").rglob("*.bicep"))
-    assert infra.count("Microsoft.Authorization/roleAssignments@") == rbac.count(
-        "Microsoft.Authorization/roleAssignments@"
-    )
-
-
-def test_modules_are_pinned_azure_verified_modules() -> None:
-    infra = "".join(p.read_text() for p in (ROOT / "infra").rglob("*.bicep"))
-    refs = re.findall(r"'br/public:(avm/res/[\w/-]+):([^']*)'", infra)
-    assert {r for r, _ in refs} >= {
-        "avm/res/managed-identity/user-assigned-identity",
-        "avm/res/web/serverfarm",
-        "avm/res/web/site",
-        "avm/res/storage/storage-account",
-        "avm/res/key-vault/vault",
-        "avm/res/operational-insights/workspace",
-        "avm/res/insights/component",
-    }
-    assert all(re.fullmatch(r"\d+\.\d+\.\d+", version) for _, version in refs)
-    main = MAIN_BICEP.read_text()
-    assert "allowSharedKeyAccess: false" in main
-    assert "enableRbacAuthorization: true" in main
-    assert "disableLocalAuth: true" in main
+def test_the_readme_states_the_azd_version_and_the_regions() -> None:
+    readme = (ROOT / "README.md").read_text()
+    deploy = readme.split("\n## Deploy\n", 1)[1].split("\n## Cost\n", 1)[0]
+    assert "1.18" in deploy and "requiredVersions" in deploy
+    location = BicepFile.read(ROOT / "infra" / "main.bicep").params["location"]
+    regions = set(location.decorators["allowed"][0].items)
+    used = set(re.findall(r"azd env set AZURE_LOCATION (\w+)", deploy))
+    assert used and used <= regions
 
 
 # --- telemetry ---------------------------------------------------------------------------------
@@ -499,96 +556,231 @@ def test_the_workflows_run_ci_build_the_bicep_and_deploy_on_demand() -> None:
     assert "secrets.AZURE" not in deploy  # OIDC: no stored Azure credential
 
 
-# --- azd hooks, run against a fake `az` that records what it was asked -----------------------
+# --- azd hooks, run against a fake `az` (and `azd`) that record what they were asked -------------
 
 FAKE_AZ = r"""#!/bin/sh
-# Records each call; `keyvault secret set --file F` keeps F's content; `secret show` fails unless
-# the secret name is listed in $FAKE_EXISTING; `ad sp show` and `rest` answer canned ids.
-echo "$*" >>"$FAKE_LOG/calls"
-name=""; file=""; prev=""
+# A fake `az` with a fake vault ($FAKE_LOG/vault/<secret>) and a fake App Service that resolves
+# the Key Vault references listed in $FAKE_REFERENCES (SETTING=secret ...) the way the real one
+# does: it caches what it resolved (statuses) and re-reads the vault only when asked to refresh.
+# $FAKE_DENIED lists secrets its identity may not read. `keyvault show` finds $FAKE_LIVE_VAULT,
+# `show-deleted` finds $FAKE_DELETED_VAULT; `ad sp show` and Graph `rest` calls answer canned ids.
+log="$FAKE_LOG"
+site=/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/app
+snapshot() {
+  : >"$log/statuses"
+  for ref in ${FAKE_REFERENCES:-}; do
+    setting="${ref%%=*}"; secret="${ref#*=}"
+    if echo " ${FAKE_DENIED:-} " | grep -q " $secret "; then status=AccessToKeyVaultDenied
+    elif [ -f "$log/vault/$secret" ]; then status=Resolved
+    else status=SecretNotFound; fi
+    printf '%s/config/configreferences/appsettings/%s\t%s\t%s\t\n' \
+      "$site" "$setting" "$secret" "$status" >>"$log/statuses"
+  done
+}
+if [ "$1" = __snapshot ]; then snapshot; exit 0; fi
+echo "az $*" >>"$log/calls"
+name=""; file=""; url=""; prev=""
 for arg in "$@"; do
-  case "$prev" in --name) name="$arg" ;; --file) file="$arg" ;; esac
+  case "$prev" in --name) name="$arg" ;; --file) file="$arg" ;; --url) url="$arg" ;; esac
   prev="$arg"
 done
 case "$1 $2 $3" in
-  "keyvault secret show") echo " $FAKE_EXISTING " | grep -q " $name " || exit 3; echo id ;;
-  "keyvault secret set") cp "$file" "$FAKE_LOG/secret-$name" ;;
+  "keyvault secret show") [ -f "$log/vault/$name" ] || exit 3; echo id ;;
+  "keyvault secret set") cp "$file" "$log/vault/$name" ;;
+  "keyvault show --name") [ "$name" = "${FAKE_LIVE_VAULT:-}" ] || exit 3; echo id ;;
+  "keyvault show-deleted --name") [ "$name" = "${FAKE_DELETED_VAULT:-}" ] || exit 3; echo id ;;
+  "functionapp show --name") echo "${site%/app}/$name" ;;
   "ad sp show")
     case "$*" in
       *"appRoles[?value=='User.Read.All']"*) echo role-read ;;
       *"appRoles[?value=='Mail.Send']"*) echo role-mail ;;
-      *appRoles*) echo "" ;;
+      *"appRoles[?value=='Nope.All']"*) echo "" ;;
+      *appRoles*) echo "role-other" ;;
       *) echo graph-sp ;;
     esac ;;
-  "rest --method GET") echo role-read ;;
+  "rest --method POST") case "$url" in *configreferences/appsettings/refresh*) snapshot ;; esac ;;
+  "rest --method GET")
+    case "$url" in
+      *configreferences/appsettings*) cat "$log/statuses" ;;
+      *) echo role-read ;;
+    esac ;;
 esac
 exit 0
 """
+FAKE_AZD = """#!/bin/sh
+echo "azd $*" >>"$FAKE_LOG/calls"
+"""
+REFERENCES = (
+    "WORKPLACE_APP_SECRET=workplace-app-secret "
+    "WORKPLACE_WEBHOOK_VERIFY_TOKEN=workplace-webhook-verify-token"
+)
 
 
-def _hook(tmp_path: Path, script: str, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+def _hook(
+    tmp_path: Path,
+    script: str,
+    args: list[str],
+    env: dict[str, str],
+    existing: tuple[str, ...] = (),
+) -> tuple[int, str, list[str]]:
+    """Runs a hook; `existing` secrets are in the vault (and resolved) before it starts."""
     bin_dir, log = tmp_path / "bin", tmp_path / "log"
-    bin_dir.mkdir(parents=True)
-    log.mkdir()
-    (bin_dir / "az").write_text(FAKE_AZ)
-    (bin_dir / "az").chmod(0o755)
+    (log / "vault").mkdir(parents=True)
+    bin_dir.mkdir()
+    for name, text in (("az", FAKE_AZ), ("azd", FAKE_AZD)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    for secret in existing:
+        (log / "vault" / secret).write_text("old")
+    base = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "FAKE_LOG": str(log),
+        "FAKE_REFERENCES": REFERENCES,
+        "VIGIL_HOOK_WAIT_SECONDS": "0",
+    }
+    # What App Service resolved when the provision wrote the app settings.
+    subprocess.run([str(bin_dir / "az"), "__snapshot"], env={**base, **env}, check=True)  # noqa: S603
     result = subprocess.run(  # noqa: S603 (our own script, fixed arguments)
         ["/bin/sh", str(ROOT / "infra" / "hooks" / script), *args],
-        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_LOG": str(log), **env},
+        env={**base, **env},
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
-    calls = (log / "calls").read_text() if (log / "calls").exists() else ""
-    return result.returncode, calls + result.stdout + result.stderr
+    calls = (log / "calls").read_text().splitlines() if (log / "calls").exists() else []
+    return result.returncode, result.stdout + result.stderr, calls
 
 
-def test_postprovision_stores_the_given_secrets_in_key_vault_without_showing_them(
+PROVISIONED = {
+    "AZURE_KEY_VAULT_NAME": "kv-test",
+    "AZURE_FUNCTION_NAME": "func-vigil-test",
+    "AZURE_RESOURCE_GROUP": "rg-test",
+    "AZURE_FUNCTION_URL": "https://func-vigil-test.azurewebsites.net",
+}
+
+
+def _index(calls: list[str], fragment: str) -> int:
+    return next(i for i, call in enumerate(calls) if fragment in call)
+
+
+def test_postprovision_stores_secrets_then_refreshes_the_references_it_checks(
     tmp_path: Path,
 ) -> None:
-    code, out = _hook(
-        tmp_path,
-        "postprovision.sh",
-        [],
-        {
-            "AZURE_KEY_VAULT_NAME": "kv-test",
-            "AZURE_FUNCTION_NAME": "func-vigil-test",
-            "AZURE_RESOURCE_GROUP": "rg-test",
-            "AZURE_FUNCTION_URL": "https://func-vigil-test.azurewebsites.net",
-            "WORKPLACE_APP_SECRET": "s3cr3t-app",
-            "FAKE_EXISTING": "workplace-app-secret",
-        },
+    code, out, calls = _hook(
+        tmp_path, "postprovision.sh", [], {**PROVISIONED, "WORKPLACE_APP_SECRET": "s3cr3t-app"}
     )
     assert code == 0, out
-    log = tmp_path / "log"
-    assert (log / "secret-workplace-app-secret").read_text() == "s3cr3t-app"
-    assert not (log / "secret-workplace-webhook-verify-token").exists()
-    assert "s3cr3t-app" not in out  # never on a command line or in the output
+    assert (tmp_path / "log" / "vault" / "workplace-app-secret").read_text() == "s3cr3t-app"
+    assert not (tmp_path / "log" / "vault" / "workplace-webhook-verify-token").exists()
+    assert "s3cr3t-app" not in out + "".join(calls)  # never on a command line or in the output
+    # The documented refresh, after the secret is stored; without it the reference would still
+    # be the SecretNotFound App Service cached at provision time.
+    refresh = _index(calls, "configreferences/appsettings/refresh?api-version=2022-03-01")
+    assert _index(calls, "keyvault secret set --vault-name kv-test") < refresh
+    assert calls[refresh].startswith(
+        "az rest --method POST --url /subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/"
+        "sites/func-vigil-test/config/"
+    )
+    assert refresh < _index(calls, "rest --method GET")
+    assert not any("restart" in call for call in calls)
     assert "missing: secret workplace-webhook-verify-token in kv-test" in out
-    assert "functionapp restart --name func-vigil-test --resource-group rg-test" in out
+    assert "missing: secret workplace-app-secret" not in out
     assert "https://func-vigil-test.azurewebsites.net/api/workplace/webhook" in out
 
 
+def test_postprovision_fails_naming_a_stored_secret_whose_reference_does_not_resolve(
+    tmp_path: Path,
+) -> None:
+    code, out, calls = _hook(
+        tmp_path,
+        "postprovision.sh",
+        [],
+        {**PROVISIONED, "FAKE_DENIED": "workplace-app-secret", "VIGIL_HOOK_ATTEMPTS": "3"},
+        existing=("workplace-app-secret", "workplace-webhook-verify-token"),
+    )
+    assert code != 0
+    assert "WORKPLACE_APP_SECRET (secret workplace-app-secret): AccessToKeyVaultDenied" in out
+    assert "WORKPLACE_WEBHOOK_VERIFY_TOKEN" not in out.split("did not resolve", 1)[1]
+    assert sum("appsettings/refresh" in call for call in calls) == 3  # retried, then gave up
+    assert "Vigil is provisioned" not in out
+
+
+def test_postprovision_in_vnet_mode_opens_the_vault_to_the_deployer_only_while_storing(
+    tmp_path: Path,
+) -> None:
+    env = {**PROVISIONED, "VNET_ENABLED": "true", "WORKPLACE_APP_SECRET": "s3cr3t-app"}
+    code, out, _ = _hook(tmp_path / "no-ip", "postprovision.sh", [], env)
+    assert code != 0 and "azd env set KEY_VAULT_DEPLOYER_IP" in out
+    assert not (tmp_path / "no-ip" / "log" / "vault" / "workplace-app-secret").exists()
+
+    code, out, calls = _hook(
+        tmp_path / "ip", "postprovision.sh", [], {**env, "KEY_VAULT_DEPLOYER_IP": "203.0.113.7"}
+    )
+    assert code == 0, out
+    opened = _index(calls, "keyvault network-rule add --name kv-test --ip-address 203.0.113.7/32")
+    stored = _index(calls, "keyvault secret set")
+    removed = _index(calls, "keyvault network-rule remove --name kv-test --ip-address 203.0.113.7")
+    closed = _index(calls, "keyvault update --name kv-test --public-network-access Disabled")
+    assert opened < stored < removed < closed
+
+    code, out, calls = _hook(
+        tmp_path / "nothing", "postprovision.sh", [], PROVISIONED | {"VNET_ENABLED": "true"}
+    )
+    assert code == 0, out
+    assert not any("network-rule" in call for call in calls)  # nothing to store: stays closed
+
+
 def test_postprovision_outside_azd_says_what_is_missing(tmp_path: Path) -> None:
-    code, out = _hook(tmp_path, "postprovision.sh", [], {})
+    code, out, _ = _hook(tmp_path, "postprovision.sh", [], {})
     assert code != 0
     assert "AZURE_KEY_VAULT_NAME is not set" in out
 
 
-def test_grant_graph_permissions_is_idempotent_and_rejects_unknown_permissions(
+def test_preprovision_renews_the_vault_name_only_when_needed(tmp_path: Path) -> None:
+    code, out, calls = _hook(tmp_path / "new", "preprovision.sh", [], {})
+    assert code == 0, out
+    assert [c for c in calls if c.startswith("azd")] and re.fullmatch(
+        r"azd env set KEY_VAULT_SALT [0-9a-f]{8}", calls[-1]
+    )
+    kept = {"AZURE_KEY_VAULT_NAME": "kv-old", "KEY_VAULT_SALT": "0011aabb"}
+    code, out, calls = _hook(
+        tmp_path / "live", "preprovision.sh", [], {**kept, "FAKE_LIVE_VAULT": "kv-old"}
+    )
+    assert code == 0 and not [c for c in calls if c.startswith("azd")]
+    code, out, calls = _hook(
+        tmp_path / "down", "preprovision.sh", [], {**kept, "FAKE_DELETED_VAULT": "kv-old"}
+    )
+    assert code == 0 and "kv-old is soft-deleted" in out
+    assert re.fullmatch(r"azd env set KEY_VAULT_SALT [0-9a-f]{8}", calls[-1])
+    assert calls[-1] != "azd env set KEY_VAULT_SALT 0011aabb"
+    code, out, calls = _hook(tmp_path / "purged", "preprovision.sh", [], kept)
+    assert code == 0 and not [c for c in calls if c.startswith("azd")]  # purged: name is free
+
+
+def test_grant_graph_permissions_is_idempotent_and_grants_mail_send_only_with_a_sender(
     tmp_path: Path,
 ) -> None:
-    code, out = _hook(
-        tmp_path, "grant-graph-permissions.sh", ["mi-principal", "User.Read.All", "Mail.Send"], {}
+    code, out, calls = _hook(
+        tmp_path / "a",
+        "grant-graph-permissions.sh",
+        ["mi-principal", "User.Read.All", "Mail.Send"],
+        {},
     )
     assert code == 0, out
     assert "already granted: User.Read.All" in out
     assert "granted: Mail.Send" in out
-    posts = [line for line in out.splitlines() if line.startswith("rest --method POST")]
+    posts = [c for c in calls if c.startswith("az rest --method POST")]
     assert len(posts) == 1
     assert "servicePrincipals/graph-sp/appRoleAssignedTo" in posts[0]
     assert '"principalId": "mi-principal"' in posts[0] and '"appRoleId": "role-mail"' in posts[0]
 
-    code, out = _hook(tmp_path / "again", "grant-graph-permissions.sh", ["mi", "Nope.All"], {})
+    code, out, _ = _hook(tmp_path / "b", "grant-graph-permissions.sh", ["mi"], {})
+    assert code == 0 and "Mail.Send" not in out and "granted: User.RevokeSessions.All" in out
+    code, out, _ = _hook(
+        tmp_path / "c", "grant-graph-permissions.sh", ["mi"], {"GOVERNANCE_MAIL_SENDER": "v@c.com"}
+    )
+    assert code == 0 and "granted: Mail.Send" in out
+
+    code, out, _ = _hook(tmp_path / "d", "grant-graph-permissions.sh", ["mi", "Nope.All"], {})
     assert code != 0 and "unknown Graph application permission: Nope.All" in out

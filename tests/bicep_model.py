@@ -700,7 +700,7 @@ class Evaluator:
             return node
         if isinstance(node, Interpolated):
             return "".join(
-                p if isinstance(p, str) else self._text(self.eval(p, scope)) for p in node.parts
+                p if isinstance(p, str) else self.text(self.eval(p, scope)) for p in node.parts
             )
         if isinstance(node, Obj):
             return {k: self.eval(v, scope) for k, v in node.items}
@@ -775,7 +775,7 @@ class Evaluator:
         raise BicepError(f"cannot evaluate {type(node).__name__}")
 
     @staticmethod
-    def _text(value: Any) -> str:
+    def text(value: Any) -> str:
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, str | int):

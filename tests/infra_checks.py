@@ -141,7 +141,7 @@ class Deployment:
         value = ev.eval(self.module_param("api", "appSettings"))
         if not isinstance(value, dict):
             raise BicepError("the api module's appSettings is not an object")
-        return {k: ev._text(v) for k, v in value.items()}
+        return {k: ev.text(v) for k, v in value.items()}
 
 
 def problems(root: Path) -> list[str]:

@@ -277,10 +277,10 @@ module plan 'br/public:avm/res/web/serverfarm:0.1.1' = {
 }
 
 // Every app setting Vigil reads that has no default, or whose default is wrong in Azure
-// (tests/test_infra.py checks this block against shared.config.SETTINGS). Secrets are Key
-// Vault references; the postprovision hook stores them. Workplace tokens Vigil obtains at
-// install time go to the same vault (KEY_VAULT_URL), so SECRET_ENCRYPTION_KEY is not needed.
-// app settings: begin
+// (tests/test_infra.py evaluates them and runs them through shared.config's parser). Secrets are
+// Key Vault references; the postprovision hook stores them under the same names. Workplace tokens
+// Vigil obtains at install time go to the same vault (KEY_VAULT_URL), so SECRET_ENCRYPTION_KEY is
+// not needed.
 var appSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identity.outputs.clientId
@@ -306,7 +306,6 @@ var appSettings = {
   GOVERNANCE_MODE: governanceMode
   GOVERNANCE_MAIL_SENDER: governanceMailSender
 }
-// app settings: end
 
 module api 'app/api.bicep' = {
   name: 'api'

@@ -112,7 +112,7 @@ param logRetentionDays int = 31
 @description('Key Vault purge protection. Keep true in production; false lets `azd down --purge` remove a test vault at once.')
 param keyVaultPurgeProtection bool = true
 
-@description('KEY_VAULT_SALT, kept in the azd environment by infra/hooks/preprovision.sh: part of the vault name. The hook draws a new one when the vault of that name is soft-deleted (after `azd down`), so the next provision creates a vault with a new name instead of failing on the deleted one. Empty: the name of the first release.')
+@description('KEY_VAULT_SALT, kept by infra/hooks/preprovision.sh: part of the vault name. Empty (a new environment): kv-<resource token>. The hook draws a new one when the vault of the current salt is soft-deleted (after `azd down`), so the next provision creates a vault with a new name instead of failing on the deleted one.')
 param keyVaultSalt string = ''
 
 @description('VNET_ENABLED: put the function app in a virtual network and reach storage (blob, queue, table) and Key Vault only through private endpoints, with their public network access off. False (default): public endpoints, identity-only access.')
@@ -121,6 +121,10 @@ param vnetEnabled bool = false
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
+// The salt is recorded where infra/hooks/preprovision.sh finds it from any machine (a CI runner
+// starts with an empty azd environment): on the resource group, and on the vault, whose tags a
+// soft-deleted vault keeps.
+var saltTags = union(tags, { 'vigil-key-vault-salt': keyVaultSalt })
 
 var functionAppName = '${abbrs.webSitesFunctions}vigil-${resourceToken}'
 var storageAccountName = '${abbrs.storageStorageAccounts}${resourceToken}'
@@ -147,7 +151,7 @@ var kv = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName='
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
   location: location
-  tags: tags
+  tags: saltTags
 }
 
 module identity 'br/public:avm/res/managed-identity/user-assigned-identity:0.4.1' = {
@@ -198,7 +202,7 @@ module keyVault 'br/public:avm/res/key-vault/vault:0.11.0' = {
   params: {
     name: keyVaultName
     location: location
-    tags: tags
+    tags: saltTags
     sku: 'standard'
     enableRbacAuthorization: true
     enablePurgeProtection: keyVaultPurgeProtection

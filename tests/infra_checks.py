@@ -504,6 +504,14 @@ def region_and_names(d: Deployment) -> Iterator[str]:
         if not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]", name):
             yield f"main.bicep: vault name {name!r} is not a valid Key Vault name"
         names.add(name)
+        # Where the preprovision hook finds the salt: the resource group, and the vault itself
+        # (a soft-deleted vault keeps its tags).
+        group_tags = ev.eval(d.main.resources["rg"].value.get("tags"))
+        vault_tags = ev.eval(d.module_param("keyVault", "tags"))
+        for what, tags in (("resource group", group_tags), ("vault", vault_tags)):
+            want = {"azd-env-name": BASE["environmentName"], "vigil-key-vault-salt": salt}
+            if {k: tags.get(k) for k in want} != want:
+                yield f"main.bicep: the {what} does not carry the vault salt and environment tags"
     if len(names) != 3:
         yield "main.bicep: the vault name must change with keyVaultSalt (re-deploy after azd down)"
     if d.parameters["parameters"].get("keyVaultSalt", {}).get("value") != "${KEY_VAULT_SALT=}":

@@ -208,6 +208,12 @@ BREAKAGES = [
         "keyVaultSalt",
     ),
     (
+        "infra/main.bicep",
+        "    tags: saltTags\n    sku: 'standard'",
+        "    tags: tags\n    sku: 'standard'",
+        "salt",
+    ),
+    (
         "infra/main.parameters.json",
         '"${VNET_ENABLED=false}"',
         '"${VNET_ENABLED=true}"',
@@ -562,8 +568,8 @@ FAKE_AZ = r"""#!/bin/sh
 # A fake `az` with a fake vault ($FAKE_LOG/vault/<secret>) and a fake App Service that resolves
 # the Key Vault references listed in $FAKE_REFERENCES (SETTING=secret ...) the way the real one
 # does: it caches what it resolved (statuses) and re-reads the vault only when asked to refresh.
-# $FAKE_DENIED lists secrets its identity may not read. `keyvault show` finds $FAKE_LIVE_VAULT,
-# `show-deleted` finds $FAKE_DELETED_VAULT; `ad sp show` and Graph `rest` calls answer canned ids.
+# $FAKE_DENIED lists secrets its identity may not read. The resource group and the soft-deleted
+# vaults are described below; `ad sp show` and Graph `rest` calls answer canned ids.
 log="$FAKE_LOG"
 site=/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/app
 snapshot() {
@@ -587,8 +593,14 @@ done
 case "$1 $2 $3" in
   "keyvault secret show") [ -f "$log/vault/$name" ] || exit 3; echo id ;;
   "keyvault secret set") cp "$file" "$log/vault/$name" ;;
-  "keyvault show --name") [ "$name" = "${FAKE_LIVE_VAULT:-}" ] || exit 3; echo id ;;
-  "keyvault show-deleted --name") [ "$name" = "${FAKE_DELETED_VAULT:-}" ] || exit 3; echo id ;;
+  "group show --name")  # $FAKE_RG: the resource group exists, with tag salt $FAKE_RG_SALT
+    [ -n "${FAKE_RG:-}" ] || exit 3; echo "${FAKE_RG_SALT:-}" ;;
+  "keyvault list-deleted --resource-type")  # $FAKE_DELETED: name:env:location:salt ...
+    q="$*"; q="${q#*azd-env-name\" == \'}"; env="${q%%\'*}"
+    q="${q#*location == \'}"; loc="${q%%\'*}"
+    q="${q#*|| \'\') == \'}"; salt="${q%%\'*}"
+    want="$env:$loc:$salt"
+    for vault in ${FAKE_DELETED:-}; do [ "${vault#*:}" = "$want" ] && echo "${vault%%:*}"; done ;;
   "functionapp show --name") echo "${site%/app}/$name" ;;
   "ad sp show")
     case "$*" in
@@ -737,25 +749,45 @@ def test_postprovision_outside_azd_says_what_is_missing(tmp_path: Path) -> None:
     assert "AZURE_KEY_VAULT_NAME is not set" in out
 
 
-def test_preprovision_renews_the_vault_name_only_when_needed(tmp_path: Path) -> None:
-    code, out, calls = _hook(tmp_path / "new", "preprovision.sh", [], {})
+def test_preprovision_keeps_the_recorded_salt_and_renews_it_after_azd_down(
+    tmp_path: Path,
+) -> None:
+    env = {"AZURE_ENV_NAME": "prod", "AZURE_LOCATION": "swedencentral"}
+
+    def salts(calls: list[str]) -> list[str]:
+        return [c.removeprefix("azd env set KEY_VAULT_SALT ") for c in calls if c.startswith("azd")]
+
+    # A new environment: no resource group, nothing deleted: the plain name, nothing to set.
+    code, out, calls = _hook(tmp_path / "new", "preprovision.sh", [], env)
     assert code == 0, out
-    assert [c for c in calls if c.startswith("azd")] and re.fullmatch(
-        r"azd env set KEY_VAULT_SALT [0-9a-f]{8}", calls[-1]
-    )
-    kept = {"AZURE_KEY_VAULT_NAME": "kv-old", "KEY_VAULT_SALT": "0011aabb"}
+    assert salts(calls) == []
+    # A CI runner (empty azd environment) finds the salt on the resource group.
     code, out, calls = _hook(
-        tmp_path / "live", "preprovision.sh", [], {**kept, "FAKE_LIVE_VAULT": "kv-old"}
+        tmp_path / "ci", "preprovision.sh", [], {**env, "FAKE_RG": "1", "FAKE_RG_SALT": "0011aabb"}
     )
-    assert code == 0 and not [c for c in calls if c.startswith("azd")]
+    assert code == 0 and salts(calls) == ["0011aabb"], out
+    # After azd down: the vault of the salt is soft-deleted, so a new salt.
+    gone = {**env, "KEY_VAULT_SALT": "0011aabb", "FAKE_DELETED": "kv-a:prod:swedencentral:0011aabb"}
+    code, out, calls = _hook(tmp_path / "down", "preprovision.sh", [], gone)
+    assert code == 0 and "kv-a is soft-deleted" in out
+    assert len(salts(calls)) == 1 and re.fullmatch(r"[0-9a-f]{8}", salts(calls)[0])
+    assert salts(calls) != ["0011aabb"]
+    # The first vault of an environment (no salt) after azd down, from a fresh machine.
     code, out, calls = _hook(
-        tmp_path / "down", "preprovision.sh", [], {**kept, "FAKE_DELETED_VAULT": "kv-old"}
+        tmp_path / "first",
+        "preprovision.sh",
+        [],
+        {**env, "FAKE_DELETED": "kv-b:prod:swedencentral:"},
     )
-    assert code == 0 and "kv-old is soft-deleted" in out
-    assert re.fullmatch(r"azd env set KEY_VAULT_SALT [0-9a-f]{8}", calls[-1])
-    assert calls[-1] != "azd env set KEY_VAULT_SALT 0011aabb"
-    code, out, calls = _hook(tmp_path / "purged", "preprovision.sh", [], kept)
-    assert code == 0 and not [c for c in calls if c.startswith("azd")]  # purged: name is free
+    assert code == 0 and "kv-b is soft-deleted" in out and len(salts(calls)) == 1
+    # Deleted vaults of another environment, region or salt do not matter.
+    other = (
+        "kv-c:test:swedencentral:0011aabb kv-d:prod:westeurope:0011aabb kv-e:prod:swedencentral:"
+    )
+    code, out, calls = _hook(
+        tmp_path / "other", "preprovision.sh", [], {**gone, "FAKE_DELETED": other}
+    )
+    assert code == 0 and salts(calls) == [] and "soft-deleted" not in out
 
 
 def test_grant_graph_permissions_is_idempotent_and_grants_mail_send_only_with_a_sender(

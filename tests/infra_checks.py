@@ -329,6 +329,11 @@ def roles(d: Deployment) -> Iterator[str]:
     )
     if count != sum(1 for r in rbac.resources.values() if r.type.startswith("Microsoft.Auth")):
         yield "role assignments outside infra/app/rbac.bicep"
+    for f in files:
+        for m in f.modules.values():
+            params = m.body.get("params") if isinstance(m.body, Obj) else None
+            if isinstance(params, Obj) and params.get("roleAssignments") is not None:
+                yield f"{f.path.name}: module {m.name} assigns roles (keep them in rbac.bicep)"
 
 
 def function_app(d: Deployment) -> Iterator[str]:

@@ -183,8 +183,11 @@ def test_notify_sends_one_mail_from_the_sender_that_says_what_was_seen_and_what_
     record = run(gsvc, request)
     assert record.status == "succeeded" and record.request_id
     (mail,) = graph.sent_mail
-    assert mail["sender"] == SENDER and mail["saveToSentItems"] is False
+    assert mail["sender"] == SENDER and mail["saveToSentItems"] is True
     message = mail["message"]
+    assert message["internetMessageId"] == f"<vigil.{record.id}@contoso.com>"
+    (kept,) = graph.sent_items(SENDER)  # where a later attempt looks before sending again
+    assert kept["internetMessageId"] == message["internetMessageId"]
     assert message["toRecipients"] == [{"emailAddress": {"address": VICTIM}}]
     assert "Multiple failed login attempts" in message["subject"]
     html = message["body"]["content"]

@@ -24,6 +24,7 @@ from shared import telemetry
 from shared.alerts import AlertStore
 from shared.config import GovernanceMode, Settings
 from shared.governance import actions as act
+from shared.governance import first_call
 from shared.governance.graph import EntraUser, GraphError, GraphResult
 from shared.governance.guardrails import (
     BREAKER_WINDOW,
@@ -44,8 +45,11 @@ __all__ = ["TERMINAL", "ActionRequest", "ActionStore", "Governance", "RetryLater
 log = logging.getLogger(__name__)
 
 MAX_RISK_BATCH = 20
-# How long an attempt holds its record; a crashed attempt is retried after this.
-LEASE = timedelta(minutes=5)
+# How long an attempt holds its record: host.json's functionTimeout, so that once it has passed
+# the attempt is certainly over (the host ends an invocation then). The queue shows a message
+# again at most 10 minutes after a host dies; a redelivery that comes before the lease is over
+# is put back on the queue until then, and first checks whether the dead attempt's call happened.
+LEASE = timedelta(minutes=10)
 
 
 class RetryLater(RuntimeError):
@@ -109,9 +113,14 @@ class Governor(Protocol):
     def revoke_sessions(self, user: str) -> GraphResult: ...
     def suspend(self, user: str) -> GraphResult: ...
     def set_account_enabled(self, user: str, enabled: bool) -> GraphResult: ...
-    def send_mail(self, sender: str, to: str, subject: str, html: str) -> GraphResult: ...
+    def send_mail(
+        self, sender: str, to: str, subject: str, html: str, message_id: str
+    ) -> GraphResult: ...
     def confirm_compromised(self, object_ids: list[str]) -> GraphResult: ...
     def dismiss_risk(self, object_ids: list[str]) -> GraphResult: ...
+    def sent_message(self, sender: str, internet_message_id: str) -> tuple[str | None, str]: ...
+    def account_enabled(self, user: str) -> tuple[bool | None, str]: ...
+    def risk_state(self, object_id: str) -> tuple[str, str]: ...
 
 
 class WorkplaceAccounts(Protocol):
@@ -119,6 +128,7 @@ class WorkplaceAccounts(Protocol):
 
     def logout_user(self, token: str, user_id: str) -> None: ...
     def set_active(self, token: str, user_id: str, active: bool) -> None: ...
+    def account_active(self, token: str, user_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -281,15 +291,24 @@ def execute(request: ActionRequest, gov: Governance, now: datetime) -> Governanc
 def _attempt(
     record: GovernanceAction, etag: str, alert: Alert, gov: Governance, now: datetime
 ) -> GovernanceAction:
+    calling = False  # True once the request is (maybe) sent
     try:
         record, user = _resolve(record, gov, now)
         if record.action == act.CONFIRM_COMPROMISED:
             # Saved first, so that a concurrent batch for the tenant can include this user.
             etag = _save(gov, record, etag)
-        record, etag, result = _perform(record, etag, alert, user, gov, now)
+        _guard(record, alert, user, gov)
+        record, settled = _settle(record, user, gov, now)
+        if settled is None:
+            record, etag = _declare(record, etag, gov, now)
+            calling = True
+            record, etag, result = _perform(record, etag, alert, user, gov, now)
+            record = first_call.answered(record, "succeeded", now, result.request_id)
+        else:
+            result = settled
     except _Failure as decided:
         done = replace(
-            record,
+            first_call.answered(record, decided.code, now, note=decided.message),
             status=decided.status,
             error_code=decided.code,
             error_message=decided.message,
@@ -307,7 +326,7 @@ def _attempt(
         )
         return done
     except (GraphError, WorkplaceError, requests.RequestException) as exc:
-        return _failed_call(record, etag, exc, gov, now)
+        return _failed_call(record, etag, exc, gov, now, called=calling)
     done = replace(
         record,
         status="succeeded",
@@ -354,16 +373,22 @@ def _failed_call(
     exc: GraphError | WorkplaceError | requests.RequestException,
     gov: Governance,
     now: datetime,
+    *,
+    called: bool,
 ) -> GovernanceAction:
     retry_after: float | None = None
     request_id = date = ""
+    maybe_done = not isinstance(exc, GraphError | WorkplaceError)  # no answer at all
     if isinstance(exc, GraphError):
+        # A server error or no answer may come after the request took effect.
+        maybe_done = exc.status in (500, 502, 503, 504)
         retryable, code = exc.retryable, exc.code or str(exc.status)
         message = f"Graph answered {exc.status}: {exc.message}"
         retry_after, request_id, date = exc.retry_after, exc.request_id, exc.date
         if code.startswith("revoke:"):  # the $batch disabled the account; only the revoke is left
             record = replace(record, progress="disabled")
     elif isinstance(exc, WorkplaceError):
+        maybe_done = exc.status == 0 or exc.status >= 500
         retryable, retry_after = exc.kind in WORKPLACE_RETRYABLE, exc.retry_after
         code = f"workplace_{exc.code if exc.code is not None else exc.status}"
         message = f"{exc} ({exc.kind})"
@@ -373,6 +398,16 @@ def _failed_call(
             "unreachable",
             f"Workplace unreachable ({type(exc).__name__})",
         )
+    if called:  # the intent stays when the request may have taken effect: the next attempt checks
+        record = first_call.note_attempt(
+            record if maybe_done else replace(record, intent_at=None),
+            code if not maybe_done else f"{code} (may have taken effect)",
+            now,
+            request_id,
+            message,
+        )
+    else:  # the check before the request failed: the earlier intent stands
+        record = first_call.note_attempt(record, code, now, request_id, message)
     failed = replace(
         record,
         request_id=request_id,
@@ -428,15 +463,8 @@ def _resolve(
     return replace(record, target_object_id=user.id), user
 
 
-def _perform(
-    record: GovernanceAction,
-    etag: str,
-    alert: Alert,
-    user: EntraUser | None,
-    gov: Governance,
-    now: datetime,
-) -> tuple[GovernanceAction, str, GraphResult]:
-    """Guardrails, then the call. Returns the (possibly updated) record, its ETag, the result."""
+def _guard(record: GovernanceAction, alert: Alert, user: EntraUser | None, gov: Governance) -> None:
+    """The guardrails: raise a decided `_Failure` when the action must not run."""
     policy = gov.policy
     identities: tuple[str, ...] = (alert.user_email, alert.user_id)
     if user is not None:
@@ -464,20 +492,104 @@ def _perform(
             "the user is synced from on-premises AD, which would re-enable the account: "
             "suspend it in AD",
         )
-    graph_user = user.user_principal_name or user.id if user else ""
+    if record.action == act.NOTIFY_USER and not policy.mail_sender:
+        raise _Failure(
+            "failed",
+            "not_configured",
+            "GOVERNANCE_MAIL_SENDER is not set: set it to the mailbox Vigil "
+            "sends notifications from",
+        )
+    if record.action in act.WORKPLACE_ACTIONS and not gov.workplace_token(record.tenant_id):
+        raise _Failure(
+            "failed",
+            "no_workplace_token",
+            f"Vigil holds no Workplace token for community {record.tenant_id}: "
+            "install (or reinstall) Vigil in that community",
+        )
+
+
+def _graph_user(user: EntraUser | None) -> str:
+    return user.user_principal_name or user.id if user else ""
+
+
+def _settle(
+    record: GovernanceAction, user: EntraUser | None, gov: Governance, now: datetime
+) -> tuple[GovernanceAction, GraphResult | None]:
+    """When an earlier attempt declared its request and its answer was never saved, find out
+    whether that request took effect. Returns the record and, when it did, the result."""
+    intent_at = record.intent_at
+    if intent_at is None:
+        return record, None
+    record = first_call.unanswered(record)
+    finding = first_call.settle(
+        record,
+        gov.graph,
+        sender=gov.policy.mail_sender or "",
+        graph_user=_graph_user(user),
+        workplace_active=lambda: gov.workplace().account_active(
+            gov.workplace_token(record.tenant_id) or "", record.target
+        ),
+    )
+    if finding.done is None:
+        raise _Failure(
+            "failed",
+            "unconfirmed_send",
+            f"an earlier attempt sent this at {intent_at.isoformat()} and its answer "
+            f"was lost; {finding.note}. Not sent again: check the mailbox, then retry the "
+            "action to send it",
+        )
+    if not finding.done:
+        noted = first_call.note_attempt(record, "checked", now, finding.request_id, finding.note)
+        return replace(noted, intent_at=None), None
+    if record.action == act.SUSPEND_USER:  # disabled; the revoke after it is harmless to repeat
+        noted = first_call.note_attempt(record, "checked", now, finding.request_id, finding.note)
+        return replace(noted, intent_at=None, progress="disabled"), None
+    done = first_call.answered(record, "already_done", now, finding.request_id, finding.note)
+    log.warning(
+        "governance: %s for %s had taken effect before (%s): not sent again",
+        record.action,
+        record.target,
+        finding.note,
+        extra={"action_id": record.id},
+    )
+    return done, GraphResult(200, finding.request_id)
+
+
+def _declare(
+    record: GovernanceAction, etag: str, gov: Governance, now: datetime
+) -> tuple[GovernanceAction, str]:
+    """Save what is about to be sent, and when, before sending it."""
+    intent = record.detail
+    if record.action == act.NOTIFY_USER:
+        sender = gov.policy.mail_sender or ""
+        intent = f"{intent}, internetMessageId {first_call.message_id(record.id, sender)}"
+    elif record.action == act.SUSPEND_USER and record.progress == "disabled":
+        intent = f"POST /users/{record.target}/revokeSignInSessions (the account is disabled)"
+    record = first_call.declare(record, intent, now)
+    return record, _save(gov, record, etag)
+
+
+def _perform(
+    record: GovernanceAction,
+    etag: str,
+    alert: Alert,
+    user: EntraUser | None,
+    gov: Governance,
+    now: datetime,
+) -> tuple[GovernanceAction, str, GraphResult]:
+    """The call. Returns the (possibly updated) record, its ETag, the result."""
+    policy = gov.policy
+    graph_user = _graph_user(user)
     match record.action:
         case act.NOTIFY_USER:
-            if not policy.mail_sender:
-                raise _Failure(
-                    "failed",
-                    "not_configured",
-                    "GOVERNANCE_MAIL_SENDER is not set: set it to the mailbox Vigil "
-                    "sends notifications from",
-                )
-            assert user is not None
+            assert user is not None and policy.mail_sender
             note = user_notification(alert)
             result = gov.graph().send_mail(
-                policy.mail_sender, user.mail or graph_user, note.subject, note.html
+                policy.mail_sender,
+                user.mail or graph_user,
+                note.subject,
+                note.html,
+                first_call.message_id(record.id, policy.mail_sender),
             )
         case act.REVOKE_SESSIONS:
             result = gov.graph().revoke_sessions(graph_user)
@@ -488,15 +600,8 @@ def _perform(
                 result = gov.graph().suspend(graph_user)
         case act.CONFIRM_COMPROMISED:
             return _confirm_batch(record, etag, gov, now)
-        case act.WORKPLACE_LOGOUT | act.WORKPLACE_DEACTIVATE:
-            token = gov.workplace_token(record.tenant_id)
-            if not token:
-                raise _Failure(
-                    "failed",
-                    "no_workplace_token",
-                    f"Vigil holds no Workplace token for community {record.tenant_id}: "
-                    "install (or reinstall) Vigil in that community",
-                )
+        case _:
+            token = gov.workplace_token(record.tenant_id) or ""
             if record.action == act.WORKPLACE_LOGOUT:
                 gov.workplace().logout_user(token, record.target)
             else:
@@ -509,37 +614,60 @@ def _confirm_batch(
     record: GovernanceAction, etag: str, gov: Governance, now: datetime
 ) -> tuple[GovernanceAction, str, GraphResult]:
     """confirmCompromised for this user and every other one ready in the tenant, in one call,
-    once the tenant's 1-request-per-second slot is ours."""
+    once the tenant's 1-request-per-second slot is ours. The others carry the intent too, so
+    that their own deliveries check the risk state rather than send again."""
     wait = gov.risk_slots.acquire(record.tenant_id, now)
-    if wait > 0:
-        _save(gov, replace(record, attempts=record.attempts - 1), etag, release=True)
+    if wait > 0:  # nothing was sent: this attempt does not count
+        unsent = replace(record, attempts=record.attempts - 1, intent_at=None)
+        _save(gov, unsent, etag, release=True)
         raise RetryLater(
             f"confirmCompromised slot of tenant {record.tenant_id} taken", max(1, round(wait))
         )
-    others = [
-        r
-        for r in gov.actions.query(ActionFilter(record.tenant_id, action=act.CONFIRM_COMPROMISED))
-        if r.id != record.id
-        and r.target_object_id
-        and (r.status == "approved" or (r.status == "pending" and not r.approval_required))
-    ][: MAX_RISK_BATCH - 1]
+    others: list[GovernanceAction] = []
+    for candidate in gov.actions.query(
+        ActionFilter(record.tenant_id, action=act.CONFIRM_COMPROMISED)
+    ):
+        if len(others) >= MAX_RISK_BATCH - 1:
+            break
+        if candidate.id == record.id or not candidate.target_object_id:
+            continue
+        found = gov.actions.read(candidate.tenant_id, candidate.id)
+        if found is None:
+            continue
+        other, other_etag = found
+        ready = other.status == "approved" or (
+            other.status == "pending" and not other.approval_required
+        )
+        if not ready or other.intent_at is not None:  # one in doubt checks for itself
+            continue
+        batched = replace(
+            other, intent=f"batched with action {record.id}", intent_at=now, check=record.check
+        )
+        with contextlib.suppress(RecordConflict):  # changed meanwhile: left to its own delivery
+            gov.actions.save(batched, other_etag)
+            others.append(batched)
     ids = list(dict.fromkeys([record.target_object_id, *(r.target_object_id for r in others)]))
     result = gov.graph().confirm_compromised(ids)
     for other in others:
         found = gov.actions.read(other.tenant_id, other.id)
         if found is None or found[0].status in TERMINAL:
             continue
-        batched = replace(
-            found[0],
-            status="succeeded",
-            request_id=result.request_id,
-            detail=f"batched with action {record.id}",
-            completed_at=now,
-            updated_at=now,
+        batched = first_call.answered(
+            replace(
+                found[0],
+                status="succeeded",
+                request_id=result.request_id,
+                detail=f"batched with action {record.id}",
+                completed_at=now,
+                updated_at=now,
+                lease_until=None,
+            ),
+            "succeeded",
+            now,
+            result.request_id,
+            f"batched with action {record.id}",
         )
-        with contextlib.suppress(
-            RecordConflict
-        ):  # its own delivery then sees it done, or redoes it
+        with contextlib.suppress(RecordConflict):  # its own delivery then checks the state
             gov.actions.save(batched, found[1])
     return record, etag, result
 
@@ -726,7 +854,9 @@ def retry(gov: Governance, action_id: str, by: str, now: datetime) -> Governance
         completed_at=None,
         updated_at=now,
         error_message=f"retry by {by}; before: {record.error_code} {record.error_message}"[:500],
+        intent_at=None,  # the analyst decides that it is sent (again)
     )
+    again = first_call.note_attempt(again, "retry", now, note=f"retry by {by}")
     _store_command(gov, again, etag)
     gov.enqueue(_request_of(again), 0)
     return again

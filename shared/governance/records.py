@@ -250,7 +250,8 @@ class ActionStore:
             clauses.append("EventTime le @until")
             params["until"] = utc(where.event_until)
         if where.user:
-            clauses.append("(TargetLower eq @user or TargetObjectId eq @user )"  # the SDK needs the space)
+            # The SDK finds parameters by splitting on spaces: `@user)` would not be one.
+            clauses.append("(TargetLower eq @user or TargetObjectId eq @user )")
             params["user"] = where.user.lower()
         rows = self._table.query_entities(" and ".join(clauses), parameters=params)
         found: list[dict[str, Any]] = []

@@ -56,7 +56,7 @@ class Worker:
         self._started = threading.Event()
 
     def start(self, body: str, when: str, dequeue_count: int) -> subprocess.Popen[str]:
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: S603 (this interpreter, our own module)
             [sys.executable, "-m", "tests.govern_worker", body, when, str(dequeue_count)],
             cwd=ROOT,
             env=dict(os.environ),
@@ -77,7 +77,7 @@ class Worker:
 
 def deliver(request: ActionRequest, when: str, dequeue_count: int) -> str:
     """A fresh worker gets the message; returns what it printed (the record's status)."""
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 (this interpreter, our own module)
         [
             sys.executable,
             "-m",
@@ -136,7 +136,7 @@ def graph_calls(graph: SimulatedGraph, method: str, suffix: str) -> int:
 def test_the_record_lease_is_the_function_timeout_and_covers_the_host_redelivery() -> None:
     host = json.loads((ROOT / "host.json").read_text())
     hours, minutes, seconds = (int(p) for p in host["functionTimeout"].split(":"))
-    assert LEASE == timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    assert timedelta(hours=hours, minutes=minutes, seconds=seconds) == LEASE
     # A dead host's message shows again no sooner than the lease is over: it is not put back.
     assert HOST_REDELIVERY >= LEASE
 

@@ -42,13 +42,8 @@ def walk(limit: int, **params: str) -> list[list[str]]:
     pages: list[list[str]] = []
     token = ""
     while True:
-        status, body = http(
-            "GET",
-            "governance/actions",
-            limit=str(limit),
-            **params,
-            **({"next": token} if token else {}),
-        )
+        query = {**params, "limit": str(limit), **({"next": token} if token else {})}
+        status, body = http("GET", "governance/actions", None, **query)
         assert status == 200, body
         assert body["count"] == len(body["actions"]) <= limit
         pages.append([a["id"] for a in body["actions"]])

@@ -46,7 +46,7 @@ param storagePrefix string = 'vigil'
 @description('Assign the Microsoft Graph application permissions to the managed identity with the Microsoft Graph Bicep extension. The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All (for example Privileged Role Administrator). False: run infra/hooks/grant-graph-permissions.sh as an admin instead.')
 param enableGraphRoleAssignment bool = false
 
-@description('Include Mail.Send in the Graph app roles. Entra grants it for every mailbox; set false and scope it with Exchange RBAC for Applications to allow one sender mailbox only (README, Deploy).')
+@description('Include Mail.Send and Mail.ReadBasic.All (notify reads its Sent Items before sending again) in the Graph app roles. Entra grants them for every mailbox; set false and scope them with Exchange RBAC for Applications to the sender mailbox only (README, Deploy).')
 param grantMailSendTenantWide bool = true
 
 @description('Include IdentityRiskyUser.ReadWrite.All (confirm compromised; needs Entra ID P2).')
@@ -265,7 +265,7 @@ module graphRoles 'app/graph-roles.bicep' = if (enableGraphRoleAssignment) {
     identityPrincipalId: identity.outputs.principalId
     appRoles: concat(
       ['User.Read.All', 'User.RevokeSessions.All', 'User.EnableDisableAccount.All'],
-      grantMailSendTenantWide ? ['Mail.Send'] : [],
+      grantMailSendTenantWide ? ['Mail.Send', 'Mail.ReadBasic.All'] : [],
       enableIdentityProtection ? ['IdentityRiskyUser.ReadWrite.All'] : []
     )
   }

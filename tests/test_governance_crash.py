@@ -27,7 +27,7 @@ import pytest
 from local.sim_graph import SimulatedGraph
 from local.sim_workplace import SimulatedWorkplace
 from shared.governance import actions as act
-from shared.governance.executor import LEASE, ActionRequest
+from shared.governance.executor import LEASE, ActionRequest, RetryLater, execute
 from shared.services import Services
 from tests.test_governance import (
     NOW,
@@ -35,6 +35,7 @@ from tests.test_governance import (
     TENANT,
     VICTIM,
     VICTIM_ID,
+    governance,
     graph,  # noqa: F401
     graph_env,
     record_of,
@@ -223,3 +224,25 @@ def test_a_mail_whose_send_cannot_be_checked_is_left_to_an_analyst_not_sent_agai
     record = record_of(csvc, request)
     assert record.error_code == "unconfirmed_send" and "Mail.ReadBasic.All" in record.error_message
     assert len(graph.sent_mail) == 1
+
+
+def test_a_mail_answered_with_a_503_is_looked_for_before_it_is_sent_again(
+    csvc: Services, graph: SimulatedGraph
+) -> None:
+    graph.inject_fault("POST", "/sendMail$", 503)  # refused: nothing was sent
+    request = stored_alert(csvc, action=act.NOTIFY_USER)
+    gov = governance(csvc)
+    with pytest.raises(RetryLater):
+        execute(request, gov, NOW)
+    refused = record_of(csvc, request)
+    assert refused.intent_at == NOW  # a 503 may come after the mail went: the intent stands
+    assert "may have taken effect" in refused.attempt_log[-1].outcome
+    # Sent Items may lag behind a send: not found a moment later is not yet "not sent".
+    with pytest.raises(RetryLater) as later:
+        execute(request, gov, NOW + timedelta(seconds=10))
+    assert later.value.delay == 110
+    assert execute(request, gov, NOW + timedelta(minutes=2)).status == "succeeded"
+    assert len(graph.sent_mail) == 1
+    assert graph_calls(graph, "GET", "/mailFolders/sentitems/messages") == 2
+    done = record_of(csvc, request)
+    assert [a.outcome for a in done.attempt_log][-2:] == ["checked", "succeeded"]

@@ -5,14 +5,16 @@
 # + Application.Read.All).
 #   infra/hooks/grant-graph-permissions.sh <identity principal id> [permission ...]
 # Default permissions: User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All Mail.Send
-# (add IdentityRiskyUser.ReadWrite.All on Entra ID P2 tenants; leave Mail.Send out to scope it to
-# one mailbox with Exchange RBAC for Applications instead, README "Deploy").
+# Mail.ReadBasic.All (notify reads its Sent Items before sending again; add
+# IdentityRiskyUser.ReadWrite.All on Entra ID P2 tenants; leave the two Mail ones out to scope them
+# to one mailbox with Exchange RBAC for Applications instead, README "Deploy").
 set -eu
 
 principal="${1:-${AZURE_MANAGED_IDENTITY_PRINCIPAL_ID:-}}"
 [ -n "$principal" ] || { echo "usage: $0 <managed identity principal id> [permission ...]" >&2; exit 2; }
 [ "$#" -gt 0 ] && shift
-[ "$#" -gt 0 ] || set -- User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All Mail.Send
+[ "$#" -gt 0 ] || set -- User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All \
+  Mail.Send Mail.ReadBasic.All
 
 graph_app_id=00000003-0000-0000-c000-000000000000
 graph_sp="$(az ad sp show --id "$graph_app_id" --query id -o tsv)"

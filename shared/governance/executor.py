@@ -298,7 +298,7 @@ def _attempt(
             # Saved first, so that a concurrent batch for the tenant can include this user.
             etag = _save(gov, record, etag)
         _guard(record, alert, user, gov)
-        record, settled = _settle(record, user, gov, now)
+        record, settled = _settle(record, etag, user, gov, now)
         if settled is None:
             record, etag = _declare(record, etag, gov, now)
             calling = True
@@ -513,7 +513,7 @@ def _graph_user(user: EntraUser | None) -> str:
 
 
 def _settle(
-    record: GovernanceAction, user: EntraUser | None, gov: Governance, now: datetime
+    record: GovernanceAction, etag: str, user: EntraUser | None, gov: Governance, now: datetime
 ) -> tuple[GovernanceAction, GraphResult | None]:
     """When an earlier attempt declared its request and its answer was never saved, find out
     whether that request took effect. Returns the record and, when it did, the result."""
@@ -537,6 +537,14 @@ def _settle(
             f"an earlier attempt sent this at {intent_at.isoformat()} and its answer "
             f"was lost; {finding.note}. Not sent again: check the mailbox, then retry the "
             "action to send it",
+        )
+    settles = intent_at + first_call.MAIL_SETTLE
+    if not finding.done and record.check == first_call.SENT_ITEMS and now < settles:
+        # Sent Items may not list a mail sent a moment ago yet: look again once it would.
+        _save(gov, replace(record, attempts=record.attempts - 1), etag, release=True)
+        raise RetryLater(
+            f"action {record.id}: its mail of {intent_at.isoformat()} is not in Sent Items yet",
+            ceil((settles - now).total_seconds()),
         )
     if not finding.done:
         noted = first_call.note_attempt(record, "checked", now, finding.request_id, finding.note)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.governance import actions as act
@@ -20,6 +20,9 @@ from shared.governance.graph import GraphError
 from shared.models import ActionAttempt, GovernanceAction
 
 MAX_LOG = 20  # attempts kept on a record
+# Exchange copies a sent mail to Sent Items after sendMail's 202, asynchronously; a mail missing
+# from Sent Items is taken as not sent only once its intent is this old.
+MAIL_SETTLE = timedelta(minutes=2)
 
 SENT_ITEMS = "sent_items"  # the mail is in the sender's Sent Items under Vigil's message id
 ACCOUNT_ENABLED = "account_enabled"  # the Entra user's accountEnabled is already false

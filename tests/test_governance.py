@@ -240,7 +240,7 @@ def test_suspend_disables_then_revokes_in_one_batch_and_can_be_reverted(
     assert user is not None and not user.account_enabled and user.sign_in_sessions_valid_from
     assert run(gsvc, request) == record and len(writes(graph)) == 2  # redelivery: nothing new
 
-    from shared.governance.executor import Refused, revert
+    from shared.governance.commands import Refused, revert
 
     reverted = revert(governance(gsvc), record.id, "analyst@contoso.com", NOW)
     assert reverted.status == "reverted" and reverted.reverted_by == "analyst@contoso.com"
@@ -337,7 +337,7 @@ def test_confirm_compromised_backs_off_at_least_a_second_on_a_429_without_retry_
 def test_confirm_compromised_is_reverted_by_dismissing_the_risk(
     gsvc: Services, graph: SimulatedGraph
 ) -> None:
-    from shared.governance.executor import revert
+    from shared.governance.commands import revert
 
     record = run(gsvc, stored_alert(gsvc, action=act.CONFIRM_COMPROMISED))
     assert record.status == "succeeded"
@@ -349,7 +349,7 @@ def test_confirm_compromised_is_reverted_by_dismissing_the_risk(
 
 
 def test_revoked_sessions_cannot_be_reverted(gsvc: Services, graph: SimulatedGraph) -> None:
-    from shared.governance.executor import Refused, revert
+    from shared.governance.commands import Refused, revert
 
     record = run(gsvc, stored_alert(gsvc))
     with pytest.raises(Refused, match="cannot be undone"):

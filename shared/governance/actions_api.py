@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any, get_args
 
 from shared.governance.actions import ACTIONS
-from shared.governance.executor import Governance, Refused, approve, retry, revert
+from shared.governance.commands import Refused, approve, retry, revert
+from shared.governance.executor import Governance
 from shared.governance.records import ActionFilter
 from shared.models import ActionStatus, GovernanceAction
 from shared.web import Reply

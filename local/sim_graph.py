@@ -8,12 +8,15 @@ MSAL accepts only an ``https`` authority, so this server speaks HTTPS with a thr
   assertion when a certificate was registered with :meth:`SimulatedGraph.add_client_certificate`).
 * Microsoft Graph under ``/v1.0``: the calls Vigil's governance needs (see
   ``graph-governance.md``): user lookup, ``revokeSignInSessions`` (200 with the documented
-  known-issue body), ``PATCH accountEnabled`` (204), ``sendMail`` (202), ``riskyUsers``
-  ``confirmCompromised`` / ``dismiss`` (204) and ``$batch`` (with ``dependsOn`` and 424s).
+  known-issue body), ``PATCH accountEnabled`` (204), ``sendMail`` (202, kept in the sender's Sent
+  Items under its ``internetMessageId``), Sent Items listed with ``$filter`` on
+  ``internetMessageId``, ``riskyUsers`` (state, ``confirmCompromised`` / ``dismiss``, 204) and
+  ``$batch`` (with ``dependsOn`` and 424s).
 
 Every request is recorded (Authorization and client secrets redacted) and tests can script
 faults (429 with or without ``Retry-After``, 503, 504, 401, 403, 404, ...) with
-:meth:`SimulatedGraph.inject_fault`.
+:meth:`SimulatedGraph.inject_fault`, or stop the client after a call was carried out and before
+its answer with :meth:`SimulatedGraph.before_answer`.
 
 Typical use with MSAL::
 

@@ -3,7 +3,8 @@
 It speaks the wire format of `workplace-api.md` and is deliberately strict: what real Workplace
 would reject (a reused or stale install code, a missing or stale `appsecret_proof`, an unknown
 field) is rejected here too, with Graph's error envelope. It also sends signed
-`workplace_security` webhooks and builds uninstall `signed_request` values.
+`workplace_security` webhooks, builds uninstall `signed_request` values, and carries out the
+account actions (`POST /{id}/logout`, `POST /{id}?active=false|true`).
 """
 
 from __future__ import annotations

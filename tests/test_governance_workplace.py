@@ -1,7 +1,8 @@
 """Workplace account actions (log out everywhere, deactivate and its revert) over real HTTP.
 
-local/sim_workplace.py does not model the account actions yet, so a small server here answers
-them the way workplace-api.md §8.1 describes (`{"success": true}`, Graph error envelopes).
+A small server here answers them the way workplace-api.md §8.1 describes (`{"success": true}`,
+Graph error envelopes) and serves scripted errors; test_governance_crash.py uses
+local/sim_workplace.py, which carries them out on its members.
 """
 
 from __future__ import annotations

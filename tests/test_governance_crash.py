@@ -30,6 +30,7 @@ from shared.governance import actions as act
 from shared.governance.executor import LEASE, ActionRequest, RetryLater, execute
 from shared.services import Services
 from tests.test_governance import (
+    BOB_MAIL,
     NOW,
     SENDER,
     TENANT,
@@ -175,6 +176,10 @@ def test_a_worker_killed_after_the_call_acts_once_after_redelivery(
     assert [(a.number, a.outcome) for a in crashed.attempt_log] == [(1, "sending")]
     assert crashed.lease_until == NOW + LEASE
 
+    # A delivery while the lease holds (a duplicate message, say) only puts the work back.
+    assert deliver(request, (NOW + LEASE / 2).isoformat(), 1) == "requeued"
+    assert record_of(csvc, request) == crashed
+
     assert deliver(request, (NOW + HOST_REDELIVERY).isoformat(), 2) == "succeeded"
     done = record_of(csvc, request)
     assert done.status == "succeeded" and done.attempts == 2 and done.intent_at is None
@@ -246,3 +251,31 @@ def test_a_mail_answered_with_a_503_is_looked_for_before_it_is_sent_again(
     assert graph_calls(graph, "GET", "/mailFolders/sentitems/messages") == 2
     done = record_of(csvc, request)
     assert [a.outcome for a in done.attempt_log][-2:] == ["checked", "succeeded"]
+
+
+def test_a_confirm_compromised_batch_killed_after_the_call_is_not_sent_again_for_anyone(
+    csvc: Services, graph: SimulatedGraph
+) -> None:
+    gov = governance(csvc)
+    waiting = stored_alert(csvc, VICTIM, act.CONFIRM_COMPROMISED)
+    assert gov.risk_slots.acquire(TENANT, NOW) == 0  # the second is taken: it waits, resolved
+    with pytest.raises(RetryLater):
+        execute(waiting, gov, NOW)
+    bob = stored_alert(csvc, BOB_MAIL, act.CONFIRM_COMPROMISED)
+    start = NOW + timedelta(seconds=2)
+    worker = Worker()
+    graph.before_answer("POST", "/confirmCompromised$", worker.kill)
+    proc = worker.start(bob.to_message(), start.isoformat(), 1)
+    assert proc.wait(120) == -signal.SIGKILL
+    (call,) = [r for r in graph.graph_requests() if r.path.endswith("/confirmCompromised")]
+    assert len(call.json["userIds"]) == 2  # both users, in one call
+    held = record_of(csvc, waiting)
+    assert held.attempt_log == ()  # it waited for the slot: it sent nothing
+    assert held.intent_at == start and held.lease_until == start + LEASE  # the batch holds it
+
+    later = (start + HOST_REDELIVERY).isoformat()
+    assert deliver(bob, later, 2) == "succeeded"
+    assert deliver(waiting, later, 2) == "succeeded"
+    assert graph_calls(graph, "POST", "/confirmCompromised") == 1
+    for request in (bob, waiting):
+        assert record_of(csvc, request).attempt_log[-1].outcome == "already_done"

@@ -294,6 +294,8 @@ def _attempt(
         _guard(record, alert, user, gov)
         record, settled = _settle(record, etag, user, gov, now)
         if settled is None:
+            if record.action == act.CONFIRM_COMPROMISED:
+                _take_risk_slot(record, etag, gov, now)
             record, etag = _declare(record, etag, gov, now)
             calling = True
             record, etag, result = _perform(record, etag, alert, user, gov, now)
@@ -612,19 +614,23 @@ def _perform(
     return record, etag, result
 
 
-def _confirm_batch(
-    record: GovernanceAction, etag: str, gov: Governance, now: datetime
-) -> tuple[GovernanceAction, str, GraphResult]:
-    """confirmCompromised for this user and every other one ready in the tenant, in one call,
-    once the tenant's 1-request-per-second slot is ours. The others carry the intent too, so
-    that their own deliveries check the risk state rather than send again."""
+def _take_risk_slot(record: GovernanceAction, etag: str, gov: Governance, now: datetime) -> None:
+    """The tenant's 1-request-per-second Identity Protection slot, or the work goes back to the
+    queue (an attempt that sent nothing does not count)."""
     wait = gov.risk_slots.acquire(record.tenant_id, now)
-    if wait > 0:  # nothing was sent: this attempt does not count
-        unsent = replace(record, attempts=record.attempts - 1, intent_at=None)
-        _save(gov, unsent, etag, release=True)
+    if wait > 0:
+        _save(gov, replace(record, attempts=record.attempts - 1), etag, release=True)
         raise RetryLater(
             f"confirmCompromised slot of tenant {record.tenant_id} taken", max(1, round(wait))
         )
+
+
+def _confirm_batch(
+    record: GovernanceAction, etag: str, gov: Governance, now: datetime
+) -> tuple[GovernanceAction, str, GraphResult]:
+    """confirmCompromised for this user and every other one ready in the tenant, in one call
+    (the tenant's slot is ours). The others carry the intent too, so that their own deliveries
+    check the risk state rather than send again."""
     others: list[GovernanceAction] = []
     for candidate in gov.actions.query(
         ActionFilter(record.tenant_id, action=act.CONFIRM_COMPROMISED)
@@ -642,8 +648,12 @@ def _confirm_batch(
         )
         if not ready or other.intent_at is not None:  # one in doubt checks for itself
             continue
-        batched = replace(
-            other, intent=f"batched with action {record.id}", intent_at=now, check=record.check
+        batched = replace(  # held, as its own attempt would be, until the batch is answered
+            other,
+            intent=f"batched with action {record.id}",
+            intent_at=now,
+            check=record.check,
+            lease_until=now + LEASE,
         )
         with contextlib.suppress(RecordConflict):  # changed meanwhile: left to its own delivery
             gov.actions.save(batched, other_etag)

@@ -291,9 +291,12 @@ def _attempt(
         if record.action == act.CONFIRM_COMPROMISED:
             # Saved first, so that a concurrent batch for the tenant can include this user.
             etag = _save(gov, record, etag)
-        _guard(record, alert, user, gov)
+        # What an earlier attempt may have done comes first: the guardrails hold back requests
+        # not yet made, never the record of one that was (a disabled account gets its revoke).
         record, settled = _settle(record, etag, user, gov, now)
         if settled is None:
+            if record.progress != "disabled":
+                _guard(record, alert, user, gov)
             if record.action == act.CONFIRM_COMPROMISED:
                 _take_risk_slot(record, etag, gov, now)
             record, etag = _declare(record, etag, gov, now)

@@ -85,7 +85,7 @@ param storagePrefix string = 'vigil'
 @description('Assign the Microsoft Graph application permissions to the managed identity with the Microsoft Graph Bicep extension. The deployer then needs AppRoleAssignment.ReadWrite.All and Application.Read.All (for example Privileged Role Administrator). False: run infra/hooks/grant-graph-permissions.sh as an admin instead.')
 param enableGraphRoleAssignment bool = false
 
-@description('With a mail sender (governanceMailSender), grant Mail.Send in Entra, which covers every mailbox (scope it with an Exchange application access policy). False: grant it in Exchange Online RBAC for Applications for the sender mailbox only (README, Deploy). Without a sender Mail.Send is never granted.')
+@description('With a mail sender (governanceMailSender), grant Mail.Send and Mail.ReadBasic.All (notify reads its Sent Items before it could send twice) in Entra, which covers every mailbox (scope them with Exchange RBAC for Applications or an application access policy). False: grant them in Exchange Online RBAC for Applications for the sender mailbox only (README, Deploy). Without a sender neither is ever granted.')
 param grantMailSendTenantWide bool = true
 
 @description('Include IdentityRiskyUser.ReadWrite.All (confirm compromised; needs Entra ID P2).')
@@ -350,7 +350,7 @@ module graphRoles 'app/graph-roles.bicep' = if (enableGraphRoleAssignment) {
     identityPrincipalId: identity.outputs.principalId
     appRoles: concat(
       ['User.Read.All', 'User.RevokeSessions.All', 'User.EnableDisableAccount.All'],
-      grantMailSend ? ['Mail.Send'] : [],
+      grantMailSend ? ['Mail.Send', 'Mail.ReadBasic.All'] : [],
       enableIdentityProtection ? ['IdentityRiskyUser.ReadWrite.All'] : []
     )
   }

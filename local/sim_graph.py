@@ -8,12 +8,15 @@ MSAL accepts only an ``https`` authority, so this server speaks HTTPS with a thr
   assertion when a certificate was registered with :meth:`SimulatedGraph.add_client_certificate`).
 * Microsoft Graph under ``/v1.0``: the calls Vigil's governance needs (see
   ``graph-governance.md``): user lookup, ``revokeSignInSessions`` (200 with the documented
-  known-issue body), ``PATCH accountEnabled`` (204), ``sendMail`` (202), ``riskyUsers``
-  ``confirmCompromised`` / ``dismiss`` (204) and ``$batch`` (with ``dependsOn`` and 424s).
+  known-issue body), ``PATCH accountEnabled`` (204), ``sendMail`` (202, kept in the sender's Sent
+  Items under its ``internetMessageId``), Sent Items listed with ``$filter`` on
+  ``internetMessageId``, ``riskyUsers`` (state, ``confirmCompromised`` / ``dismiss``, 204) and
+  ``$batch`` (with ``dependsOn`` and 424s).
 
 Every request is recorded (Authorization and client secrets redacted) and tests can script
 faults (429 with or without ``Retry-After``, 503, 504, 401, 403, 404, ...) with
-:meth:`SimulatedGraph.inject_fault`.
+:meth:`SimulatedGraph.inject_fault`, or stop the client after a call was carried out and before
+its answer with :meth:`SimulatedGraph.before_answer`.
 
 Typical use with MSAL::
 
@@ -49,7 +52,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -289,7 +292,11 @@ class SimulatedGraph:
         self._lock = threading.RLock()
         self._requests: list[RecordedRequest] = []
         self._sent_mail: list[dict[str, Any]] = []
+        self._sent_items: dict[str, list[dict[str, Any]]] = {}  # sender object id -> messages
+        # Answer reading mail folders with 403, as without Mail.ReadBasic.All / Mail.Read.
+        self.mail_read_denied = False
         self._faults: list[_Fault] = []
+        self._hooks: list[tuple[str, re.Pattern[str], Callable[[RecordedRequest], None]]] = []
         self._tokens: dict[str, float] = {}
         self._token_count = 0
         self._cert_thumbprints: set[str] = set()
@@ -511,6 +518,22 @@ class SimulatedGraph:
             self._risk_interval = None if requests_per_second is None else 1 / requests_per_second
             self._last_risk_call = float("-inf")
 
+    def before_answer(
+        self, method: str, path_regex: str, hook: Callable[[RecordedRequest], None]
+    ) -> None:
+        """Call ``hook`` once, on the next matching top-level request, after Graph has carried
+        it out and before the answer is written: a test can stop its client there (the client
+        then never sees the answer)."""
+        with self._lock:
+            self._hooks.append((method.upper(), re.compile(path_regex), hook))
+
+    def sent_items(self, sender: str) -> list[dict[str, Any]]:
+        """The messages in this user's Sent Items (``id``, ``internetMessageId``, ``subject``,
+        ``toRecipients``), oldest first."""
+        user = self.find_user(sender)
+        with self._lock:
+            return list(self._sent_items.get(user.id, [])) if user else []
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -551,6 +574,15 @@ class SimulatedGraph:
                 method, path, headers, raw, request_id, client_request_id, query
             )
         record.status = wire.status
+        with self._lock:
+            hook = next(
+                (h for h in self._hooks if h[0] in ("*", method.upper()) and h[1].search(path)),
+                None,
+            )
+            if hook is not None:
+                self._hooks.remove(hook)
+        if hook is not None:
+            hook[2](record)
         return wire
 
     @staticmethod
@@ -1012,6 +1044,9 @@ class SimulatedGraph:
             case ["users", key, "sendMail"]:
                 self._allow(method, "POST")
                 return self._send_mail(call, key)
+            case ["users", key, "mailFolders", folder, "messages"]:
+                self._allow(method, "GET")
+                return self._folder_messages(call, key, folder)
             case ["identityProtection", "riskyUsers"]:
                 self._allow(method, "GET")
                 with self._lock:
@@ -1217,7 +1252,57 @@ class SimulatedGraph:
             }
         with self._lock:
             self._sent_mail.append(entry)
+            if entry.get("saveToSentItems"):
+                message = entry["message"]
+                self._sent_items.setdefault(sender.id, []).append(
+                    {
+                        "id": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
+                        "internetMessageId": message.get("internetMessageId")
+                        or f"<{uuid.uuid4().hex}@{sender.user_principal_name.partition('@')[2]}>",
+                        "subject": message.get("subject"),
+                        "toRecipients": message.get("toRecipients", []),
+                        "sentDateTime": _iso(_now()),
+                    }
+                )
         return _Result(202)
+
+    def _folder_messages(self, call: _Call, user_key: str, folder: str) -> _Result:
+        """``GET /users/{id}/mailFolders/sentitems/messages``, with ``$filter`` on
+        ``internetMessageId eq '...'`` (the only filter modelled) and ``$select``."""
+        user = self.find_user(user_key)
+        if user is None:
+            raise _BadRequest(
+                404, "ErrorInvalidUser", f"The requested user '{user_key}' is invalid."
+            )
+        if self.mail_read_denied:
+            raise _BadRequest(403, "ErrorAccessDenied", "Access is denied. Check credentials.")
+        if folder.lower() != "sentitems":
+            raise _BadRequest(
+                404, "ErrorInvalidIdMalformed", "The simulator models only the sentitems folder."
+            )
+        with self._lock:
+            messages = list(self._sent_items.get(user.id, []))
+        flt = call.query.get("$filter")
+        if flt:
+            m = re.fullmatch(r"\s*internetMessageId\s+eq\s+'((?:[^']|'')*)'\s*", flt)
+            if m is None:
+                raise _BadRequest(
+                    400,
+                    "ErrorInvalidUrlQueryFilter",
+                    "The simulator supports \"internetMessageId eq '...'\" only.",
+                )
+            wanted = m.group(1).replace("''", "'")
+            messages = [x for x in messages if x["internetMessageId"] == wanted]
+        select = [f.strip() for f in (call.query.get("$select") or "").split(",") if f.strip()]
+        value = [{k: v for k, v in x.items() if not select or k in select} for x in messages]
+        return _Result(
+            200,
+            {
+                "@odata.context": f"{_GRAPH_CONTEXT}#users('{user_key}')/mailFolders"
+                f"('{folder}')/messages",
+                "value": value,
+            },
+        )
 
     # identity protection ---------------------------------------------------
 
@@ -1439,6 +1524,11 @@ def _validate_send_mail(body: Any) -> tuple[dict[str, Any], bool]:
             recipients += 1
     if recipients == 0:
         raise bad("At least one recipient is not valid.", "ErrorInvalidRecipients")
+    message_id = message.get("internetMessageId")
+    if message_id is not None and (
+        not isinstance(message_id, str) or not re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", message_id)
+    ):
+        raise bad("'message.internetMessageId' must be '<id@domain>' (RFC 5322).")
     return message, save
 
 
@@ -1592,6 +1682,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(wire)
 
     def _write(self, wire: _Wire) -> None:
+        try:
+            self._write_answer(wire)
+        except (BrokenPipeError, ConnectionResetError):  # the client is gone (a killed worker)
+            self.close_connection = True
+
+    def _write_answer(self, wire: _Wire) -> None:
         self.send_response(wire.status)
         for name, value in wire.headers.items():
             self.send_header(name, value)

@@ -3,7 +3,8 @@
 It speaks the wire format of `workplace-api.md` and is deliberately strict: what real Workplace
 would reject (a reused or stale install code, a missing or stale `appsecret_proof`, an unknown
 field) is rejected here too, with Graph's error envelope. It also sends signed
-`workplace_security` webhooks and builds uninstall `signed_request` values.
+`workplace_security` webhooks, builds uninstall `signed_request` values, and carries out the
+account actions (`POST /{id}/logout`, `POST /{id}?active=false|true`).
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ class SimMember:
     admin: bool = False
     account_invite_time: int | None = None
     account_claim_time: int | None = None
+    logouts: int = 0  # `POST /{id}/logout` calls carried out
 
 
 @dataclass
@@ -546,6 +548,7 @@ class SimulatedWorkplace:
         self._requests: list[RecordedRequest] = []
         self._deliveries: list[Delivery] = []
         self._lock = threading.RLock()
+        self._hooks: list[tuple[str, re.Pattern[str], Callable[[RecordedRequest], None]]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -733,6 +736,15 @@ class SimulatedWorkplace:
                 require_proof=require_proof,
             )
         return token
+
+    def before_answer(
+        self, method: str, endpoint_regex: str, hook: Callable[[RecordedRequest], None]
+    ) -> None:
+        """Call ``hook`` once, on the next matching request (``endpoint_regex`` searched in the
+        version-less path), after it was carried out and before the answer is written: a test
+        can stop its client there (the client then never sees the answer)."""
+        with self._lock:
+            self._hooks.append((method.upper(), re.compile(endpoint_regex), hook))
 
     def fail(
         self,
@@ -933,12 +945,25 @@ class SimulatedWorkplace:
         if incoming is not None:
             # Recorded before answering, so a test sees it as soon as its call returns.
             self._record(incoming, reply.status)
-        handler.send_response(reply.status)
-        for name, value in reply.headers:
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(reply.body)))
-        handler.end_headers()
-        handler.wfile.write(reply.body)
+            with self._lock:
+                hook = next(
+                    (h for h in self._hooks if h[0] == method and h[1].search(incoming.endpoint)),
+                    None,
+                )
+                if hook is not None:
+                    self._hooks.remove(hook)
+                    recorded = self._requests[-1]
+            if hook is not None:
+                hook[2](recorded)
+        try:
+            handler.send_response(reply.status)
+            for name, value in reply.headers:
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(reply.body)))
+            handler.end_headers()
+            handler.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):  # the client is gone (a killed worker)
+            handler.close_connection = True
 
     def _read(self, handler: BaseHTTPRequestHandler, method: str) -> _Incoming:
         arrived = self.clock()
@@ -1270,6 +1295,8 @@ class SimulatedWorkplace:
     def _graph(self, req: _Incoming, endpoint: str) -> dict[str, Any]:
         caller = self._authenticate(req)
         segments = [s for s in endpoint.split("/") if s]
+        if req.method == "POST":
+            return self._account_action(req, segments)
         if req.method != "GET":
             raise _unsupported(req.method, segments[0] if segments else "")
         requested = _parse_fields(_last(req.params, "fields") or "id,name")
@@ -1311,6 +1338,24 @@ class SimulatedWorkplace:
                 )
             case _:
                 raise _unsupported(req.method, segments[0] if segments else "")
+
+    def _account_action(self, req: _Incoming, segments: list[str]) -> dict[str, Any]:
+        """`POST /{id}/logout` and `POST /{id}?active=false|true` (workplace-api.md §8.1)."""
+        self._authenticate(req)
+        node = segments[0] if segments else ""
+        try:
+            person = self.member(node)
+        except KeyError:
+            raise _unsupported(req.method, node) from None
+        active = _last(req.params, "active")
+        with self._lock:
+            if segments[1:] == ["logout"]:
+                person.logouts += 1
+            elif len(segments) == 1 and active in ("true", "false"):
+                person.active = active == "true"
+            else:
+                raise _unsupported(req.method, node)
+        return {"success": True}
 
     def _community_values(self, caller: IssuedToken) -> dict[str, Any]:
         values: dict[str, Any] = {"id": self.community_id, "name": self.community_name}

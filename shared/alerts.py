@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +11,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.models import Alert, Evidence, utc
+from shared.paging import continuation_token, token_after
 from shared.storage import inverted_ticks
 from shared.web import Reply
 
@@ -134,20 +134,6 @@ class AlertPage:
     next: str | None  # opaque continuation token
 
 
-def _token(row_key: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": row_key}).encode()).decode()
-
-
-def _after(token: str) -> str:
-    try:
-        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
-    except (ValueError, KeyError, TypeError):
-        raise ValueError("next: not a continuation token from this API") from None
-    if not isinstance(after, str):
-        raise ValueError("next: not a continuation token from this API")
-    return after
-
-
 class AlertStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
@@ -187,7 +173,7 @@ class AlertStore:
             params["since"] = inverted_ticks(utc(since)) + "~"
         if next_token:
             clauses.append("RowKey gt @after")
-            params["after"] = _after(next_token)
+            params["after"] = token_after(next_token)
         if detector:
             clauses.append("DetectorId eq @det")
             params["det"] = detector
@@ -208,7 +194,7 @@ class AlertStore:
         page = found[:limit]
         more = len(found) > limit
         return AlertPage(
-            [from_entity(e) for e in page], _token(page[-1]["RowKey"]) if more else None
+            [from_entity(e) for e in page], continuation_token(page[-1]["RowKey"]) if more else None
         )
 
     def for_tenant(self, tenant_id: str) -> list[Alert]:

@@ -106,6 +106,17 @@ class Install:
 
 
 @dataclass(frozen=True)
+class ActionAttempt:
+    """One attempt at a governance action, as the governance log shows it."""
+
+    number: int
+    at: datetime
+    outcome: str  # "sending" until the answer is saved; then "succeeded", an error code...
+    request_id: str = ""  # Graph's request-id of the call (or of the check that settled it)
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class GovernanceAction:
     """One action taken (or not) because of an alert; its id makes execution idempotent."""
 
@@ -136,6 +147,10 @@ class GovernanceAction:
     reverted_at: datetime | None = None
     updated_at: datetime | None = None
     lease_until: datetime | None = None  # an attempt is in flight until then
+    intent: str = ""  # the irreversible request about to be sent, saved before it is sent
+    intent_at: datetime | None = None  # set while a sent request's answer is not yet saved
+    check: str = ""  # how a later attempt learns whether that request was carried out
+    attempt_log: tuple[ActionAttempt, ...] = ()  # the last attempts, oldest first
 
     @staticmethod
     def make_id(alert_id: str, action: str, target: str) -> str:

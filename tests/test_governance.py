@@ -183,8 +183,11 @@ def test_notify_sends_one_mail_from_the_sender_that_says_what_was_seen_and_what_
     record = run(gsvc, request)
     assert record.status == "succeeded" and record.request_id
     (mail,) = graph.sent_mail
-    assert mail["sender"] == SENDER and mail["saveToSentItems"] is False
+    assert mail["sender"] == SENDER and mail["saveToSentItems"] is True
     message = mail["message"]
+    assert message["internetMessageId"] == f"<vigil.{record.id}@contoso.com>"
+    (kept,) = graph.sent_items(SENDER)  # where a later attempt looks before sending again
+    assert kept["internetMessageId"] == message["internetMessageId"]
     assert message["toRecipients"] == [{"emailAddress": {"address": VICTIM}}]
     assert "Multiple failed login attempts" in message["subject"]
     html = message["body"]["content"]
@@ -237,7 +240,7 @@ def test_suspend_disables_then_revokes_in_one_batch_and_can_be_reverted(
     assert user is not None and not user.account_enabled and user.sign_in_sessions_valid_from
     assert run(gsvc, request) == record and len(writes(graph)) == 2  # redelivery: nothing new
 
-    from shared.governance.executor import Refused, revert
+    from shared.governance.commands import Refused, revert
 
     reverted = revert(governance(gsvc), record.id, "analyst@contoso.com", NOW)
     assert reverted.status == "reverted" and reverted.reverted_by == "analyst@contoso.com"
@@ -334,7 +337,7 @@ def test_confirm_compromised_backs_off_at_least_a_second_on_a_429_without_retry_
 def test_confirm_compromised_is_reverted_by_dismissing_the_risk(
     gsvc: Services, graph: SimulatedGraph
 ) -> None:
-    from shared.governance.executor import revert
+    from shared.governance.commands import revert
 
     record = run(gsvc, stored_alert(gsvc, action=act.CONFIRM_COMPROMISED))
     assert record.status == "succeeded"
@@ -346,7 +349,7 @@ def test_confirm_compromised_is_reverted_by_dismissing_the_risk(
 
 
 def test_revoked_sessions_cannot_be_reverted(gsvc: Services, graph: SimulatedGraph) -> None:
-    from shared.governance.executor import Refused, revert
+    from shared.governance.commands import Refused, revert
 
     record = run(gsvc, stored_alert(gsvc))
     with pytest.raises(Refused, match="cannot be undone"):

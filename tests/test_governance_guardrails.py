@@ -156,7 +156,7 @@ def test_approved_suspensions_are_not_counted_or_stopped_by_the_breaker(
     request = stored_alert(gsvc, action=act.SUSPEND_USER, approval=True)
     assert execute(request, gov, NOW).status == "pending"
     record = record_of(gsvc, request)
-    from shared.governance.executor import approve
+    from shared.governance.commands import approve
 
     approve(gov, record.id, "analyst", NOW)
     assert execute(request, gov, NOW).status == "succeeded"

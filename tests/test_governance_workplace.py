@@ -1,7 +1,8 @@
 """Workplace account actions (log out everywhere, deactivate and its revert) over real HTTP.
 
-local/sim_workplace.py does not model the account actions yet, so a small server here answers
-them the way workplace-api.md §8.1 describes (`{"success": true}`, Graph error envelopes).
+A small server here answers them the way workplace-api.md §8.1 describes (`{"success": true}`,
+Graph error envelopes) and serves scripted errors; test_governance_crash.py uses
+local/sim_workplace.py, which carries them out on its members.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pytest
 
 from shared import services
 from shared.governance import actions as act
-from shared.governance.executor import Refused, RetryLater, revert
+from shared.governance.commands import Refused, revert
+from shared.governance.executor import RetryLater
 from shared.services import Services
 from tests.test_governance import NOW, TENANT, governance, record_of, run, stored_alert
 

@@ -409,6 +409,69 @@ def test_send_mail_is_accepted_and_recorded(
     assert len(sim.sent_mail) == 1
 
 
+def test_sent_items_keep_a_sent_mail_under_its_internet_message_id(
+    sim: SimulatedGraph, http: requests.Session, token: str
+) -> None:
+    message = {
+        "subject": "Vigil security notice",
+        "body": {"contentType": "HTML", "content": "<p>Seen.</p>"},
+        "toRecipients": [{"emailAddress": {"address": "alice@contoso.com"}}],
+        "internetMessageId": "<vigil.abc@contoso.com>",
+    }
+    url = f"{sim.graph_url}/users/vigil@contoso.com"
+    sent = http.post(f"{url}/sendMail", json={"message": message}, headers=_auth(token))
+    assert sent.status_code == 202  # saveToSentItems defaults to true
+    unsaved = {**message, "internetMessageId": "<vigil.not-kept@contoso.com>"}
+    http.post(
+        f"{url}/sendMail", json={"message": unsaved, "saveToSentItems": False}, headers=_auth(token)
+    )
+    bad = {**message, "internetMessageId": "no-angle-brackets"}
+    refused = http.post(f"{url}/sendMail", json={"message": bad}, headers=_auth(token))
+    assert refused.status_code == 400
+
+    def find(message_id: str) -> list[dict[str, object]]:
+        got = http.get(
+            f"{url}/mailFolders/sentitems/messages",
+            params={
+                "$filter": f"internetMessageId eq '{message_id}'",
+                "$select": "id,internetMessageId",
+            },
+            headers=_auth(token),
+        )
+        assert got.status_code == 200, got.text
+        value: list[dict[str, object]] = got.json()["value"]
+        return value
+
+    (kept,) = find("<vigil.abc@contoso.com>")
+    assert kept["internetMessageId"] == "<vigil.abc@contoso.com>" and set(kept) == {
+        "id",
+        "internetMessageId",
+    }
+    assert (
+        find("<vigil.not-kept@contoso.com>") == [] and len(sim.sent_items("vigil@contoso.com")) == 1
+    )
+    sim.mail_read_denied = True
+    denied = http.get(f"{url}/mailFolders/sentitems/messages", headers=_auth(token))
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "ErrorAccessDenied"
+
+
+def test_a_hook_runs_after_the_call_and_before_the_answer(
+    sim: SimulatedGraph, http: requests.Session, token: str
+) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def hook(request: object) -> None:
+        user = sim.find_user("alice@contoso.com")
+        assert user is not None
+        seen.append((getattr(request, "path", ""), user.sign_in_sessions_valid_from is not None))
+
+    sim.before_answer("POST", "/revokeSignInSessions$", hook)
+    url = f"{sim.graph_url}/users/alice@contoso.com/revokeSignInSessions"
+    assert http.post(url, headers=_auth(token)).status_code == 200
+    assert http.post(url, headers=_auth(token)).status_code == 200
+    assert seen == [("/v1.0/users/alice@contoso.com/revokeSignInSessions", True)]  # once, after
+
+
 def test_risky_users_confirm_and_dismiss(
     sim: SimulatedGraph, http: requests.Session, token: str
 ) -> None:

@@ -893,3 +893,27 @@ def test_url_needs_a_running_server_and_stop_frees_it() -> None:
     sim.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/me", timeout=2)
+
+
+def test_account_actions_log_out_and_deactivate_and_the_state_reads_back(
+    sim: SimulatedWorkplace,
+) -> None:
+    token = sim.add_custom_integration()
+    person = sim.add_member("Eve Example", "eve@contoso.com")
+    auth = {"Authorization": f"Bearer {token}"}
+    seen: list[int] = []
+    sim.before_answer("POST", "/logout$", lambda r: seen.append(sim.member(person.id).logouts))
+
+    logout = requests.post(f"{sim.url}/{person.id}/logout", headers=auth, timeout=5)
+    assert logout.json() == {"success": True} and sim.member(person.id).logouts == 1
+    assert seen == [1]  # the hook ran after the logout was carried out
+    off = requests.post(
+        f"{sim.url}/{person.id}", params={"active": "false"}, headers=auth, timeout=5
+    )
+    assert off.json() == {"success": True}
+    assert graph_get(sim, f"/{person.id}", token, fields="id,active").json() == {
+        "id": person.id,
+        "active": False,
+    }
+    unknown = requests.post(f"{sim.url}/{person.id}/sessions", headers=auth, timeout=5)
+    assert graph_error(unknown)["code"] == 100

@@ -5,9 +5,10 @@
 # + Application.Read.All).
 #   infra/hooks/grant-graph-permissions.sh <identity principal id> [permission ...]
 # Default permissions: User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All, and
-# Mail.Send only when GOVERNANCE_MAIL_SENDER is set (as infra/main.bicep grants them). Add
-# IdentityRiskyUser.ReadWrite.All on Entra ID P2 tenants; leave Mail.Send out to scope it to the
-# sender mailbox with Exchange RBAC for Applications instead (README, "Deploy").
+# Mail.Send with Mail.ReadBasic.All (notify reads its Sent Items before it could send twice) only
+# when GOVERNANCE_MAIL_SENDER is set (as infra/main.bicep grants them). Add
+# IdentityRiskyUser.ReadWrite.All on Entra ID P2 tenants; leave the two Mail ones out to scope them
+# to the sender mailbox with Exchange RBAC for Applications instead (README, "Deploy").
 set -eu
 
 principal="${1:-${AZURE_MANAGED_IDENTITY_PRINCIPAL_ID:-}}"
@@ -15,7 +16,7 @@ principal="${1:-${AZURE_MANAGED_IDENTITY_PRINCIPAL_ID:-}}"
 [ "$#" -gt 0 ] && shift
 if [ "$#" -eq 0 ]; then
   set -- User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All
-  [ -z "${GOVERNANCE_MAIL_SENDER:-}" ] || set -- "$@" Mail.Send
+  [ -z "${GOVERNANCE_MAIL_SENDER:-}" ] || set -- "$@" Mail.Send Mail.ReadBasic.All
 fi
 
 graph_app_id=00000003-0000-0000-c000-000000000000

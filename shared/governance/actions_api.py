@@ -8,22 +8,35 @@ from datetime import datetime
 from typing import Any, get_args
 
 from shared.governance.actions import ACTIONS
-from shared.governance.executor import Governance, Refused, approve, retry, revert
+from shared.governance.commands import Refused, approve, retry, revert
+from shared.governance.executor import Governance
 from shared.governance.records import ActionFilter
 from shared.models import ActionStatus, GovernanceAction
 from shared.web import Reply
 
 COMMANDS = {"approve": approve, "retry": retry, "revert": revert}
-FILTERS = ("tenant", "status", "action", "user", "alert", "limit")
+FILTERS = ("tenant", "status", "action", "user", "alert", "limit", "next")
 MAX_LIMIT = 1000
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def record_json(record: GovernanceAction) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(record).items()}
+    out: dict[str, Any] = _plain(asdict(record))
+    return out
 
 
 def list_actions(gov: Governance, params: dict[str, str]) -> Reply:
-    """`GET /api/governance/actions?status=&action=&user=&alert=&tenant=&limit=`, newest first."""
+    """`GET /api/governance/actions?status=&action=&user=&alert=&tenant=&limit=&next=`: newest
+    first (by creation), `limit` at a time, with `next` the token of the following page."""
     unknown = sorted(set(params) - set(FILTERS) - {"code"})
     if unknown:
         return Reply.error(400, f"unknown filter {unknown[0]!r}; use {', '.join(FILTERS)}")
@@ -42,8 +55,18 @@ def list_actions(gov: Governance, params: dict[str, str]) -> Reply:
         user=params.get("user", ""),
         alert_id=params.get("alert", ""),
     )
-    records = gov.actions.query(where, limit=int(raw_limit))
-    return Reply.json(200, {"actions": [record_json(r) for r in records], "count": len(records)})
+    try:
+        page = gov.actions.page(where, limit=int(raw_limit), next_token=params.get("next") or None)
+    except ValueError as exc:
+        return Reply.error(400, str(exc))
+    return Reply.json(
+        200,
+        {
+            "actions": [record_json(r) for r in page.actions],
+            "count": len(page.actions),
+            "next": page.next,
+        },
+    )
 
 
 def run_command(

@@ -2,8 +2,10 @@
 
 A queue message names an alert and an action; the record (keyed by alert + action + target) is
 read first, so a redelivered message never acts twice, and it is written with ETags, so two
-deliveries in flight at once cannot both act. Transient failures return the work to the queue
-with a delay (`RetryLater`); nothing sleeps here.
+deliveries in flight at once cannot both act. Before an irreversible request the record says
+what is about to be sent; a later attempt that finds that intent unanswered first checks whether
+the request took effect (first_call.py). Transient failures return the work to the queue with a
+delay (`RetryLater`); nothing sleeps here. Analyst commands are in commands.py.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from shared import telemetry
 from shared.alerts import AlertStore
 from shared.config import GovernanceMode, Settings
 from shared.governance import actions as act
+from shared.governance import first_call
 from shared.governance.graph import EntraUser, GraphError, GraphResult
 from shared.governance.guardrails import (
     BREAKER_WINDOW,
@@ -44,8 +47,11 @@ __all__ = ["TERMINAL", "ActionRequest", "ActionStore", "Governance", "RetryLater
 log = logging.getLogger(__name__)
 
 MAX_RISK_BATCH = 20
-# How long an attempt holds its record; a crashed attempt is retried after this.
-LEASE = timedelta(minutes=5)
+# How long an attempt holds its record: host.json's functionTimeout, so that once it has passed
+# the attempt is certainly over (the host ends an invocation then). The queue shows a message
+# again at most 10 minutes after a host dies; a redelivery that comes before the lease is over
+# is put back on the queue until then, and first checks whether the dead attempt's call happened.
+LEASE = timedelta(minutes=10)
 
 
 class RetryLater(RuntimeError):
@@ -54,14 +60,6 @@ class RetryLater(RuntimeError):
     def __init__(self, message: str, delay: int = 1) -> None:
         super().__init__(message)
         self.delay = delay
-
-
-class Refused(RuntimeError):
-    """An analyst command that cannot be carried out; `status` is the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -109,9 +107,14 @@ class Governor(Protocol):
     def revoke_sessions(self, user: str) -> GraphResult: ...
     def suspend(self, user: str) -> GraphResult: ...
     def set_account_enabled(self, user: str, enabled: bool) -> GraphResult: ...
-    def send_mail(self, sender: str, to: str, subject: str, html: str) -> GraphResult: ...
+    def send_mail(
+        self, sender: str, to: str, subject: str, html: str, message_id: str
+    ) -> GraphResult: ...
     def confirm_compromised(self, object_ids: list[str]) -> GraphResult: ...
     def dismiss_risk(self, object_ids: list[str]) -> GraphResult: ...
+    def sent_message(self, sender: str, internet_message_id: str) -> tuple[str | None, str]: ...
+    def account_enabled(self, user: str) -> tuple[bool | None, str]: ...
+    def risk_state(self, object_id: str) -> tuple[str, str]: ...
 
 
 class WorkplaceAccounts(Protocol):
@@ -119,6 +122,7 @@ class WorkplaceAccounts(Protocol):
 
     def logout_user(self, token: str, user_id: str) -> None: ...
     def set_active(self, token: str, user_id: str, active: bool) -> None: ...
+    def account_active(self, token: str, user_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -281,15 +285,29 @@ def execute(request: ActionRequest, gov: Governance, now: datetime) -> Governanc
 def _attempt(
     record: GovernanceAction, etag: str, alert: Alert, gov: Governance, now: datetime
 ) -> GovernanceAction:
+    calling = False  # True once the request is (maybe) sent
     try:
         record, user = _resolve(record, gov, now)
         if record.action == act.CONFIRM_COMPROMISED:
             # Saved first, so that a concurrent batch for the tenant can include this user.
             etag = _save(gov, record, etag)
-        record, etag, result = _perform(record, etag, alert, user, gov, now)
+        # What an earlier attempt may have done comes first: the guardrails hold back requests
+        # not yet made, never the record of one that was (a disabled account gets its revoke).
+        record, settled = _settle(record, etag, user, gov, now)
+        if settled is None:
+            if record.progress != "disabled":
+                _guard(record, alert, user, gov)
+            if record.action == act.CONFIRM_COMPROMISED:
+                _take_risk_slot(record, etag, gov, now)
+            record, etag = _declare(record, etag, gov, now)
+            calling = True
+            record, etag, result = _perform(record, etag, alert, user, gov, now)
+            record = first_call.answered(record, "succeeded", now, result.request_id)
+        else:
+            result = settled
     except _Failure as decided:
         done = replace(
-            record,
+            first_call.answered(record, decided.code, now, note=decided.message),
             status=decided.status,
             error_code=decided.code,
             error_message=decided.message,
@@ -307,7 +325,7 @@ def _attempt(
         )
         return done
     except (GraphError, WorkplaceError, requests.RequestException) as exc:
-        return _failed_call(record, etag, exc, gov, now)
+        return _failed_call(record, etag, exc, gov, now, called=calling)
     done = replace(
         record,
         status="succeeded",
@@ -354,16 +372,22 @@ def _failed_call(
     exc: GraphError | WorkplaceError | requests.RequestException,
     gov: Governance,
     now: datetime,
+    *,
+    called: bool,
 ) -> GovernanceAction:
     retry_after: float | None = None
     request_id = date = ""
+    maybe_done = not isinstance(exc, GraphError | WorkplaceError)  # no answer at all
     if isinstance(exc, GraphError):
+        # A server error or no answer may come after the request took effect.
+        maybe_done = exc.status in (500, 502, 503, 504)
         retryable, code = exc.retryable, exc.code or str(exc.status)
         message = f"Graph answered {exc.status}: {exc.message}"
         retry_after, request_id, date = exc.retry_after, exc.request_id, exc.date
         if code.startswith("revoke:"):  # the $batch disabled the account; only the revoke is left
             record = replace(record, progress="disabled")
     elif isinstance(exc, WorkplaceError):
+        maybe_done = exc.status == 0 or exc.status >= 500
         retryable, retry_after = exc.kind in WORKPLACE_RETRYABLE, exc.retry_after
         code = f"workplace_{exc.code if exc.code is not None else exc.status}"
         message = f"{exc} ({exc.kind})"
@@ -373,6 +397,16 @@ def _failed_call(
             "unreachable",
             f"Workplace unreachable ({type(exc).__name__})",
         )
+    if called:  # the intent stays when the request may have taken effect: the next attempt checks
+        record = first_call.note_attempt(
+            record if maybe_done else replace(record, intent_at=None),
+            code if not maybe_done else f"{code} (may have taken effect)",
+            now,
+            request_id,
+            message,
+        )
+    else:  # the check before the request failed: the earlier intent stands
+        record = first_call.note_attempt(record, code, now, request_id, message)
     failed = replace(
         record,
         request_id=request_id,
@@ -428,15 +462,8 @@ def _resolve(
     return replace(record, target_object_id=user.id), user
 
 
-def _perform(
-    record: GovernanceAction,
-    etag: str,
-    alert: Alert,
-    user: EntraUser | None,
-    gov: Governance,
-    now: datetime,
-) -> tuple[GovernanceAction, str, GraphResult]:
-    """Guardrails, then the call. Returns the (possibly updated) record, its ETag, the result."""
+def _guard(record: GovernanceAction, alert: Alert, user: EntraUser | None, gov: Governance) -> None:
+    """The guardrails: raise a decided `_Failure` when the action must not run."""
     policy = gov.policy
     identities: tuple[str, ...] = (alert.user_email, alert.user_id)
     if user is not None:
@@ -464,20 +491,112 @@ def _perform(
             "the user is synced from on-premises AD, which would re-enable the account: "
             "suspend it in AD",
         )
-    graph_user = user.user_principal_name or user.id if user else ""
+    if record.action == act.NOTIFY_USER and not policy.mail_sender:
+        raise _Failure(
+            "failed",
+            "not_configured",
+            "GOVERNANCE_MAIL_SENDER is not set: set it to the mailbox Vigil "
+            "sends notifications from",
+        )
+    if record.action in act.WORKPLACE_ACTIONS and not gov.workplace_token(record.tenant_id):
+        raise _Failure(
+            "failed",
+            "no_workplace_token",
+            f"Vigil holds no Workplace token for community {record.tenant_id}: "
+            "install (or reinstall) Vigil in that community",
+        )
+
+
+def _graph_user(user: EntraUser | None) -> str:
+    return user.user_principal_name or user.id if user else ""
+
+
+def _settle(
+    record: GovernanceAction, etag: str, user: EntraUser | None, gov: Governance, now: datetime
+) -> tuple[GovernanceAction, GraphResult | None]:
+    """When an earlier attempt declared its request and its answer was never saved, find out
+    whether that request took effect. Returns the record and, when it did, the result."""
+    intent_at = record.intent_at
+    if intent_at is None:
+        return record, None
+    record = first_call.unanswered(record)
+    finding = first_call.settle(
+        record,
+        gov.graph,
+        sender=gov.policy.mail_sender or "",
+        graph_user=_graph_user(user),
+        workplace_active=lambda: gov.workplace().account_active(
+            gov.workplace_token(record.tenant_id) or "", record.target
+        ),
+    )
+    if finding.done is None:
+        raise _Failure(
+            "failed",
+            "unconfirmed_send",
+            f"an earlier attempt sent this at {intent_at.isoformat()} and its answer "
+            f"was lost; {finding.note}. Not sent again: check the mailbox, then retry the "
+            "action to send it",
+        )
+    settles = intent_at + first_call.MAIL_SETTLE
+    if not finding.done and record.check == first_call.SENT_ITEMS and now < settles:
+        # Sent Items may not list a mail sent a moment ago yet: look again once it would.
+        _save(gov, replace(record, attempts=record.attempts - 1), etag, release=True)
+        raise RetryLater(
+            f"action {record.id}: its mail of {intent_at.isoformat()} is not in Sent Items yet",
+            ceil((settles - now).total_seconds()),
+        )
+    if not finding.done:
+        noted = first_call.note_attempt(record, "checked", now, finding.request_id, finding.note)
+        return replace(noted, intent_at=None), None
+    if record.action == act.SUSPEND_USER:  # disabled; the revoke after it is harmless to repeat
+        noted = first_call.note_attempt(record, "checked", now, finding.request_id, finding.note)
+        return replace(noted, intent_at=None, progress="disabled"), None
+    done = first_call.answered(record, "already_done", now, finding.request_id, finding.note)
+    log.warning(
+        "governance: %s for %s had taken effect before (%s): not sent again",
+        record.action,
+        record.target,
+        finding.note,
+        extra={"action_id": record.id},
+    )
+    return done, GraphResult(200, finding.request_id)
+
+
+def _declare(
+    record: GovernanceAction, etag: str, gov: Governance, now: datetime
+) -> tuple[GovernanceAction, str]:
+    """Save what is about to be sent, and when, before sending it."""
+    intent = record.detail
+    if record.action == act.NOTIFY_USER:
+        sender = gov.policy.mail_sender or ""
+        intent = f"{intent}, internetMessageId {first_call.message_id(record.id, sender)}"
+    elif record.action == act.SUSPEND_USER and record.progress == "disabled":
+        intent = f"POST /users/{record.target}/revokeSignInSessions (the account is disabled)"
+    record = first_call.declare(record, intent, now)
+    return record, _save(gov, record, etag)
+
+
+def _perform(
+    record: GovernanceAction,
+    etag: str,
+    alert: Alert,
+    user: EntraUser | None,
+    gov: Governance,
+    now: datetime,
+) -> tuple[GovernanceAction, str, GraphResult]:
+    """The call. Returns the (possibly updated) record, its ETag, the result."""
+    policy = gov.policy
+    graph_user = _graph_user(user)
     match record.action:
         case act.NOTIFY_USER:
-            if not policy.mail_sender:
-                raise _Failure(
-                    "failed",
-                    "not_configured",
-                    "GOVERNANCE_MAIL_SENDER is not set: set it to the mailbox Vigil "
-                    "sends notifications from",
-                )
-            assert user is not None
+            assert user is not None and policy.mail_sender
             note = user_notification(alert)
             result = gov.graph().send_mail(
-                policy.mail_sender, user.mail or graph_user, note.subject, note.html
+                policy.mail_sender,
+                user.mail or graph_user,
+                note.subject,
+                note.html,
+                first_call.message_id(record.id, policy.mail_sender),
             )
         case act.REVOKE_SESSIONS:
             result = gov.graph().revoke_sessions(graph_user)
@@ -488,15 +607,8 @@ def _perform(
                 result = gov.graph().suspend(graph_user)
         case act.CONFIRM_COMPROMISED:
             return _confirm_batch(record, etag, gov, now)
-        case act.WORKPLACE_LOGOUT | act.WORKPLACE_DEACTIVATE:
-            token = gov.workplace_token(record.tenant_id)
-            if not token:
-                raise _Failure(
-                    "failed",
-                    "no_workplace_token",
-                    f"Vigil holds no Workplace token for community {record.tenant_id}: "
-                    "install (or reinstall) Vigil in that community",
-                )
+        case _:
+            token = gov.workplace_token(record.tenant_id) or ""
             if record.action == act.WORKPLACE_LOGOUT:
                 gov.workplace().logout_user(token, record.target)
             else:
@@ -505,41 +617,72 @@ def _perform(
     return record, etag, result
 
 
-def _confirm_batch(
-    record: GovernanceAction, etag: str, gov: Governance, now: datetime
-) -> tuple[GovernanceAction, str, GraphResult]:
-    """confirmCompromised for this user and every other one ready in the tenant, in one call,
-    once the tenant's 1-request-per-second slot is ours."""
+def _take_risk_slot(record: GovernanceAction, etag: str, gov: Governance, now: datetime) -> None:
+    """The tenant's 1-request-per-second Identity Protection slot, or the work goes back to the
+    queue (an attempt that sent nothing does not count)."""
     wait = gov.risk_slots.acquire(record.tenant_id, now)
     if wait > 0:
         _save(gov, replace(record, attempts=record.attempts - 1), etag, release=True)
         raise RetryLater(
             f"confirmCompromised slot of tenant {record.tenant_id} taken", max(1, round(wait))
         )
-    others = [
-        r
-        for r in gov.actions.query(ActionFilter(record.tenant_id, action=act.CONFIRM_COMPROMISED))
-        if r.id != record.id
-        and r.target_object_id
-        and (r.status == "approved" or (r.status == "pending" and not r.approval_required))
-    ][: MAX_RISK_BATCH - 1]
+
+
+def _confirm_batch(
+    record: GovernanceAction, etag: str, gov: Governance, now: datetime
+) -> tuple[GovernanceAction, str, GraphResult]:
+    """confirmCompromised for this user and every other one ready in the tenant, in one call
+    (the tenant's slot is ours). The others carry the intent too, so that their own deliveries
+    check the risk state rather than send again."""
+    others: list[GovernanceAction] = []
+    for candidate in gov.actions.query(
+        ActionFilter(record.tenant_id, action=act.CONFIRM_COMPROMISED)
+    ):
+        if len(others) >= MAX_RISK_BATCH - 1:
+            break
+        if candidate.id == record.id or not candidate.target_object_id:
+            continue
+        found = gov.actions.read(candidate.tenant_id, candidate.id)
+        if found is None:
+            continue
+        other, other_etag = found
+        ready = other.status == "approved" or (
+            other.status == "pending" and not other.approval_required
+        )
+        if not ready or other.intent_at is not None:  # one in doubt checks for itself
+            continue
+        batched = replace(  # held, as its own attempt would be, until the batch is answered
+            other,
+            intent=f"batched with action {record.id}",
+            intent_at=now,
+            check=record.check,
+            lease_until=now + LEASE,
+        )
+        with contextlib.suppress(RecordConflict):  # changed meanwhile: left to its own delivery
+            gov.actions.save(batched, other_etag)
+            others.append(batched)
     ids = list(dict.fromkeys([record.target_object_id, *(r.target_object_id for r in others)]))
     result = gov.graph().confirm_compromised(ids)
     for other in others:
         found = gov.actions.read(other.tenant_id, other.id)
         if found is None or found[0].status in TERMINAL:
             continue
-        batched = replace(
-            found[0],
-            status="succeeded",
-            request_id=result.request_id,
-            detail=f"batched with action {record.id}",
-            completed_at=now,
-            updated_at=now,
+        batched = first_call.answered(
+            replace(
+                found[0],
+                status="succeeded",
+                request_id=result.request_id,
+                detail=f"batched with action {record.id}",
+                completed_at=now,
+                updated_at=now,
+                lease_until=None,
+            ),
+            "succeeded",
+            now,
+            result.request_id,
+            f"batched with action {record.id}",
         )
-        with contextlib.suppress(
-            RecordConflict
-        ):  # its own delivery then sees it done, or redoes it
+        with contextlib.suppress(RecordConflict):  # its own delivery then checks the state
             gov.actions.save(batched, found[1])
     return record, etag, result
 
@@ -671,126 +814,3 @@ def _mark_poisoned(
         ),
         etag,
     )
-
-
-# ---------------------------------------------------------------- analyst commands (HTTP)
-
-
-def _find(gov: Governance, action_id: str) -> tuple[GovernanceAction, str]:
-    record = gov.actions.find(action_id)
-    found = gov.actions.read(record.tenant_id, action_id) if record else None
-    if found is None:
-        raise Refused(404, f"no governance action {action_id}")
-    return found
-
-
-def _request_of(record: GovernanceAction) -> ActionRequest:
-    return ActionRequest(
-        record.tenant_id,
-        record.alert_key,
-        record.action,
-        record.policy_id,
-        record.approval_required,
-    )
-
-
-def approve(gov: Governance, action_id: str, by: str, now: datetime) -> GovernanceAction:
-    """Approve a pending action that needs approval; it is queued to run at once."""
-    record, etag = _find(gov, action_id)
-    if not (record.status == "pending" and record.approval_required):
-        raise Refused(
-            409,
-            f"action {action_id} is {record.status}"
-            f"{'' if record.approval_required else ' and needs no approval'}",
-        )
-    done = replace(record, status="approved", approved_by=by, approved_at=now, updated_at=now)
-    _store_command(gov, done, etag)
-    gov.enqueue(_request_of(done), 0)
-    return done
-
-
-def retry(gov: Governance, action_id: str, by: str, now: datetime) -> GovernanceAction:
-    """Run a failed or skipped action again (with a fresh attempt budget)."""
-    record, etag = _find(gov, action_id)
-    if record.status not in ("failed", "skipped"):
-        raise Refused(
-            409,
-            f"action {action_id} is {record.status}: only failed or skipped " "actions are retried",
-        )
-    again = replace(
-        record,
-        status="approved" if record.approval_required else "pending",
-        approved_by=record.approved_by or (by if record.approval_required else ""),
-        approved_at=record.approved_at or (now if record.approval_required else None),
-        attempts=0,
-        completed_at=None,
-        updated_at=now,
-        error_message=f"retry by {by}; before: {record.error_code} {record.error_message}"[:500],
-    )
-    _store_command(gov, again, etag)
-    gov.enqueue(_request_of(again), 0)
-    return again
-
-
-def revert(gov: Governance, action_id: str, by: str, now: datetime) -> GovernanceAction:
-    """Undo a succeeded suspend, deactivate or confirm-compromised by sending its inverse."""
-    record, etag = _find(gov, action_id)
-    if record.action not in act.REVERSIBLE:
-        raise Refused(
-            409,
-            f"{record.action} cannot be undone (only " f"{', '.join(sorted(act.REVERSIBLE))} can)",
-        )
-    if record.status != "succeeded" or record.mode != "enforce":
-        raise Refused(
-            409,
-            f"action {action_id} is {record.status} ({record.mode}): only a "
-            "succeeded, enforced action is reverted",
-        )
-    if gov.policy.mode != "enforce":
-        raise Refused(
-            409,
-            f"GOVERNANCE_MODE is {gov.policy.mode}: reverting sends a request, "
-            "which needs enforce",
-        )
-    user = record.target_object_id or record.target
-    try:
-        if record.action == act.SUSPEND_USER:
-            request_id = gov.graph().set_account_enabled(user, True).request_id
-        elif record.action == act.CONFIRM_COMPROMISED:
-            wait = gov.risk_slots.acquire(record.tenant_id, now)
-            if wait > 0:
-                raise Refused(429, f"Identity Protection allows 1 request/s; retry in {wait:.0f} s")
-            request_id = gov.graph().dismiss_risk([user]).request_id
-        else:
-            token = gov.workplace_token(record.tenant_id)
-            if not token:
-                raise Refused(409, f"no Workplace token for community {record.tenant_id}")
-            gov.workplace().set_active(token, record.target, True)
-            request_id = ""
-    except (GraphError, WorkplaceError, requests.RequestException) as exc:
-        code = getattr(exc, "code", "") or type(exc).__name__
-        raise Refused(502, f"revert of {action_id} failed: {code}: {exc}"[:500]) from None
-    done = replace(
-        record,
-        status="reverted",
-        reverted_by=by,
-        reverted_at=now,
-        updated_at=now,
-        request_id=request_id or record.request_id,
-    )
-    _store_command(gov, done, etag)
-    log.warning(
-        "governance: %s for %s reverted by %s",
-        record.action,
-        record.target,
-        by,
-        extra={"action_id": record.id},
-    )
-    return done
-
-
-def _store_command(gov: Governance, record: GovernanceAction, etag: str) -> None:
-    try:
-        gov.actions.save(record, etag)
-    except RecordConflict:
-        raise Refused(409, f"action {record.id} changed meanwhile; read it again") from None

@@ -315,14 +315,59 @@ class GraphClient:
                 raise error
         return GraphResult(resp.status_code, resp.headers.get("request-id", ""))
 
-    def send_mail(self, sender: str, to: str, subject: str, html: str) -> GraphResult:
+    def send_mail(
+        self, sender: str, to: str, subject: str, html: str, message_id: str
+    ) -> GraphResult:
+        """Send from `sender`, kept in its Sent Items under `message_id` (the internet message
+        id), where a later attempt looks for it before sending again."""
         message = {
             "subject": subject,
             "body": {"contentType": "HTML", "content": html},
             "toRecipients": [{"emailAddress": {"address": to}}],
+            "internetMessageId": message_id,
         }
-        body = {"message": message, "saveToSentItems": False}
+        body = {"message": message, "saveToSentItems": True}
         return self._call("POST", f"{_user_path(sender)}/sendMail", body)
+
+    # ---------------------------------------------------------------- state checks
+
+    def _read(self, path: str, params: dict[str, str]) -> tuple[Any, str]:
+        """A GET's JSON body (None on 404) and its request-id."""
+        resp = self._send("GET", path, params=params, priority="high")
+        request_id = resp.headers.get("request-id", "")
+        if resp.status_code == 404:
+            return None, request_id
+        if resp.status_code >= 400:
+            raise _error_from(resp.status_code, resp.headers, _json(resp), resp.reason)
+        return _json(resp), request_id
+
+    def sent_message(self, sender: str, internet_message_id: str) -> tuple[str | None, str]:
+        """The id of the message in `sender`'s Sent Items with this internet message id."""
+        escaped = internet_message_id.replace("'", "''")
+        body, request_id = self._read(
+            f"{_user_path(sender)}/mailFolders/sentitems/messages",
+            {"$filter": f"internetMessageId eq '{escaped}'", "$select": "id,internetMessageId"},
+        )
+        if body is None:  # no such mailbox or folder: nothing can be told
+            raise GraphError(404, "mailbox_not_found", f"no Sent Items for {sender}", request_id)
+        found = (body or {}).get("value") or []
+        return (str(found[0].get("id", "")) or "found" if found else None), request_id
+
+    def account_enabled(self, user: str) -> tuple[bool | None, str]:
+        """The user's accountEnabled now (None: no such user)."""
+        body, request_id = self._read(_user_path(user), {"$select": "id,accountEnabled"})
+        if not isinstance(body, dict):
+            return None, request_id
+        return bool(body.get("accountEnabled", True)), request_id
+
+    def risk_state(self, object_id: str) -> tuple[str, str]:
+        """The risky user's riskState now ("none" when Identity Protection has no record)."""
+        body, request_id = self._read(
+            f"/identityProtection/riskyUsers/{quote(object_id, safe='')}",
+            {"$select": "id,riskState"},
+        )
+        state = body.get("riskState") if isinstance(body, dict) else None
+        return str(state or "none"), request_id
 
     def confirm_compromised(self, object_ids: list[str]) -> GraphResult:
         return self._call(

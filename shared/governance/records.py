@@ -1,16 +1,25 @@
-"""Governance action records in Table Storage: one partition per tenant, one row per action."""
+"""Governance action records in Table Storage: one partition per tenant.
+
+Each action has two rows, written together in one transaction: its record under its id (read
+and written with ETags by the executor) and a copy under a log key that sorts newest first
+(`log-<inverted created time>-<id>`), which the governance log and every query read in order.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.models import GovernanceAction, utc
+from shared import table_tx
+from shared.models import ActionAttempt, GovernanceAction, utc
+from shared.paging import continuation_token, token_after
+from shared.storage import inverted_ticks
 
 TERMINAL = frozenset({"succeeded", "failed", "skipped", "reverted"})
 
@@ -22,7 +31,10 @@ _TIMES = (
     "RevertedAt",
     "UpdatedAt",
     "LeaseUntil",
+    "IntentAt",
 )
+LOG_PREFIX = "log-"
+_LOG_END = "log."  # the first key after every log key
 
 
 class RecordConflict(RuntimeError):
@@ -52,6 +64,12 @@ def _to_entity(a: GovernanceAction) -> dict[str, Any]:
         "Progress": a.progress,
         "ApprovedBy": a.approved_by,
         "RevertedBy": a.reverted_by,
+        "Intent": a.intent,
+        "Check": a.check,
+        "AttemptLog": json.dumps(
+            [{**asdict(t), "at": utc(t.at).isoformat()} for t in a.attempt_log],
+            separators=(",", ":"),
+        ),
     }
     for name, value in zip(
         _TIMES,
@@ -63,6 +81,7 @@ def _to_entity(a: GovernanceAction) -> dict[str, Any]:
             a.reverted_at,
             a.updated_at,
             a.lease_until,
+            a.intent_at,
         ),
         strict=True,
     ):
@@ -103,7 +122,31 @@ def _from_entity(e: dict[str, Any]) -> GovernanceAction:
         reverted_at=when("RevertedAt"),
         updated_at=when("UpdatedAt"),
         lease_until=when("LeaseUntil"),
+        intent=e.get("Intent", ""),
+        intent_at=when("IntentAt"),
+        check=e.get("Check", ""),
+        attempt_log=tuple(
+            ActionAttempt(
+                int(t["number"]),
+                utc(datetime.fromisoformat(t["at"])),
+                str(t["outcome"]),
+                str(t.get("request_id", "")),
+                str(t.get("note", "")),
+            )
+            for t in json.loads(e.get("AttemptLog") or "[]")
+        ),
     )
+
+
+def log_key(a: GovernanceAction) -> str:
+    """The row key of the record's copy in the log: newest first, then by id."""
+    return f"{LOG_PREFIX}{inverted_ticks(utc(a.created_at))}-{a.id}"
+
+
+@dataclass(frozen=True)
+class ActionPage:
+    actions: list[GovernanceAction]
+    next: str | None  # opaque continuation token
 
 
 @dataclass(frozen=True)
@@ -139,21 +182,31 @@ class ActionStore:
         Returns the new ETag; raises RecordConflict when the condition fails.
         """
         entity = _to_entity(action)
+        copy = {**entity, "RowKey": log_key(action)}
+        replace_mode = {"mode": UpdateMode.REPLACE}
+        record: table_tx.Operation
+        if new:
+            record = ("create", entity)
+        elif etag:
+            record = (
+                "update",
+                entity,
+                {**replace_mode, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+            )
+        else:
+            record = ("upsert", entity, replace_mode)
         try:
-            if new:
-                meta = self._table.create_entity(entity)
-            elif etag:
-                meta = self._table.update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            else:
-                meta = self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            results = table_tx.submit(self._table, [record, ("upsert", copy, replace_mode)])
+        except (
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+            TableTransactionError,
+        ) as exc:
+            if isinstance(exc, TableTransactionError) and exc.status_code not in (404, 409, 412):
+                raise
             raise RecordConflict(f"governance action {action.id} changed concurrently") from None
-        return str(meta.get("etag", ""))
+        return str(results[0].etag or "")
 
     def find(self, action_id: str) -> GovernanceAction | None:
         """A record by id alone (ids are unique across tenants)."""
@@ -166,9 +219,21 @@ class ActionStore:
         return self.query(ActionFilter(tenant_id=tenant_id))
 
     def query(self, where: ActionFilter, limit: int = 1000) -> list[GovernanceAction]:
-        """Records matching every given field, newest first."""
-        clauses: list[str] = []
-        params: dict[str, Any] = {}
+        """Records matching every given field, newest first (the first `limit`)."""
+        return self.page(where, limit=limit).actions
+
+    def page(
+        self, where: ActionFilter, *, limit: int = 100, next_token: str | None = None
+    ) -> ActionPage:
+        """Records matching every given field, newest first (by creation), `limit` at a time.
+
+        Log keys sort newest first within a tenant, so one tenant's page reads `limit` + 1 rows;
+        across tenants the matching rows after the token are merged. `next_token` is the token of
+        the previous page (ValueError when it is not one).
+        """
+        clauses = ["RowKey gt @after", "RowKey lt @end"]
+        params: dict[str, Any] = {"end": _LOG_END}
+        params["after"] = token_after(next_token) if next_token else LOG_PREFIX
         for column, value in (
             ("PartitionKey", where.tenant_id),
             ("Status", where.status),
@@ -179,22 +244,23 @@ class ActionStore:
                 clauses.append(f"{column} eq @{column}")
                 params[column] = value
         if where.event_after is not None:
-            clauses.append("EventTime gt @after")
-            params["after"] = utc(where.event_after)
+            clauses.append("EventTime gt @after_time")
+            params["after_time"] = utc(where.event_after)
         if where.event_until is not None:
             clauses.append("EventTime le @until")
             params["until"] = utc(where.event_until)
         if where.user:
+            # The SDK finds parameters by splitting on spaces: `@user)` would not be one.
             clauses.append("(TargetLower eq @user or TargetObjectId eq @user )")
             params["user"] = where.user.lower()
-        query = " and ".join(clauses)
-        if query:
-            rows = self._table.query_entities(query, parameters=params)
-        else:
-            rows = self._table.list_entities()
-        out: list[GovernanceAction] = []
+        rows = self._table.query_entities(" and ".join(clauses), parameters=params)
+        found: list[dict[str, Any]] = []
         for row in rows:
-            out.append(_from_entity(row))
-            if len(out) >= limit:
-                break
-        return sorted(out, key=lambda a: a.created_at, reverse=True)
+            found.append(row)
+            if where.tenant_id and len(found) > limit:
+                break  # one partition comes back in key order: nothing later is newer
+        found.sort(key=lambda e: (e["RowKey"], e["PartitionKey"]))
+        page = found[:limit]
+        more = len(found) > limit
+        actions = [_from_entity({**e, "RowKey": e["RowKey"].rsplit("-", 1)[1]}) for e in page]
+        return ActionPage(actions, continuation_token(page[-1]["RowKey"]) if more else None)

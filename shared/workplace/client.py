@@ -319,6 +319,11 @@ class WorkplaceClient:
         """Log the user out of Workplace everywhere (`POST /{id}/logout`)."""
         self._request("POST", f"/{user_id}/logout", {}, token)
 
+    def account_active(self, token: str, user_id: str) -> bool:
+        """Whether the account is active now (`GET /{id}?fields=active`)."""
+        body = self._get(f"/{user_id}", {"fields": "id,active"}, token)
+        return body.get("active") is not False
+
     def set_active(self, token: str, user_id: str, active: bool) -> None:
         """Deactivate (or reactivate) the account (`POST /{id}?active=false|true`)."""
         self._request("POST", f"/{user_id}", {"active": "true" if active else "false"}, token)

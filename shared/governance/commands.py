@@ -1,0 +1,150 @@
+"""Analyst commands on governance actions (the governance log's POST routes): approve a pending
+action, retry a failed or skipped one, revert a reversible one."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+
+import requests
+
+from shared.governance import actions as act
+from shared.governance import first_call
+from shared.governance.executor import ActionRequest, Governance
+from shared.governance.graph import GraphError
+from shared.governance.records import RecordConflict
+from shared.models import GovernanceAction
+from shared.workplace.client import WorkplaceError
+
+log = logging.getLogger(__name__)
+
+
+class Refused(RuntimeError):
+    """An analyst command that cannot be carried out; `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _find(gov: Governance, action_id: str) -> tuple[GovernanceAction, str]:
+    record = gov.actions.find(action_id)
+    found = gov.actions.read(record.tenant_id, action_id) if record else None
+    if found is None:
+        raise Refused(404, f"no governance action {action_id}")
+    return found
+
+
+def _request_of(record: GovernanceAction) -> ActionRequest:
+    return ActionRequest(
+        record.tenant_id,
+        record.alert_key,
+        record.action,
+        record.policy_id,
+        record.approval_required,
+    )
+
+
+def approve(gov: Governance, action_id: str, by: str, now: datetime) -> GovernanceAction:
+    """Approve a pending action that needs approval; it is queued to run at once."""
+    record, etag = _find(gov, action_id)
+    if not (record.status == "pending" and record.approval_required):
+        raise Refused(
+            409,
+            f"action {action_id} is {record.status}"
+            f"{'' if record.approval_required else ' and needs no approval'}",
+        )
+    done = replace(record, status="approved", approved_by=by, approved_at=now, updated_at=now)
+    _store_command(gov, done, etag)
+    gov.enqueue(_request_of(done), 0)
+    return done
+
+
+def retry(gov: Governance, action_id: str, by: str, now: datetime) -> GovernanceAction:
+    """Run a failed or skipped action again (with a fresh attempt budget)."""
+    record, etag = _find(gov, action_id)
+    if record.status not in ("failed", "skipped"):
+        raise Refused(
+            409,
+            f"action {action_id} is {record.status}: only failed or skipped " "actions are retried",
+        )
+    again = replace(
+        record,
+        status="approved" if record.approval_required else "pending",
+        approved_by=record.approved_by or (by if record.approval_required else ""),
+        approved_at=record.approved_at or (now if record.approval_required else None),
+        attempts=0,
+        completed_at=None,
+        updated_at=now,
+        error_message=f"retry by {by}; before: {record.error_code} {record.error_message}"[:500],
+        intent_at=None,  # the analyst decides that it is sent (again)
+    )
+    again = first_call.note_attempt(again, "retry", now, note=f"retry by {by}")
+    _store_command(gov, again, etag)
+    gov.enqueue(_request_of(again), 0)
+    return again
+
+
+def revert(gov: Governance, action_id: str, by: str, now: datetime) -> GovernanceAction:
+    """Undo a succeeded suspend, deactivate or confirm-compromised by sending its inverse."""
+    record, etag = _find(gov, action_id)
+    if record.action not in act.REVERSIBLE:
+        raise Refused(
+            409,
+            f"{record.action} cannot be undone (only " f"{', '.join(sorted(act.REVERSIBLE))} can)",
+        )
+    if record.status != "succeeded" or record.mode != "enforce":
+        raise Refused(
+            409,
+            f"action {action_id} is {record.status} ({record.mode}): only a "
+            "succeeded, enforced action is reverted",
+        )
+    if gov.policy.mode != "enforce":
+        raise Refused(
+            409,
+            f"GOVERNANCE_MODE is {gov.policy.mode}: reverting sends a request, "
+            "which needs enforce",
+        )
+    user = record.target_object_id or record.target
+    try:
+        if record.action == act.SUSPEND_USER:
+            request_id = gov.graph().set_account_enabled(user, True).request_id
+        elif record.action == act.CONFIRM_COMPROMISED:
+            wait = gov.risk_slots.acquire(record.tenant_id, now)
+            if wait > 0:
+                raise Refused(429, f"Identity Protection allows 1 request/s; retry in {wait:.0f} s")
+            request_id = gov.graph().dismiss_risk([user]).request_id
+        else:
+            token = gov.workplace_token(record.tenant_id)
+            if not token:
+                raise Refused(409, f"no Workplace token for community {record.tenant_id}")
+            gov.workplace().set_active(token, record.target, True)
+            request_id = ""
+    except (GraphError, WorkplaceError, requests.RequestException) as exc:
+        code = getattr(exc, "code", "") or type(exc).__name__
+        raise Refused(502, f"revert of {action_id} failed: {code}: {exc}"[:500]) from None
+    done = replace(
+        record,
+        status="reverted",
+        reverted_by=by,
+        reverted_at=now,
+        updated_at=now,
+        request_id=request_id or record.request_id,
+    )
+    _store_command(gov, done, etag)
+    log.warning(
+        "governance: %s for %s reverted by %s",
+        record.action,
+        record.target,
+        by,
+        extra={"action_id": record.id},
+    )
+    return done
+
+
+def _store_command(gov: Governance, record: GovernanceAction, etag: str) -> None:
+    try:
+        gov.actions.save(record, etag)
+    except RecordConflict:
+        raise Refused(409, f"action {record.id} changed meanwhile; read it again") from None

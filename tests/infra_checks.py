@@ -400,7 +400,7 @@ def graph_roles(d: Deployment) -> Iterator[str]:
         granted = set(ev.eval(d.module_param("graphRoles", "appRoles")))
         want = set(GRAPH_ALWAYS)
         if ev.param("governanceMailSender") and ev.param("grantMailSendTenantWide"):
-            want.add("Mail.Send")
+            want |= {"Mail.Send", "Mail.ReadBasic.All"}  # notify reads Sent Items first
         if ev.param("enableIdentityProtection"):
             want.add("IdentityRiskyUser.ReadWrite.All")
         mail = {r for r in granted if r.startswith("Mail.")}

@@ -169,7 +169,12 @@ BREAKAGES = [
         "['User.Read.All', 'User.EnableDisableAccount.All']",
         "User.RevokeSessions.All",
     ),
-    ("infra/main.bicep", "grantMailSend ? ['Mail.Send'] : []", "['Mail.Send']", "mail sender"),
+    (
+        "infra/main.bicep",
+        "grantMailSend ? ['Mail.Send', 'Mail.ReadBasic.All'] : []",
+        "['Mail.Send', 'Mail.ReadBasic.All']",
+        "mail sender",
+    ),
     (
         "infra/main.bicep",
         "var grantMailSend = !empty(governanceMailSender) && grantMailSendTenantWide",

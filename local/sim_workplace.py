@@ -253,7 +253,7 @@ class Fault:
     status: int
     code: int | None = None
     subcode: int | None = None
-    retry_after: int | None = None
+    retry_after: int | str | None = None  # seconds, or an HTTP date as sent
     times: int = 1
     message: str = "Simulated fault"
 
@@ -741,7 +741,7 @@ class SimulatedWorkplace:
         status: int,
         code: int | None = None,
         subcode: int | None = None,
-        retry_after: int | None = None,
+        retry_after: int | str | None = None,
         times: int = 1,
     ) -> Fault:
         """Make the next `times` Graph calls to `endpoint` (a path prefix) fail this way.

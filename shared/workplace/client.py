@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+from shared.retry_after import seconds_to_wait
 from shared.workplace.signatures import appsecret_params
 
 log = logging.getLogger(__name__)
@@ -158,16 +159,6 @@ def pacing_delay(percent: float, advised: float | None, max_pause: float) -> flo
     return max(0.5, share * max_pause)
 
 
-def _retry_after(resp: requests.Response) -> float | None:
-    raw = resp.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
-
-
 class WorkplaceClient:
     def __init__(
         self,
@@ -257,7 +248,7 @@ class WorkplaceClient:
                 code if isinstance(code, int) else None,
                 subcode if isinstance(subcode, int) else None,
                 str(err.get("message") or f"unexpected response to {method} {path}")[:500],
-                retry_after=_retry_after(resp),
+                retry_after=seconds_to_wait(resp.headers.get("Retry-After"), self._clock()),
             )
         return body
 

@@ -2,7 +2,9 @@
 
 It speaks the wire format of `workplace-api.md` and is deliberately strict: what real Workplace
 would reject (a reused or stale install code, a missing or stale `appsecret_proof`, an unknown
-field) is rejected here too, with Graph's error envelope. It also sends signed
+field) is rejected here too, with Graph's error envelope. It is stricter in one place: a code
+exchange with `client_secret` in the query string is refused (Graph accepts it), so no caller
+that puts the app secret in a URL passes its tests. It also sends signed
 `workplace_security` webhooks and builds uninstall `signed_request` values.
 """
 
@@ -21,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -250,12 +252,13 @@ class Fault:
     """A scripted failure: the next `times` Graph calls whose endpoint starts with `endpoint`."""
 
     endpoint: str  # version-less path prefix, e.g. "/community/members"; "" matches every call
-    status: int
+    status: int  # 0: answer as usual (after `delay`)
     code: int | None = None
     subcode: int | None = None
     retry_after: int | str | None = None  # seconds, or an HTTP date as sent
     times: int = 1
     message: str = "Simulated fault"
+    delay: float = 0.0  # seconds before answering (cut short by `stop()`)
 
 
 @dataclass(frozen=True)
@@ -299,6 +302,7 @@ class _DialogError(Exception):
 class _Incoming:
     method: str
     path: str
+    path_and_query: str  # as sent
     endpoint: str
     version: str | None
     params: dict[str, list[str]]
@@ -546,6 +550,7 @@ class SimulatedWorkplace:
         self._requests: list[RecordedRequest] = []
         self._deliveries: list[Delivery] = []
         self._lock = threading.RLock()
+        self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -555,6 +560,7 @@ class SimulatedWorkplace:
         """Bind the port and serve in a daemon thread."""
         if self._server is not None:
             raise RuntimeError("SimulatedWorkplace is already running; call stop() first")
+        self._stopping.clear()
         server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
@@ -570,6 +576,7 @@ class SimulatedWorkplace:
         """Stop serving and release the port. Safe to call twice."""
         server, thread = self._server, self._thread
         self._server, self._thread = None, None
+        self._stopping.set()  # ends the waits of `slow` faults
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -770,6 +777,17 @@ class SimulatedWorkplace:
             self.faults.append(fault)
         return fault
 
+    def slow(self, endpoint: str = "", *, seconds: float, times: int = 1) -> Fault:
+        """Make the next `times` calls to `endpoint` answer only after `seconds` (then as usual).
+
+        The request is recorded when it arrives (status 0 until answered), so a caller that gave
+        up can still count it; `stop()` ends any wait.
+        """
+        fault = Fault(endpoint, 0, times=times, delay=seconds)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
     def shut_down(self) -> None:
         """Workplace's end (June 2026): every Graph call answers 404 with a plain page."""
         with self._lock:
@@ -917,8 +935,10 @@ class SimulatedWorkplace:
 
     def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         incoming: _Incoming | None = None
+        record: RecordedRequest | None = None
         try:
             incoming = self._read(handler, method)
+            record = self._record(incoming)
             try:
                 reply = self._route(incoming)
             except _GraphError as error:
@@ -930,15 +950,18 @@ class SimulatedWorkplace:
             reply = self._error_reply(
                 _GraphError("An unknown error has occurred.", code=1, status=500)
             )
-        if incoming is not None:
-            # Recorded before answering, so a test sees it as soon as its call returns.
-            self._record(incoming, reply.status)
-        handler.send_response(reply.status)
-        for name, value in reply.headers:
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(reply.body)))
-        handler.end_headers()
-        handler.wfile.write(reply.body)
+        if record is not None:
+            # Its status is set before answering, so a test sees it as soon as its call returns.
+            self._answered(record, reply.status)
+        try:
+            handler.send_response(reply.status)
+            for name, value in reply.headers:
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(reply.body)))
+            handler.end_headers()
+            handler.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the caller gave up (a `slow` fault outlasted its timeout)
 
     def _read(self, handler: BaseHTTPRequestHandler, method: str) -> _Incoming:
         arrived = self.clock()
@@ -956,6 +979,7 @@ class SimulatedWorkplace:
         return _Incoming(
             method=method,
             path=split.path,
+            path_and_query=handler.path,
             endpoint=endpoint or "/",
             version=version_match.group(1) if version_match else None,
             params=params,
@@ -964,7 +988,7 @@ class SimulatedWorkplace:
             arrived=arrived,
         )
 
-    def _record(self, req: _Incoming, status: int) -> None:
+    def _record(self, req: _Incoming) -> RecordedRequest:
         secret_params = ("access_token", "client_secret")
         query_lists = {
             name: ["<redacted>"] * len(values) if name in secret_params else list(values)
@@ -992,11 +1016,18 @@ class SimulatedWorkplace:
             endpoint=req.endpoint,
             version=req.version,
             body=body,
-            status=status,
             at=req.arrived,
         )
         with self._lock:
             self._requests.append(record)
+        return record
+
+    def _answered(self, record: RecordedRequest, status: int) -> None:
+        with self._lock:
+            for index, seen in enumerate(self._requests):
+                if seen is record:
+                    self._requests[index] = replace(record, status=status)
+                    break
 
     def _scripted(self, endpoint: str) -> _Reply | None:
         with self._lock:
@@ -1010,6 +1041,10 @@ class SimulatedWorkplace:
                     break
             else:
                 return None
+        if fault.delay:
+            self._stopping.wait(fault.delay)
+        if fault.status == 0:
+            return None
         if fault.code is None:
             reply = _Reply(fault.status, b"", (("Content-Type", "text/plain"),))
         else:
@@ -1032,6 +1067,14 @@ class SimulatedWorkplace:
         if endpoint == "/oauth/access_token":
             if req.method not in ("GET", "POST"):
                 raise _unsupported(req.method, "oauth")
+            if "client_secret" in parse_qs(urlsplit(req.path_and_query).query):
+                # Graph would accept it; the simulator refuses, so no caller puts the app secret
+                # in a URL (where logs and telemetry keep it) and passes its tests.
+                raise _GraphError(
+                    "Simulator: client_secret in the query string. Send the code exchange as a "
+                    "POST with the parameters in an application/x-www-form-urlencoded body.",
+                    code=100,
+                )
             return self._json_reply(self._exchange_code(req))
         return self._json_reply(self._graph(req, endpoint))
 

@@ -14,7 +14,8 @@ from shared.inbox import BodyTooLarge
 from shared.models import Install
 from shared.services import Services
 from shared.web import Reply
-from shared.workplace.client import WorkplaceError
+from shared.logsafe import quoted
+from shared.workplace.client import FailureKind, WorkplaceError
 from shared.workplace.normalize import SOURCE
 from shared.workplace.signatures import (
     InvalidSignedRequest,
@@ -25,6 +26,7 @@ from shared.workplace.sync_state import SyncStateStore
 from shared.workplace.tokens import secret_name
 
 log = logging.getLogger(__name__)
+START_AGAIN = "Codes are single-use: start the install again from /api/workplace/install."
 
 
 def start_install(svc: Services, now: datetime) -> Reply:
@@ -41,21 +43,20 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
     """The install callback: check `state`, exchange `code`, identify the community, store it."""
     if params.get("error"):
         reason = params.get("error_description") or params.get("error_reason") or params["error"]
-        return Reply.error(400, f"The install was not approved in Workplace: {reason}")
+        return _page(400, f"The install was not approved in Workplace: {reason}. {START_AGAIN}")
     code, state = params.get("code", ""), params.get("state", "")
     if not code:
-        return Reply.error(400, "Missing `code`: start the install from /api/workplace/install.")
+        return _page(400, f"The callback carries no `code`. {START_AGAIN}")
     if not svc.install_states.consume(state, now):
-        return Reply.error(
-            400,
-            "Unknown, used or expired `state`: start again from /api/workplace/install.",
-        )
+        return _page(400, f"Unknown, used or expired `state`. {START_AGAIN}")
     try:
         token = svc.workplace.exchange_code(code, svc.settings.redirect_uri())
+    except WorkplaceError as exc:
+        return _install_failed("the code exchange", exc)
+    try:
         community = svc.workplace.community(token)
     except WorkplaceError as exc:
-        log.warning("install failed", extra={"status": exc.status, "code": exc.code})
-        return Reply.error(502, f"Workplace refused the install: {exc}")
+        return _install_failed("reading the community", exc)
     svc.secrets.set(secret_name(community.id), token)
     svc.installs.save(
         Install(
@@ -76,13 +77,31 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
     )
     log.info(
         "installed in community %s (%s), install %s",
-        community.id,
-        community.name,
-        community.install_id,
+        quoted(community.id),
+        quoted(community.name),
+        quoted(community.install_id),
         extra={"community_id": community.id, "install_id": community.install_id},
     )
-    name = html.escape(community.name)
-    return Reply(200, f"<p>Vigil is installed in {name} ({community.id}).</p>", "text/html")
+    return _page(200, f"Vigil is installed in {community.name} ({community.id}).")
+
+
+def _install_failed(step: str, exc: WorkplaceError) -> Reply:
+    """504 when Workplace did not answer in time, 502 when it answered with an error: either
+    way the code is spent (or may be), so the admin starts again; it is never sent twice."""
+    log.warning(
+        "install failed at %s: %s",
+        step,
+        quoted(exc),
+        extra={"status": exc.status, "code": exc.code, "kind": str(exc.kind)},
+    )
+    if exc.kind is FailureKind.UNREACHABLE:
+        return _page(504, f"Workplace did not answer {step} in time. {START_AGAIN}")
+    return _page(502, f"Workplace refused {step}: {exc}. {START_AGAIN}")
+
+
+def _page(status: int, message: str) -> Reply:
+    """The admin's browser is on the callback: answer with a short HTML page."""
+    return Reply(status, f"<!doctype html><p>{html.escape(message)}</p>", "text/html")
 
 
 def verify_subscription(svc: Services, params: Mapping[str, str]) -> Reply:

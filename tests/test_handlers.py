@@ -83,6 +83,59 @@ def test_install_redirects_to_the_dialog_and_the_callback_stores_the_install(
     assert http_fn(get("workplace/callback", back, "callback")).status_code == 400
 
 
+def dialog_answer(wp: SimulatedWorkplace) -> dict[str, str]:
+    """What Workplace's dialog sends the admin's browser back to the callback with."""
+    location = install_fn(get("workplace/install", {})).headers["Location"]
+    dialog = requests.get(location, allow_redirects=False, timeout=10)
+    return {k: v[0] for k, v in parse_qs(urlsplit(dialog.headers["Location"]).query).items()}
+
+
+def test_a_slow_token_endpoint_gets_one_exchange_then_the_admin_a_504_page(
+    wp: SimulatedWorkplace,
+) -> None:
+    back = dialog_answer(wp)
+    # Shorter than the deployed 5 s so the test does not wait; the path is the same.
+    services.get_services().workplace.exchange_timeout = (0.5, 0.5)
+    wp.slow("/oauth/access_token", seconds=60)
+
+    resp = http_fn(get("workplace/callback", back, "callback"))
+
+    assert resp.status_code == 504
+    assert resp.mimetype == "text/html"
+    assert b"start the install again from /api/workplace/install" in resp.get_body()
+    assert len(wp.requests_to("/oauth/access_token")) == 1  # the code was sent once, not retried
+    assert services.get_services().installs.all() == []
+    # The browser's retry (reload) spends nothing either: the state was single-use.
+    assert http_fn(get("workplace/callback", back, "callback")).status_code == 400
+    assert len(wp.requests_to("/oauth/access_token")) == 1
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_failing_token_endpoint_is_not_retried_and_the_admin_gets_a_502_page(
+    wp: SimulatedWorkplace, status: int
+) -> None:
+    back = dialog_answer(wp)
+    wp.fail("/oauth/access_token", status=status, times=5)
+
+    resp = http_fn(get("workplace/callback", back, "callback"))
+
+    assert resp.status_code == 502
+    assert b"start the install again" in resp.get_body()
+    assert [r.status for r in wp.requests_to("/oauth/access_token")] == [status]
+
+
+def test_the_code_exchange_is_a_post_with_the_secret_in_the_body(
+    wp: SimulatedWorkplace, vigil_env: dict[str, str]
+) -> None:
+    assert http_fn(get("workplace/callback", dialog_answer(wp), "callback")).status_code == 200
+    (exchange,) = wp.requests_to("/oauth/access_token")
+    # 200: the simulator refuses an exchange with client_secret in the query string.
+    assert exchange.method == "POST" and exchange.status == 200
+    form = parse_qs(exchange.body.decode())
+    assert set(form) == {"client_id", "client_secret", "redirect_uri", "code"}
+    assert form["client_secret"] == ["<redacted>"]  # the simulator's record; it was sent
+
+
 @pytest.mark.parametrize(
     "params",
     [{"code": "abc", "state": "forged"}, {"state": "x"}, {"error": "access_denied", "state": "x"}],

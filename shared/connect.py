@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlencode
 
 from shared import storage as st
+from shared.inbox import MAX_BODY as INBOX_MAX_BODY
 from shared.inbox import BodyTooLarge
 from shared.models import Install
 from shared.services import Services
@@ -27,6 +28,22 @@ from shared.workplace.tokens import secret_name
 
 log = logging.getLogger(__name__)
 START_AGAIN = "Codes are single-use: start the install again from /api/workplace/install."
+
+
+# Anonymous routes refuse larger bodies before reading them further: a callback is a GET and an
+# uninstall is one short form field; a webhook may be large (the inbox keeps it whole).
+MAX_FORM_BODY = 8 * 1024
+MAX_FORM_FIELDS = 8
+MAX_BODY = {"callback": MAX_FORM_BODY, "uninstall": MAX_FORM_BODY, "webhook": INBOX_MAX_BODY}
+
+
+def refuse_oversized(action: str, size: int) -> Reply | None:
+    """413 when an anonymous route's body is over its limit: checked by the handler before any
+    parsing or signature check."""
+    limit = MAX_BODY.get(action, MAX_FORM_BODY)
+    if size <= limit:
+        return None
+    return Reply.error(413, f"Request body of {size} bytes is over this route's {limit} bytes.")
 
 
 def start_install(svc: Services, now: datetime) -> Reply:
@@ -135,7 +152,12 @@ def receive_uninstall(svc: Services, body: bytes, now: datetime) -> Reply:
     The install is marked uninstalled and no longer synced; everything collected is kept.
     Repeating it is harmless (Workplace may retry).
     """
-    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    try:
+        form = parse_qs(
+            body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+        )
+    except ValueError:
+        return Reply.error(400, f"The form has more than {MAX_FORM_FIELDS} fields.")
     signed = (form.get("signed_request") or [""])[-1]
     if not signed:
         return Reply.error(400, "Missing form field `signed_request`.")

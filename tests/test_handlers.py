@@ -224,3 +224,25 @@ def test_queue_bodies_are_what_the_host_decodes(svc: Services) -> None:
     ).receive_messages()
     (m,) = list(raw)
     assert base64.b64decode(m.content) == b'{"v": 1}'
+
+
+def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
+    from function_app import app
+
+    seen = []
+    for function in app.get_functions():
+        trigger = function.get_trigger()
+        if trigger.get_binding_name() != "httpTrigger":
+            continue
+        method = str(getattr(trigger.methods[0], "value", trigger.methods[0]))
+        req = func.HttpRequest(
+            method,
+            f"http://127.0.0.1:7071/api/{trigger.route}",
+            body=b"",
+            route_params={"action": "webhook", "id": "missing", "command": "retry"},
+        )
+        resp = function.get_user_function()(req)
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff", function.get_function_name()
+        seen.append((function.get_function_name(), resp.status_code))
+    names = {name for name, _ in seen}
+    assert {"connect_install", "connect_http", "alerts_http", "governance_actions"} <= names

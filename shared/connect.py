@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlencode
 from shared import storage as st
 from shared.inbox import MAX_BODY as INBOX_MAX_BODY
 from shared.inbox import BodyTooLarge
+from shared.logsafe import quoted
 from shared.models import Install
 from shared.services import Services
 from shared.web import Reply
-from shared.logsafe import quoted
 from shared.workplace.client import FailureKind, WorkplaceError
 from shared.workplace.normalize import SOURCE
 from shared.workplace.signatures import (

@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-
 # Sent with every answer: browsers must not guess another type than the one declared (a JSON
 # error quoting a delivery's text is never rendered as HTML).
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}

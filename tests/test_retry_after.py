@@ -56,7 +56,17 @@ def test_the_obsolete_formats_are_read_as_gmt() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, "", "soon", "-5", "1.5", "3 s", "１２", "Mon, 99 Foo 2020 99:99:99 GMT", "Thu, 03 Dec"],
+    [
+        None,
+        "",
+        "soon",
+        "-5",
+        "1.5",
+        "3 s",
+        "\uff11\uff12",
+        "Mon, 99 Foo 2020 99:99:99 GMT",
+        "Thu, 03 Dec",
+    ],
 )
 def test_absent_or_unreadable_values_leave_the_caller_its_own_backoff(value: str | None) -> None:
     assert seconds_to_wait(value, NOW.timestamp()) is None

@@ -227,14 +227,17 @@ def test_queue_bodies_are_what_the_host_decodes(svc: Services) -> None:
 
 
 def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
+    from azure.functions.decorators.http import HttpTrigger
+
     from function_app import app
 
     seen = []
     for function in app.get_functions():
         trigger = function.get_trigger()
-        if trigger.get_binding_name() != "httpTrigger":
+        if not isinstance(trigger, HttpTrigger):
             continue
-        method = str(getattr(trigger.methods[0], "value", trigger.methods[0]))
+        method = next(iter(trigger.methods or ["GET"]))
+        method = str(getattr(method, "value", method))
         req = func.HttpRequest(
             method,
             f"http://127.0.0.1:7071/api/{trigger.route}",

@@ -236,10 +236,9 @@ def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
         trigger = function.get_trigger()
         if not isinstance(trigger, HttpTrigger):
             continue
-        method = next(iter(trigger.methods or ["GET"]))
-        method = str(getattr(method, "value", method))
+        method = next((m.value for m in trigger.methods or ()), "GET")
         req = func.HttpRequest(
-            method,
+            str(method),
             f"http://127.0.0.1:7071/api/{trigger.route}",
             body=b"",
             route_params={"action": "webhook", "id": "missing", "command": "retry"},

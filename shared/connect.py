@@ -171,7 +171,7 @@ def receive_uninstall(svc: Services, body: bytes, now: datetime) -> Reply:
     install = svc.installs.get(community_id)
     svc.secrets.delete(secret_name(community_id))
     if install is None:
-        log.warning("uninstall for unknown community %s", community_id)
+        log.warning("uninstall for unknown community %s", quoted(community_id))
         return Reply.json(200, {"community_id": community_id, "status": "unknown"})
     if install.status != "uninstalled":
         svc.installs.set_status(
@@ -180,5 +180,5 @@ def receive_uninstall(svc: Services, body: bytes, now: datetime) -> Reply:
             "Uninstalled in Workplace (deauthorization callback); its data is kept.",
             now,
         )
-        log.info("uninstalled from community %s", community_id)
+        log.info("uninstalled from community %s", quoted(community_id))
     return Reply.json(200, {"community_id": community_id, "status": "uninstalled"})

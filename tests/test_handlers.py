@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -24,7 +25,7 @@ from shared import storage as st
 from shared.services import Services
 from sync_timer import sync_timer
 from tests.conftest import use_simulated_graph
-from tests.samples import envelope, failed_logins, sign
+from tests.samples import envelope, failed_logins, sign, value
 
 install_fn = connect_install.build().get_user_function()
 http_fn = connect_http.build().get_user_function()
@@ -248,3 +249,25 @@ def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
         seen.append((function.get_function_name(), resp.status_code))
     names = {name for name, _ in seen}
     assert {"connect_install", "connect_http", "alerts_http", "governance_actions"} <= names
+
+
+FORGED = "LOGIN_FAILED\nINFO shared.governance: all clear\r\x1b[2K\x1b[31mspoofed\u2028"
+
+
+def test_a_delivery_cannot_forge_or_split_a_log_line(
+    svc: Services, vigil_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    changes = [
+        ("login", value(FORGED, useragent=FORGED)),
+        ("login", value("LOGIN_FAILED", email=f"mallory{FORGED}@contoso.com")),
+    ]
+    body = envelope(*changes)
+    assert post_webhook(body, sign(body, vigil_env["WORKPLACE_APP_SECRET"])).status_code == 200
+    sync_fn(TimerRequest(past_due=False))
+
+    # Every log line that carries the delivery's text (the Azure SDK's own lines span several).
+    lines = [r.getMessage() for r in caplog.records if "spoofed" in r.getMessage()]
+    assert any(repr(FORGED) in line for line in lines)  # logged, quoted
+    for line in lines:
+        assert not set(line) & set("\n\r\x1b\u2028"), line

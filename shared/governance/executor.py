@@ -35,6 +35,7 @@ from shared.governance.identity import EntraUserCache
 from shared.governance.notification import user_notification
 from shared.governance.records import TERMINAL, ActionFilter, ActionStore, RecordConflict
 from shared.governance.throttle import TenantRateLimit
+from shared.logsafe import quoted
 from shared.models import Alert, Evidence, GovernanceAction, short_hash
 from shared.workplace.client import RETRYABLE as WORKPLACE_RETRYABLE
 from shared.workplace.client import WorkplaceError
@@ -250,7 +251,7 @@ def execute(request: ActionRequest, gov: Governance, now: datetime) -> Governanc
             log.warning(
                 "governance: %s for %s awaits approval",
                 record.action,
-                record.target,
+                quoted(record.target),
                 extra={"action_id": record.id},
             )
         return gov.actions.get(record.tenant_id, record.id) or record
@@ -300,9 +301,9 @@ def _attempt(
         log.warning(
             "governance: %s for %s %s: %s",
             done.action,
-            done.target,
+            quoted(done.target),
             done.status,
-            decided.code,
+            quoted(decided.code),
             extra={"action_id": done.id},
         )
         return done
@@ -321,7 +322,7 @@ def _attempt(
     log.warning(
         "governance: %s for %s succeeded",
         done.action,
-        done.target,
+        quoted(done.target),
         extra={"action_id": done.id, "request_id": result.request_id},
     )
     return done
@@ -387,8 +388,8 @@ def _failed_call(
         log.warning(
             "governance: %s for %s: %s, retrying in %d s",
             record.action,
-            record.target,
-            code,
+            quoted(record.target),
+            quoted(code),
             delay,
             extra={"action_id": record.id, "request_id": request_id},
         )
@@ -404,8 +405,8 @@ def _failed_call(
     log.warning(
         "governance: %s for %s failed: %s",
         done.action,
-        done.target,
-        code,
+        quoted(done.target),
+        quoted(code),
         extra={"action_id": done.id, "request_id": request_id},
     )
     return done
@@ -782,8 +783,8 @@ def revert(gov: Governance, action_id: str, by: str, now: datetime) -> Governanc
     log.warning(
         "governance: %s for %s reverted by %s",
         record.action,
-        record.target,
-        by,
+        quoted(record.target),
+        quoted(by),
         extra={"action_id": record.id},
     )
     return done

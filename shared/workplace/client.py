@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+from shared.logsafe import quoted
 from shared.retry_after import seconds_to_wait
 from shared.workplace.signatures import appsecret_params
 
@@ -206,7 +207,7 @@ class WorkplaceClient:
                 log.info(
                     "workplace: %s %s failed (%s), retry %d in %.1f s",
                     method,
-                    path,
+                    quoted(path),
                     exc.kind,
                     attempt,
                     wait,

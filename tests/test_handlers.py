@@ -228,27 +228,30 @@ def test_queue_bodies_are_what_the_host_decodes(svc: Services) -> None:
 
 
 def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
-    from azure.functions.decorators.http import HttpTrigger
+    import alerts_http
+    import connect_http as connect_module
+    import governance_http
+    from tests.test_bindings import triggers
 
-    from function_app import app
-
-    seen = []
-    for function in app.get_functions():
-        trigger = function.get_trigger()
-        if not isinstance(trigger, HttpTrigger):
-            continue
-        method = next((m.value for m in trigger.methods or ()), "GET")
+    functions = {
+        "connect_install": connect_install,
+        "connect_status": connect_module.connect_status,
+        "connect_http": connect_http,
+        "alerts_http": alerts_http.alerts_http,
+        "governance_actions": governance_http.governance_actions,
+        "governance_command": governance_http.governance_command,
+    }
+    http = {name: t for name, t in triggers().items() if t["type"] == "httpTrigger"}
+    assert set(functions) == set(http)  # every HTTP function the app has
+    for name, function in functions.items():
         req = func.HttpRequest(
-            str(method),
-            f"http://127.0.0.1:7071/api/{trigger.route}",
+            http[name]["methods"][0],
+            f"http://127.0.0.1:7071/api/{http[name]['route']}",
             body=b"",
             route_params={"action": "webhook", "id": "missing", "command": "retry"},
         )
-        resp = function.get_user_function()(req)
-        assert resp.headers.get("X-Content-Type-Options") == "nosniff", function.get_function_name()
-        seen.append((function.get_function_name(), resp.status_code))
-    names = {name for name, _ in seen}
-    assert {"connect_install", "connect_http", "alerts_http", "governance_actions"} <= names
+        resp = function.build().get_user_function()(req)
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff", name
 
 
 FORGED = "LOGIN_FAILED\nINFO shared.governance: all clear\r\x1b[2K\x1b[31mspoofed\u2028"

@@ -157,13 +157,14 @@ def _error_from(status: int, headers: Any, body: Any, reason: str = "") -> Graph
     err = err if isinstance(err, dict) else {}
     inner = err.get("innerError") if isinstance(err.get("innerError"), dict) else {}
     assert isinstance(inner, dict)
-    retry_after = headers.get("Retry-After") or headers.get("retry-after")
+    # A `$batch` item's headers are JSON, where Retry-After may be a number.
+    retry_after = headers.get("Retry-After", headers.get("retry-after"))
     return GraphError(
         status,
         str(err.get("code", "")),
         str(err.get("message", reason))[:500],
         str(headers.get("request-id") or inner.get("request-id") or ""),
-        seconds_to_wait(str(retry_after) if retry_after else None, time.time()),
+        seconds_to_wait(None if retry_after is None else str(retry_after), time.time()),
         str(inner.get("date", "")),
     )
 

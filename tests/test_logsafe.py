@@ -68,3 +68,35 @@ def test_urllib3_request_lines_lose_their_query_string(caplog: pytest.LogCapture
     (record,) = caplog.records
     assert "SECRETPROOF" not in record.getMessage()
     assert '"GET /community?<query removed> HTTP/1.1" 200' in record.getMessage()
+
+
+def test_span_url_attributes_lose_their_query_string_in_either_convention() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from shared.telemetry_spans import UrlQueryRemover
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()  # this test's own, not the process-wide one
+    provider.add_span_processor(UrlQueryRemover())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    url = "https://graph.workplace.com/community?fields=id&appsecret_proof=SECRETPROOF"
+    attributes = {
+        "url.full": url,
+        "http.url": url,
+        "http.target": "/community?appsecret_proof=SECRETPROOF",
+        "url.query": "appsecret_proof=SECRETPROOF",
+        "server.address": "graph.workplace.com",
+    }
+    with provider.get_tracer("test").start_as_current_span("GET", attributes=attributes):
+        pass
+
+    (span,) = exporter.get_finished_spans()
+    assert dict(span.attributes or {}) == {
+        "url.full": "https://graph.workplace.com/community",
+        "http.url": "https://graph.workplace.com/community",
+        "http.target": "/community",
+        "url.query": "<removed>",
+        "server.address": "graph.workplace.com",
+    }

@@ -27,7 +27,7 @@ from shared.workplace.sync_state import SyncStateStore
 from shared.workplace.tokens import secret_name
 
 log = logging.getLogger(__name__)
-START_AGAIN = "Codes are single-use: start the install again from /api/workplace/install."
+START_AGAIN = "Start the install again from /api/workplace/install."
 
 
 # Anonymous routes refuse larger bodies before reading them further: a callback is a GET and an
@@ -111,9 +111,10 @@ def _install_failed(step: str, exc: WorkplaceError) -> Reply:
         quoted(exc),
         extra={"status": exc.status, "code": exc.code, "kind": str(exc.kind)},
     )
+    spent = "An install code is single-use and Vigil does not send it twice."
     if exc.kind is FailureKind.UNREACHABLE:
-        return _page(504, f"Workplace did not answer {step} in time. {START_AGAIN}")
-    return _page(502, f"Workplace refused {step}: {exc}. {START_AGAIN}")
+        return _page(504, f"Workplace did not answer {step} in time. {spent} {START_AGAIN}")
+    return _page(502, f"Workplace refused {step}: {exc}. {spent} {START_AGAIN}")
 
 
 def _page(status: int, message: str) -> Reply:

@@ -199,7 +199,7 @@ class RecordedRequest:
     endpoint: str = ""  # `path` without its version prefix, e.g. "/community/members"
     version: str | None = None  # e.g. "v18.0"
     body: bytes = b""
-    status: int = 0  # the status the simulator answered
+    status: int = 0  # the status the simulator answered (0 while it has not answered yet)
     at: float = 0.0  # the simulator's clock when it arrived
 
 

@@ -40,17 +40,19 @@ def connect_status(req: func.HttpRequest) -> func.HttpResponse:
 )
 def connect_http(req: func.HttpRequest) -> func.HttpResponse:
     """Callback, webhook, uninstall: `state` and the signatures are their credentials."""
-    action, svc = req.route_params.get("action"), get_services()
+    action, svc, body = req.route_params.get("action") or "", get_services(), req.get_body()
     params = dict(req.params)
-    if action == "callback" and req.method == "GET":
+    if refused := connect.refuse_oversized(action, len(body)):
+        reply = refused
+    elif action == "callback" and req.method == "GET":
         reply = connect.complete_install(svc, params, now())
     elif action == "webhook" and req.method == "GET":
         reply = connect.verify_subscription(svc, params)
     elif action == "webhook" and req.method == "POST":
         headers = {k.lower(): v for k, v in req.headers.items()}
-        reply = connect.receive_webhook(svc, req.get_body(), headers, now())
+        reply = connect.receive_webhook(svc, body, headers, now())
     elif action == "uninstall" and req.method == "POST":
-        reply = connect.receive_uninstall(svc, req.get_body(), now())
+        reply = connect.receive_uninstall(svc, body, now())
     else:
         reply = Reply.error(404, f"No {req.method} /api/workplace/{action}.")
     return _response(reply)

@@ -460,6 +460,12 @@ class SimulatedGraph:
         with self._lock:
             return self._token_count
 
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every access token the token endpoint issued (for tests that look for leaks)."""
+        with self._lock:
+            return list(self._tokens)
+
     def invalidate_tokens(self) -> None:
         """Make every issued token fail with 401 (as if expired); new tokens work."""
         with self._lock:

@@ -2,7 +2,9 @@
 
 It speaks the wire format of `workplace-api.md` and is deliberately strict: what real Workplace
 would reject (a reused or stale install code, a missing or stale `appsecret_proof`, an unknown
-field) is rejected here too, with Graph's error envelope. It also sends signed
+field) is rejected here too, with Graph's error envelope. It is stricter in one place: a code
+exchange with `client_secret` in the query string is refused (Graph accepts it), so no caller
+that puts the app secret in a URL passes its tests. It also sends signed
 `workplace_security` webhooks, builds uninstall `signed_request` values, and carries out the
 account actions (`POST /{id}/logout`, `POST /{id}?active=false|true`).
 """
@@ -22,7 +24,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -199,7 +201,7 @@ class RecordedRequest:
     endpoint: str = ""  # `path` without its version prefix, e.g. "/community/members"
     version: str | None = None  # e.g. "v18.0"
     body: bytes = b""
-    status: int = 0  # the status the simulator answered
+    status: int = 0  # the status the simulator answered (0 while it has not answered yet)
     at: float = 0.0  # the simulator's clock when it arrived
 
 
@@ -252,12 +254,13 @@ class Fault:
     """A scripted failure: the next `times` Graph calls whose endpoint starts with `endpoint`."""
 
     endpoint: str  # version-less path prefix, e.g. "/community/members"; "" matches every call
-    status: int
+    status: int  # 0: answer as usual (after `delay`)
     code: int | None = None
     subcode: int | None = None
-    retry_after: int | None = None
+    retry_after: int | str | None = None  # seconds, or an HTTP date as sent
     times: int = 1
     message: str = "Simulated fault"
+    delay: float = 0.0  # seconds before answering (cut short by `stop()`)
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,7 @@ class _DialogError(Exception):
 class _Incoming:
     method: str
     path: str
+    path_and_query: str  # as sent
     endpoint: str
     version: str | None
     params: dict[str, list[str]]
@@ -549,6 +553,7 @@ class SimulatedWorkplace:
         self._deliveries: list[Delivery] = []
         self._lock = threading.RLock()
         self._hooks: list[tuple[str, re.Pattern[str], Callable[[RecordedRequest], None]]] = []
+        self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -558,6 +563,7 @@ class SimulatedWorkplace:
         """Bind the port and serve in a daemon thread."""
         if self._server is not None:
             raise RuntimeError("SimulatedWorkplace is already running; call stop() first")
+        self._stopping.clear()
         server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
@@ -573,6 +579,7 @@ class SimulatedWorkplace:
         """Stop serving and release the port. Safe to call twice."""
         server, thread = self._server, self._thread
         self._server, self._thread = None, None
+        self._stopping.set()  # ends the waits of `slow` faults
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -753,7 +760,7 @@ class SimulatedWorkplace:
         status: int,
         code: int | None = None,
         subcode: int | None = None,
-        retry_after: int | None = None,
+        retry_after: int | str | None = None,
         times: int = 1,
     ) -> Fault:
         """Make the next `times` Graph calls to `endpoint` (a path prefix) fail this way.
@@ -778,6 +785,17 @@ class SimulatedWorkplace:
             endpoint, status, code, subcode, retry_after, times,
             messages.get(code or 0, "Simulated fault"),
         )  # fmt: skip
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def slow(self, endpoint: str = "", *, seconds: float, times: int = 1) -> Fault:
+        """Make the next `times` calls to `endpoint` answer only after `seconds` (then as usual).
+
+        The request is recorded when it arrives (status 0 until answered), so a caller that gave
+        up can still count it; `stop()` ends any wait.
+        """
+        fault = Fault(endpoint, 0, times=times, delay=seconds)
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -929,8 +947,10 @@ class SimulatedWorkplace:
 
     def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         incoming: _Incoming | None = None
+        record: RecordedRequest | None = None
         try:
             incoming = self._read(handler, method)
+            record = self._record(incoming)
             try:
                 reply = self._route(incoming)
             except _GraphError as error:
@@ -942,9 +962,9 @@ class SimulatedWorkplace:
             reply = self._error_reply(
                 _GraphError("An unknown error has occurred.", code=1, status=500)
             )
-        if incoming is not None:
-            # Recorded before answering, so a test sees it as soon as its call returns.
-            self._record(incoming, reply.status)
+        if record is not None and incoming is not None:
+            # Its status is set before answering, so a test sees it as soon as its call returns.
+            recorded = self._answered(record, reply.status)
             with self._lock:
                 hook = next(
                     (h for h in self._hooks if h[0] == method and h[1].search(incoming.endpoint)),
@@ -952,7 +972,6 @@ class SimulatedWorkplace:
                 )
                 if hook is not None:
                     self._hooks.remove(hook)
-                    recorded = self._requests[-1]
             if hook is not None:
                 hook[2](recorded)
         try:
@@ -962,7 +981,8 @@ class SimulatedWorkplace:
             handler.send_header("Content-Length", str(len(reply.body)))
             handler.end_headers()
             handler.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):  # the client is gone (a killed worker)
+        except (BrokenPipeError, ConnectionResetError):
+            # The caller is gone: a killed worker, or a `slow` fault that outlasted its timeout.
             handler.close_connection = True
 
     def _read(self, handler: BaseHTTPRequestHandler, method: str) -> _Incoming:
@@ -981,6 +1001,7 @@ class SimulatedWorkplace:
         return _Incoming(
             method=method,
             path=split.path,
+            path_and_query=handler.path,
             endpoint=endpoint or "/",
             version=version_match.group(1) if version_match else None,
             params=params,
@@ -989,7 +1010,7 @@ class SimulatedWorkplace:
             arrived=arrived,
         )
 
-    def _record(self, req: _Incoming, status: int) -> None:
+    def _record(self, req: _Incoming) -> RecordedRequest:
         secret_params = ("access_token", "client_secret")
         query_lists = {
             name: ["<redacted>"] * len(values) if name in secret_params else list(values)
@@ -1017,11 +1038,20 @@ class SimulatedWorkplace:
             endpoint=req.endpoint,
             version=req.version,
             body=body,
-            status=status,
             at=req.arrived,
         )
         with self._lock:
             self._requests.append(record)
+        return record
+
+    def _answered(self, record: RecordedRequest, status: int) -> RecordedRequest:
+        answered = replace(record, status=status)
+        with self._lock:
+            for index, seen in enumerate(self._requests):
+                if seen is record:
+                    self._requests[index] = answered
+                    break
+        return answered
 
     def _scripted(self, endpoint: str) -> _Reply | None:
         with self._lock:
@@ -1035,6 +1065,10 @@ class SimulatedWorkplace:
                     break
             else:
                 return None
+        if fault.delay:
+            self._stopping.wait(fault.delay)
+        if fault.status == 0:
+            return None
         if fault.code is None:
             reply = _Reply(fault.status, b"", (("Content-Type", "text/plain"),))
         else:
@@ -1057,6 +1091,14 @@ class SimulatedWorkplace:
         if endpoint == "/oauth/access_token":
             if req.method not in ("GET", "POST"):
                 raise _unsupported(req.method, "oauth")
+            if "client_secret" in parse_qs(urlsplit(req.path_and_query).query):
+                # Graph would accept it; the simulator refuses, so no caller puts the app secret
+                # in a URL (where logs and telemetry keep it) and passes its tests.
+                raise _GraphError(
+                    "Simulator: client_secret in the query string. Send the code exchange as a "
+                    "POST with the parameters in an application/x-www-form-urlencoded body.",
+                    code=100,
+                )
             return self._json_reply(self._exchange_code(req))
         return self._json_reply(self._graph(req, endpoint))
 

@@ -10,11 +10,13 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlencode
 
 from shared import storage as st
+from shared.inbox import MAX_BODY as INBOX_MAX_BODY
 from shared.inbox import BodyTooLarge
+from shared.logsafe import quoted
 from shared.models import Install
 from shared.services import Services
 from shared.web import Reply
-from shared.workplace.client import WorkplaceError
+from shared.workplace.client import FailureKind, WorkplaceError
 from shared.workplace.normalize import SOURCE
 from shared.workplace.signatures import (
     InvalidSignedRequest,
@@ -25,6 +27,23 @@ from shared.workplace.sync_state import SyncStateStore
 from shared.workplace.tokens import secret_name
 
 log = logging.getLogger(__name__)
+START_AGAIN = "Start the install again from /api/workplace/install."
+
+
+# Anonymous routes refuse larger bodies before reading them further: a callback is a GET and an
+# uninstall is one short form field; a webhook may be large (the inbox keeps it whole).
+MAX_FORM_BODY = 8 * 1024
+MAX_FORM_FIELDS = 8
+MAX_BODY = {"callback": MAX_FORM_BODY, "uninstall": MAX_FORM_BODY, "webhook": INBOX_MAX_BODY}
+
+
+def refuse_oversized(action: str, size: int) -> Reply | None:
+    """413 when an anonymous route's body is over its limit: checked by the handler before any
+    parsing or signature check."""
+    limit = MAX_BODY.get(action, MAX_FORM_BODY)
+    if size <= limit:
+        return None
+    return Reply.error(413, f"Request body of {size} bytes is over this route's {limit} bytes.")
 
 
 def start_install(svc: Services, now: datetime) -> Reply:
@@ -41,21 +60,20 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
     """The install callback: check `state`, exchange `code`, identify the community, store it."""
     if params.get("error"):
         reason = params.get("error_description") or params.get("error_reason") or params["error"]
-        return Reply.error(400, f"The install was not approved in Workplace: {reason}")
+        return _page(400, f"The install was not approved in Workplace: {reason}. {START_AGAIN}")
     code, state = params.get("code", ""), params.get("state", "")
     if not code:
-        return Reply.error(400, "Missing `code`: start the install from /api/workplace/install.")
+        return _page(400, f"The callback carries no `code`. {START_AGAIN}")
     if not svc.install_states.consume(state, now):
-        return Reply.error(
-            400,
-            "Unknown, used or expired `state`: start again from /api/workplace/install.",
-        )
+        return _page(400, f"Unknown, used or expired `state`. {START_AGAIN}")
     try:
         token = svc.workplace.exchange_code(code, svc.settings.redirect_uri())
+    except WorkplaceError as exc:
+        return _install_failed("the code exchange", exc)
+    try:
         community = svc.workplace.community(token)
     except WorkplaceError as exc:
-        log.warning("install failed", extra={"status": exc.status, "code": exc.code})
-        return Reply.error(502, f"Workplace refused the install: {exc}")
+        return _install_failed("reading the community", exc)
     svc.secrets.set(secret_name(community.id), token)
     svc.installs.save(
         Install(
@@ -76,13 +94,32 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
     )
     log.info(
         "installed in community %s (%s), install %s",
-        community.id,
-        community.name,
-        community.install_id,
+        quoted(community.id),
+        quoted(community.name),
+        quoted(community.install_id),
         extra={"community_id": community.id, "install_id": community.install_id},
     )
-    name = html.escape(community.name)
-    return Reply(200, f"<p>Vigil is installed in {name} ({community.id}).</p>", "text/html")
+    return _page(200, f"Vigil is installed in {community.name} ({community.id}).")
+
+
+def _install_failed(step: str, exc: WorkplaceError) -> Reply:
+    """504 when Workplace did not answer in time, 502 when it answered with an error: either
+    way the code is spent (or may be), so the admin starts again; it is never sent twice."""
+    log.warning(
+        "install failed at %s: %s",
+        step,
+        quoted(exc),
+        extra={"status": exc.status, "code": exc.code, "kind": str(exc.kind)},
+    )
+    spent = "An install code is single-use and Vigil does not send it twice."
+    if exc.kind is FailureKind.UNREACHABLE:
+        return _page(504, f"Workplace did not answer {step} in time. {spent} {START_AGAIN}")
+    return _page(502, f"Workplace refused {step}: {exc}. {spent} {START_AGAIN}")
+
+
+def _page(status: int, message: str) -> Reply:
+    """The admin's browser is on the callback: answer with a short HTML page."""
+    return Reply(status, f"<!doctype html><p>{html.escape(message)}</p>", "text/html")
 
 
 def verify_subscription(svc: Services, params: Mapping[str, str]) -> Reply:
@@ -116,7 +153,12 @@ def receive_uninstall(svc: Services, body: bytes, now: datetime) -> Reply:
     The install is marked uninstalled and no longer synced; everything collected is kept.
     Repeating it is harmless (Workplace may retry).
     """
-    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    try:
+        form = parse_qs(
+            body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+        )
+    except ValueError:
+        return Reply.error(400, f"The form has more than {MAX_FORM_FIELDS} fields.")
     signed = (form.get("signed_request") or [""])[-1]
     if not signed:
         return Reply.error(400, "Missing form field `signed_request`.")
@@ -130,7 +172,7 @@ def receive_uninstall(svc: Services, body: bytes, now: datetime) -> Reply:
     install = svc.installs.get(community_id)
     svc.secrets.delete(secret_name(community_id))
     if install is None:
-        log.warning("uninstall for unknown community %s", community_id)
+        log.warning("uninstall for unknown community %s", quoted(community_id))
         return Reply.json(200, {"community_id": community_id, "status": "unknown"})
     if install.status != "uninstalled":
         svc.installs.set_status(
@@ -139,5 +181,5 @@ def receive_uninstall(svc: Services, body: bytes, now: datetime) -> Reply:
             "Uninstalled in Workplace (deauthorization callback); its data is kept.",
             now,
         )
-        log.info("uninstalled from community %s", community_id)
+        log.info("uninstalled from community %s", quoted(community_id))
     return Reply.json(200, {"community_id": community_id, "status": "uninstalled"})

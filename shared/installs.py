@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from datetime import datetime, timedelta
@@ -78,6 +79,12 @@ def _from_entity(e: dict[str, Any]) -> Install:
     )
 
 
+def _state_key(state: str) -> str:
+    """A state's row key: its SHA-256, so the nonce itself is in no table, storage URL or the
+    SDK's request log (which records entity URLs)."""
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
 class InstallStates:
     """Single-use, expiring nonces that tie an install callback to an admin who started it."""
 
@@ -89,7 +96,11 @@ class InstallStates:
     def issue(self, now: datetime, ttl: timedelta) -> str:
         state = secrets.token_urlsafe(24)
         self._table.create_entity(
-            {"PartitionKey": self.PARTITION, "RowKey": state, "ExpiresAt": utc(now + ttl)}
+            {
+                "PartitionKey": self.PARTITION,
+                "RowKey": _state_key(state),
+                "ExpiresAt": utc(now + ttl),
+            }
         )
         return state
 
@@ -98,7 +109,7 @@ class InstallStates:
         if not state or any(c in state for c in "/\\#?") or len(state) > 200:
             return False
         try:
-            entity = self._table.get_entity(self.PARTITION, state)
+            entity = self._table.get_entity(self.PARTITION, _state_key(state))
             # Deleting with the ETag makes two racing callbacks consume it at most once.
             self._table.delete_entity(
                 entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified

@@ -17,6 +17,7 @@ from typing import Any
 from shared import storage as st
 from shared import telemetry
 from shared.inbox import TABLE_MAX_BODY, pack_body
+from shared.logsafe import quoted
 from shared.models import Activity
 from shared.services import Services
 from shared.workplace.counts import EventCountStore, new_activities
@@ -91,7 +92,7 @@ def _note_unknown_events(activities: list[Activity]) -> None:
         log.warning(
             "sync: %d events with names Vigil does not map (kept as `other`): %s",
             sum(unknown.values()),
-            ", ".join(f"{name} x{n}" for name, n in unknown.most_common(20)),
+            ", ".join(f"{quoted(name)} x{n}" for name, n in unknown.most_common(20)),
             extra={"unknown_events": dict(unknown)},
         )
 

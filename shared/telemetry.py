@@ -7,6 +7,10 @@ no-op, so `from function_app import app` stays fast and side-effect free locally
 
 The counters are cheap to call from anywhere in `shared` (one attribute check when off):
 `activities_ingested(n)`, `alerts_raised(n)`, `action_taken(action, status)`, `sync_lag(seconds)`.
+
+No secret leaves in telemetry: every span's URL attributes lose their query string
+(`telemetry_spans.UrlQueryRemover`), and urllib3's DEBUG lines, which hold request URLs, lose
+theirs whether or not telemetry is on (`logsafe.redact_urllib3_logs`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.config import ConfigError, Settings
+from shared.logsafe import redact_urllib3_logs
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +91,7 @@ def configure(settings: Settings | None = None) -> bool:
         if _configured:
             return _instruments is not None
         _configured = True
+        redact_urllib3_logs()
         try:
             target = target_from(settings or Settings.from_env())
         except ConfigError as exc:
@@ -107,6 +113,8 @@ def _start(target: TelemetryTarget) -> _Instruments:
     from azure.monitor.opentelemetry import configure_azure_monitor
     from opentelemetry import metrics
 
+    from shared.telemetry_spans import UrlQueryRemover
+
     credential: Any = None
     if target.entra:
         from azure.identity import ManagedIdentityCredential
@@ -117,6 +125,7 @@ def _start(target: TelemetryTarget) -> _Instruments:
         credential=credential,
         logger_name=LOGGER_NAME,
         enable_live_metrics=False,
+        span_processors=[UrlQueryRemover()],
     )
     meter = metrics.get_meter(METER_NAME)
     return _Instruments(

@@ -6,6 +6,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+# Sent with every answer: browsers must not guess another type than the one declared (a JSON
+# error quoting a delivery's text is never rendered as HTML).
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -13,6 +17,9 @@ class Reply:
     body: str = ""
     mimetype: str = "text/plain"
     headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", {**SECURITY_HEADERS, **self.headers})
 
     @classmethod
     def json(cls, status: int, payload: Any) -> Reply:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -24,7 +25,7 @@ from shared import storage as st
 from shared.services import Services
 from sync_timer import sync_timer
 from tests.conftest import use_simulated_graph
-from tests.samples import envelope, failed_logins, sign
+from tests.samples import envelope, failed_logins, sign, value
 
 install_fn = connect_install.build().get_user_function()
 http_fn = connect_http.build().get_user_function()
@@ -81,6 +82,59 @@ def test_install_redirects_to_the_dialog_and_the_callback_stores_the_install(
     assert community.query["appsecret_proof"] and community.status == 200
     # The state was single-use.
     assert http_fn(get("workplace/callback", back, "callback")).status_code == 400
+
+
+def dialog_answer(wp: SimulatedWorkplace) -> dict[str, str]:
+    """What Workplace's dialog sends the admin's browser back to the callback with."""
+    location = install_fn(get("workplace/install", {})).headers["Location"]
+    dialog = requests.get(location, allow_redirects=False, timeout=10)
+    return {k: v[0] for k, v in parse_qs(urlsplit(dialog.headers["Location"]).query).items()}
+
+
+def test_a_slow_token_endpoint_gets_one_exchange_then_the_admin_a_504_page(
+    wp: SimulatedWorkplace,
+) -> None:
+    back = dialog_answer(wp)
+    # Shorter than the deployed 5 s so the test does not wait; the path is the same.
+    services.get_services().workplace.exchange_timeout = (0.5, 0.5)
+    wp.slow("/oauth/access_token", seconds=60)
+
+    resp = http_fn(get("workplace/callback", back, "callback"))
+
+    assert resp.status_code == 504
+    assert resp.mimetype == "text/html"
+    assert b"start the install again from /api/workplace/install" in resp.get_body().lower()
+    assert len(wp.requests_to("/oauth/access_token")) == 1  # the code was sent once, not retried
+    assert services.get_services().installs.all() == []
+    # The browser's retry (reload) spends nothing either: the state was single-use.
+    assert http_fn(get("workplace/callback", back, "callback")).status_code == 400
+    assert len(wp.requests_to("/oauth/access_token")) == 1
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_failing_token_endpoint_is_not_retried_and_the_admin_gets_a_502_page(
+    wp: SimulatedWorkplace, status: int
+) -> None:
+    back = dialog_answer(wp)
+    wp.fail("/oauth/access_token", status=status, times=5)
+
+    resp = http_fn(get("workplace/callback", back, "callback"))
+
+    assert resp.status_code == 502
+    assert b"start the install again" in resp.get_body().lower()
+    assert [r.status for r in wp.requests_to("/oauth/access_token")] == [status]
+
+
+def test_the_code_exchange_is_a_post_with_the_secret_in_the_body(
+    wp: SimulatedWorkplace, vigil_env: dict[str, str]
+) -> None:
+    assert http_fn(get("workplace/callback", dialog_answer(wp), "callback")).status_code == 200
+    (exchange,) = wp.requests_to("/oauth/access_token")
+    # 200: the simulator refuses an exchange with client_secret in the query string.
+    assert exchange.method == "POST" and exchange.status == 200
+    form = parse_qs(exchange.body.decode())
+    assert set(form) == {"client_id", "client_secret", "redirect_uri", "code"}
+    assert form["client_secret"] == ["<redacted>"]  # the simulator's record; it was sent
 
 
 @pytest.mark.parametrize(
@@ -171,3 +225,52 @@ def test_queue_bodies_are_what_the_host_decodes(svc: Services) -> None:
     ).receive_messages()
     (m,) = list(raw)
     assert base64.b64decode(m.content) == b'{"v": 1}'
+
+
+def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
+    import alerts_http
+    import connect_http as connect_module
+    import governance_http
+    from tests.test_bindings import triggers
+
+    functions = {
+        "connect_install": connect_install,
+        "connect_status": connect_module.connect_status,
+        "connect_http": connect_http,
+        "alerts_http": alerts_http.alerts_http,
+        "governance_actions": governance_http.governance_actions,
+        "governance_command": governance_http.governance_command,
+    }
+    http = {name: t for name, t in triggers().items() if t["type"] == "httpTrigger"}
+    assert set(functions) == set(http)  # every HTTP function the app has
+    for name, function in functions.items():
+        req = func.HttpRequest(
+            http[name]["methods"][0],
+            f"http://127.0.0.1:7071/api/{http[name]['route']}",
+            body=b"",
+            route_params={"action": "webhook", "id": "missing", "command": "retry"},
+        )
+        resp = function.build().get_user_function()(req)
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff", name
+
+
+FORGED = "LOGIN_FAILED\nINFO shared.governance: all clear\r\x1b[2K\x1b[31mspoofed\u2028"
+
+
+def test_a_delivery_cannot_forge_or_split_a_log_line(
+    svc: Services, vigil_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    changes = [
+        ("login", value(FORGED, useragent=FORGED)),
+        ("login", value("LOGIN_FAILED", email=f"mallory{FORGED}@contoso.com")),
+    ]
+    body = envelope(*changes)
+    assert post_webhook(body, sign(body, vigil_env["WORKPLACE_APP_SECRET"])).status_code == 200
+    sync_fn(TimerRequest(past_due=False))
+
+    # Every log line that carries the delivery's text (the Azure SDK's own lines span several).
+    lines = [r.getMessage() for r in caplog.records if "spoofed" in r.getMessage()]
+    assert any(repr(FORGED) in line for line in lines)  # logged, quoted
+    for line in lines:
+        assert not set(line) & set("\n\r\x1b\u2028"), line

@@ -82,8 +82,8 @@ def exchange(sim: SimulatedWorkplace, install_code: str, **overrides: str) -> re
         "code": install_code,
     }
     params.update(overrides)
-    return requests.get(
-        f"{sim.url}/v3.2/oauth/access_token", params=params, allow_redirects=False, timeout=5
+    return requests.post(
+        f"{sim.url}/v3.2/oauth/access_token", data=params, allow_redirects=False, timeout=5
     )
 
 
@@ -280,6 +280,40 @@ def test_exchange_accepts_post_form_and_redacts_the_secret_in_the_record(
     [record] = sim.requests_to("/oauth/access_token")
     assert APP_SECRET.encode() not in record.body
     assert record.query["client_secret"] == "<redacted>"
+
+
+def test_an_exchange_with_the_secret_in_the_query_string_is_refused(
+    sim: SimulatedWorkplace,
+) -> None:
+    code = callback_params(dialog(sim))["code"]
+    params = {"client_id": APP_ID, "client_secret": APP_SECRET, "redirect_uri": REDIRECT_URI}
+
+    response = requests.get(
+        f"{sim.url}/oauth/access_token", params={**params, "code": code}, timeout=5
+    )
+
+    assert graph_error(response)["code"] == 100
+    assert "client_secret in the query string" in graph_error(response)["message"]
+    assert not sim.installs
+    assert exchange(sim, code).status_code == 200  # the code was not spent
+
+
+def test_a_slow_endpoint_is_recorded_on_arrival_and_answers_after_its_delay(
+    sim: SimulatedWorkplace,
+) -> None:
+    code = callback_params(dialog(sim))["code"]
+    sim.slow("/oauth/access_token", seconds=30)
+
+    with pytest.raises(requests.Timeout):
+        requests.post(
+            f"{sim.url}/oauth/access_token",
+            data={"client_id": APP_ID, "client_secret": APP_SECRET},
+            timeout=0.3,
+        )
+
+    [record] = sim.requests_to("/oauth/access_token")
+    assert record.status == 0  # still waiting: not answered yet
+    assert exchange(sim, code).status_code == 200  # one slow call only
 
 
 def test_workplace_initiated_code_exchanges_like_a_dialog_code(sim: SimulatedWorkplace) -> None:

@@ -107,6 +107,69 @@ def test_a_forged_or_malformed_uninstall_changes_nothing(
     assert svc.workplace_token(wp.community_id)
 
 
+def still_installed(svc: Services, wp: SimulatedWorkplace) -> bool:
+    got = svc.installs.get(wp.community_id)
+    return got is not None and got.status == "active" and bool(svc.workplace_token(wp.community_id))
+
+
+def test_an_oversized_uninstall_is_refused_with_413_before_it_is_parsed(
+    wp: SimulatedWorkplace, svc: Services
+) -> None:
+    install(svc, wp)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    valid = urlencode({"signed_request": wp.uninstall_signed_request()}).encode()
+    # 8 MB, a million fields, and a valid signed_request: had it been parsed and its signature
+    # checked, the install would now be uninstalled and its token gone.
+    flood = valid + b"&a=1234" * 1_200_000
+    assert len(flood) > 8_000_000 and flood.count(b"&") > 1_000_000
+
+    resp = post("uninstall", flood, form)
+
+    assert resp.status_code == 413
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert still_installed(svc, wp)
+    # Just over the limit is refused too; at the limit the form is read.
+    over = valid + b"&" + b"x" * (connect.MAX_FORM_BODY - len(valid))
+    assert len(over) == connect.MAX_FORM_BODY + 1
+    assert post("uninstall", over, form).status_code == 413
+    assert still_installed(svc, wp)
+
+
+def test_an_uninstall_form_with_too_many_fields_is_refused_unread(
+    wp: SimulatedWorkplace, svc: Services
+) -> None:
+    install(svc, wp)
+    valid = urlencode({"signed_request": wp.uninstall_signed_request()}).encode()
+    crowded = b"a=1&" * connect.MAX_FORM_FIELDS + valid
+
+    resp = post("uninstall", crowded, {"Content-Type": "application/x-www-form-urlencoded"})
+
+    assert resp.status_code == 400 and b"fields" in resp.get_body()
+    assert still_installed(svc, wp)
+    assert uninstall(wp.uninstall_signed_request()).status_code == 200  # the real one still works
+
+
+def test_a_callback_or_webhook_with_an_oversized_body_is_refused_unread(
+    wp: SimulatedWorkplace, svc: Services, vigil_env: dict[str, str]
+) -> None:
+    location = connect.start_install(svc, T0).headers["Location"]
+    state = parse_qs(urlsplit(location).query)["state"][0]
+    code = wp.issue_install_code(svc.settings.redirect_uri(), state=state)
+    callback = func.HttpRequest(
+        "GET",
+        "http://127.0.0.1:7071/api/workplace/callback",
+        params={"code": code, "state": state},
+        body=b"x" * (connect.MAX_FORM_BODY + 1),
+        route_params={"action": "callback"},
+    )
+    assert http_fn(callback).status_code == 413
+    assert wp.requests_to("/oauth/access_token") == []
+    huge = b" " * (connect.MAX_BODY["webhook"] + 1)
+    resp = post("webhook", huge, sign(huge, vigil_env["WORKPLACE_APP_SECRET"]))
+    assert resp.status_code == 413
+    assert svc.inbox.oldest(1) == []
+
+
 @pytest.mark.parametrize(
     ("code", "subcode", "expected"),
     [(190, None, "needs_reauth"), (102, None, "needs_reauth"), (190, 458, "uninstalled")],

@@ -44,6 +44,7 @@ from shared.detection.profiles import (
 from shared.detection.state import ProfileStore, StateConflict
 from shared.governance.executor import ActionRequest
 from shared.ipintel import IpIntel
+from shared.logsafe import quoted
 from shared.models import Activity, Alert, Evidence, short_hash, utc
 from shared.policies import ActivityPolicy
 
@@ -525,7 +526,7 @@ class Engine:
         else:
             log.warning(
                 "alert raised: %s",
-                alert.title,
+                quoted(alert.title),
                 extra={"alert_id": alert.id, "detector": alert.detector_id, "tenant": tenant},
             )
             telemetry.alerts_raised(1, alert.detector_id)

@@ -14,6 +14,7 @@ from shared.governance import first_call
 from shared.governance.executor import ActionRequest, Governance
 from shared.governance.graph import GraphError
 from shared.governance.records import RecordConflict
+from shared.logsafe import quoted
 from shared.models import GovernanceAction
 from shared.workplace.client import WorkplaceError
 
@@ -136,8 +137,8 @@ def revert(gov: Governance, action_id: str, by: str, now: datetime) -> Governanc
     log.warning(
         "governance: %s for %s reverted by %s",
         record.action,
-        record.target,
-        by,
+        quoted(record.target),
+        quoted(by),
         extra={"action_id": record.id},
     )
     return done

@@ -38,6 +38,7 @@ from shared.governance.identity import EntraUserCache
 from shared.governance.notification import user_notification
 from shared.governance.records import TERMINAL, ActionFilter, ActionStore, RecordConflict
 from shared.governance.throttle import TenantRateLimit
+from shared.logsafe import quoted
 from shared.models import Alert, Evidence, GovernanceAction, short_hash
 from shared.workplace.client import RETRYABLE as WORKPLACE_RETRYABLE
 from shared.workplace.client import WorkplaceError
@@ -254,7 +255,7 @@ def execute(request: ActionRequest, gov: Governance, now: datetime) -> Governanc
             log.warning(
                 "governance: %s for %s awaits approval",
                 record.action,
-                record.target,
+                quoted(record.target),
                 extra={"action_id": record.id},
             )
         return gov.actions.get(record.tenant_id, record.id) or record
@@ -318,9 +319,9 @@ def _attempt(
         log.warning(
             "governance: %s for %s %s: %s",
             done.action,
-            done.target,
+            quoted(done.target),
             done.status,
-            decided.code,
+            quoted(decided.code),
             extra={"action_id": done.id},
         )
         return done
@@ -339,7 +340,7 @@ def _attempt(
     log.warning(
         "governance: %s for %s succeeded",
         done.action,
-        done.target,
+        quoted(done.target),
         extra={"action_id": done.id, "request_id": result.request_id},
     )
     return done
@@ -421,8 +422,8 @@ def _failed_call(
         log.warning(
             "governance: %s for %s: %s, retrying in %d s",
             record.action,
-            record.target,
-            code,
+            quoted(record.target),
+            quoted(code),
             delay,
             extra={"action_id": record.id, "request_id": request_id},
         )
@@ -438,8 +439,8 @@ def _failed_call(
     log.warning(
         "governance: %s for %s failed: %s",
         done.action,
-        done.target,
-        code,
+        quoted(done.target),
+        quoted(code),
         extra={"action_id": done.id, "request_id": request_id},
     )
     return done

@@ -6,6 +6,7 @@ The one place that knows about Entra credentials. Tokens never reach a log or an
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ import msal
 import requests
 
 from shared.config import ConfigError, Settings
+from shared.retry_after import seconds_to_wait
 
 SCOPE = "https://graph.microsoft.com/.default"
 TIMEOUT = (5, 30)
@@ -155,13 +157,14 @@ def _error_from(status: int, headers: Any, body: Any, reason: str = "") -> Graph
     err = err if isinstance(err, dict) else {}
     inner = err.get("innerError") if isinstance(err.get("innerError"), dict) else {}
     assert isinstance(inner, dict)
-    retry_after = str(headers.get("Retry-After") or headers.get("retry-after") or "")
+    # A `$batch` item's headers are JSON, where Retry-After may be a number.
+    retry_after = headers.get("Retry-After", headers.get("retry-after"))
     return GraphError(
         status,
         str(err.get("code", "")),
         str(err.get("message", reason))[:500],
         str(headers.get("request-id") or inner.get("request-id") or ""),
-        float(retry_after) if retry_after.isdigit() else None,
+        seconds_to_wait(None if retry_after is None else str(retry_after), time.time()),
         str(inner.get("date", "")),
     )
 

@@ -19,11 +19,16 @@ from typing import Any
 
 import requests
 
+from shared.logsafe import quoted
+from shared.retry_after import seconds_to_wait
 from shared.workplace.signatures import appsecret_params
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = (5, 15)  # connect, read: the code must be exchanged within Workplace's 300 s window
+TIMEOUT = (5, 15)  # connect, read
+# The code exchange is made while the admin's browser waits on the callback, and a code is
+# single-use: one attempt, 5 s to connect and 5 s for the answer, never resent.
+EXCHANGE_TIMEOUT = (5.0, 5.0)
 USAGE_SLOWDOWN_PERCENT = 80
 USAGE_HEADERS = ("x-app-usage", "x-business-use-case-usage", "x-page-usage")
 
@@ -158,16 +163,6 @@ def pacing_delay(percent: float, advised: float | None, max_pause: float) -> flo
     return max(0.5, share * max_pause)
 
 
-def _retry_after(resp: requests.Response) -> float | None:
-    raw = resp.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
-
-
 class WorkplaceClient:
     def __init__(
         self,
@@ -179,6 +174,7 @@ class WorkplaceClient:
         clock: Callable[[], float] = time.time,
         retry: RetryPolicy | None = None,
         max_pause: float = 10.0,
+        exchange_timeout: tuple[float, float] = EXCHANGE_TIMEOUT,
     ) -> None:
         self._url = graph_url.rstrip("/")
         self._app_id, self._secret = app_id, app_secret
@@ -186,6 +182,7 @@ class WorkplaceClient:
         self._clock = clock
         self.retry = retry or RetryPolicy()
         self._max_pause = max_pause
+        self.exchange_timeout = exchange_timeout  # (connect, read) seconds
         self._pause = 0.0  # owed before the next call because usage passed 80 %
         self.calls = 0  # HTTP requests sent, retries included
 
@@ -210,7 +207,7 @@ class WorkplaceClient:
                 log.info(
                     "workplace: %s %s failed (%s), retry %d in %.1f s",
                     method,
-                    path,
+                    quoted(path),
                     exc.kind,
                     attempt,
                     wait,
@@ -219,7 +216,14 @@ class WorkplaceClient:
                 self.retry.sleep(wait)
 
     def _send(
-        self, method: str, path: str, params: dict[str, str], token: str | None
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        token: str | None,
+        *,
+        form: dict[str, str] | None = None,
+        timeout: tuple[float, float] = TIMEOUT,
     ) -> dict[str, Any]:
         if self._pause:
             pause, self._pause = self._pause, 0.0
@@ -235,7 +239,12 @@ class WorkplaceClient:
         self.calls += 1
         try:
             resp = self._session.request(
-                method, f"{self._url}{path}", params=params, headers=headers, timeout=TIMEOUT
+                method,
+                f"{self._url}{path}",
+                params=params,
+                data=form,
+                headers=headers,
+                timeout=timeout,
             )
         except requests.RequestException as exc:
             # The exception text may hold the URL with its query (the proof, never the token).
@@ -257,20 +266,25 @@ class WorkplaceClient:
                 code if isinstance(code, int) else None,
                 subcode if isinstance(subcode, int) else None,
                 str(err.get("message") or f"unexpected response to {method} {path}")[:500],
-                retry_after=_retry_after(resp),
+                retry_after=seconds_to_wait(resp.headers.get("Retry-After"), self._clock()),
             )
         return body
 
     def exchange_code(self, code: str, redirect_uri: str) -> str:
-        """The install's access token for a one-time install `code`."""
-        body = self._get(
-            "/oauth/access_token",
-            {
-                "client_id": self._app_id,
-                "client_secret": self._secret,
-                "redirect_uri": redirect_uri,
-                "code": code,
-            },
+        """The install's access token for a one-time install `code`: one POST, never retried.
+
+        The parameters go in the form body, so the app secret and the code are in no URL (and so
+        in no log line or dependency span). A timeout raises UNREACHABLE: the code may have been
+        used by then, so the admin starts the install again rather than Vigil sending it twice.
+        """
+        form = {
+            "client_id": self._app_id,
+            "client_secret": self._secret,
+            "redirect_uri": redirect_uri,
+            "code": code,
+        }
+        body = self._send(
+            "POST", "/oauth/access_token", {}, None, form=form, timeout=self.exchange_timeout
         )
         token = body.get("access_token")
         if not isinstance(token, str) or not token:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from shared.logsafe import quoted
 from shared.models import Install
 from shared.services import Services
 from shared.workplace.client import RETRYABLE, WorkplaceError
@@ -38,7 +39,7 @@ def ensure_registered(svc: Services, states: SyncStateStore, now: datetime) -> I
     except WorkplaceError as exc:
         log.warning(
             "custom integration: WORKPLACE_ACCESS_TOKEN was refused by /community: %s",
-            exc,
+            quoted(exc),
             extra={"code": exc.code, "status": exc.status},
         )
         if exc.kind not in RETRYABLE:
@@ -64,5 +65,9 @@ def ensure_registered(svc: Services, states: SyncStateStore, now: datetime) -> I
     )
     svc.installs.save(install)
     states.update(community.id, token_fingerprint=print_, failures=0)
-    log.info("custom integration registered for community %s (%s)", community.id, community.name)
+    log.info(
+        "custom integration registered for community %s (%s)",
+        quoted(community.id),
+        quoted(community.name),
+    )
     return install

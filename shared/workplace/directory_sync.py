@@ -23,6 +23,7 @@ from typing import Any
 from azure.data.tables import TableClient, UpdateMode
 
 from shared import storage as st
+from shared.logsafe import quoted
 from shared.models import Install
 from shared.services import Services
 from shared.table_tx import submit
@@ -220,8 +221,8 @@ class DirectorySync:
                     raise
                 log.warning(
                     "community %s: groups cannot be read (%s); group scopes match nobody there",
-                    state.community_id,
-                    exc,
+                    quoted(state.community_id),
+                    quoted(exc),
                 )
                 yield PageRead(edge, [], Position(directory.DONE))
                 return
@@ -258,9 +259,9 @@ class DirectorySync:
                         raise
                     log.warning(
                         "community %s: members of group %s cannot be read (%s); skipped",
-                        state.community_id,
-                        group,
-                        exc,
+                        quoted(state.community_id),
+                        quoted(group),
+                        quoted(exc),
                     )
                     yield PageRead(GROUP_MEMBERS_EDGE, [], done, group)
                     break
@@ -367,12 +368,12 @@ def sync_installs(svc: Services, now: datetime) -> list[InstallSyncResult]:
             results.append(_failed(svc, states, install, state, exc, now))
             continue
         except Exception as exc:  # storage or a bug: recorded, then raised after the others
-            log.exception("directory sync of community %s failed", c)
+            log.exception("directory sync of community %s failed", quoted(c))
             states.update(c, last_error=f"{type(exc).__name__}: {exc}"[:1000], last_error_at=now)
             results.append(InstallSyncResult(c, "failed", install.status, error=str(exc)))
             unexpected = unexpected or exc
             continue
-        log.info("directory of community %s synced: %d changes", c, changes)
+        log.info("directory of community %s synced: %d changes", quoted(c), changes)
         results.append(InstallSyncResult(c, "synced", "active", changes=changes))
     if unexpected is not None:
         raise unexpected
@@ -399,9 +400,9 @@ def _failed(
     )
     log.warning(
         "directory sync of community %s failed (%s): %s",
-        c,
+        quoted(c),
         exc.kind,
-        exc,
+        quoted(exc),
         extra={"community_id": c, "code": exc.code, "status": exc.status},
     )
     if transition is None:
@@ -409,7 +410,9 @@ def _failed(
     if transition.status in ("uninstalled", "decommissioned") and install.mode == "install":
         svc.secrets.delete(secret_name(c))  # a dead token is no use to anyone
     svc.installs.set_status(c, transition.status, transition.reason, now)
-    log.warning("community %s is now %s: %s", c, transition.status, transition.reason)
+    log.warning(
+        "community %s is now %s: %s", quoted(c), transition.status, quoted(transition.reason)
+    )
     return InstallSyncResult(c, "failed", transition.status, error=str(exc))
 
 

@@ -16,18 +16,21 @@ from typing import Any
 
 from shared import storage as st
 from shared import telemetry
+from shared.activities import ActivityBatch
+from shared.held import RELEASE_WINDOW, HeldEvent, HeldEvents
 from shared.inbox import TABLE_MAX_BODY, pack_body
-from shared.models import Activity
+from shared.models import Activity, Install, short_hash
 from shared.services import Services
 from shared.workplace.counts import EventCountStore, new_activities
 from shared.workplace.directory_sync import record_login_methods
 from shared.workplace.events import EVENTS
-from shared.workplace.normalize import EnvelopeError, normalise
+from shared.workplace.normalize import SOURCE, EnvelopeError, normalise
 from shared.workplace.sync_state import SyncStateStore
 
 log = logging.getLogger(__name__)
 ENQUEUE_PARALLELISM = 4
 COUNT_FOLD_AGE = timedelta(hours=1)  # tallies younger than this stay separate (retries find them)
+RELEASE_PAGE = 1000  # held events re-fed at a time
 
 
 @dataclass
@@ -37,6 +40,8 @@ class SyncResult:
     batches: int = 0
     quarantined: int = 0
     rejected_changes: int = 0
+    held: int = 0  # events of communities without an active install, held apart
+    released: int = 0  # held events released into the pipeline (their install became active)
     by_type: Counter[str] = field(default_factory=Counter)
 
 
@@ -63,23 +68,40 @@ def quarantine(
     )
 
 
+def quarantine_activities(
+    svc: Services, activities: list[Activity], reason: str, now: datetime
+) -> None:
+    """Keep activities detection could not evaluate, as a detection message (v2) an operator can
+    queue again once the cause is fixed."""
+    if not activities:
+        return
+    key = short_hash(*(f"{a.tenant_id}|{a.event_id}" for a in activities))
+    body = ActivityBatch(activities=tuple(activities)).to_message().encode()
+    quarantine(svc, "detection", key, body, reason, now)
+
+
 def drain_inbox(svc: Services, now: datetime, max_rounds: int = 20) -> SyncResult:
     """Drain the inbox a page (SYNC_MAX_ENVELOPES) at a time until it is empty or max_rounds."""
     result = SyncResult()
     for _ in range(max_rounds):
         if drain_page(svc, now, result) < svc.settings.sync_max_envelopes:
             break
+    release_held(svc, now, result)
     telemetry.activities_ingested(result.activities)
-    if result.envelopes:
+    if result.envelopes or result.released:
         log.info(
-            "sync: %d webhook deliveries -> %d activities (%d quarantined)",
+            "sync: %d webhook deliveries -> %d activities (%d quarantined, %d held, %d released)",
             result.envelopes,
             result.activities,
             result.quarantined,
+            result.held,
+            result.released,
             extra={
                 "envelopes": result.envelopes,
                 "activities": result.activities,
                 "quarantined": result.quarantined,
+                "held": result.held,
+                "released": result.released,
             },
         )
     return result
@@ -110,18 +132,58 @@ def _record_drain(svc: Services, activities: list[Activity], now: datetime) -> N
         telemetry.sync_lag((now - latest).total_seconds())
 
 
+def _reason_held(community_id: str, install: Install | None) -> str:
+    if install is None:
+        return f"community {community_id} has no Vigil install: held, not detected on"
+    return (
+        f"community {community_id}'s install is {install.status}, not active: held, "
+        "not detected on"
+    )
+
+
+def _store(
+    svc: Services, units: list[tuple[str, list[Activity]]], now: datetime, result: SyncResult
+) -> None:
+    """Units of work (an inbox entry, or released events by their entry) into the activity log,
+    counted once and queued for detection."""
+    activities = [a for _, acts in units for a in acts]
+    if not activities:
+        return
+    # Counted before they are written, once per inbox entry: see shared/workplace/counts.py.
+    counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
+    counted = counts.counted(units)
+    counts.record_once(new_activities(svc.storage.table(st.ACTIVITIES), units, counted))
+    batches = svc.activities.write(activities)
+    # Several puts in flight: each is a small round trip, and the order does not matter.
+    with ThreadPoolExecutor(max_workers=ENQUEUE_PARALLELISM) as pool:
+        list(pool.map(svc.enqueue_detection, [b.to_message() for b in batches]))
+    result.batches += len(batches)
+    result.activities += len({(a.tenant_id, a.event_id) for a in activities})
+    result.by_type.update(a.type for a in activities)
+    _note_unknown_events(activities)
+    record_login_methods(svc, activities)
+    _record_drain(svc, activities, now)
+
+
 def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
-    """One page of the inbox into activities; returns how many envelopes it held."""
+    """One page of the inbox into activities; returns how many envelopes it held.
+
+    Nothing in a delivery can make this raise: what cannot be read is quarantined with its
+    reason, and events of a community without an active install are held (shared/held.py).
+    """
     entries = svc.inbox.oldest(svc.settings.sync_max_envelopes)
-    activities: list[Activity] = []
+    # Read after the page, so an install that becomes active later releases what this holds.
+    installs = {i.community_id: i for i in svc.installs.all()}
     units: list[tuple[str, list[Activity]]] = []  # (inbox entry, its activities), for counting
+    held: list[HeldEvent] = []
     done: list[str] = []
     for entry in entries:
         result.envelopes += 1
         try:
-            normalised = normalise(entry.body)
-        except EnvelopeError as exc:
-            quarantine(svc, entry.source, entry.row_key, entry.body, str(exc), now)
+            normalised = normalise(entry.body, now)
+        except Exception as exc:  # EnvelopeError, or anything unforeseen: never blocks the rest
+            reason = str(exc) if isinstance(exc, EnvelopeError) else f"{type(exc).__name__}: {exc}"
+            quarantine(svc, entry.source, entry.row_key, entry.body, reason, now)
             result.quarantined += 1
             done.append(entry.row_key)
             continue
@@ -129,24 +191,59 @@ def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
             reason = json.dumps(normalised.rejected[:20])
             quarantine(svc, entry.source, entry.row_key, entry.body, reason, now)
             result.rejected_changes += len(normalised.rejected)
-        activities.extend(normalised.activities)
-        units.append((entry.row_key, normalised.activities))
+        admitted: list[Activity] = []
+        for a in normalised.activities:
+            install = installs.get(a.tenant_id)
+            if install is not None and install.status == "active":
+                admitted.append(a)
+            else:
+                reason = _reason_held(a.tenant_id, install)
+                held.append(HeldEvent(entry.row_key, entry.received_at, a, reason))
+        units.append((entry.row_key, admitted))
         done.append(entry.row_key)
-    if activities:
-        # Counted before they are written, once per inbox entry: see shared/workplace/counts.py.
-        counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
-        counted = counts.counted(units)
-        counts.record_once(new_activities(svc.storage.table(st.ACTIVITIES), units, counted))
-        batches = svc.activities.write(activities)
-        # Several puts in flight: each is a small round trip, and the order does not matter.
-        with ThreadPoolExecutor(max_workers=ENQUEUE_PARALLELISM) as pool:
-            list(pool.map(svc.enqueue_detection, [b.to_message() for b in batches]))
-        result.batches += len(batches)
-        result.activities += len({(a.tenant_id, a.event_id) for a in activities})
-        result.by_type.update(a.type for a in activities)
-        _note_unknown_events(activities)
-        record_login_methods(svc, activities)
-        _record_drain(svc, activities, now)
+    if held:
+        HeldEvents(svc.storage.table(st.HELD_EVENTS)).hold(held)
+        result.held += len(held)
+        _note_held(held)
+    _store(svc, units, now, result)
     # Deleted last: a crash before this line only means the page is read again (idempotent).
     svc.inbox.delete(done)
     return len(entries)
+
+
+def _note_held(held: list[HeldEvent]) -> None:
+    by_community = Counter(e.activity.tenant_id for e in held)
+    log.warning(
+        "sync: %d events held for communities without an active install: %s",
+        len(held),
+        ", ".join(f"{c} x{n}" for c, n in by_community.most_common(20)),
+        extra={"held_events": dict(by_community)},
+    )
+
+
+def release_held(svc: Services, now: datetime, result: SyncResult, max_rounds: int = 20) -> None:
+    """Re-feed the held events of each active install that arrived at most RELEASE_WINDOW before
+    it became active, then delete them: a crash in between re-feeds them (idempotent keys)."""
+    held = HeldEvents(svc.storage.table(st.HELD_EVENTS))
+    for install in svc.installs.all():
+        if install.status != "active":
+            continue
+        since = (install.status_changed_at or install.installed_at) - RELEASE_WINDOW
+        for _ in range(max_rounds):
+            events = held.releasable(SOURCE, install.community_id, since, RELEASE_PAGE)
+            if not events:
+                break
+            units: dict[str, list[Activity]] = {}
+            for e in events:
+                units.setdefault(e.entry, []).append(e.activity)
+            _store(svc, list(units.items()), now, result)
+            held.delete(events)
+            result.released += len(events)
+            log.info(
+                "sync: released %d held events of community %s (install active since %s)",
+                len(events),
+                install.community_id,
+                install.status_changed_at or install.installed_at,
+            )
+            if len(events) < RELEASE_PAGE:
+                break

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 ENQUEUE_PARALLELISM = 4
 COUNT_FOLD_AGE = timedelta(hours=1)  # tallies younger than this stay separate (retries find them)
 RELEASE_PAGE = 1000  # held events re-fed at a time
+MAX_REASON = 8000  # characters of a quarantine row's reason (a property holds 32,000)
 
 
 @dataclass
@@ -60,7 +61,8 @@ def quarantine(
         {
             "PartitionKey": source,
             "RowKey": key,
-            "Reason": reason[:1000],
+            # Whole (every rejected change's reason fits), and storable whatever it quotes.
+            "Reason": reason[:MAX_REASON].encode("utf-8", "backslashreplace").decode(),
             "QuarantinedAt": now,
             "Size": len(body),
             **kept,

@@ -95,21 +95,23 @@ def _parse_time(value: dict[str, Any], entry_time: Any, now: datetime) -> dateti
 
 
 def _text(value: dict[str, Any], key: str) -> str:
-    """A text field: absent or null is empty; anything but a string (or a number) is refused."""
+    """A text field: absent or null is empty; anything but a string is refused."""
     v = value.get(key)
     if v is None:
         return ""
-    if isinstance(v, bool) or not isinstance(v, str | int | float):
+    if not isinstance(v, str):
         raise EnvelopeError(f"`{key}` is a {type(v).__name__}, not a string")
-    text = v if isinstance(v, str) else str(v)
-    if len(text) > MAX_FIELD_CHARS:
-        raise EnvelopeError(f"`{key}` is {len(text)} characters (at most {MAX_FIELD_CHARS})")
-    return text
+    if len(v) > MAX_FIELD_CHARS:
+        raise EnvelopeError(f"`{key}` is {len(v)} characters (at most {MAX_FIELD_CHARS})")
+    return v
 
 
 def _id(value: dict[str, Any], key: str) -> str:
     """An id (user, community): digits only, since it becomes a table key or a URL path."""
-    text = _text(value, key)
+    v = value.get(key)
+    text = (
+        str(v) if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else _text(value, key)
+    )
     if text and not _ID.fullmatch(text):
         raise EnvelopeError(f"`{key}` {text[:40]!r} is not a Workplace id (digits)")
     return text
@@ -193,8 +195,10 @@ def normalise(body: bytes, now: datetime | None = None) -> Normalised:
             try:
                 if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
                     raise EnvelopeError("change has no `value` object")
-                field = _text(change, "field")
+                field = change.get("field", "")
+                if not isinstance(field, str) or len(field) > MAX_FIELD_CHARS:
+                    raise EnvelopeError("change `field` is not a string")
                 activities.append(activity_from_change(entry, field, change["value"], now))
             except (EnvelopeError, RecursionError) as exc:  # RecursionError: absurdly deep value
-                rejected.append(f"entry[{i}].changes[{j}]: {str(exc)[:300]}")
+                rejected.append(f"entry[{i}].changes[{j}]: {str(exc)[:200]}")
     return Normalised(activities, rejected)

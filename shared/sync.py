@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError
+
 from shared import storage as st
 from shared import telemetry
 from shared.activities import ActivityBatch
 from shared.held import RELEASE_WINDOW, HeldEvent, HeldEvents
-from shared.inbox import TABLE_MAX_BODY, pack_body
+from shared.inbox import TABLE_MAX_BODY, InboxEntry, pack_body
 from shared.models import Activity, Install, short_hash
 from shared.services import Services
 from shared.workplace.counts import EventCountStore, new_activities
@@ -44,6 +46,14 @@ class SyncResult:
     held: int = 0  # events of communities without an active install, held apart
     released: int = 0  # held events released into the pipeline (their install became active)
     by_type: Counter[str] = field(default_factory=Counter)
+
+    def merge(self, other: SyncResult) -> None:
+        for name in (
+            "envelopes", "activities", "batches", "quarantined", "rejected_changes", "held",
+            "released",
+        ):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.by_type.update(other.by_type)
 
 
 def quarantine(
@@ -167,6 +177,15 @@ def _store(
     _record_drain(svc, activities, now)
 
 
+@dataclass(frozen=True)
+class _Drained:
+    """One readable inbox entry: the events to store and those to hold."""
+
+    entry: InboxEntry
+    admitted: list[Activity]
+    held: list[HeldEvent]
+
+
 def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
     """One page of the inbox into activities; returns how many envelopes it held.
 
@@ -176,9 +195,7 @@ def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
     entries = svc.inbox.oldest(svc.settings.sync_max_envelopes)
     # Read after the page, so an install that becomes active later releases what this holds.
     installs = {i.community_id: i for i in svc.installs.all()}
-    units: list[tuple[str, list[Activity]]] = []  # (inbox entry, its activities), for counting
-    held: list[HeldEvent] = []
-    done: list[str] = []
+    drained: list[_Drained] = []
     for entry in entries:
         result.envelopes += 1
         try:
@@ -187,13 +204,13 @@ def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
             reason = str(exc) if isinstance(exc, EnvelopeError) else f"{type(exc).__name__}: {exc}"
             quarantine(svc, entry.source, entry.row_key, entry.body, reason, now)
             result.quarantined += 1
-            done.append(entry.row_key)
             continue
         if normalised.rejected:
             reason = json.dumps(normalised.rejected[:20])
             quarantine(svc, entry.source, entry.row_key, entry.body, reason, now)
             result.rejected_changes += len(normalised.rejected)
         admitted: list[Activity] = []
+        held: list[HeldEvent] = []
         for a in normalised.activities:
             install = installs.get(a.tenant_id)
             if install is not None and install.status == "active":
@@ -201,16 +218,52 @@ def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
             else:
                 reason = _reason_held(a.tenant_id, install)
                 held.append(HeldEvent(entry.row_key, entry.received_at, a, reason))
-        units.append((entry.row_key, admitted))
-        done.append(entry.row_key)
+        drained.append(_Drained(entry, admitted, held))
+    _settle(svc, drained, now, result)
+    # Deleted last: a crash before this line only means the page is read again (idempotent).
+    svc.inbox.delete([e.row_key for e in entries])
+    return len(entries)
+
+
+def _refused(exc: HttpResponseError) -> bool:
+    """Storage refused what a delivery holds (400, 413), rather than failing itself."""
+    return exc.status_code in (400, 413)
+
+
+def _settle(svc: Services, drained: list[_Drained], now: datetime, result: SyncResult) -> None:
+    """Hold and store the page's events together. Should storage refuse something a delivery
+    holds (a value it will not keep), each delivery is settled alone and the refused one is
+    quarantined with storage's answer; any other failure raises (the page is read again)."""
+    part = SyncResult()
+    try:
+        _hold_and_store(svc, drained, now, part)
+    except HttpResponseError as exc:
+        if not _refused(exc):
+            raise
+        part = SyncResult()
+        for d in drained:
+            try:
+                _hold_and_store(svc, [d], now, part)
+            except HttpResponseError as one:
+                if not _refused(one):
+                    raise
+                e = d.entry
+                HeldEvents(svc.storage.table(st.HELD_EVENTS)).delete(d.held)  # kept whole instead
+                answer = f"storage refused its events ({one.error_code}): {one.message}"
+                quarantine(svc, e.source, e.row_key, e.body, answer, now)
+                part.quarantined += 1
+    result.merge(part)
+
+
+def _hold_and_store(
+    svc: Services, drained: list[_Drained], now: datetime, result: SyncResult
+) -> None:
+    held = [h for d in drained for h in d.held]
     if held:
         HeldEvents(svc.storage.table(st.HELD_EVENTS)).hold(held)
         result.held += len(held)
         _note_held(held)
-    _store(svc, units, now, result)
-    # Deleted last: a crash before this line only means the page is read again (idempotent).
-    svc.inbox.delete(done)
-    return len(entries)
+    _store(svc, [(d.entry.row_key, d.admitted) for d in drained], now, result)
 
 
 def _note_held(held: list[HeldEvent]) -> None:

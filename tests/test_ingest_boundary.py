@@ -335,3 +335,19 @@ def test_activities_stored_are_listable_and_the_next_run_has_nothing(svc: Servic
     (row,) = svc.storage.table(tables.ACTIVITIES).list_entities()  # the SDK reads every row back
     assert row["time"] == T0
     assert datetime.now(UTC) > row["time"]
+
+
+def test_a_delivery_storage_refuses_is_quarantined_and_the_rest_of_the_page_is_stored(
+    svc: Services,
+) -> None:
+    install(svc)
+    # Valid one by one, but their tally (one JSON property) is beyond what a table row keeps.
+    names = [("login", value(f"ODD_{i}_" + "N" * 4000)) for i in range(12)]
+    svc.inbox.put("workplace", envelope(*names), NOW)
+    svc.inbox.put("workplace", envelope(*failed_logins(3)), NOW + timedelta(seconds=1))
+    result = drain_inbox(svc, NOW)
+    assert (result.envelopes, result.activities, result.quarantined) == (2, 3, 1)
+    assert svc.inbox.oldest(10) == []
+    (kept,) = svc.storage.table(tables.QUARANTINE).list_entities()
+    assert "storage refused" in kept["Reason"] and "PropertyValueTooLarge" in kept["Reason"]
+    assert len(list(svc.storage.table(tables.ACTIVITIES).list_entities())) == 3

@@ -249,7 +249,7 @@ def _settle(svc: Services, drained: list[_Drained], now: datetime, result: SyncR
                     raise
                 e = d.entry
                 HeldEvents(svc.storage.table(st.HELD_EVENTS)).delete(d.held)  # kept whole instead
-                answer = f"storage refused its events ({one.error_code}): {one.message}"
+                answer = f"storage refused its events: {str(one)[:1000]}"
                 quarantine(svc, e.source, e.row_key, e.body, answer, now)
                 part.quarantined += 1
     result.merge(part)

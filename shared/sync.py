@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.exceptions import HttpResponseError
 
@@ -30,6 +31,7 @@ from shared.workplace.normalize import SOURCE, EnvelopeError, normalise
 from shared.workplace.sync_state import SyncStateStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 ENQUEUE_PARALLELISM = 4
 COUNT_FOLD_AGE = timedelta(hours=1)  # tallies younger than this stay separate (retries find them)
 RELEASE_PAGE = 1000  # held events re-fed at a time
@@ -230,29 +232,41 @@ def _refused(exc: HttpResponseError) -> bool:
     return exc.status_code in (400, 413)
 
 
-def _settle(svc: Services, drained: list[_Drained], now: datetime, result: SyncResult) -> None:
-    """Hold and store the page's events together. Should storage refuse something a delivery
-    holds (a value it will not keep), each delivery is settled alone and the refused one is
-    quarantined with storage's answer; any other failure raises (the page is read again)."""
+def _apart_if_refused(
+    items: list[T],
+    attempt: Callable[[list[T], SyncResult], None],
+    keep: Callable[[T, str], None],
+    result: SyncResult,
+) -> None:
+    """`attempt` the items together. Should storage refuse something one of them holds (a value
+    it will not keep), attempt each alone and `keep` the refused ones (quarantine) with storage's
+    answer; any other failure raises, and the work is done again next time."""
     part = SyncResult()
     try:
-        _hold_and_store(svc, drained, now, part)
+        attempt(items, part)
     except HttpResponseError as exc:
         if not _refused(exc):
             raise
         part = SyncResult()
-        for d in drained:
+        for item in items:
             try:
-                _hold_and_store(svc, [d], now, part)
+                attempt([item], part)
             except HttpResponseError as one:
                 if not _refused(one):
                     raise
-                e = d.entry
-                HeldEvents(svc.storage.table(st.HELD_EVENTS)).delete(d.held)  # kept whole instead
-                answer = f"storage refused its events: {str(one)[:1000]}"
-                quarantine(svc, e.source, e.row_key, e.body, answer, now)
+                keep(item, f"storage refused its events: {str(one)[:1000]}")
                 part.quarantined += 1
     result.merge(part)
+
+
+def _settle(svc: Services, drained: list[_Drained], now: datetime, result: SyncResult) -> None:
+    """Hold and store the page's events; a delivery storage refuses is kept whole instead."""
+
+    def keep(d: _Drained, why: str) -> None:
+        HeldEvents(svc.storage.table(st.HELD_EVENTS)).delete(d.held)
+        quarantine(svc, d.entry.source, d.entry.row_key, d.entry.body, why, now)
+
+    _apart_if_refused(drained, lambda ds, r: _hold_and_store(svc, ds, now, r), keep, result)
 
 
 def _hold_and_store(
@@ -276,6 +290,18 @@ def _note_held(held: list[HeldEvent]) -> None:
     )
 
 
+def _release(
+    svc: Services, units: dict[str, list[Activity]], now: datetime, result: SyncResult
+) -> None:
+    """Store released events by the entry they came in; the events of one that storage refuses
+    are quarantined (as a detection message) instead."""
+
+    def keep(unit: tuple[str, list[Activity]], why: str) -> None:
+        quarantine_activities(svc, unit[1], why, now)
+
+    _apart_if_refused(list(units.items()), lambda us, r: _store(svc, us, now, r), keep, result)
+
+
 def release_held(svc: Services, now: datetime, result: SyncResult, max_rounds: int = 20) -> None:
     """Re-feed the held events of each active install that arrived at most RELEASE_WINDOW before
     it became active, then delete them: a crash in between re-feeds them (idempotent keys)."""
@@ -291,7 +317,7 @@ def release_held(svc: Services, now: datetime, result: SyncResult, max_rounds: i
             units: dict[str, list[Activity]] = {}
             for e in events:
                 units.setdefault(e.entry, []).append(e.activity)
-            _store(svc, list(units.items()), now, result)
+            _release(svc, units, now, result)
             held.delete(events)
             result.released += len(events)
             log.info(

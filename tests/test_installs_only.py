@@ -247,3 +247,19 @@ def test_a_detection_message_poisoned_for_one_user_quarantines_them_and_complete
     body = b"".join(bytes(kept[f"Body{i}"]) for i in range(int(kept["Chunks"])))
     held = ActivityBatch.from_message(body).activities
     assert {a.event_id for a in held} == {a.event_id for a in poisoned}  # only that user's
+
+
+def test_released_events_storage_refuses_are_quarantined_and_the_run_completes(
+    svc: Services,
+) -> None:
+    # Valid one by one, but their tally (one JSON property) is beyond what a table row keeps.
+    names = [("login", value(f"ODD_{i}_" + "N" * 4000)) for i in range(12)]
+    svc.inbox.put("workplace", envelope(*names), NOW)
+    svc.inbox.put("workplace", envelope(*failed_logins(3)), NOW + timedelta(seconds=1))
+    assert drain_inbox(svc, NOW).held == 15
+    install(svc, at=NOW + timedelta(minutes=5))
+    result = drain_inbox(svc, NOW + timedelta(minutes=6))
+    assert (result.released, result.activities, result.quarantined) == (15, 3, 1)
+    assert list(svc.storage.table(st.HELD_EVENTS).list_entities()) == []
+    (kept,) = svc.storage.table(st.QUARANTINE).list_entities()
+    assert kept["PartitionKey"] == "detection" and "PropertyValueTooLarge" in kept["Reason"]

@@ -8,10 +8,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import azure.functions as func
+
+from connect_http import connect_http
 from shared.installs import InstallStatus
 from shared.models import Install
 from shared.services import Services
 
+webhook_fn = connect_http.build().get_user_function()
 COMMUNITY = "504942443827307"
 COMPANY = "504942447160640"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -94,3 +98,15 @@ def install(
     )
     svc.installs.save(record)
     return record
+
+
+def deliver(body: bytes, secret: str) -> None:
+    """POST a signed delivery to the webhook handler, as Workplace does; it must answer 200."""
+    req = func.HttpRequest(
+        "POST",
+        "http://127.0.0.1:7071/api/workplace/webhook",
+        headers=sign(body, secret),
+        body=body,
+        route_params={"action": "webhook"},
+    )
+    assert webhook_fn(req).status_code == 200

@@ -11,19 +11,16 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import azure.functions as func
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connect_http import connect_http
 from shared import storage as tables
 from shared.services import Services
 from shared.sync import drain_inbox
 from shared.workplace.normalize import EARLIEST, EnvelopeError, event_id, normalise
-from tests.samples import COMMUNITY, T0, envelope, failed_logins, install, sign, value
+from tests.samples import COMMUNITY, T0, deliver, envelope, failed_logins, install, value
 
-http_fn = connect_http.build().get_user_function()
 NOW = T0 + timedelta(hours=1)
 OTHER = "900000000000001"  # a community Vigil is not installed in
 PROPERTY = settings(
@@ -222,17 +219,6 @@ def test_unreadable_bodies_are_envelope_errors() -> None:
 
 
 # --- the drain, on Azurite --------------------------------------------------------------------
-
-
-def deliver(body: bytes, secret: str) -> None:
-    req = func.HttpRequest(
-        "POST",
-        "http://127.0.0.1:7071/api/workplace/webhook",
-        headers=sign(body, secret),
-        body=body,
-        route_params={"action": "webhook"},
-    )
-    assert http_fn(req).status_code == 200
 
 
 def outcomes(svc: Services) -> tuple[set[str], set[str], dict[str, str]]:

@@ -28,7 +28,7 @@ from shared.sync import drain_inbox
 from shared.workplace.client import RetryPolicy
 from shared.workplace.normalize import normalise
 from sync_timer import sync_timer
-from tests.samples import COMMUNITY, T0, envelope, failed_logins, install, sign, value
+from tests.samples import COMMUNITY, T0, deliver, envelope, failed_logins, install, value
 
 http_fn = connect_http.build().get_user_function()
 status_fn = connect_status.build().get_user_function()
@@ -40,17 +40,6 @@ OTHER = "900000000000001"
 
 class Boom(RuntimeError):
     pass
-
-
-def deliver(body: bytes, secret: str) -> None:
-    req = func.HttpRequest(
-        "POST",
-        "http://127.0.0.1:7071/api/workplace/webhook",
-        headers=sign(body, secret),
-        body=body,
-        route_params={"action": "webhook"},
-    )
-    assert http_fn(req).status_code == 200
 
 
 def status() -> dict[str, Any]:

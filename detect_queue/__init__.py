@@ -3,8 +3,11 @@
 import azure.functions as func
 
 from shared.activities import ActivityBatch
+from shared.clock import now
 from shared.detection.engine import run_batch
+from shared.models import Activity
 from shared.services import get_services
+from shared.sync import quarantine_activities
 
 bp = func.Blueprint()
 
@@ -15,6 +18,10 @@ def detect_queue(msg: func.QueueMessage) -> None:
     # A malformed message raises, so the host retries it and then parks it in the poison queue.
     batch = ActivityBatch.from_message(msg.get_body())
     svc = get_services()
+
+    def quarantine(activities: list[Activity], reason: str) -> None:
+        quarantine_activities(svc, activities, reason, now())
+
     run_batch(
         batch,
         activities=svc.activities,
@@ -24,4 +31,5 @@ def detect_queue(msg: func.QueueMessage) -> None:
         detections=svc.detections,
         intel=svc.ip_intel(),
         directory=svc.directory,
+        quarantine=quarantine,
     )

@@ -48,6 +48,7 @@ DETECTION_STATE = "DetectionState"
 ALERTS = "Alerts"
 ACTIONS = "Actions"
 QUARANTINE = "Quarantine"
+HELD_EVENTS = "HeldEvents"  # per community without an active install: its events, held apart
 USERS = "Users"
 IP_INTEL = "IpIntel"  # the Tor exit list (last good copy)
 WORKPLACE_SYNC = "WorkplaceSync"  # per community: directory sync progress and health
@@ -67,6 +68,7 @@ TABLES = (
     ALERTS,
     ACTIONS,
     QUARANTINE,
+    HELD_EVENTS,
     USERS,
     IP_INTEL,
     WORKPLACE_SYNC,

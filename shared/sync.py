@@ -9,26 +9,34 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from azure.core.exceptions import HttpResponseError
 
 from shared import storage as st
 from shared import telemetry
-from shared.inbox import TABLE_MAX_BODY, pack_body
+from shared.activities import ActivityBatch
+from shared.held import RELEASE_WINDOW, HeldEvent, HeldEvents
+from shared.inbox import TABLE_MAX_BODY, InboxEntry, pack_body
 from shared.logsafe import quoted
-from shared.models import Activity
+from shared.models import Activity, Install, short_hash
 from shared.services import Services
 from shared.workplace.counts import EventCountStore, new_activities
 from shared.workplace.directory_sync import record_login_methods
 from shared.workplace.events import EVENTS
-from shared.workplace.normalize import EnvelopeError, normalise
+from shared.workplace.normalize import SOURCE, EnvelopeError, normalise
 from shared.workplace.sync_state import SyncStateStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 ENQUEUE_PARALLELISM = 4
 COUNT_FOLD_AGE = timedelta(hours=1)  # tallies younger than this stay separate (retries find them)
+RELEASE_PAGE = 1000  # held events re-fed at a time
+MAX_REASON = 8000  # characters of a quarantine row's reason (a property holds 32,000)
 
 
 @dataclass
@@ -38,7 +46,17 @@ class SyncResult:
     batches: int = 0
     quarantined: int = 0
     rejected_changes: int = 0
+    held: int = 0  # events of communities without an active install, held apart
+    released: int = 0  # held events released into the pipeline (their install became active)
     by_type: Counter[str] = field(default_factory=Counter)
+
+    def merge(self, other: SyncResult) -> None:
+        for name in (
+            "envelopes", "activities", "batches", "quarantined", "rejected_changes", "held",
+            "released",
+        ):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.by_type.update(other.by_type)
 
 
 def quarantine(
@@ -56,12 +74,25 @@ def quarantine(
         {
             "PartitionKey": source,
             "RowKey": key,
-            "Reason": reason[:1000],
+            # Whole (every rejected change's reason fits), and storable whatever it quotes.
+            "Reason": reason[:MAX_REASON].encode("utf-8", "backslashreplace").decode(),
             "QuarantinedAt": now,
             "Size": len(body),
             **kept,
         }
     )
+
+
+def quarantine_activities(
+    svc: Services, activities: list[Activity], reason: str, now: datetime
+) -> None:
+    """Keep activities detection could not evaluate, as a detection message (v2) an operator can
+    queue again once the cause is fixed."""
+    if not activities:
+        return
+    key = short_hash(*(f"{a.tenant_id}|{a.event_id}" for a in activities))
+    body = ActivityBatch(activities=tuple(activities)).to_message().encode()
+    quarantine(svc, "detection", key, body, reason, now)
 
 
 def drain_inbox(svc: Services, now: datetime, max_rounds: int = 20) -> SyncResult:
@@ -70,17 +101,22 @@ def drain_inbox(svc: Services, now: datetime, max_rounds: int = 20) -> SyncResul
     for _ in range(max_rounds):
         if drain_page(svc, now, result) < svc.settings.sync_max_envelopes:
             break
+    release_held(svc, now, result)
     telemetry.activities_ingested(result.activities)
-    if result.envelopes:
+    if result.envelopes or result.released:
         log.info(
-            "sync: %d webhook deliveries -> %d activities (%d quarantined)",
+            "sync: %d webhook deliveries -> %d activities (%d quarantined, %d held, %d released)",
             result.envelopes,
             result.activities,
             result.quarantined,
+            result.held,
+            result.released,
             extra={
                 "envelopes": result.envelopes,
                 "activities": result.activities,
                 "quarantined": result.quarantined,
+                "held": result.held,
+                "released": result.released,
             },
         )
     return result
@@ -111,43 +147,185 @@ def _record_drain(svc: Services, activities: list[Activity], now: datetime) -> N
         telemetry.sync_lag((now - latest).total_seconds())
 
 
+def _reason_held(community_id: str, install: Install | None) -> str:
+    if install is None:
+        return f"community {community_id} has no Vigil install: held, not detected on"
+    return (
+        f"community {community_id}'s install is {install.status}, not active: held, "
+        "not detected on"
+    )
+
+
+def _store(
+    svc: Services, units: list[tuple[str, list[Activity]]], now: datetime, result: SyncResult
+) -> None:
+    """Units of work (an inbox entry, or released events by their entry) into the activity log,
+    counted once and queued for detection."""
+    activities = [a for _, acts in units for a in acts]
+    if not activities:
+        return
+    # Counted before they are written, once per inbox entry: see shared/workplace/counts.py.
+    counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
+    counted = counts.counted(units)
+    counts.record_once(new_activities(svc.storage.table(st.ACTIVITIES), units, counted))
+    batches = svc.activities.write(activities)
+    # Several puts in flight: each is a small round trip, and the order does not matter.
+    with ThreadPoolExecutor(max_workers=ENQUEUE_PARALLELISM) as pool:
+        list(pool.map(svc.enqueue_detection, [b.to_message() for b in batches]))
+    result.batches += len(batches)
+    result.activities += len({(a.tenant_id, a.event_id) for a in activities})
+    result.by_type.update(a.type for a in activities)
+    _note_unknown_events(activities)
+    record_login_methods(svc, activities)
+    _record_drain(svc, activities, now)
+
+
+@dataclass(frozen=True)
+class _Drained:
+    """One readable inbox entry: the events to store and those to hold."""
+
+    entry: InboxEntry
+    admitted: list[Activity]
+    held: list[HeldEvent]
+
+
 def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
-    """One page of the inbox into activities; returns how many envelopes it held."""
+    """One page of the inbox into activities; returns how many envelopes it held.
+
+    Nothing in a delivery can make this raise: what cannot be read is quarantined with its
+    reason, and events of a community without an active install are held (shared/held.py).
+    """
     entries = svc.inbox.oldest(svc.settings.sync_max_envelopes)
-    activities: list[Activity] = []
-    units: list[tuple[str, list[Activity]]] = []  # (inbox entry, its activities), for counting
-    done: list[str] = []
+    # Read after the page, so an install that becomes active later releases what this holds.
+    installs = {i.community_id: i for i in svc.installs.all()}
+    drained: list[_Drained] = []
     for entry in entries:
         result.envelopes += 1
         try:
-            normalised = normalise(entry.body)
-        except EnvelopeError as exc:
-            quarantine(svc, entry.source, entry.row_key, entry.body, str(exc), now)
+            normalised = normalise(entry.body, now)
+        except Exception as exc:  # EnvelopeError, or anything unforeseen: never blocks the rest
+            reason = str(exc) if isinstance(exc, EnvelopeError) else f"{type(exc).__name__}: {exc}"
+            quarantine(svc, entry.source, entry.row_key, entry.body, reason, now)
             result.quarantined += 1
-            done.append(entry.row_key)
             continue
         if normalised.rejected:
             reason = json.dumps(normalised.rejected[:20])
             quarantine(svc, entry.source, entry.row_key, entry.body, reason, now)
             result.rejected_changes += len(normalised.rejected)
-        activities.extend(normalised.activities)
-        units.append((entry.row_key, normalised.activities))
-        done.append(entry.row_key)
-    if activities:
-        # Counted before they are written, once per inbox entry: see shared/workplace/counts.py.
-        counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
-        counted = counts.counted(units)
-        counts.record_once(new_activities(svc.storage.table(st.ACTIVITIES), units, counted))
-        batches = svc.activities.write(activities)
-        # Several puts in flight: each is a small round trip, and the order does not matter.
-        with ThreadPoolExecutor(max_workers=ENQUEUE_PARALLELISM) as pool:
-            list(pool.map(svc.enqueue_detection, [b.to_message() for b in batches]))
-        result.batches += len(batches)
-        result.activities += len({(a.tenant_id, a.event_id) for a in activities})
-        result.by_type.update(a.type for a in activities)
-        _note_unknown_events(activities)
-        record_login_methods(svc, activities)
-        _record_drain(svc, activities, now)
+        admitted: list[Activity] = []
+        held: list[HeldEvent] = []
+        for a in normalised.activities:
+            install = installs.get(a.tenant_id)
+            if install is not None and install.status == "active":
+                admitted.append(a)
+            else:
+                reason = _reason_held(a.tenant_id, install)
+                held.append(HeldEvent(entry.row_key, entry.received_at, a, reason))
+        drained.append(_Drained(entry, admitted, held))
+    _settle(svc, drained, now, result)
     # Deleted last: a crash before this line only means the page is read again (idempotent).
-    svc.inbox.delete(done)
+    svc.inbox.delete([e.row_key for e in entries])
     return len(entries)
+
+
+def _refused(exc: HttpResponseError) -> bool:
+    """Storage refused what a delivery holds (400, 413), rather than failing itself."""
+    return exc.status_code in (400, 413)
+
+
+def _apart_if_refused(
+    items: list[T],
+    attempt: Callable[[list[T], SyncResult], None],
+    keep: Callable[[T, str], None],
+    result: SyncResult,
+) -> None:
+    """`attempt` the items together. Should storage refuse something one of them holds (a value
+    it will not keep), attempt each alone and `keep` the refused ones (quarantine) with storage's
+    answer; any other failure raises, and the work is done again next time."""
+    part = SyncResult()
+    try:
+        attempt(items, part)
+    except HttpResponseError as exc:
+        if not _refused(exc):
+            raise
+        part = SyncResult()
+        for item in items:
+            try:
+                attempt([item], part)
+            except HttpResponseError as one:
+                if not _refused(one):
+                    raise
+                keep(item, f"storage refused its events: {str(one)[:1000]}")
+                part.quarantined += 1
+    result.merge(part)
+
+
+def _settle(svc: Services, drained: list[_Drained], now: datetime, result: SyncResult) -> None:
+    """Hold and store the page's events; a delivery storage refuses is kept whole instead."""
+
+    def keep(d: _Drained, why: str) -> None:
+        HeldEvents(svc.storage.table(st.HELD_EVENTS)).delete(d.held)
+        quarantine(svc, d.entry.source, d.entry.row_key, d.entry.body, why, now)
+
+    _apart_if_refused(drained, lambda ds, r: _hold_and_store(svc, ds, now, r), keep, result)
+
+
+def _hold_and_store(
+    svc: Services, drained: list[_Drained], now: datetime, result: SyncResult
+) -> None:
+    held = [h for d in drained for h in d.held]
+    if held:
+        HeldEvents(svc.storage.table(st.HELD_EVENTS)).hold(held)
+        result.held += len(held)
+        _note_held(held)
+    _store(svc, [(d.entry.row_key, d.admitted) for d in drained], now, result)
+
+
+def _note_held(held: list[HeldEvent]) -> None:
+    by_community = Counter(e.activity.tenant_id for e in held)
+    log.warning(
+        "sync: %d events held for communities without an active install: %s",
+        len(held),
+        ", ".join(f"{c} x{n}" for c, n in by_community.most_common(20)),
+        extra={"held_events": dict(by_community)},
+    )
+
+
+def _release(
+    svc: Services, units: dict[str, list[Activity]], now: datetime, result: SyncResult
+) -> None:
+    """Store released events by the entry they came in; the events of one that storage refuses
+    are quarantined (as a detection message) instead."""
+
+    def keep(unit: tuple[str, list[Activity]], why: str) -> None:
+        quarantine_activities(svc, unit[1], why, now)
+
+    _apart_if_refused(list(units.items()), lambda us, r: _store(svc, us, now, r), keep, result)
+
+
+def release_held(svc: Services, now: datetime, result: SyncResult, max_rounds: int = 20) -> None:
+    """Re-feed the held events of each active install that arrived at most RELEASE_WINDOW before
+    it became active, then delete them: a crash in between re-feeds them (idempotent keys)."""
+    held = HeldEvents(svc.storage.table(st.HELD_EVENTS))
+    for install in svc.installs.all():
+        if install.status != "active":
+            continue
+        since = (install.status_changed_at or install.installed_at) - RELEASE_WINDOW
+        for _ in range(max_rounds):
+            events = held.releasable(SOURCE, install.community_id, since, RELEASE_PAGE)
+            if not events:
+                break
+            units: dict[str, list[Activity]] = {}
+            for e in events:
+                units.setdefault(e.entry, []).append(e.activity)
+            _release(svc, units, now, result)
+            held.delete(events)
+            result.released += len(events)
+            log.info(
+                "sync: released %d held events of community %s (install active since %s)",
+                len(events),
+                install.community_id,
+                install.status_changed_at or install.installed_at,
+            )
+            if len(events) < RELEASE_PAGE:
+                break

@@ -8,6 +8,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import azure.functions as func
+
+from connect_http import connect_http
+from shared.installs import InstallStatus
+from shared.models import Install
+from shared.services import Services
+
+webhook_fn = connect_http.build().get_user_function()
 COMMUNITY = "504942443827307"
 COMPANY = "504942447160640"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -69,3 +77,36 @@ def sign(body: bytes, secret: str) -> dict[str, str]:
         "X-Hub-Signature-256": "sha256="
         + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
     }
+
+
+def install(
+    svc: Services,
+    community: str = COMMUNITY,
+    *,
+    at: datetime = T0 - timedelta(days=30),
+    status: InstallStatus = "active",
+) -> Install:
+    """Vigil installed in `community` (events of a community without one are held, not used)."""
+    record = Install(
+        community_id=community,
+        community_name="Contoso",
+        install_id="1",
+        mode="install",
+        status=status,
+        installed_at=at,
+        status_changed_at=at,
+    )
+    svc.installs.save(record)
+    return record
+
+
+def deliver(body: bytes, secret: str) -> None:
+    """POST a signed delivery to the webhook handler, as Workplace does; it must answer 200."""
+    req = func.HttpRequest(
+        "POST",
+        "http://127.0.0.1:7071/api/workplace/webhook",
+        headers=sign(body, secret),
+        body=body,
+        route_params={"action": "webhook"},
+    )
+    assert webhook_fn(req).status_code == 200

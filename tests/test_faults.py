@@ -22,9 +22,16 @@ from shared.detection.engine import run_batch
 from shared.governance.executor import ActionRequest
 from shared.services import Services
 from shared.sync import drain_inbox
-from tests.samples import COMMUNITY, T0, envelope, failed_logins, value
+from tests.samples import COMMUNITY, T0, envelope, failed_logins, install, value
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def svc(svc: Services) -> Services:
+    """Vigil installed in the sample community (events of a community without one are held)."""
+    install(svc)
+    return svc
 
 
 class Boom(RuntimeError):
@@ -181,6 +188,7 @@ def test_a_storage_restart_in_the_middle_of_a_run_loses_and_doubles_nothing(
             monkeypatch.setenv("AzureWebJobsStorage", conn)
             services.reset()
             svc = services.get_services()
+            install(svc)
             svc.inbox.put("workplace", envelope(*failed_logins(6)), NOW)
             svc.inbox.put(
                 "workplace", envelope(*failed_logins(8, start=T0 + timedelta(minutes=2))), NOW

@@ -25,7 +25,7 @@ from shared import storage as st
 from shared.services import Services
 from sync_timer import sync_timer
 from tests.conftest import use_simulated_graph
-from tests.samples import envelope, failed_logins, sign, value
+from tests.samples import envelope, failed_logins, install, sign, value
 
 install_fn = connect_install.build().get_user_function()
 http_fn = connect_http.build().get_user_function()
@@ -176,6 +176,7 @@ def test_unknown_actions_are_404(svc: Services) -> None:
 
 
 def test_sync_timer_turns_the_inbox_into_activities_and_detection_work(svc: Services) -> None:
+    install(svc)
     svc.inbox.put("workplace", envelope(*failed_logins(3)), NOW)
     svc.inbox.put("workplace", b"not json at all", NOW)
     sync_fn(TimerRequest(past_due=False))
@@ -190,6 +191,7 @@ def test_sync_timer_turns_the_inbox_into_activities_and_detection_work(svc: Serv
 def test_detect_then_govern_handlers_alert_and_revoke(
     svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    install(svc)
     svc.inbox.put("workplace", envelope(*failed_logins(12)), NOW)
     sync_fn(TimerRequest(past_due=False))
     activity_q = svc.storage.queue(svc.settings.activity_queue)

@@ -12,9 +12,16 @@ from shared.activities import ActivityBatch
 from shared.inbox import unpack_body
 from shared.services import Services
 from shared.sync import drain_inbox
-from tests.samples import envelope, failed_logins, value
+from tests.samples import envelope, failed_logins, install, value
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def svc(svc: Services) -> Services:
+    """Vigil installed in the sample community (events of a community without one are held)."""
+    install(svc)
+    return svc
 
 
 def rows(svc: Services, table: str) -> list[dict[str, object]]:
@@ -32,6 +39,7 @@ def test_one_run_drains_every_page(
     monkeypatch.setenv("SYNC_MAX_ENVELOPES", "2")
     services.reset()
     svc = services.get_services()
+    install(svc)
     for i in range(5):
         svc.inbox.put(
             "workplace", envelope(*failed_logins(1, start=NOW + timedelta(minutes=i))), NOW

@@ -15,9 +15,16 @@ from shared.services import Services
 from shared.sync import drain_inbox
 from shared.workplace import counts
 from shared.workplace.counts import EventCountStore, _clusters
-from tests.samples import COMMUNITY, envelope, failed_logins, value
+from tests.samples import COMMUNITY, envelope, failed_logins, install, value
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def svc(svc: Services) -> Services:
+    """Vigil installed in the sample community (events of a community without one are held)."""
+    install(svc)
+    return svc
 
 
 class Boom(RuntimeError):

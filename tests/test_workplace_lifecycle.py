@@ -323,6 +323,7 @@ def test_status_shows_mode_state_sync_lag_counts_and_unknown_events(
 def test_webhooks_answer_fast_with_one_write_and_large_envelopes_kept_whole(
     wp: SimulatedWorkplace, svc: Services
 ) -> None:
+    install(svc, wp)
     secret = svc.settings.webhook_secret()
     member = wp.members[0]
     big = wp.change("LOGIN", actor=member, ip="203.0.113.9", ip_country="PL", timestamp=T0,
@@ -371,6 +372,7 @@ def test_event_counts_fold_into_a_total_without_changing_the_sum(svc: Services) 
 def test_envelopes_too_large_for_a_row_are_kept_whole_in_one_blob(
     wp: SimulatedWorkplace, svc: Services
 ) -> None:
+    install(svc, wp)
     secret = svc.settings.webhook_secret()
     member = wp.members[3]
     changes = [

@@ -53,6 +53,10 @@ MAX_CONFLICT_RETRIES = 8
 TENANT_WIDE = "~tenant"  # the subject of repeated-activity policies counted across users
 
 
+# Keeps activities the detections could not evaluate, with the reason.
+Quarantine = Callable[[list[Activity], str], None]
+
+
 class DirectorySource(Protocol):
     def lookup_many(
         self, tenant_id: str, users: dict[str, str], *, entra: bool = True, groups: bool = True
@@ -323,6 +327,7 @@ def run_batch(
     detections: Detections,
     intel: IpIntel,
     directory: DirectorySource | None = None,
+    quarantine: Quarantine | None = None,
 ) -> DetectionResult:
     """Load the batch's activities and run the detections over them."""
     engine = Engine(
@@ -332,6 +337,7 @@ def run_batch(
         detections=detections,
         intel=intel,
         directory=directory,
+        quarantine=quarantine,
     )
     return engine.run_activities(activities.load(batch))
 
@@ -348,10 +354,12 @@ class Engine:
         detections: Detections,
         intel: IpIntel,
         directory: DirectorySource | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self.profiles, self.alerts = profiles, alerts
         self.enqueue, self.detections, self.intel = enqueue, detections, intel
         self.directory = directory
+        self.quarantine = quarantine
         self._terminated_on = any(
             d.id == "vigil.terminated_user" and c.enabled for d, c in detections.builtins
         )
@@ -479,8 +487,18 @@ class Engine:
         directory: Directory,
     ) -> tuple[TenantProfile, UserProfile | None]:
         """Fold one user's activities; returns what the tenant learned and the profile to save
-        (None when nothing changed: a redelivery). Alerts are written before the save."""
-        fold = fold_user(profile, view, acts, self.detections, self.intel, directory)
+        (None when nothing changed: a redelivery). Alerts are written before the save.
+
+        Activities that make the evaluation raise are quarantined with the reason (when a
+        quarantine is given), so one user's bad data never holds back the others'."""
+        try:
+            fold = fold_user(profile, view, acts, self.detections, self.intel, directory)
+        except Exception as exc:
+            if self.quarantine is None:
+                raise
+            log.warning("detection failed for one user; activities quarantined: %r", exc)
+            self.quarantine(acts, f"detection raised {type(exc).__name__}: {exc}")
+            return TenantProfile(), None
         if fold.profile == profile and etag is not None:
             return fold.learned, None
         for r in fold.raised:

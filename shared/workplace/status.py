@@ -6,10 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from shared import storage as st
+from shared.held import HeldEvents
 from shared.services import Services
 from shared.workplace.counts import EventCountStore
 from shared.workplace.custom_integration import UNREGISTERED
 from shared.workplace.events import EVENTS
+from shared.workplace.normalize import SOURCE
 from shared.workplace.sync_state import SyncStateStore
 
 
@@ -26,6 +28,7 @@ def report(svc: Services, now: datetime) -> dict[str, Any]:
     counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
     oldest = svc.inbox.oldest(1)
     backlog = _seconds(now, oldest[0].received_at) if oldest else 0.0
+    held = HeldEvents(svc.storage.table(st.HELD_EVENTS)).counts(SOURCE)
     installs = []
     for install in svc.installs.all():
         state = states.get(install.community_id)
@@ -59,11 +62,13 @@ def report(svc: Services, now: datetime) -> dict[str, Any]:
                 if state.last_error
                 else None,
                 "shutdown_like_failures": state.failures,
+                "held_events": held.get(install.community_id, 0),
             }
         )
     report: dict[str, Any] = {
         "generated_at": now.isoformat(),
         "inbox_backlog_seconds": backlog,
+        "held_events": {"total": held.total(), "by_community": dict(sorted(held.items()))},
         "installs": installs,
     }
     if svc.settings.workplace_access_token and not any(

@@ -185,7 +185,7 @@ def test_every_builtin_states_its_merge_window() -> None:
     assert set(incidents.MERGE) == set(builtins.DETECTOR_IDS)
     assert incidents.MERGE["vigil.unusual_admin"].gap == timedelta(hours=1)
     assert incidents.MERGE["vigil.multiple_failed_logins"].gap == timedelta(minutes=30)
-    assert incidents.MERGE["vigil.terminated_user"].by_termination
+    assert incidents.MERGE["vigil.terminated_user"].same_window
 
 
 def test_impersonated_activity_never_places_the_user() -> None:

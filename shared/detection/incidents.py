@@ -2,8 +2,8 @@
 
 A finding joins the user's open alert of the same detector when it falls within the detector's
 merge gap of that alert's activity (before or after it: late arrivals join too); the alert's
-counts, activities, IPs and last activity then grow. Terminated user merges by termination
-instead (one alert per termination, however long). Activity policies are not listed: a
+counts, activities, IPs and last activity then grow. Some detectors merge only findings of the
+same window: infrequent country per country, terminated user per termination (however long). Activity policies are not listed: a
 single-activity policy alerts on every match, a repeated one per burst (`bursts.py`).
 """
 
@@ -33,16 +33,16 @@ KEPT_PER_DETECTOR = 4  # incidents remembered per detector (late findings may jo
 @dataclass(frozen=True)
 class Merge:
     gap: timedelta  # findings this close (event time) to the alert's activity join it
-    by_termination: bool = False  # only findings of the same termination join
+    same_window: bool = False  # only findings of the same window join (a country, a termination)
 
 
 MERGE: dict[str, Merge] = {
     anonymous_ip.DETECTOR_ID: Merge(timedelta(hours=1)),
     suspicious_ip.DETECTOR_ID: Merge(timedelta(hours=1)),
-    infrequent_country.DETECTOR_ID: Merge(timedelta(hours=24)),
+    infrequent_country.DETECTOR_ID: Merge(timedelta(hours=24), same_window=True),
     impossible_travel.DETECTOR_ID: Merge(timedelta(hours=24)),
     terminated_user.DETECTOR_ID: Merge(
-        timedelta(days=terminated_user.TERMINATION_DAYS), by_termination=True
+        timedelta(days=terminated_user.TERMINATION_DAYS), same_window=True
     ),
     failed_logins.DETECTOR_ID: Merge(timedelta(minutes=30)),
     unusual_admin.DETECTOR_ID: Merge(timedelta(hours=1)),
@@ -60,14 +60,17 @@ class Joined:
 
 def join(profile: UserProfile, f: Finding, tenant: str, user: str) -> tuple[UserProfile, Joined]:
     """The alert the finding raises or grows, and the profile remembering that incident."""
-    fresh = short_hash(f.detector_id, tenant, user, f.window)
     first, last = utc(f.first), utc(f.last)
     rule = MERGE.get(f.detector_id)
     if rule is None:
+        fresh = short_hash(f.detector_id, tenant, user, f.window)
         if fresh in profile.alerts and not f.extends:
             return profile, Joined(fresh, first, True, skip=True)
         return profile, Joined(fresh, first, f.extends)
-    slot = f"{f.detector_id}|{f.window}" if rule.by_termination else f.detector_id
+    # A new incident's id includes when it began: the same window (a country) months later is
+    # another incident, while a redelivered finding gives the same id again.
+    fresh = short_hash(f.detector_id, tenant, user, f.window, first.isoformat())
+    slot = f"{f.detector_id}|{f.window}" if rule.same_window else f.detector_id
     known = profile.incidents.get(slot, ())
     for inc in known:
         if inc.first - rule.gap <= last and first <= inc.last + rule.gap:

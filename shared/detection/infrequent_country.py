@@ -38,7 +38,7 @@ def detect(
     return profile, [
         Finding(
             detector_id=DETECTOR_ID,
-            window=f"{country}|{t.date().isoformat()}",
+            window=country,  # merged per country (incidents.MERGE)
             title=f"Activity from an infrequent country ({country}) by {who}",
             description=(
                 f"{who} was active from {country} ({ip.ip}), new for {scope}. Last seen for the "

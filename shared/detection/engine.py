@@ -55,6 +55,7 @@ from shared.policies import ActivityPolicy
 
 log = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 8
+_HOURS = tuple(f"{h:02d}" for h in range(24))
 TENANT_WIDE = "~tenant"  # the subject of repeated-activity policies counted across users
 
 
@@ -110,6 +111,11 @@ def learn(profile: UserProfile, obs: Observation) -> tuple[UserProfile, TenantPr
             isps = remember(profile.isps, ip.isp, t)
             if isps is not profile.isps:
                 changes["isps"] = isps
+    if not a.impersonated:
+        hour = _HOURS[t.hour]
+        seen = profile.hours.get(hour)
+        if seen is None or seen.last.date() != t.date():  # once per hour of day and day
+            changes["hours"] = remember(profile.hours, hour, t)
     if a.administrative:
         changes.update(unusual_admin.learned(profile, obs))
         tenant = replace(tenant, admin_actions={a.event_name: (a.actor_id,)})

@@ -144,6 +144,7 @@ class UserProfile:
     incidents: dict[str, tuple[Incident, ...]] = field(default_factory=dict)  # per detector
     admin_where: dict[str, Seen] = field(default_factory=dict)  # "country:GB", "isp:..", "ip:.."
     admin_hours: dict[str, Seen] = field(default_factory=dict)  # hour of day "00".."23"
+    hours: dict[str, Seen] = field(default_factory=dict)  # hours of day of any own activity
     admin_recent: tuple[Stamp, ...] = ()  # the last admin actions (bursts)
 
     def evolve(self, **changes: Any) -> UserProfile:

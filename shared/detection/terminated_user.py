@@ -129,6 +129,8 @@ def first_use(profile: UserProfile, term: Termination) -> Stamp | None:
 
 def from_directory(profile: UserProfile, d: Directory, t: datetime) -> UserProfile:
     """What the directories said while judging activity at `t`, as switches at event times."""
+    if not d.entra and d.workplace_deactivated_at is None:
+        return profile
     switches: list[Lifecycle] = []
     if d.workplace_status in ("deactivated", "deleted") and d.workplace_deactivated_at:
         switches.append(Lifecycle(utc(d.workplace_deactivated_at), "workplace", False, "record"))
@@ -175,13 +177,19 @@ def detect(
     if not is_use(a):
         return profile, []
     t = utc(a.time)
-    before = profile
-    profile = stamp(from_directory(profile, d, t), a)
     who = a.actor_email or a.actor_id
-    found = [f for f in recheck(profile, before, who, cfg, d) if f.activity_ids != (a.event_id,)]
-    for term in terminations(profile.lifecycle):
-        if term.covers(t):
-            found.append(_finding(term, Stamp(t, a.event_id, a.event_name, a.ip), who, cfg, d))
+    found: list[Finding] = []
+    if d.workplace_deactivated_at is not None or d.entra or profile.lifecycle:
+        recorded = from_directory(profile, d, t)
+        if recorded is not profile:  # the directories said something new: look back too
+            found = recheck(recorded, profile, who, cfg, d)
+        profile = recorded
+    profile = stamp(profile, a)
+    if profile.lifecycle:
+        for term in terminations(profile.lifecycle):
+            if term.covers(t):
+                use = Stamp(t, a.event_id, a.event_name, a.ip)
+                found.append(_finding(term, use, who, cfg, d))
     return profile, found
 
 

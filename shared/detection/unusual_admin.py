@@ -8,7 +8,7 @@ Factors (weights), each judged on event time against the past BASELINE:
 | action new for the user **and** rare in the organisation (done by at most RARE_USERS others) | 2 |
 | country not used by the user for admin work (or at all, without admin history) | 2 |
 | ISP, else IP, not used by the user for admin work | 1 |
-| hour of day outside the user's admin hours (established admins only) | 1 |
+| hour of day (within two hours) at which the user never works, admin or not (established admins) | 1 |
 | burst: BURST_ACTIONS or more distinct admin actions within BURST_WINDOW | 2 |
 
 The sensitivity sets the score that alerts: high 2, medium 3, low 4 (`score_needed` in the
@@ -31,6 +31,7 @@ RARE_USERS = 1  # others who did the action: at most this many and it is rare in
 BURST_ACTIONS = 3
 BURST_WINDOW = timedelta(minutes=30)
 ESTABLISHED_DAYS = 3  # admin work on this many days: an established admin (hours are known)
+HOUR_SLACK = 2  # hours either side of one the user works in that are not unusual
 SCORE_NEEDED = {"high": 2, "medium": 3, "low": 4}
 # Declared for policy validation: name -> (type, lowest, highest).
 PARAMS: dict[str, tuple[type, int, int]] = {"score_needed": (int, 1, 10)}
@@ -82,9 +83,14 @@ def factors(profile: UserProfile, tenant: TenantProfile, obs: Observation) -> di
                 out["new_isp_or_ip"] = f"IP {a.ip}: not used for admin work"
     days = max((s.days for s in history.values()), default=0)
     if days >= ESTABLISHED_DAYS:
-        hours = {int(h) for h, s in profile.admin_hours.items() if s.last >= t - BASELINE}
-        if hours and not {(t.hour + d) % 24 for d in (-1, 0, 1)} & hours:
-            out["unusual_hour"] = f"{t:%H}:00 UTC, outside the user's admin hours"
+        hours = {
+            int(h)
+            for seen in (profile.admin_hours, profile.hours)
+            for h, s in seen.items()
+            if s.last >= t - BASELINE
+        }
+        if hours and not {(t.hour + d) % 24 for d in range(-HOUR_SLACK, HOUR_SLACK + 1)} & hours:
+            out["unusual_hour"] = f"{t:%H}:00 UTC, outside the hours the user works"
     recent = {s.event for s in profile.admin_recent if t - BURST_WINDOW <= s.time <= t}
     recent.add(a.event_name)
     if len(recent) >= BURST_ACTIONS:

@@ -9,8 +9,8 @@ from typing import Any
 from shared.detection import failed_logins, terminated_user, unusual_admin, unusual_impersonation
 from shared.detection.base import DetectorConfig, Directory
 from shared.detection.profiles import Seen, UserProfile
-from shared.models import Activity
 from shared.ipintel import IpInfo
+from shared.models import Activity
 from tests.detect_samples import LONG_AGO, T0, act, known_tenant, replay, seasoned
 
 FAILED = DetectorConfig(failed_logins.DETECTOR_ID, params={"threshold": 10, "window_minutes": 5})

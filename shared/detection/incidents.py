@@ -3,8 +3,9 @@
 A finding joins the user's open alert of the same detector when it falls within the detector's
 merge gap of that alert's activity (before or after it: late arrivals join too); the alert's
 counts, activities, IPs and last activity then grow. Some detectors merge only findings of the
-same window: infrequent country per country, terminated user per termination (however long). Activity policies are not listed: a
-single-activity policy alerts on every match, a repeated one per burst (`bursts.py`).
+same window: infrequent country per country, terminated user per termination (however long).
+Activity policies are not listed: a single-activity policy alerts on every match, a repeated
+one per burst (`bursts.py`).
 """
 
 from __future__ import annotations

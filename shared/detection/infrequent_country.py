@@ -35,38 +35,41 @@ def detect(
     scope = " and ".join(
         s for s, on in (("the user", new_for_user), ("the organisation", new_for_org)) if on
     )
-    return profile, [
-        Finding(
-            detector_id=DETECTOR_ID,
-            window=country,  # merged per country (incidents.MERGE)
-            title=f"Activity from an infrequent country ({country}) by {who}",
-            description=(
-                f"{who} was active from {country} ({ip.ip}), new for {scope}. Last seen for the "
-                f"user: {last_seen}. Usual countries: {', '.join(usual) or 'none yet'}."
-            ),
-            severity=cfg.severity or ("medium" if new_for_org else "low"),
-            category="InitialAccess",
-            mitre_techniques=("T1078",),
-            facts={
-                "country": country,
-                "ip": ip.ip,
-                "new_for_user": new_for_user,
-                "new_for_org": new_for_org,
-                "last_seen_for_user": None if seen is None else seen.last.isoformat(),
-                "usual_countries": usual,
-                "isp": ip.isp,
-            },
-            first=a.time,
-            last=a.time,
-            activity_ids=(a.event_id,),
-            suppressions_evaluated=(
-                "system (VPN, hosting, Tor): not applicable",
-                f"user learning period: {'in progress' if obs.user_learning else 'over'}",
-                f"tenant learning period: {'in progress' if obs.tenant_learning else 'over'}",
-            ),
-            recommended_actions=(
-                "Confirm the trip with the user; add frequent travellers to the policy's "
-                "exclude list."
-            ),
-        )
-    ]
+    return (
+        profile,
+        [
+            Finding(
+                detector_id=DETECTOR_ID,
+                window=country,  # merged per country (incidents.MERGE)
+                title=f"Activity from an infrequent country ({country}) by {who}",
+                description=(
+                    f"{who} was active from {country} ({ip.ip}), new for {scope}. Last seen for the "
+                    f"user: {last_seen}. Usual countries: {', '.join(usual) or 'none yet'}."
+                ),
+                severity=cfg.severity or ("medium" if new_for_org else "low"),
+                category="InitialAccess",
+                mitre_techniques=("T1078",),
+                facts={
+                    "country": country,
+                    "ip": ip.ip,
+                    "new_for_user": new_for_user,
+                    "new_for_org": new_for_org,
+                    "last_seen_for_user": None if seen is None else seen.last.isoformat(),
+                    "usual_countries": usual,
+                    "isp": ip.isp,
+                },
+                first=a.time,
+                last=a.time,
+                activity_ids=(a.event_id,),
+                suppressions_evaluated=(
+                    "system (VPN, hosting, Tor): not applicable",
+                    f"user learning period: {'in progress' if obs.user_learning else 'over'}",
+                    f"tenant learning period: {'in progress' if obs.tenant_learning else 'over'}",
+                ),
+                recommended_actions=(
+                    "Confirm the trip with the user; add frequent travellers to the policy's "
+                    "exclude list."
+                ),
+            )
+        ],
+    )

@@ -8,7 +8,7 @@ Factors (weights), each judged on event time against the past BASELINE:
 | action new for the user **and** rare in the organisation (done by at most RARE_USERS others) | 2 |
 | country not used by the user for admin work (or at all, without admin history) | 2 |
 | ISP, else IP, not used by the user for admin work | 1 |
-| hour of day (within two hours) at which the user never works, admin or not (established admins) | 1 |
+| an hour (within HOUR_SLACK) the user never works in, admin or not (established admins) | 1 |
 | burst: BURST_ACTIONS or more distinct admin actions within BURST_WINDOW | 2 |
 
 The sensitivity sets the score that alerts: high 2, medium 3, low 4 (`score_needed` in the

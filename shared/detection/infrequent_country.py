@@ -2,7 +2,7 @@
 
 No alerts while the user's (for the user signal) or the tenant's (for the org signal) learning
 period lasts. Addresses with no physical location (VPN, hosting, Tor) say nothing about the
-country and are skipped.
+country and are skipped. The window is the country: one incident per country (`incidents.MERGE`).
 """
 
 from __future__ import annotations
@@ -35,41 +35,38 @@ def detect(
     scope = " and ".join(
         s for s, on in (("the user", new_for_user), ("the organisation", new_for_org)) if on
     )
-    return (
-        profile,
-        [
-            Finding(
-                detector_id=DETECTOR_ID,
-                window=country,  # merged per country (incidents.MERGE)
-                title=f"Activity from an infrequent country ({country}) by {who}",
-                description=(
-                    f"{who} was active from {country} ({ip.ip}), new for {scope}. Last seen for the "
-                    f"user: {last_seen}. Usual countries: {', '.join(usual) or 'none yet'}."
-                ),
-                severity=cfg.severity or ("medium" if new_for_org else "low"),
-                category="InitialAccess",
-                mitre_techniques=("T1078",),
-                facts={
-                    "country": country,
-                    "ip": ip.ip,
-                    "new_for_user": new_for_user,
-                    "new_for_org": new_for_org,
-                    "last_seen_for_user": None if seen is None else seen.last.isoformat(),
-                    "usual_countries": usual,
-                    "isp": ip.isp,
-                },
-                first=a.time,
-                last=a.time,
-                activity_ids=(a.event_id,),
-                suppressions_evaluated=(
-                    "system (VPN, hosting, Tor): not applicable",
-                    f"user learning period: {'in progress' if obs.user_learning else 'over'}",
-                    f"tenant learning period: {'in progress' if obs.tenant_learning else 'over'}",
-                ),
-                recommended_actions=(
-                    "Confirm the trip with the user; add frequent travellers to the policy's "
-                    "exclude list."
-                ),
-            )
-        ],
-    )
+    return profile, [
+        Finding(
+            detector_id=DETECTOR_ID,
+            window=country,
+            title=f"Activity from an infrequent country ({country}) by {who}",
+            description=(
+                f"{who} was active from {country} ({ip.ip}), new for {scope}. Last seen for the "
+                f"user: {last_seen}. Usual countries: {', '.join(usual) or 'none yet'}."
+            ),
+            severity=cfg.severity or ("medium" if new_for_org else "low"),
+            category="InitialAccess",
+            mitre_techniques=("T1078",),
+            facts={
+                "country": country,
+                "ip": ip.ip,
+                "new_for_user": new_for_user,
+                "new_for_org": new_for_org,
+                "last_seen_for_user": None if seen is None else seen.last.isoformat(),
+                "usual_countries": usual,
+                "isp": ip.isp,
+            },
+            first=a.time,
+            last=a.time,
+            activity_ids=(a.event_id,),
+            suppressions_evaluated=(
+                "system (VPN, hosting, Tor): not applicable",
+                f"user learning period: {'in progress' if obs.user_learning else 'over'}",
+                f"tenant learning period: {'in progress' if obs.tenant_learning else 'over'}",
+            ),
+            recommended_actions=(
+                "Confirm the trip with the user; add frequent travellers to the policy's "
+                "exclude list."
+            ),
+        )
+    ]

@@ -10,31 +10,18 @@ from typing import Any
 
 from shared import storage as st
 from shared.alerts import alert_row_key
-from shared.detection.engine import DetectionResult, run_batch
+from shared.detection.engine import DetectionResult
 from shared.governance.executor import ActionRequest
 from shared.models import Activity, Alert, Evidence
 from shared.services import Services
 from tests.detect_samples import T0, TENANT, act
+from tests.test_detection_engine import detect
 
 USER, EMAIL = "100064094363063", "alice@contoso.com"
 
 
 def run(svc: Services, acts: list[Activity], sent: list[ActionRequest]) -> DetectionResult:
-    total = DetectionResult()
-    for batch in svc.activities.write(acts):
-        r = run_batch(
-            batch,
-            activities=svc.activities,
-            state=svc.detection_state,
-            alerts=svc.alerts,
-            enqueue=sent.append,
-            detections=svc.detections,
-            intel=svc.ip_intel(),
-            directory=svc.directory,
-        )
-        total.created += r.created
-        total.updated += r.updated
-    return total
+    return detect(svc, svc.activities.write(acts), sent)
 
 
 def failures(start: int, n: int) -> list[Activity]:

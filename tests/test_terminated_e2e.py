@@ -4,32 +4,20 @@ give the same single alert."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from local.sim_workplace import SimMember
-from local.stack import Stack, local_stack
+from local.stack import Stack
 from shared.models import Alert
 from shared.services import get_services
+from tests.test_end_to_end import drain, stack
+
+__all__ = ["stack"]  # the fixture: the whole path on Azurite and the simulators
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def stack(azurite_connection_string: str) -> Iterator[Stack]:
-    with local_stack(port=None, triggers=False) as s:
-        yield s
-
-
-def drain(stack: Stack) -> None:
-    stack.host.run_timer("sync_timer")
-    while stack.host.process_queue_once("detect_queue") or stack.host.process_queue_once(
-        "govern_queue"
-    ):
-        pass
 
 
 def send(stack: Stack, *changes: tuple[str, dict[str, object]]) -> None:

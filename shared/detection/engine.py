@@ -113,9 +113,9 @@ def learn(profile: UserProfile, obs: Observation) -> tuple[UserProfile, TenantPr
                 changes["isps"] = isps
     if not a.impersonated:
         hour = _HOURS[t.hour]
-        seen = profile.hours.get(hour)
-        if seen is None or seen.last.date() != t.date():  # once per hour of day and day
-            changes["hours"] = remember(profile.hours, hour, t)
+        last = profile.hours.get(hour)
+        if last is None or last.date() < t.date():  # once per hour of day and day
+            changes["hours"] = {**profile.hours, hour: t}
     if a.administrative:
         changes.update(unusual_admin.learned(profile, obs))
         tenant = replace(tenant, admin_actions={a.event_name: (a.actor_id,)})

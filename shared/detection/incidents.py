@@ -28,7 +28,8 @@ from shared.detection.base import Finding
 from shared.detection.profiles import Incident, UserProfile
 from shared.models import short_hash, utc
 
-KEPT_PER_DETECTOR = 4  # incidents remembered per detector (late findings may join older ones)
+KEPT_PER_DETECTOR = 4  # incidents remembered per slot (late findings may join older ones)
+MAX_SLOTS = 40  # slots (a detector, or a detector and window) kept, most recently active first
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,10 @@ def join(profile: UserProfile, f: Finding, tenant: str, user: str) -> tuple[User
         return profile, Joined(fresh, first, True, skip=not f.extends)
     inc = Incident(fresh, f.window, first, first, last)
     kept = tuple(sorted((*known, inc), key=lambda x: x.last)[-KEPT_PER_DETECTOR:])
-    return profile.evolve(incidents={**profile.incidents, slot: kept}), Joined(fresh, first, False)
+    slots = {**profile.incidents, slot: kept}
+    if len(slots) > MAX_SLOTS:  # the least recently active slots go (their ids stay in `alerts`)
+        slots = dict(sorted(slots.items(), key=lambda kv: kv[1][-1].last)[-MAX_SLOTS:])
+    return profile.evolve(incidents=slots), Joined(fresh, first, False)
 
 
 def reopen(profile: UserProfile, closed: str, alert_id: str, created: datetime) -> UserProfile:

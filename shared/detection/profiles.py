@@ -144,7 +144,7 @@ class UserProfile:
     incidents: dict[str, tuple[Incident, ...]] = field(default_factory=dict)  # per detector
     admin_where: dict[str, Seen] = field(default_factory=dict)  # "country:GB", "isp:..", "ip:.."
     admin_hours: dict[str, Seen] = field(default_factory=dict)  # hour of day "00".."23"
-    hours: dict[str, Seen] = field(default_factory=dict)  # hours of day of any own activity
+    hours: dict[str, datetime] = field(default_factory=dict)  # hour of day -> last own activity
     admin_recent: tuple[Stamp, ...] = ()  # the last admin actions (bursts)
 
     def evolve(self, **changes: Any) -> UserProfile:
@@ -198,12 +198,7 @@ class TenantProfile:
             first = other.first_seen
         countries = _combine(self.countries, other.countries, min)
         isps = _combine(self.alerted_isps, other.alerted_isps, max)
-        shared = self.anonymous_ip_users
-        for ip, users in other.anonymous_ip_users.items():
-            mine_users = shared.get(ip, ())
-            if len(mine_users) < WIDELY_USED and not set(users) <= set(mine_users):
-                joined = tuple(sorted(set(mine_users) | set(users)))[:WIDELY_USED]
-                shared = {**shared, ip: joined}
+        shared = _few_users(self.anonymous_ip_users, other.anonymous_ip_users)
         if len(shared) > MAX_ANONYMOUS_IPS:
             shared = dict(list(shared.items())[-MAX_ANONYMOUS_IPS:])
         admin = _few_users(self.admin_actions, other.admin_actions)

@@ -9,8 +9,8 @@ activity from the termination on (for up to TERMINATION_DAYS, or until re-activa
 per termination: later activity joins that alert.
 
 Event-time order, whatever the arrival order: the profile keeps the terminations and the first
-and last of the user's own activities per day, so a deactivation that arrives after the activity
-it precedes (a backlog, another batch, another worker) finds that activity and alerts then.
+and last of the user's own activities per day (a week), so a deactivation that arrives after the
+activity it precedes (a backlog, another batch, another worker) finds that activity and alerts.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from shared.models import Activity, utc
 
 DETECTOR_ID = "vigil.terminated_user"
 TERMINATION_DAYS = 30
-KEPT = timedelta(days=TERMINATION_DAYS + 1)
+KEPT = timedelta(days=TERMINATION_DAYS + 1)  # switches
+# Own activity kept for a deactivation that arrives late (a backlog, a snapshot): first and last
+# per day, a week of it (about 1.5 KB of profile); activity after a late arrival always counts.
+ACTIVE_KEPT = timedelta(days=7)
 MAX_LIFECYCLE = 40
 # Activity types that switch an account off or on: recorded against the target, never counted as
 # the target's own activity.
@@ -100,14 +103,15 @@ def record(profile: UserProfile, switches: list[Lifecycle]) -> UserProfile:
 
 
 def stamp(profile: UserProfile, a: Activity) -> UserProfile:
-    """Remember the user's own activity (first and last per event day, for TERMINATION_DAYS)."""
+    """Remember the user's own activity (first and last per event day, for ACTIVE_KEPT)."""
     t = utc(a.time)
     day = t.date().isoformat()
     s = Stamp(t, a.event_id, a.event_name, a.ip)
     span = profile.active.get(day)
     if span is None:
         days = {**profile.active, day: DaySpan(s, s)}
-        oldest = (t - KEPT).date().isoformat()
+        newest = max([t, *(v.last.time for v in profile.active.values())])
+        oldest = (newest - ACTIVE_KEPT).date().isoformat()
         days = {d: v for d, v in days.items() if d >= oldest}
         return profile.evolve(active=days)
     if span.first.time <= t <= span.last.time:

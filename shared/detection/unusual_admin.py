@@ -83,12 +83,8 @@ def factors(profile: UserProfile, tenant: TenantProfile, obs: Observation) -> di
                 out["new_isp_or_ip"] = f"IP {a.ip}: not used for admin work"
     days = max((s.days for s in history.values()), default=0)
     if days >= ESTABLISHED_DAYS:
-        hours = {
-            int(h)
-            for seen in (profile.admin_hours, profile.hours)
-            for h, s in seen.items()
-            if s.last >= t - BASELINE
-        }
+        hours = {int(h) for h, s in profile.admin_hours.items() if s.last >= t - BASELINE}
+        hours |= {int(h) for h, last in profile.hours.items() if last >= t - BASELINE}
         if hours and not {(t.hour + d) % 24 for d in range(-HOUR_SLACK, HOUR_SLACK + 1)} & hours:
             out["unusual_hour"] = f"{t:%H}:00 UTC, outside the hours the user works"
     recent = {s.event for s in profile.admin_recent if t - BURST_WINDOW <= s.time <= t}

@@ -254,7 +254,7 @@ class AlertStore:
         next_token: str | None = None,
         limit: int = 50,
     ) -> AlertPage:
-        """Alerts newest first (by first activity time), filtered, `limit` at a time.
+        """Alerts newest first (by when raised), filtered, `limit` at a time.
 
         Row keys sort newest first within a tenant; across tenants the filtered rows are merged.
         """
@@ -302,7 +302,7 @@ MAX_PAGE = 200
 def list_alerts(store: AlertStore, params: dict[str, str]) -> Reply:
     """`GET /api/alerts`: `{"value": [...], "next": token|null}`, newest first.
 
-    Query: `since` (ISO 8601 first-activity time), `detector`, `user` (id or e-mail), `tenant`,
+    Query: `since` (ISO 8601: raised at or after, in event time), `detector`, `user` (id or e-mail), `tenant`,
     `top` (1-200, default 50), `next` (the token of the previous page).
     """
     unknown = set(params) - {"since", "detector", "user", "tenant", "top", "next", "code"}

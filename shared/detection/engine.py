@@ -1,13 +1,18 @@
 """Runs every enabled detection over one batch of activities and writes what they raise.
 
 Per user: read the profile (ETag), fold the user's activities in event-time order through the
-detections (pure), then write alerts (deterministic ids: upserts), queue governance for new
-alerts, and save the profile with its ETag. A conflict re-reads and redoes that user. The tenant
-profile merges commutatively (earliest first-seen, union of countries and alert ids), so it is
-saved by re-reading and re-merging until its ETag holds.
+detections (pure), then create or grow alerts (deterministic ids; `AlertStore.merge` under the
+alert's ETag), queue governance for new alerts only, and save the profile with its ETag. A
+conflict re-reads and redoes that user. The tenant profile merges commutatively (earliest
+first-seen, union of countries and alert ids), so it is saved by re-reading and re-merging until
+its ETag holds. The accounts a batch deactivates or re-activates are folded as users too: their
+profiles hold their terminations (`terminated_user.py`), whoever did the switching.
 
-Dedup: an alert's id hashes detector, tenant, user and the detection's window; the user's profile
-remembers the ids it raised, so a redelivered or repeated activity never makes a second alert.
+One alert per incident: the user's profile remembers its open incidents per detector
+(`incidents.py`), so a finding within its detector's merge window grows that alert; a new alert's
+id hashes detector, tenant, user, window and start, and the profile remembers the ids it raised,
+so a redelivered activity never makes a second alert. An alert an analyst resolved is not grown:
+the incident goes on as a new alert.
 
 Scope: a detection or policy whose scope names groups needs each actor's groups, so the engine
 looks the directory up whenever one is enabled (as it does for the terminated-user decision).

@@ -302,8 +302,8 @@ MAX_PAGE = 200
 def list_alerts(store: AlertStore, params: dict[str, str]) -> Reply:
     """`GET /api/alerts`: `{"value": [...], "next": token|null}`, newest first.
 
-    Query: `since` (ISO 8601: raised at or after, in event time), `detector`, `user` (id or e-mail), `tenant`,
-    `top` (1-200, default 50), `next` (the token of the previous page).
+    Query: `since` (ISO 8601: raised at or after, event time), `detector`, `user` (id or
+    e-mail), `tenant`, `top` (1-200, default 50), `next` (the token of the previous page).
     """
     unknown = set(params) - {"since", "detector", "user", "tenant", "top", "next", "code"}
     if unknown:

@@ -12,6 +12,7 @@ from shared.detection.engine import Detections, fold_user, switches_by_target
 from shared.detection.profiles import Seen, TenantProfile, UserProfile
 from shared.ipintel import IpIntel
 from shared.models import Activity
+from shared.policies import parse
 from tests.detect_samples import LONG_AGO, T0, act, seasoned
 
 LEARNING = timedelta(days=7)
@@ -207,3 +208,25 @@ def test_impersonated_activity_never_places_the_user() -> None:
         h.country == "PL" for h in fold.profile.hops
     )
     assert "FILE_UPLOADED" in fold.profile.impersonated  # still learned for impersonation
+
+
+def test_a_policy_may_still_select_impersonated_activity_by_its_place() -> None:
+    (bot_abroad,) = parse(
+        {
+            "id": "bot-abroad",
+            "type": "activity",
+            "title": "{event} for {user} from {country}",
+            "filters": {
+                "activity.impersonated": {"eq": [True]},
+                "location.country": {"eq": ["US"]},
+            },
+        },
+        "test.yaml",
+    ).activity
+    with_policy = replace(DETECTIONS, policies=(bot_abroad,))
+    sync = act("file_uploaded", event="FILE_UPLOADED", country="US", impersonated=True)
+    fold = fold_user(seasoned(PL=20), TenantProfile(), [sync], with_policy, INTEL)
+    assert sorted(r.finding.detector_id for r in fold.raised) == [
+        "bot-abroad",
+        "vigil.unusual_impersonation",
+    ]

@@ -504,7 +504,9 @@ def report(result: dict[str, Any]) -> str:
         f"- Alerts per incident (the incident's own detector): "
         f"{result['alerts_per_incident']:.2f} ({result['alerts_for_incidents']} alerts for the "
         f"{result['incidents']} attacks; target ≤ 1.1). Other detectors' alerts on the same "
-        f"attacks (a trip to Australia is also a new country): {result['related_alerts']}.",
+        f"attacks (a trip to Australia is also a new country): {result['related_alerts']}, so "
+        f"{(result['alerts_for_incidents'] + result['related_alerts']) / result['incidents']:.2f} "
+        "alerts per attack counting every detector.",
         f"- Time from a webhook's arrival to its alert: p50 {result['time_to_alert_p50_s']:.0f} s, "
         f"p95 {result['time_to_alert_p95_s']:.0f} s (the wait for the next minute's timer run, "
         "plus the batch's measured pure evaluation; storage round trips not included).",

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: setup run demo test lint typecheck check clean bench
+.PHONY: setup run demo test lint typecheck check clean bench bench-quality
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
@@ -46,3 +46,7 @@ clean:
 ## Storage cost, throughput, webhook latency and memory at 100k and 1M activities (docs/BENCHMARKS.md).
 bench: setup
 	$(PY) -m bench.pipeline
+
+## Detection quality only (labelled scenarios: recall, false alerts, alerts per incident, time to alert).
+bench-quality: setup
+	$(PY) -m bench.pipeline --quality-only

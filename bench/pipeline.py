@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from bench import detection
+from bench import detection, labelled
 from bench.community import Shape, deliveries, members
 from bench.counting import StorageCounter
 from local.stack import APP_SECRET, Stack, free_port, local_stack, seed_graph_users
@@ -345,6 +345,24 @@ def kept_notes(path: Path) -> str:
     return "\n" + text[at:] if at >= 0 else ""
 
 
+QUALITY_HEADING = "## Detection quality"
+
+
+def quality_only() -> int:
+    """The detection-quality part alone: figures merged, its report section replaced."""
+    quality = detection.run()
+    month = labelled.run()
+    section = detection.report(quality) + "\n" + labelled.report(month) + "\n"
+    print(section, flush=True)
+    write_results([], {**detection.flat(quality), **labelled.flat(month)})
+    text = REPORT.read_text() if REPORT.exists() else ""
+    start = text.find(QUALITY_HEADING)
+    end = text.find(NOTES_MARKER)
+    head = text[:start] if start >= 0 else text[:end] if end >= 0 else text
+    REPORT.write_text(head + section + "\n" + kept_notes(REPORT).lstrip("\n"))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -357,7 +375,15 @@ def main() -> int:
         help="only the ten-times-larger run: merges its x10.* figures into results.json and "
         "prints its report without rewriting docs/BENCHMARKS.md",
     )
+    parser.add_argument(
+        "--quality-only",
+        action="store_true",
+        help="only detection quality (the labelled scenarios, about a minute): merges their "
+        "detect.* figures into results.json and rewrites only their part of docs/BENCHMARKS.md",
+    )
     args = parser.parse_args()
+    if args.quality_only:
+        return quality_only()
     base = Shape(int(1000 * args.scale), int(100_000 * args.scale))
     x10 = Shape(base.users * 10, base.activities * 10)
     if args.only_x10:
@@ -367,7 +393,8 @@ def main() -> int:
         print(json.dumps(runs, indent=2))
         return 0
     quality = detection.run()
-    print(detection.report(quality), flush=True)
+    month = labelled.run()
+    print(detection.report(quality) + "\n" + labelled.report(month), flush=True)
     runs = [run_scale(base, BASE)]
     if not args.no_x10:
         runs.append(run_scale(x10, X10))
@@ -376,9 +403,15 @@ def main() -> int:
         if args.scale == 1.0 and not args.no_x10
         else "python -m bench.pipeline " + " ".join(sys.argv[1:])
     )
-    write_results(runs, detection.flat(quality))
+    write_results(runs, {**detection.flat(quality), **labelled.flat(month)})
     REPORT.write_text(
-        report(runs, command) + "\n" + detection.report(quality) + "\n" + kept_notes(REPORT)
+        report(runs, command)
+        + "\n"
+        + detection.report(quality)
+        + "\n"
+        + labelled.report(month)
+        + "\n"
+        + kept_notes(REPORT)
     )
     print(json.dumps(runs, indent=2))
     return 0

@@ -1,13 +1,19 @@
-"""Alerts in Table Storage: one partition per tenant, newest first by first activity time."""
+"""Alerts in Table Storage: one partition per tenant, newest first by when raised; an open alert
+grows with later findings of its incident (`merge`)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.models import Alert, Evidence, utc
@@ -15,9 +21,64 @@ from shared.paging import continuation_token, token_after
 from shared.storage import inverted_ticks
 from shared.web import Reply
 
+# Status an analyst closes an alert with: findings no longer join it (a missing status is open).
+CLOSED = frozenset({"resolved"})
+MAX_IDS = 200  # activity ids kept on a growing alert
+MAX_LIST = 50  # values kept per list fact (IPs, actions, targets...)
+Merged = Literal["created", "merged", "unchanged", "closed"]
+
 
 def alert_row_key(alert: Alert) -> str:
-    return f"{inverted_ticks(alert.first_activity_time)}_{alert.id}"
+    """Newest first by when the alert was raised (its creation's event time: never moves while
+    the alert grows, unlike its first activity, which a late activity can move earlier)."""
+    return f"{inverted_ticks(alert.created_time)}_{alert.id}"
+
+
+def merge_facts(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Facts of an alert that grows: lists are joined, numbers (counts, speeds) keep the highest,
+    `first`/`last` times the earliest/latest, and other values the first one given."""
+    out = dict(old)
+    for k, v in new.items():
+        mine = old.get(k)
+        if mine is None:
+            out[k] = v
+        elif isinstance(mine, list) and isinstance(v, list):
+            joined = list(mine)
+            joined += [x for x in v if x not in joined]
+            out[k] = joined[:MAX_LIST]
+        elif isinstance(mine, bool) or isinstance(v, bool):
+            out[k] = bool(mine) or bool(v)
+        elif isinstance(mine, int | float) and isinstance(v, int | float):
+            out[k] = max(mine, v)
+        elif k == "first" and isinstance(mine, str) and isinstance(v, str):
+            out[k] = min(mine, v)
+        elif k == "last" and isinstance(mine, str) and isinstance(v, str):
+            out[k] = max(mine, v)
+    return out
+
+
+SEVERITY_ORDER = ("informational", "low", "medium", "high")
+
+
+def grown(old: Alert, new: Alert) -> Alert:
+    """`old` with what `new` (a later finding of the same incident) adds; `old` itself when it
+    adds nothing (a redelivery)."""
+    ids = list(old.evidence.activity_ids)
+    added = [i for i in new.evidence.activity_ids if i not in ids]
+    if not added:
+        return old
+    facts = merge_facts(old.evidence.facts, new.evidence.facts)
+    suppressions = list(old.evidence.suppressions_evaluated)
+    suppressions += [x for x in new.evidence.suppressions_evaluated if x not in suppressions]
+    severity = max(old.severity, new.severity, key=SEVERITY_ORDER.index)
+    return replace(
+        old,
+        severity=severity,
+        first_activity_time=min(utc(old.first_activity_time), utc(new.first_activity_time)),
+        last_activity_time=max(utc(old.last_activity_time), utc(new.last_activity_time)),
+        evidence=Evidence(facts, tuple((ids + added)[-MAX_IDS:]), tuple(suppressions)),
+        event_count=old.event_count + len(added),
+    )
 
 
 def to_entity(a: Alert) -> dict[str, Any]:
@@ -144,6 +205,39 @@ class AlertStore:
         self._table.upsert_entity(entity, mode=UpdateMode.MERGE)
         return str(entity["RowKey"])
 
+    def merge(self, alert: Alert) -> Merged:
+        """Create the alert, or grow the stored one with it (activity ids joined, so a
+        redelivery adds nothing). Guarded by the stored alert's ETag: a concurrent worker's
+        change is re-read and merged again. An alert an analyst closed is left alone ("closed").
+        Triage fields (status, classification) are never written here."""
+        key = alert_row_key(alert)
+        for _ in range(16):
+            try:
+                e = self._table.get_entity(alert.tenant_id, key)
+            except ResourceNotFoundError:
+                try:
+                    self._table.create_entity(to_entity(alert))
+                    return "created"
+                except ResourceExistsError:
+                    continue
+            if str(e.get("Status") or "new") in CLOSED:
+                return "closed"
+            old = from_entity(e)
+            new = grown(old, alert)
+            if new is old:
+                return "unchanged"
+            try:
+                self._table.update_entity(
+                    to_entity(new),
+                    mode=UpdateMode.MERGE,
+                    etag=e.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return "merged"
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+        raise RuntimeError(f"alert {alert.id} kept changing while being merged")
+
     def get(self, tenant_id: str, row_key: str) -> Alert | None:
         try:
             return from_entity(self._table.get_entity(tenant_id, row_key))
@@ -160,7 +254,7 @@ class AlertStore:
         next_token: str | None = None,
         limit: int = 50,
     ) -> AlertPage:
-        """Alerts newest first (by first activity time), filtered, `limit` at a time.
+        """Alerts newest first (by when raised), filtered, `limit` at a time.
 
         Row keys sort newest first within a tenant; across tenants the filtered rows are merged.
         """
@@ -208,8 +302,8 @@ MAX_PAGE = 200
 def list_alerts(store: AlertStore, params: dict[str, str]) -> Reply:
     """`GET /api/alerts`: `{"value": [...], "next": token|null}`, newest first.
 
-    Query: `since` (ISO 8601 first-activity time), `detector`, `user` (id or e-mail), `tenant`,
-    `top` (1-200, default 50), `next` (the token of the previous page).
+    Query: `since` (ISO 8601: raised at or after, event time), `detector`, `user` (id or
+    e-mail), `tenant`, `top` (1-200, default 50), `next` (the token of the previous page).
     """
     unknown = set(params) - {"since", "detector", "user", "tenant", "top", "next", "code"}
     if unknown:

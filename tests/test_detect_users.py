@@ -9,8 +9,9 @@ from typing import Any
 from shared.detection import failed_logins, terminated_user, unusual_admin, unusual_impersonation
 from shared.detection.base import DetectorConfig, Directory
 from shared.detection.profiles import Seen, UserProfile
+from shared.ipintel import IpInfo
 from shared.models import Activity
-from tests.detect_samples import LONG_AGO, T0, act, replay, seasoned
+from tests.detect_samples import LONG_AGO, T0, act, known_tenant, replay, seasoned
 
 FAILED = DetectorConfig(failed_logins.DETECTOR_ID, params={"threshold": 10, "window_minutes": 5})
 
@@ -86,15 +87,87 @@ def admin(event: str, **kw: Any) -> Activity:
     return act("admin_role_changed", event=event, administrative=True, **kw)
 
 
-def test_an_admin_action_new_for_the_user_alerts_with_what_is_uncommon() -> None:
-    profile = replace(
-        seasoned(GB=20), admin={"ADMIN_ROLE_CHANGED": Seen(LONG_AGO, T0 - timedelta(days=2), 9)}
+def established_admin(**extra: Any) -> UserProfile:
+    """An admin with weeks of routine admin work from the GB office (198.51.100.7), 08-10 UTC."""
+    seen = Seen(LONG_AGO, T0 - timedelta(days=1), 20)
+    return replace(
+        seasoned(GB=20),
+        admin={"ADMIN_ROLE_CHANGED": seen, "EMAIL_CHANGED": seen},
+        admin_where={"country:GB": seen, "ip:198.51.100.7": seen},
+        admin_hours={"08": seen, "09": seen, "10": seen},
+        **extra,
     )
-    acts = [admin("ADMIN_ROLE_CHANGED"), admin("DOMAIN_ADDED", country="BR")]
-    _, found = replay(unusual_admin.detect, acts, profile=profile)
-    (f,) = found
-    assert f.facts["action"] == "DOMAIN_ADDED"
-    assert f.facts["uncommon_for_user"] == ["action", "country"] and f.severity == "high"
+
+
+# ACCOUNT_CREATED is ordinary in this organisation (three other admins do it); DOMAIN_ADDED is not.
+ORG = replace(
+    known_tenant("GB"),
+    admin_actions={"ACCOUNT_CREATED": ("a1", "a2", "a3"), "DOMAIN_ADDED": ()},
+)
+
+
+def at(level: str, **params: Any) -> DetectorConfig:
+    return DetectorConfig(unusual_admin.DETECTOR_ID, sensitivity=level, params=params)  # type: ignore[arg-type]
+
+
+def test_a_first_time_but_ordinary_action_by_an_established_admin_does_not_alert() -> None:
+    routine = [admin("ACCOUNT_CREATED"), admin("ADMIN_ROLE_CHANGED", at=T0 + timedelta(hours=1))]
+    for level in ("low", "medium", "high"):
+        found = replay(
+            unusual_admin.detect, routine, profile=established_admin(), tenant=ORG, config=at(level)
+        )[1]
+        assert found == [], level
+
+
+def test_a_rare_action_from_a_new_country_alerts_with_its_factors() -> None:
+    acts = [admin("DOMAIN_ADDED", country="BR", ip="203.0.113.9")]
+    (f,) = replay(unusual_admin.detect, acts, profile=established_admin(), tenant=ORG)[1]
+    assert f.facts["factors"] == ["new_country", "rare_action"] and f.facts["score"] == 4
+    assert f.facts["actions"] == ["DOMAIN_ADDED"] and f.severity == "medium"
+    assert "score 4, alerting from 3 at sensitivity medium" in f.suppressions_evaluated
+    assert any(s.startswith("burst (+2): absent") for s in f.suppressions_evaluated)
+
+
+def test_the_sensitivity_sets_the_score_needed() -> None:
+    rare_at_home = [admin("DOMAIN_ADDED")]  # rare in the org, from the usual office: score 2
+    profile = established_admin()
+    assert replay(unusual_admin.detect, rare_at_home, profile=profile, tenant=ORG)[1] == []
+    kw: dict[str, Any] = {"profile": profile, "tenant": ORG}
+    (f,) = replay(unusual_admin.detect, rare_at_home, config=at("high"), **kw)[1]
+    assert f.facts["factors"] == ["rare_action"]
+    night = [admin("DOMAIN_ADDED", at=T0.replace(hour=3))]  # + outside their hours: 3
+    assert len(replay(unusual_admin.detect, night, **kw)[1]) == 1
+    assert replay(unusual_admin.detect, night, config=at("low"), **kw)[1] == []
+    assert len(replay(unusual_admin.detect, night, config=at("low", score_needed=3), **kw)[1]) == 1
+
+
+def test_a_burst_of_distinct_admin_actions_from_abroad_alerts_an_ordinary_one_does_not() -> None:
+    kinds = ["ACCOUNT_CREATED", "EMAIL_CHANGED", "ADMIN_ROLE_CHANGED"]
+    at_home = [admin(k, at=T0 + timedelta(minutes=5 * i)) for i, k in enumerate(kinds)]
+    kw: dict[str, Any] = {"profile": established_admin(), "tenant": ORG}
+    assert replay(unusual_admin.detect, at_home, **kw)[1] == []  # burst alone: 2 < 3
+    (f,) = replay(unusual_admin.detect, at_home, config=at("high"), **kw)[1]
+    assert f.facts["factors"] == ["burst"]
+    isp = "Example Broadband"
+    away = [
+        admin(k, at=T0 + timedelta(minutes=5 * i), ip="192.0.2.50") for i, k in enumerate(kinds)
+    ]
+    infos = {a.event_id: IpInfo("192.0.2.50", country="GB", isp=isp) for a in away}
+    found = replay(unusual_admin.detect, away, infos=infos, **kw)[1]
+    assert [f.facts["factors"] for f in found] == [["burst", "new_isp_or_ip"]]
+
+
+def test_a_user_with_no_admin_history_doing_admin_work_from_elsewhere_alerts() -> None:
+    (f,) = replay(
+        unusual_admin.detect, [admin("DOMAIN_ADDED", country="BR")], profile=seasoned(GB=20)
+    )[1]
+    assert {"first_admin_activity", "new_country"} <= set(f.facts["factors"])
+
+
+def test_impersonated_admin_work_says_nothing_about_where_the_admin_works() -> None:
+    bot = admin("ACCOUNT_CREATED", country="US", ip="192.0.2.80", impersonated=True)
+    profile, found = replay(unusual_admin.detect, [bot], profile=established_admin(), tenant=ORG)
+    assert found == [] and "country:US" not in profile.admin_where
 
 
 def test_admin_actions_while_learning_or_ordinary_activity_do_not_alert() -> None:

@@ -50,9 +50,11 @@ class Observation:
 
     @functools.cached_property
     def geo_eligible(self) -> bool:
-        """Geo detections skip failed and non-interactive activities, and those with no IP."""
+        """Geo detections skip failed and non-interactive activities, those with no IP, and
+        impersonated ones (an integration or admin acting for the user shows where the
+        impersonator runs, not where the user is)."""
         a = self.activity
-        return a.outcome == "success" and a.interactive and bool(a.ip)
+        return a.outcome == "success" and a.interactive and bool(a.ip) and not a.impersonated
 
     @functools.cached_property
     def hop(self) -> Hop | None:

@@ -1,13 +1,18 @@
 """Runs every enabled detection over one batch of activities and writes what they raise.
 
 Per user: read the profile (ETag), fold the user's activities in event-time order through the
-detections (pure), then write alerts (deterministic ids: upserts), queue governance for new
-alerts, and save the profile with its ETag. A conflict re-reads and redoes that user. The tenant
-profile merges commutatively (earliest first-seen, union of countries and alert ids), so it is
-saved by re-reading and re-merging until its ETag holds.
+detections (pure), then create or grow alerts (deterministic ids; `AlertStore.merge` under the
+alert's ETag), queue governance for new alerts only, and save the profile with its ETag. A
+conflict re-reads and redoes that user. The tenant profile merges commutatively (earliest
+first-seen, union of countries and alert ids), so it is saved by re-reading and re-merging until
+its ETag holds. The accounts a batch deactivates or re-activates are folded as users too: their
+profiles hold their terminations (`terminated_user.py`), whoever did the switching.
 
-Dedup: an alert's id hashes detector, tenant, user and the detection's window; the user's profile
-remembers the ids it raised, so a redelivered or repeated activity never makes a second alert.
+One alert per incident: the user's profile remembers its open incidents per detector
+(`incidents.py`), so a finding within its detector's merge window grows that alert; a new alert's
+id hashes detector, tenant, user, window and start, and the profile remembers the ids it raised,
+so a redelivered activity never makes a second alert. An alert an analyst resolved is not grown:
+the incident goes on as a new alert.
 
 Scope: a detection or policy whose scope names groups needs each actor's groups, so the engine
 looks the directory up whenever one is enabled (as it does for the terminated-user decision).
@@ -20,13 +25,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared import telemetry
 from shared.activities import ActivityBatch, ActivityStore
-from shared.alerts import AlertStore
-from shared.detection import bursts, impossible_travel
+from shared.alerts import AlertStore, alert_row_key
+from shared.detection import (
+    bursts,
+    impossible_travel,
+    incidents,
+    terminated_user,
+    unusual_admin,
+)
 from shared.detection.base import (
     Detection,
     DetectorConfig,
@@ -50,6 +61,7 @@ from shared.policies import ActivityPolicy
 
 log = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 8
+_HOURS = tuple(f"{h:02d}" for h in range(24))
 TENANT_WIDE = "~tenant"  # the subject of repeated-activity policies counted across users
 
 
@@ -86,6 +98,7 @@ class Raised:
     config: DetectorConfig
     activity: Activity
     alert_id: str
+    created: datetime | None = None  # the alert's creation time (row key): default the finding's
 
 
 def learn(profile: UserProfile, obs: Observation) -> tuple[UserProfile, TenantProfile]:
@@ -108,10 +121,14 @@ def learn(profile: UserProfile, obs: Observation) -> tuple[UserProfile, TenantPr
             isps = remember(profile.isps, ip.isp, t)
             if isps is not profile.isps:
                 changes["isps"] = isps
+    if not a.impersonated:
+        hour = _HOURS[t.hour]
+        last = profile.hours.get(hour)
+        if last is None or last.date() < t.date():  # once per hour of day and day
+            changes["hours"] = {**profile.hours, hour: t}
     if a.administrative:
-        admin = remember(profile.admin, a.event_name, t)
-        if admin is not profile.admin:
-            changes["admin"] = admin
+        changes.update(unusual_admin.learned(profile, obs))
+        tenant = replace(tenant, admin_actions={a.event_name: (a.actor_id,)})
     if a.impersonated:
         impersonated = remember(profile.impersonated, a.event_name, t)
         if impersonated is not profile.impersonated:
@@ -230,8 +247,12 @@ def fold_user(
     detections: Detections,
     intel: IpIntel,
     directory: Directory | None = None,
+    switches: list[Activity] | None = None,
 ) -> UserFold:
-    """The pure evaluation: one user's activities (event-time order) through every detection."""
+    """The pure evaluation: one user's activities (event-time order) through every detection.
+
+    `switches`: the batch's deactivations and re-activations of this user (whoever did them),
+    recorded at their event times before the user's own activities are judged."""
     directory = directory or Directory()
     groups = directory.groups
     # Per activity, only the enabled detections that apply; scope is checked only where set.
@@ -243,6 +264,40 @@ def fold_user(
     ]
     learned = TenantProfile()
     raised: dict[str, Raised] = {}
+
+    def keep(f: Finding, cfg: DetectorConfig, a: Activity) -> None:
+        nonlocal profile, learned, view
+        profile, joined = incidents.join(profile, f, a.tenant_id, a.actor_id)
+        if joined.skip:
+            return  # already raised: a redelivery, or a repeat within the window
+        known = raised.get(joined.alert_id)
+        if known is not None:  # twice in this batch: one finding (new if the first was new)
+            f = replace(incidents.combine(known.finding, f), extends=known.finding.extends)
+        else:
+            f = replace(f, extends=joined.extends)
+        raised[joined.alert_id] = Raised(f, cfg, a, joined.alert_id, joined.created)
+        profile = profile.with_alert(joined.alert_id, utc(f.last))
+        if f.isp and f.detector_id == impossible_travel.DETECTOR_ID:
+            mark = TenantProfile(alerted_isps={f.isp: utc(f.last)})
+            learned, view = learned.merge(mark), view.merge(mark)
+
+    terminated = [c for d, c in enabled if d.id == terminated_user.DETECTOR_ID]
+    if switches and terminated:
+        cfg = terminated[0]
+        subject = replace(
+            switches[0], actor_id=switches[0].target_id, actor_email=switches[0].target_email
+        )
+        if not cfg.scoped or cfg.in_scope(subject, groups):
+            recorded = [s for x in switches if (s := terminated_user.lifecycle_of(x))]
+            profile, found = terminated_user.apply(
+                profile,
+                [life for _, life in recorded],
+                subject.actor_email or subject.actor_id,
+                cfg,
+                directory,
+            )
+            for f in found:
+                keep(f, cfg, subject)
     for a in acts:
         obs = observe(profile, view, a, intel, detections.learning, directory)
         findings: list[tuple[Finding, DetectorConfig]] = []
@@ -265,18 +320,18 @@ def fold_user(
         if merged is not view:  # else what will be saved already covers it
             learned, view = learned.merge(taught), merged
         for f, cfg in findings:
-            alert_id = short_hash(f.detector_id, a.tenant_id, a.actor_id, f.window)
-            if alert_id in profile.alerts and not f.extends:
-                continue  # already raised: a redelivery, or a repeat within the window
-            known = raised.get(alert_id)
-            if known is not None and not known.finding.extends and f.extends:
-                f = replace(f, extends=False)  # extending one raised in this batch: still new
-            raised[alert_id] = Raised(f, cfg, a, alert_id)
-            profile = profile.with_alert(alert_id, utc(f.last))
-            if f.isp and f.detector_id == impossible_travel.DETECTOR_ID:
-                mark = TenantProfile(alerted_isps={f.isp: utc(f.last)})
-                learned, view = learned.merge(mark), view.merge(mark)
+            keep(f, cfg, a)
     return UserFold(profile, learned, view, tuple(raised.values()))
+
+
+def switches_by_target(acts: list[Activity]) -> dict[str, list[Activity]]:
+    """The batch's deactivations and re-activations, by the account they switched."""
+    out: dict[str, list[Activity]] = {}
+    for a in acts:
+        found = terminated_user.lifecycle_of(a)
+        if found is not None:
+            out.setdefault(found[0], []).append(a)
+    return out
 
 
 def fold_tenant_wide(
@@ -391,11 +446,10 @@ class Engine:
             result.requests += part.requests
         return result
 
-    def _directories(self, tenant: str, users: dict[str, list[Activity]]) -> dict[str, Directory]:
+    def _directories(self, tenant: str, emails: dict[str, str]) -> dict[str, Directory]:
         """The users' directory records, when an enabled detection needs them (else none)."""
         if self.directory is None or not (self._terminated_on or self._groups_on):
             return {}
-        emails = {u: acts[-1].actor_email for u, acts in users.items()}
         return self.directory.lookup_many(
             tenant, emails, entra=self._terminated_on, groups=self._groups_on
         )
@@ -407,17 +461,33 @@ class Engine:
 
         Reads take one query per 14 users and saves one transaction per 100, instead of a read
         and a write per user; a concurrent change fails the save and the caller redoes it all.
+        The accounts a batch deactivates or re-activates are folded too (their profiles hold
+        their terminations), even when they did nothing in it themselves.
         """
         first = self.profiles.get_tenant(tenant)
         view = first[0]
         delta = TenantProfile()
+        everyone_acts = [a for acts in users.values() for a in acts]
+        switches = switches_by_target(everyone_acts) if self._terminated_on else {}
+        users = {**{u: [] for u in switches}, **users}
+        emails = {
+            u: acts[-1].actor_email if acts else switches[u][-1].target_email
+            for u, acts in users.items()
+        }
         profiles = self.profiles.get_users(tenant, list(users))
-        directories = self._directories(tenant, users)
+        directories = self._directories(tenant, emails)
         changed: list[tuple[str, UserProfile, str | None]] = []
         for user, acts in users.items():
             profile, etag = profiles[user]
             learned, folded = self._user(
-                tenant, acts, view, result, profile, etag, directories.get(user, Directory())
+                tenant,
+                acts,
+                view,
+                result,
+                profile,
+                etag,
+                directories.get(user, Directory()),
+                switches.get(user),
             )
             if folded is not None:
                 changed.append((user, folded, etag))
@@ -425,10 +495,7 @@ class Engine:
             view = view.merge(learned)
         self.profiles.save_users(tenant, changed)
         if any(not p.match.same_user and p.config.enabled for p in self.detections.policies):
-            everyone = sorted(
-                (a for acts in users.values() for a in acts),
-                key=lambda x: (utc(x.time), x.event_id),
-            )
+            everyone = sorted(everyone_acts, key=lambda x: (utc(x.time), x.event_id))
             for attempt in range(MAX_CONFLICT_RETRIES):
                 try:
                     self._tenant_wide(tenant, everyone, view, directories, result)
@@ -485,6 +552,7 @@ class Engine:
         profile: UserProfile,
         etag: str | None,
         directory: Directory,
+        switches: list[Activity] | None = None,
     ) -> tuple[TenantProfile, UserProfile | None]:
         """Fold one user's activities; returns what the tenant learned and the profile to save
         (None when nothing changed: a redelivery). Alerts are written before the save.
@@ -492,7 +560,7 @@ class Engine:
         Activities that make the evaluation raise are quarantined with the reason (when a
         quarantine is given), so one user's bad data never holds back the others'."""
         try:
-            fold = fold_user(profile, view, acts, self.detections, self.intel, directory)
+            fold = fold_user(profile, view, acts, self.detections, self.intel, directory, switches)
         except Exception as exc:
             if self.quarantine is None:
                 raise
@@ -501,45 +569,41 @@ class Engine:
             return TenantProfile(), None
         if fold.profile == profile and etag is not None:
             return fold.learned, None
+        folded = fold.profile
         for r in fold.raised:
-            self._write(tenant, r, result)
-        return fold.learned, fold.profile
+            reopened = self._write(tenant, r, result)
+            if reopened is not None:
+                folded = incidents.reopen(folded, r.alert_id, *reopened)
+        return fold.learned, folded
 
-    def _write(self, tenant: str, r: Raised, result: DetectionResult) -> None:
-        f, cfg, a = r.finding, r.config, r.activity
-        capped = False
+    def _write(
+        self, tenant: str, r: Raised, result: DetectionResult
+    ) -> tuple[str, datetime] | None:
+        """Create or grow the alert; governance only for a new one. When the open alert it
+        would grow was closed by an analyst, the incident goes on as a new alert: returns its
+        (id, creation time)."""
+        f, cfg = r.finding, r.config
+        created = utc(r.created or f.first)
+        alert = self._alert(tenant, r, r.alert_id, created, capped=False)
         if not f.extends and cfg.daily_limit:  # per tenant, per event day
             day = utc(f.first).date()
             slots = self.profiles.daily_limits
             capped = not slots.reserve(tenant, cfg.id, day, r.alert_id, cfg.daily_limit)
-        alert = Alert(
-            id=r.alert_id,
-            tenant_id=tenant,
-            source=a.source,
-            detector_id=f.detector_id,
-            title=f.title,
-            description=f.description,
-            severity=cfg.severity or f.severity,
-            category=f.category,
-            mitre_techniques=f.mitre_techniques,
-            user_id=a.actor_id,
-            user_email=a.actor_email,
-            first_activity_time=f.first,
-            last_activity_time=f.last,
-            created_time=f.first,
-            evidence=Evidence(f.facts, f.activity_ids, f.suppressions_evaluated),
-            dedup_key=f"{f.detector_id}|{tenant}|{a.actor_id}|{f.window}",
-            actions=tuple(s.action for s in cfg.governance),
-            event_count=f.event_count,
-            policy_id=f.policy_id or f.detector_id,
-            recommended_actions=f.recommended_actions,
-            capped=capped,
-        )
-        key = self.alerts.save(alert)
-        if f.extends:
-            result.updated.append(alert)
-            return
-        if capped:
+            alert = replace(alert, capped=capped)
+        outcome = self.alerts.merge(alert)
+        reopened: tuple[str, datetime] | None = None
+        if outcome == "closed":
+            new_id = short_hash(r.alert_id, "after-closed", f.activity_ids[0])
+            created = utc(f.first)
+            alert = self._alert(tenant, r, new_id, created, capped=False)
+            self.alerts.merge(alert)
+            reopened = (new_id, created)
+        elif f.extends:
+            if outcome == "merged":
+                result.updated.append(alert)
+            return None
+        key = alert_row_key(alert)
+        if alert.capped:
             log.info("alert over the daily limit of %s: stored, not raised", cfg.id)
         else:
             log.warning(
@@ -555,3 +619,33 @@ class Engine:
             )
             self.enqueue(request)
             result.requests.append(request)
+        return reopened
+
+    def _alert(
+        self, tenant: str, r: Raised, alert_id: str, created: datetime, *, capped: bool
+    ) -> Alert:
+        """The alert a raised finding makes (or grows)."""
+        f, cfg, a = r.finding, r.config, r.activity
+        return Alert(
+            id=alert_id,
+            tenant_id=tenant,
+            source=a.source,
+            detector_id=f.detector_id,
+            title=f.title,
+            description=f.description,
+            severity=cfg.severity or f.severity,
+            category=f.category,
+            mitre_techniques=f.mitre_techniques,
+            user_id=a.actor_id,
+            user_email=a.actor_email,
+            first_activity_time=f.first,
+            last_activity_time=f.last,
+            created_time=created,
+            evidence=Evidence(f.facts, f.activity_ids, f.suppressions_evaluated),
+            dedup_key=f"{f.detector_id}|{tenant}|{a.actor_id}|{f.window}",
+            actions=tuple(s.action for s in cfg.governance),
+            event_count=f.event_count,
+            policy_id=f.policy_id or f.detector_id,
+            recommended_actions=f.recommended_actions,
+            capped=capped,
+        )

@@ -2,7 +2,7 @@
 
 No alerts while the user's (for the user signal) or the tenant's (for the org signal) learning
 period lasts. Addresses with no physical location (VPN, hosting, Tor) say nothing about the
-country and are skipped.
+country and are skipped. The window is the country: one incident per country (`incidents.MERGE`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def detect(
     return profile, [
         Finding(
             detector_id=DETECTOR_ID,
-            window=f"{country}|{t.date().isoformat()}",
+            window=country,
             title=f"Activity from an infrequent country ({country}) by {who}",
             description=(
                 f"{who} was active from {country} ({ip.ip}), new for {scope}. Last seen for the "

@@ -88,6 +88,45 @@ class BurstState:
 
 
 @dataclass(frozen=True)
+class Stamp:
+    """One activity, briefly: when, which, what and from where."""
+
+    time: datetime
+    event_id: str
+    event: str = ""
+    ip: str = ""
+
+
+@dataclass(frozen=True)
+class DaySpan:
+    """The first and last of a user's own activities on one event day (for late re-checks)."""
+
+    first: Stamp
+    last: Stamp
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """An account switched off (`enabled` false) or on again, by one source, at an event time."""
+
+    time: datetime
+    source: str  # workplace | entra
+    enabled: bool
+    event_id: str = ""
+
+
+@dataclass(frozen=True)
+class Incident:
+    """An alert still growing: findings of its detector within its merge window join it."""
+
+    alert_id: str
+    key: str  # the finding window that opened it
+    created: datetime  # the alert's row key time: never moves
+    first: datetime
+    last: datetime
+
+
+@dataclass(frozen=True)
 class UserProfile:
     first_seen: datetime | None = None
     countries: dict[str, Seen] = field(default_factory=dict)
@@ -99,6 +138,14 @@ class UserProfile:
     failed_peaks: dict[str, int] = field(default_factory=dict)  # event day -> busiest window
     repeated: dict[str, BurstState] = field(default_factory=dict)  # per activity policy
     alerts: dict[str, datetime] = field(default_factory=dict)  # alert id -> its last activity
+    # Deactivations and re-activations of this account (the target of an admin's action).
+    lifecycle: tuple[Lifecycle, ...] = ()
+    active: dict[str, DaySpan] = field(default_factory=dict)  # event day -> own activity
+    incidents: dict[str, tuple[Incident, ...]] = field(default_factory=dict)  # per detector
+    admin_where: dict[str, Seen] = field(default_factory=dict)  # "country:GB", "isp:..", "ip:.."
+    admin_hours: dict[str, Seen] = field(default_factory=dict)  # hour of day "00".."23"
+    hours: dict[str, datetime] = field(default_factory=dict)  # hour of day -> last own activity
+    admin_recent: tuple[Stamp, ...] = ()  # the last admin actions (bursts)
 
     def evolve(self, **changes: Any) -> UserProfile:
         """`dataclasses.replace` without re-running `__init__`: this runs once per activity."""
@@ -141,6 +188,8 @@ class TenantProfile:
     # Anonymous-looking addresses -> the users seen on them (a few): one that many people use
     # is the organisation's own egress mis-tagged by the IP data, not an attacker's proxy.
     anonymous_ip_users: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Admin actions -> a few of the users who did them (how common an action is in the org).
+    admin_actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def merge(self, other: TenantProfile) -> TenantProfile:
         """Both profiles combined (`self` itself when `other` adds nothing: the common case)."""
@@ -149,22 +198,32 @@ class TenantProfile:
             first = other.first_seen
         countries = _combine(self.countries, other.countries, min)
         isps = _combine(self.alerted_isps, other.alerted_isps, max)
-        shared = self.anonymous_ip_users
-        for ip, users in other.anonymous_ip_users.items():
-            mine_users = shared.get(ip, ())
-            if len(mine_users) < WIDELY_USED and not set(users) <= set(mine_users):
-                joined = tuple(sorted(set(mine_users) | set(users)))[:WIDELY_USED]
-                shared = {**shared, ip: joined}
+        shared = _few_users(self.anonymous_ip_users, other.anonymous_ip_users)
         if len(shared) > MAX_ANONYMOUS_IPS:
             shared = dict(list(shared.items())[-MAX_ANONYMOUS_IPS:])
-        if (first, countries, isps, shared) == (
+        admin = _few_users(self.admin_actions, other.admin_actions)
+        if (first, countries, isps, shared, admin) == (
             self.first_seen,
             self.countries,
             self.alerted_isps,
             self.anonymous_ip_users,
+            self.admin_actions,
         ):
             return self
-        return TenantProfile(first, countries, isps, shared)
+        return TenantProfile(first, countries, isps, shared, admin)
+
+
+def _few_users(
+    mine: dict[str, tuple[str, ...]], theirs: dict[str, tuple[str, ...]]
+) -> dict[str, tuple[str, ...]]:
+    """Union per key of at most WIDELY_USED users (commutative: the lowest ids are kept)."""
+    out = mine
+    for k, users in theirs.items():
+        have = mine.get(k, ())
+        if len(have) < WIDELY_USED and not set(users) <= set(have):
+            joined = tuple(sorted(set(have) | set(users)))[:WIDELY_USED]
+            out = {**out, k: joined}
+    return out
 
 
 def _combine(

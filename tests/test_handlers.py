@@ -262,6 +262,7 @@ FORGED = "LOGIN_FAILED\nINFO shared.governance: all clear\r\x1b[2K\x1b[31mspoofe
 def test_a_delivery_cannot_forge_or_split_a_log_line(
     svc: Services, vigil_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    install(svc)  # events of a community without an active install are held, not used
     caplog.set_level(logging.DEBUG)
     changes = [
         ("login", value(FORGED, useragent=FORGED)),

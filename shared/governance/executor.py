@@ -556,8 +556,8 @@ def _settle(
     log.warning(
         "governance: %s for %s had taken effect before (%s): not sent again",
         record.action,
-        record.target,
-        finding.note,
+        quoted(record.target),
+        quoted(finding.note),
         extra={"action_id": record.id},
     )
     return done, GraphResult(200, finding.request_id)

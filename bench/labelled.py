@@ -346,8 +346,9 @@ def activities(t: Traffic) -> list[tuple[datetime, Activity]]:
     out = []
     for at, fld, value in t.changes:
         fld = value.pop("field_override", fld)
-        a = activity_from_change({"id": COMMUNITY, "time": int(at.timestamp())}, fld, value)
-        out.append((at + timedelta(seconds=rng.uniform(1, 20)), a))
+        arrived = at + timedelta(seconds=rng.uniform(1, 20))
+        entry = {"id": COMMUNITY, "time": int(at.timestamp())}
+        out.append((arrived, activity_from_change(entry, fld, value, arrived)))
     return out
 
 

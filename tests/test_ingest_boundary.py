@@ -142,7 +142,7 @@ def encode(body: Any) -> bytes:
 # --- the normaliser --------------------------------------------------------------------------
 
 
-@settings(PROPERTY, max_examples=300)
+@settings(PROPERTY, max_examples=150)
 @given(deliveries)
 def test_the_normaliser_accounts_for_every_change_and_admits_only_checked_values(
     body: Any,

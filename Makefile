@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: setup run demo test lint typecheck check clean bench bench-quality
+.PHONY: setup run demo test lint typecheck check check-policies clean bench bench-quality
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
@@ -36,6 +36,11 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy .
+
+## Validate a policies folder (or file) before deploying it: make check-policies POLICIES=path
+POLICIES ?= policies
+check-policies: setup
+	$(PY) -m shared.policies check $(POLICIES)
 
 ## What CI runs.
 check: lint typecheck test demo

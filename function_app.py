@@ -8,6 +8,7 @@ import detect_queue
 import govern_queue
 import governance_http
 import intel_timer
+import retention_timer
 import sync_timer
 from shared import telemetry
 
@@ -21,5 +22,6 @@ for blueprint in (
     governance_http.bp,
     alerts_http.bp,
     intel_timer.bp,
+    retention_timer.bp,
 ):
     app.register_functions(blueprint)

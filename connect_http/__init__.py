@@ -6,7 +6,6 @@ from shared import connect
 from shared.clock import now
 from shared.services import get_services
 from shared.web import Reply
-from shared.workplace import status
 
 bp = func.Blueprint()
 
@@ -21,14 +20,14 @@ def _response(reply: Reply) -> func.HttpResponse:
 @bp.route(route="workplace/install", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def connect_install(req: func.HttpRequest) -> func.HttpResponse:
     """Only an admin holding a function key starts an install."""
-    return _response(connect.start_install(get_services(), now()))
+    return _response(connect.start_install(get_services(), now(), dict(req.params)))
 
 
 @bp.function_name("connect_status")
 @bp.route(route="workplace/status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def connect_status(req: func.HttpRequest) -> func.HttpResponse:
     """Each install's mode, state, last sync, lag, counts by event and last error."""
-    return _response(Reply.json(200, status.report(get_services(), now())))
+    return _response(connect.report_status(get_services(), dict(req.params), now()))
 
 
 @bp.function_name("connect_http")

@@ -1,15 +1,20 @@
 """Queue: run the detections over one batch of stored activities."""
 
+import logging
+
 import azure.functions as func
 
 from shared.activities import ActivityBatch
 from shared.clock import now
+from shared.config import ConfigError
 from shared.detection.engine import run_batch
 from shared.models import Activity
 from shared.services import get_services
 from shared.sync import quarantine_activities
 
 bp = func.Blueprint()
+log = logging.getLogger(__name__)
+POLICY_RETRY_SECONDS = 300  # a refused policy folder: the batch waits for the fix
 
 
 @bp.function_name("detect_queue")
@@ -22,13 +27,20 @@ def detect_queue(msg: func.QueueMessage) -> None:
     def quarantine(activities: list[Activity], reason: str) -> None:
         quarantine_activities(svc, activities, reason, now())
 
+    try:
+        detections = svc.detections
+    except ConfigError as exc:
+        # Not this message's fault: put it back for later rather than let retries poison it.
+        log.error("detection waits for valid policies and settings: %s", exc)
+        svc.enqueue_detection(msg.get_body().decode(), POLICY_RETRY_SECONDS)
+        return
     run_batch(
         batch,
         activities=svc.activities,
         state=svc.detection_state,
         alerts=svc.alerts,
         enqueue=svc.enqueue_action,
-        detections=svc.detections,
+        detections=detections,
         intel=svc.ip_intel(),
         directory=svc.directory,
         quarantine=quarantine,

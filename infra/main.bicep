@@ -79,6 +79,9 @@ param syncSchedule string = '0 * * * * *'
 @description('TOR_REFRESH_SCHEDULE: NCRONTAB (six fields, UTC) of the timer that refreshes the Tor exit list.')
 param torRefreshSchedule string = '0 0 * * * *'
 
+@description('RETENTION_SCHEDULE: NCRONTAB (six fields, UTC) of the timer that deletes data past its retention.')
+param retentionSchedule string = '0 30 3 * * *'
+
 @description('STORAGE_PREFIX: prefix of every table Vigil creates.')
 param storagePrefix string = 'vigil'
 
@@ -296,6 +299,7 @@ var appSettings = {
   GOVERN_QUEUE: governQueueName
   SYNC_SCHEDULE: syncSchedule
   TOR_REFRESH_SCHEDULE: torRefreshSchedule
+  RETENTION_SCHEDULE: retentionSchedule
   WORKPLACE_APP_ID: workplaceAppId
   WORKPLACE_APP_SECRET: '${kv}workplace-app-secret)'
   WORKPLACE_WEBHOOK_VERIFY_TOKEN: '${kv}workplace-webhook-verify-token)'

@@ -85,6 +85,7 @@ from shared import storage
 
 __all__ = [
     "HostConfigurationError",
+    "HttpRouteInfo",
     "LocalFunctionsHost",
     "QueueOptions",
     "next_occurrence",
@@ -122,6 +123,16 @@ _ROUTE_TYPE_CONSTRAINTS: Final[Mapping[str, re.Pattern[str]]] = {
     "decimal": re.compile(r"-?\d+(?:\.\d+)?"),
 }
 _HOP_BY_HOP: Final = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+@dataclass(frozen=True)
+class HttpRouteInfo:
+    """An indexed HTTP route: function name, route template, methods and auth level."""
+
+    function: str
+    template: str
+    methods: tuple[str, ...]
+    auth_level: str  # ANONYMOUS, FUNCTION or ADMIN
 
 
 class HostConfigurationError(ValueError):
@@ -1045,6 +1056,19 @@ class LocalFunctionsHost:
             auth_level=auth_level,
             specificity=_route_specificity(template),
         )
+
+    @property
+    def http_routes(self) -> list[HttpRouteInfo]:
+        """Every HTTP route indexed from the app (what a test can enumerate to cover them all)."""
+        return [
+            HttpRouteInfo(
+                r.function.name,
+                r.template,
+                tuple(sorted(r.methods or _HTTP_METHODS)),
+                r.auth_level,
+            )
+            for r in self._routes
+        ]
 
     # ---- lifecycle ------------------------------------------------------------------------
 

@@ -114,6 +114,7 @@ def stack_env(
         "GRAPH_CA_BUNDLE": str(graph.ca_path),
         "SYNC_SCHEDULE": schedule,
         "TOR_REFRESH_SCHEDULE": "0 0 * * * *",  # hourly; unreachable offline: last copy kept
+        "RETENTION_SCHEDULE": "0 30 3 * * *",
         "GOVERNANCE_MODE": "enforce",
     }
 

@@ -12,7 +12,7 @@ import itertools
 import json
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from azure.data.tables import TableClient
@@ -28,6 +28,11 @@ _WIRE = tuple(f for f in Activity.__dataclass_fields__ if f != "raw")
 
 def partition_key(a: Activity) -> str:
     return f"{a.source}_{a.tenant_id}_{a.time:%Y%m%d}"
+
+
+def day_partitions(source: str, tenant_id: str, before: date) -> tuple[str, str]:
+    """The key range [lo, hi) of the tenant's partitions for event days before `before`."""
+    return f"{source}_{tenant_id}_", f"{source}_{tenant_id}_{before:%Y%m%d}"
 
 
 def row_key(a: Activity) -> str:

@@ -4,6 +4,8 @@ grows with later findings of its incident (`merge`)."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -16,10 +18,14 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
+from shared import query_params as q
 from shared.models import Alert, Evidence, utc
 from shared.paging import continuation_token, token_after
+from shared.query_params import BadInput
 from shared.storage import inverted_ticks
-from shared.web import Reply
+from shared.web import Reply, refuses_bad_input
+
+ROW_KEY = re.compile(r"\d{19}_[^/\\#?\x00-\x1f]{1,200}")  # inverted ticks, then the alert id
 
 # Status an analyst closes an alert with: findings no longer join it (a missing status is open).
 CLOSED = frozenset({"resolved"})
@@ -195,6 +201,14 @@ class AlertPage:
     next: str | None  # opaque continuation token
 
 
+def _after(token: str) -> str:
+    """The alert row key a `next` token continues after; BadInput unless this API made it."""
+    after = token_after(token)
+    if not ROW_KEY.fullmatch(after):
+        raise BadInput("next: not a continuation token from this API")
+    return after
+
+
 class AlertStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
@@ -267,7 +281,7 @@ class AlertStore:
             params["since"] = inverted_ticks(utc(since)) + "~"
         if next_token:
             clauses.append("RowKey gt @after")
-            params["after"] = token_after(next_token)
+            params["after"] = _after(next_token)
         if detector:
             clauses.append("DetectorId eq @det")
             params["det"] = detector
@@ -297,42 +311,23 @@ class AlertStore:
 
 
 MAX_PAGE = 200
+FILTERS = ("since", "detector", "user", "tenant", "top", "next")
 
 
-def list_alerts(store: AlertStore, params: dict[str, str]) -> Reply:
+@refuses_bad_input
+def list_alerts(store: AlertStore, params: Mapping[str, str]) -> Reply:
     """`GET /api/alerts`: `{"value": [...], "next": token|null}`, newest first.
 
     Query: `since` (ISO 8601: raised at or after, event time), `detector`, `user` (id or
     e-mail), `tenant`, `top` (1-200, default 50), `next` (the token of the previous page).
     """
-    unknown = set(params) - {"since", "detector", "user", "tenant", "top", "next", "code"}
-    if unknown:
-        return Reply.error(
-            400,
-            f"unknown query parameters {sorted(unknown)}: use since, detector, user, "
-            "tenant, top, next",
-        )
-    since = None
-    if params.get("since"):
-        try:
-            since = utc(datetime.fromisoformat(params["since"].replace("Z", "+00:00")))
-        except ValueError:
-            return Reply.error(400, "since: expected an ISO 8601 time, e.g. 2026-03-02T09:00:00Z")
-    try:
-        top = int(params.get("top") or 50)
-    except ValueError:
-        top = 0
-    if not 1 <= top <= MAX_PAGE:
-        return Reply.error(400, f"top: expected an integer from 1 to {MAX_PAGE}")
-    try:
-        page = store.page(
-            tenant_id=params.get("tenant") or None,
-            since=since,
-            detector=params.get("detector") or None,
-            user=params.get("user") or None,
-            next_token=params.get("next") or None,
-            limit=top,
-        )
-    except ValueError as exc:
-        return Reply.error(400, str(exc))
+    q.known(params, FILTERS)
+    page = store.page(
+        tenant_id=q.text(params, "tenant", key=True) or None,
+        since=q.time(params, "since"),
+        detector=q.text(params, "detector") or None,
+        user=q.text(params, "user") or None,
+        next_token=q.text(params, "next", max_len=1000) or None,
+        limit=q.integer(params, "top", 50, 1, MAX_PAGE),
+    )
     return Reply.json(200, {"value": [to_graph(a) for a in page.alerts], "next": page.next})

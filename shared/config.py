@@ -195,6 +195,24 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "NCRONTAB schedule of `intel_timer` (UTC, six fields: hourly by default).",
     ),
     SettingSpec(
+        "ACTIVITY_RETENTION_DAYS",
+        "180",
+        False,
+        "Days activities (and quarantined deliveries) are kept, by event day; 0: forever.",
+    ),
+    SettingSpec(
+        "ALERT_RETENTION_DAYS",
+        "365",
+        False,
+        "Days alerts are kept, by when they were raised (event time); 0: forever.",
+    ),
+    SettingSpec(
+        "RETENTION_SCHEDULE",
+        "0 30 3 * * *",
+        False,
+        "NCRONTAB schedule of `retention_timer` (UTC, six fields: daily at 03:30).",
+    ),
+    SettingSpec(
         "GOVERNANCE_MODE",
         "dry-run",
         False,
@@ -418,6 +436,9 @@ class Settings:
     workplace_shutdown_date: date = date(2026, 6, 1)
     # Secret settings whose value was a Key Vault reference App Service had not resolved.
     unresolved_references: frozenset[str] = frozenset()
+    activity_retention_days: int = 180
+    alert_retention_days: int = 365
+    retention_schedule: str = "0 30 3 * * *"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -480,6 +501,9 @@ class Settings:
             geoip_anonymous_db=_get(e, "GEOIP_ANONYMOUS_DB"),
             tor_exit_list_url=_get(e, "TOR_EXIT_LIST_URL") or "",
             tor_refresh_schedule=_get(e, "TOR_REFRESH_SCHEDULE") or "",
+            activity_retention_days=_int(e, "ACTIVITY_RETENTION_DAYS", minimum=0),
+            alert_retention_days=_int(e, "ALERT_RETENTION_DAYS", minimum=0),
+            retention_schedule=_get(e, "RETENTION_SCHEDULE") or "",
             governance_mode=mode,  # type: ignore[arg-type]
             graph_auth=graph_auth,  # type: ignore[arg-type]
             graph_managed_identity_client_id=_get(e, "GRAPH_MANAGED_IDENTITY_CLIENT_ID"),

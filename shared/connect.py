@@ -9,13 +9,16 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlencode
 
+from shared import query_params as q
 from shared import storage as st
 from shared.inbox import MAX_BODY as INBOX_MAX_BODY
 from shared.inbox import BodyTooLarge
 from shared.logsafe import quoted
 from shared.models import Install
+from shared.query_params import BadInput
 from shared.services import Services
-from shared.web import Reply
+from shared.web import Reply, refuses_bad_input
+from shared.workplace import status
 from shared.workplace.client import FailureKind, WorkplaceError
 from shared.workplace.normalize import SOURCE
 from shared.workplace.signatures import (
@@ -46,8 +49,13 @@ def refuse_oversized(action: str, size: int) -> Reply | None:
     return Reply.error(413, f"Request body of {size} bytes is over this route's {limit} bytes.")
 
 
-def start_install(svc: Services, now: datetime) -> Reply:
+MAX_CODE = 2048  # characters in an authorization code (Workplace's are a few hundred)
+
+
+@refuses_bad_input
+def start_install(svc: Services, now: datetime, params: Mapping[str, str] | None = None) -> Reply:
     """Send the admin to Workplace's install dialog with a fresh single-use `state`."""
+    q.known(params or {}, ())
     app_id, _ = svc.settings.workplace_app()
     redirect_uri = svc.settings.redirect_uri()
     ttl = timedelta(seconds=svc.settings.install_state_ttl_seconds)
@@ -58,14 +66,10 @@ def start_install(svc: Services, now: datetime) -> Reply:
 
 def complete_install(svc: Services, params: Mapping[str, str], now: datetime) -> Reply:
     """The install callback: check `state`, exchange `code`, identify the community, store it."""
-    if params.get("error"):
-        reason = params.get("error_description") or params.get("error_reason") or params["error"]
-        return _page(400, f"The install was not approved in Workplace: {reason}. {START_AGAIN}")
-    code, state = params.get("code", ""), params.get("state", "")
-    if not code:
-        return _page(400, f"The callback carries no `code`. {START_AGAIN}")
-    if not svc.install_states.consume(state, now):
-        return _page(400, f"Unknown, used or expired `state`. {START_AGAIN}")
+    try:
+        code = _callback_code(svc, params, now)
+    except BadInput as bad:
+        return _page(400, f"{bad} {START_AGAIN}")
     try:
         token = svc.workplace.exchange_code(code, svc.settings.redirect_uri())
     except WorkplaceError as exc:
@@ -102,6 +106,26 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
     return _page(200, f"Vigil is installed in {community.name} ({community.id}).")
 
 
+def _callback_code(svc: Services, params: Mapping[str, str], now: datetime) -> str:
+    """The callback's `code`, once its `state` is consumed; BadInput naming what is wrong."""
+    # Workplace's parameters: names we do not read are ignored, not refused.
+    if q.text(params, "error"):
+        reason = (
+            q.text(params, "error_description")
+            or q.text(params, "error_reason")
+            or q.text(params, "error")
+        )
+        raise BadInput(f"error: the install was not approved in Workplace: {reason}.")
+    code, state = q.text(params, "code", MAX_CODE), q.text(params, "state", key=True)
+    if not code:
+        raise BadInput("code: the callback carries none.")
+    if not state:
+        raise BadInput("state: the callback carries none.")
+    if not svc.install_states.consume(state, now):
+        raise BadInput("state: unknown, used or expired.")
+    return code
+
+
 def _install_failed(step: str, exc: WorkplaceError) -> Reply:
     """504 when Workplace did not answer in time, 502 when it answered with an error: either
     way the code is spent (or may be), so the admin starts again; it is never sent twice."""
@@ -122,15 +146,22 @@ def _page(status: int, message: str) -> Reply:
     return Reply(status, f"<!doctype html><p>{html.escape(message)}</p>", "text/html")
 
 
+@refuses_bad_input
 def verify_subscription(svc: Services, params: Mapping[str, str]) -> Reply:
     """Workplace's webhook verification GET: echo `hub.challenge` when the token matches."""
-    expected = svc.settings.verify_token()
-    given = params.get("hub.verify_token", "")
-    if params.get("hub.mode") != "subscribe" or not hmac.compare_digest(
-        given.encode(), expected.encode()
-    ):
-        return Reply.error(401, "hub.mode must be subscribe and hub.verify_token must match.")
-    return Reply(200, params.get("hub.challenge", ""))
+    if q.text(params, "hub.mode") != "subscribe":
+        raise BadInput("hub.mode: must be subscribe")
+    given, expected = q.text(params, "hub.verify_token"), svc.settings.verify_token()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise BadInput("hub.verify_token: does not match", status=401)
+    return Reply(200, q.text(params, "hub.challenge"))
+
+
+@refuses_bad_input
+def report_status(svc: Services, params: Mapping[str, str], now: datetime) -> Reply:
+    """`GET /api/workplace/status`: each install's mode, state, sync, lag, counts and errors."""
+    q.known(params, ())
+    return Reply.json(200, status.report(svc, now))
 
 
 def receive_webhook(svc: Services, body: bytes, headers: Mapping[str, str], now: datetime) -> Reply:

@@ -126,6 +126,16 @@ class WebhookInbox:
         self._blobs.upload_blob(name, body, overwrite=True)
         return f"{self._blobs.container_name}/{name}"
 
+    def discard_parked(self, where: str) -> None:
+        """Delete a body `park` kept (`where` as it returned it); gone already is fine."""
+        if self._blobs is None:
+            return
+        container, _, name = where.partition("/")
+        if container != self._blobs.container_name or not name.startswith(PARKED_PREFIX):
+            raise ValueError(f"not a parked body of this inbox: {where[:200]!r}")
+        with contextlib.suppress(ResourceNotFoundError):
+            self._blobs.delete_blob(name)
+
     def delete(self, row_keys: list[str]) -> None:
         in_table = [rk for rk in row_keys if not rk.endswith(BLOB_SUFFIX)]
         for rk in row_keys:

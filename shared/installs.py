@@ -86,20 +86,35 @@ def _state_key(state: str) -> str:
 
 
 class InstallStates:
-    """Single-use, expiring nonces that tie an install callback to an admin who started it."""
+    """Single-use, expiring nonces that tie an install callback to an admin who started it.
 
-    PARTITION = "state"
+    A state is `<expiry day YYYYMMDD>.<random>`; its row (keyed by the state's hash) lives in
+    partition `state_<expiry day>`, so retention drops whole expired days without reading the
+    live ones. A state without a day is looked up in partition `state`, where states were kept
+    before they carried one (retention deletes those once expired).
+    """
+
+    LEGACY_PARTITION = "state"
+    PREFIX = "state_"
 
     def __init__(self, table: TableClient) -> None:
         self._table = table
 
+    @classmethod
+    def partition(cls, state: str) -> str:
+        day, dot, _ = state.partition(".")
+        if dot and len(day) == 8 and day.isascii() and day.isdigit():
+            return cls.PREFIX + day
+        return cls.LEGACY_PARTITION
+
     def issue(self, now: datetime, ttl: timedelta) -> str:
-        state = secrets.token_urlsafe(24)
+        expires = utc(now + ttl)
+        state = f"{expires:%Y%m%d}.{secrets.token_urlsafe(24)}"
         self._table.create_entity(
             {
-                "PartitionKey": self.PARTITION,
+                "PartitionKey": self.partition(state),
                 "RowKey": _state_key(state),
-                "ExpiresAt": utc(now + ttl),
+                "ExpiresAt": expires,
             }
         )
         return state
@@ -109,7 +124,7 @@ class InstallStates:
         if not state or any(c in state for c in "/\\#?") or len(state) > 200:
             return False
         try:
-            entity = self._table.get_entity(self.PARTITION, _state_key(state))
+            entity = self._table.get_entity(self.partition(state), _state_key(state))
             # Deleting with the ETag makes two racing callbacks consume it at most once.
             self._table.delete_entity(
                 entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified

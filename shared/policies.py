@@ -1,5 +1,8 @@
 """Policies as code: YAML files in the policies folder (POLICIES_PATH).
 
+Before deploying a change: `python -m shared.policies check PATH` (a folder or one file)
+prints each file's policies, or what is wrong and where; it exits 1 on any error.
+
 Two kinds share one file format (a mapping, or a list of them):
 
 - `type: anomaly` switches and tunes a built-in detection (`id` is the detector id): `enabled`,
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import string
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +34,8 @@ import yaml
 
 from shared.config import ConfigError
 from shared.detection.base import DetectorConfig, GovernanceStep
+from shared.detection.builtins import DETECTOR_IDS
+from shared.detection.params import check_params
 from shared.governance.actions import ACTIONS
 from shared.ipintel import IpInfo
 from shared.ipintel.ranges import category_name
@@ -219,13 +225,21 @@ def _governance(raw: Any, where: str) -> tuple[GovernanceStep, ...]:
     steps = []
     for step in raw:
         action = step.get("action") if isinstance(step, dict) else step
-        if action not in ACTIONS:
+        if not isinstance(action, str) or action not in ACTIONS:
             raise ConfigError(
                 f"{where}, field `governance`: unknown action {action!r} "
                 f"(known: {', '.join(ACTIONS)})"
             )
-        approval = bool(step.get("approval_required", False)) if isinstance(step, dict) else False
-        steps.append(GovernanceStep(str(action), approval))
+        unknown = sorted(set(step) - GOVERNANCE_STEP_KEYS) if isinstance(step, dict) else []
+        if unknown:
+            raise ConfigError(
+                f"{where}, field `governance`: unknown keys {unknown} (known: action, "
+                "approval_required)"
+            )
+        approval = step.get("approval_required", False) if isinstance(step, dict) else False
+        if not isinstance(approval, bool):
+            raise ConfigError(f"{where}, field `governance.approval_required`: true or false")
+        steps.append(GovernanceStep(action, approval))
     return tuple(steps)
 
 
@@ -278,6 +292,7 @@ def _created(raw: Any, at: str) -> datetime | None:
     return value.astimezone(UTC)
 
 
+GOVERNANCE_STEP_KEYS = frozenset({"action", "approval_required"})
 ANOMALY_KEYS = {
     "id",
     "type",
@@ -319,6 +334,8 @@ def _config(raw: dict[str, Any], pid: str, where: str, learning: timedelta) -> D
     params = raw.get("params") or {}
     if not isinstance(params, dict):
         raise ConfigError(f"{where}, field `params`: expected a mapping")
+    for name, problem in check_params(pid, params):
+        raise ConfigError(f"{where}, field `params.{name}`: {problem}")
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where}, field `enabled`: true or false")
@@ -398,6 +415,11 @@ def parse(docs: Any, source: str, learning: timedelta = timedelta(days=7)) -> Po
         unknown = set(raw) - keys
         if unknown:
             raise ConfigError(f"{where}: unknown fields {sorted(unknown)}")
+        if kind == "anomaly" and pid not in DETECTOR_IDS:
+            raise ConfigError(
+                f"{where}, field `id`: names no built-in detection "
+                f"(known: {', '.join(DETECTOR_IDS)})"
+            )
         cfg = _config(raw, pid, where, learning)
         if kind == "anomaly":
             anomaly[pid] = cfg
@@ -419,21 +441,20 @@ def parse(docs: Any, source: str, learning: timedelta = timedelta(days=7)) -> Po
     return PolicySet(anomaly, tuple(activity))
 
 
+def _policy_files(root: Path) -> list[Path]:
+    return sorted([*root.glob("*.yaml"), *root.glob("*.yml")]) if root.is_dir() else [root]
+
+
 def load_policies(path: str | None, learning: timedelta = timedelta(days=7)) -> PolicySet:
     """Every `*.yaml`/`*.yml` in the folder (or the one file), validated; ids are unique."""
     root = Path(path) if path else SHIPPED
     if not root.exists():
         raise ConfigError(f"POLICIES_PATH: {root} does not exist; fix the setting or the folder")
-    files = sorted([*root.glob("*.yaml"), *root.glob("*.yml")]) if root.is_dir() else [root]
     anomaly: dict[str, DetectorConfig] = {}
     activity: list[ActivityPolicy] = []
     seen: dict[str, str] = {}
-    for f in files:
-        try:
-            docs = yaml.safe_load(f.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{f}: not valid YAML ({exc})") from None
-        part = parse(docs, str(f), learning)
+    for f in _policy_files(root):
+        part = _load_file(f, learning)
         for pid in [*part.anomaly, *(p.id for p in part.activity)]:
             if pid in seen:
                 raise ConfigError(f"{f}: policy {pid}: field `id` is also used in {seen[pid]}")
@@ -441,3 +462,56 @@ def load_policies(path: str | None, learning: timedelta = timedelta(days=7)) -> 
         anomaly.update(part.anomaly)
         activity.extend(part.activity)
     return PolicySet(anomaly, tuple(activity))
+
+
+def _load_file(f: Path, learning: timedelta) -> PolicySet:
+    try:
+        docs = yaml.safe_load(f.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{f}: not valid YAML ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{f}: cannot be read ({exc})") from None
+    return parse(docs, str(f), learning)
+
+
+def check(path: str) -> tuple[list[str], bool]:
+    """What `python -m shared.policies check PATH` prints, and whether every file passed.
+
+    Each file is checked on its own (so every bad file is reported), then the folder as the
+    deployment loads it (ids unique across files).
+    """
+    root = Path(path)
+    if not root.exists():
+        return [f"{root}: does not exist"], False
+    lines, ok = [], True
+    for f in _policy_files(root):
+        try:
+            part = _load_file(f, timedelta(days=7))
+        except ConfigError as exc:
+            lines.append(f"ERROR {exc}")
+            ok = False
+            continue
+        ids = [*part.anomaly, *(p.id for p in part.activity)]
+        lines.append(f"OK    {f}: {len(ids)} policies ({', '.join(ids) or 'none'})")
+    if ok:
+        try:
+            load_policies(path)
+        except ConfigError as exc:
+            lines.append(f"ERROR {exc}")
+            ok = False
+    return lines, ok
+
+
+def main(argv: list[str]) -> int:
+    """`check PATH`: 0 when every policy file under PATH loads, 1 when one does not, 2: usage."""
+    if len(argv) != 2 or argv[0] != "check":
+        print("usage: python -m shared.policies check PATH", file=sys.stderr)
+        return 2
+    lines, ok = check(argv[1])
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

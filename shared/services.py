@@ -205,8 +205,10 @@ class Services:
             enqueue=self.enqueue_action,
         )
 
-    def enqueue_detection(self, message: str) -> None:
-        self.storage.queue(self.settings.activity_queue).send_message(message)
+    def enqueue_detection(self, message: str, visibility_timeout: int = 0) -> None:
+        self.storage.queue(self.settings.activity_queue).send_message(
+            message, visibility_timeout=visibility_timeout or None
+        )
 
 
 DETECTOR_IDS = builtins.DETECTOR_IDS

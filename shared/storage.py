@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -128,6 +129,40 @@ def upsert_batches(table: TableClient, entities: Iterable[dict[str, Any]]) -> in
             submit(table, [("upsert", e, {"mode": "replace"}) for e in batch])
             sent += 1
     return sent
+
+
+def delete_rows(table: TableClient, rows: Iterable[Mapping[str, Any]], workers: int = 1) -> int:
+    """Delete the rows (each with its PartitionKey and RowKey) in transactions of at most 100
+    of one partition, up to `workers` transactions at once, as the rows stream in (a query's
+    rows come partition by partition, so only the transactions in flight are held in memory);
+    returns how many were deleted."""
+
+    def transactions() -> Iterator[tuple[str, list[str]]]:
+        pk, keys = "", list[str]()
+        for row in rows:
+            if keys and (row["PartitionKey"] != pk or len(keys) == MAX_BATCH):
+                yield pk, keys
+                keys = []
+            pk = str(row["PartitionKey"])
+            keys.append(str(row["RowKey"]))
+        if keys:
+            yield pk, keys
+
+    def send(transaction: tuple[str, list[str]]) -> int:
+        pk, keys = transaction
+        submit(table, [("delete", {"PartitionKey": pk, "RowKey": k}) for k in keys])
+        return len(keys)
+
+    if workers <= 1:
+        return sum(send(t) for t in transactions())
+    deleted, in_flight = 0, set[Future[int]]()
+    with ThreadPoolExecutor(workers, thread_name_prefix="vigil-delete") as pool:
+        for transaction in transactions():
+            if len(in_flight) >= workers:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                deleted += sum(f.result() for f in done)
+            in_flight.add(pool.submit(send, transaction))
+        return deleted + sum(f.result() for f in wait(in_flight).done)
 
 
 def write_if_unchanged(table: TableClient, entity: dict[str, Any], etag: str | None) -> bool:

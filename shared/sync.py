@@ -23,7 +23,7 @@ from shared.activities import ActivityBatch
 from shared.held import RELEASE_WINDOW, HeldEvent, HeldEvents
 from shared.inbox import TABLE_MAX_BODY, InboxEntry, pack_body
 from shared.logsafe import quoted
-from shared.models import Activity, Install, short_hash
+from shared.models import Activity, Install, short_hash, utc
 from shared.services import Services
 from shared.workplace.counts import EventCountStore, new_activities
 from shared.workplace.directory_sync import record_login_methods
@@ -90,7 +90,9 @@ def quarantine_activities(
     queue again once the cause is fixed."""
     if not activities:
         return
-    key = short_hash(*(f"{a.tenant_id}|{a.event_id}" for a in activities))
+    # The earliest event time first (retention deletes by key range); the hash keeps it one row.
+    earliest = st.ticks_key(min(utc(a.time) for a in activities))
+    key = f"{earliest}_{short_hash(*(f'{a.tenant_id}|{a.event_id}' for a in activities))}"
     body = ActivityBatch(activities=tuple(activities)).to_message().encode()
     quarantine(svc, "detection", key, body, reason, now)
 

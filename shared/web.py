@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
+
+from shared.query_params import BadInput
 
 # Sent with every answer: browsers must not guess another type than the one declared (a JSON
 # error quoting a delivery's text is never rendered as HTML).
@@ -32,3 +36,19 @@ class Reply:
     @classmethod
     def redirect(cls, location: str) -> Reply:
         return cls(302, "", "text/plain", {"Location": location})
+
+
+P = ParamSpec("P")
+
+
+def refuses_bad_input(fn: Callable[P, Reply]) -> Callable[P, Reply]:
+    """The route answers a `BadInput` it raises with a 4xx naming the parameter."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Reply:
+        try:
+            return fn(*args, **kwargs)
+        except BadInput as bad:
+            return Reply.error(bad.status, str(bad))
+
+    return wrapper

@@ -106,7 +106,7 @@ def test_continuation_paging_walks_every_alert_once(stored: Services, tenant: st
         ({"top": "0"}, "top"),
         ({"top": "many"}, "top"),
         ({"next": "garbage!"}, "next"),
-        ({"colour": "red"}, "unknown query parameters"),
+        ({"colour": "red"}, "unknown query parameter 'colour'"),
     ],
 )
 def test_bad_queries_get_a_400_that_says_what_is_wrong(

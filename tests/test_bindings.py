@@ -77,6 +77,13 @@ def test_the_app_indexes_every_function_once_with_its_trigger() -> None:
             "schedule": "%TOR_REFRESH_SCHEDULE%",
             "runOnStartup": False,
         },
+        "retention_timer": {
+            "direction": "IN",
+            "type": "timerTrigger",
+            "name": "timer",
+            "schedule": "%RETENTION_SCHEDULE%",
+            "runOnStartup": False,
+        },
         "govern_queue": {
             "direction": "IN",
             "type": "queueTrigger",

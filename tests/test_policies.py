@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -243,3 +245,132 @@ def test_scope_by_user_and_group_follows_mdca(
 ) -> None:
     cfg = policy(scope=scope).config
     assert cfg.in_scope(act(), frozenset(groups)) is expected
+
+
+def failed_logins(params: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "vigil.multiple_failed_logins", "type": "anomaly", "params": params}
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (failed_logins({"threshold": 0}), "field `params.threshold`: expected an integer from 1"),
+        (failed_logins({"threshold": "ten"}), "field `params.threshold`: expected an integer"),
+        (failed_logins({"threshold": 2.5}), "field `params.threshold`: expected an integer"),
+        (failed_logins({"threshold": True}), "field `params.threshold`: expected an integer"),
+        (
+            failed_logins({"window_minutes": -5}),
+            "field `params.window_minutes`: expected an integer from 1 to 1440 (minutes",
+        ),
+        (failed_logins({"window_minutes": 100_000}), "field `params.window_minutes`"),
+        (failed_logins({"treshold": 5}), "field `params.treshold`: unknown parameter"),
+        (
+            {"id": "vigil.anonymous_ip", "type": "anomaly", "params": {"threshold": 5}},
+            "field `params.threshold`: unknown parameter (accepted: none)",
+        ),
+        (
+            {"id": "vigil.impossible_travel", "type": "anomaly", "sensitivity": "extreme"},
+            "field `sensitivity`: one of low, medium, high",
+        ),
+        (
+            {"id": "vigil.anonymous_ip", "type": "anomaly", "governance": [{"action": "nuke"}]},
+            "field `governance`: unknown action 'nuke'",
+        ),
+        (
+            {
+                "id": "vigil.anonymous_ip",
+                "type": "anomaly",
+                "governance": [{"action": "revoke_sessions", "approval_required": "yes"}],
+            },
+            "field `governance.approval_required`: true or false",
+        ),
+        (
+            {
+                "id": "vigil.anonymous_ip",
+                "type": "anomaly",
+                "governance": [{"action": "revoke_sessions", "approve": True}],
+            },
+            "field `governance`: unknown keys ['approve']",
+        ),
+        ({"id": "vigil.no_such_thing", "type": "anomaly"}, "field `id`: names no built-in"),
+    ],
+)
+def test_builtin_parameters_are_checked_at_load_with_the_field_named(
+    doc: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(doc, "builtin.yaml")
+    assert str(err.value).startswith(f"builtin.yaml: policy {doc['id']}")
+    assert message in str(err.value)
+
+
+def test_valid_builtin_parameters_reach_the_detection() -> None:
+    doc = failed_logins({"threshold": 3, "window_minutes": 10, "baseline_minimum": 2})
+    cfg = parse(doc, "builtin.yaml").anomaly["vigil.multiple_failed_logins"]
+    assert cfg.params == {"threshold": 3, "window_minutes": 10, "baseline_minimum": 2}
+
+
+def run_check(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
+        [sys.executable, "-m", "shared.policies", *args],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
+
+
+def test_the_check_command_passes_the_shipped_policies() -> None:
+    done = run_check("check", str(SHIPPED))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("OK") for line in lines)
+    assert "builtin.yaml: 8 policies" in lines[0]
+
+
+def test_the_check_command_names_each_bad_file_and_fails(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump([failed_logins({"threshold": 0})]))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(failed_logins({"window_minutes": -5})))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(failed_logins({"threshold": 4})))
+    done = run_check("check", str(tmp_path))
+    assert done.returncode == 1
+    errors = [line for line in done.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 2
+    assert "a.yaml: policy vigil.multiple_failed_logins, field `params.threshold`" in errors[0]
+    assert "b.yaml: policy vigil.multiple_failed_logins, field `params.window_minutes`" in errors[1]
+    assert any(line.startswith("OK") and "c.yaml" in line for line in done.stdout.splitlines())
+
+
+def test_the_check_command_refuses_duplicates_a_missing_path_and_bad_usage(
+    tmp_path: Path,
+) -> None:
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text(yaml.safe_dump(failed_logins({"threshold": 4})))
+    done = run_check("check", str(tmp_path))
+    assert done.returncode == 1 and "field `id` is also used in" in done.stdout
+    assert run_check("check", str(tmp_path / "missing")).returncode == 1
+    assert run_check("lint").returncode == 2
+
+
+def test_a_bad_policy_file_is_refused_when_detection_loads(
+    vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from shared import services
+
+    (tmp_path / "builtin.yaml").write_text(yaml.safe_dump([failed_logins({"threshold": "ten"})]))
+    monkeypatch.setenv("POLICIES_PATH", str(tmp_path))
+    services.reset()
+    svc = services.get_services()
+    with pytest.raises(ConfigError, match=r"builtin.yaml: policy .*field `params.threshold`"):
+        _ = svc.detections
+    # A detection message meanwhile waits for the fix: put back for later, not retried to poison.
+    from azure.functions.queue import QueueMessage
+
+    from detect_queue import detect_queue
+
+    (batch,) = svc.activities.write([act("login_failed")])
+    queue = svc.storage.queue(vigil_env["ACTIVITY_QUEUE"])
+    message = QueueMessage(id="m1", body=batch.to_message().encode(), dequeue_count=1)
+    detect_queue.build().get_user_function()(message)
+    assert queue.get_queue_properties().approximate_message_count == 1
+    assert list(queue.peek_messages()) == []  # invisible until the retry delay has passed

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, get_args
 
+from shared import query_params as q
 from shared.governance.actions import ACTIONS
 from shared.governance.commands import Refused, approve, retry, revert
 from shared.governance.executor import Governance
 from shared.governance.records import ActionFilter
 from shared.models import ActionStatus, GovernanceAction
-from shared.web import Reply
+from shared.query_params import BadInput
+from shared.web import Reply, refuses_bad_input
 
 COMMANDS = {"approve": approve, "retry": retry, "revert": revert}
 FILTERS = ("tenant", "status", "action", "user", "alert", "limit", "next")
 MAX_LIMIT = 1000
+PRINCIPAL_HEADER = "x-ms-client-principal-name"  # App Service authentication's signed-in user
 
 
 def _plain(value: Any) -> Any:
@@ -34,31 +37,23 @@ def record_json(record: GovernanceAction) -> dict[str, Any]:
     return out
 
 
-def list_actions(gov: Governance, params: dict[str, str]) -> Reply:
+@refuses_bad_input
+def list_actions(gov: Governance, params: Mapping[str, str]) -> Reply:
     """`GET /api/governance/actions?status=&action=&user=&alert=&tenant=&limit=&next=`: newest
     first (by creation), `limit` at a time, with `next` the token of the following page."""
-    unknown = sorted(set(params) - set(FILTERS) - {"code"})
-    if unknown:
-        return Reply.error(400, f"unknown filter {unknown[0]!r}; use {', '.join(FILTERS)}")
-    status, action = params.get("status", ""), params.get("action", "")
-    if status and status not in get_args(ActionStatus):
-        return Reply.error(400, f"status must be one of {', '.join(get_args(ActionStatus))}")
-    if action and action not in ACTIONS:
-        return Reply.error(400, f"action must be one of {', '.join(ACTIONS)}")
-    raw_limit = params.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        return Reply.error(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
+    q.known(params, FILTERS)
     where = ActionFilter(
-        tenant_id=params.get("tenant", ""),
-        status=status,
-        action=action,
-        user=params.get("user", ""),
-        alert_id=params.get("alert", ""),
+        tenant_id=q.text(params, "tenant", key=True),
+        status=q.choice(params, "status", get_args(ActionStatus)),
+        action=q.choice(params, "action", ACTIONS),
+        user=q.text(params, "user"),
+        alert_id=q.text(params, "alert"),
     )
-    try:
-        page = gov.actions.page(where, limit=int(raw_limit), next_token=params.get("next") or None)
-    except ValueError as exc:
-        return Reply.error(400, str(exc))
+    page = gov.actions.page(
+        where,
+        limit=q.integer(params, "limit", 100, 1, MAX_LIMIT),
+        next_token=q.text(params, "next", max_len=1000) or None,
+    )
     return Reply.json(
         200,
         {
@@ -69,6 +64,7 @@ def list_actions(gov: Governance, params: dict[str, str]) -> Reply:
     )
 
 
+@refuses_bad_input
 def run_command(
     gov: Governance,
     action_id: str,
@@ -82,14 +78,13 @@ def run_command(
     handler = COMMANDS.get(command)
     if handler is None:
         return Reply.error(404, f"unknown command {command!r}; use {', '.join(COMMANDS)}")
-    try:
-        payload = json.loads(body) if body.strip() else {}
-    except ValueError:
-        return Reply.error(400, 'the body must be JSON, e.g. {"by": "analyst@contoso.com"}')
-    by = payload.get("by") if isinstance(payload, dict) else None
-    by = by or headers.get("x-ms-client-principal-name", "")
+    q.checked("id", action_id, key=True)
+    by = q.json_object(body).get("by")
+    if by is None or by == "":
+        by = q.text(headers, PRINCIPAL_HEADER)
     if not isinstance(by, str) or not by.strip():
-        return Reply.error(400, 'say who you are: {"by": "analyst@contoso.com"} in the body')
+        raise BadInput('by: say who you are: {"by": "analyst@contoso.com"} in the body')
+    q.checked("by", by.strip())
     try:
         record = handler(gov, action_id, by.strip()[:200], now)
     except Refused as refused:

@@ -164,13 +164,7 @@ def _drop_staging(table: TableClient, community_id: str, keep: str = "") -> None
         parameters={"lo": f"{community_id}_", "hi": f"{community_id}`"},  # "`" follows "_"
         select=["PartitionKey", "RowKey"],
     )
-    by_pk: dict[str, list[str]] = {}
-    for e in rows:
-        if e["PartitionKey"] != keep:
-            by_pk.setdefault(e["PartitionKey"], []).append(e["RowKey"])
-    for pk, keys in by_pk.items():
-        for batch in st.chunks(keys, st.MAX_BATCH):
-            submit(table, [("delete", {"PartitionKey": pk, "RowKey": k}) for k in batch])
+    st.delete_rows(table, (e for e in rows if e["PartitionKey"] != keep))
 
 
 class DirectorySync:

@@ -1,0 +1,109 @@
+"""Reading an HTTP request's inputs: each problem is a `BadInput` whose message names the
+parameter, which the route answers with a 4xx (`shared.web.refuses_bad_input`).
+
+Every route reads its query (and a JSON body) through these functions, so a malformed value,
+an out-of-range date or an unknown name is refused here, never a 500 from deeper down.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+MAX_TEXT = 200  # characters in a filter value, id or token from a query string
+MAX_JSON_BODY = 64 * 1024  # bytes in an API command's JSON body
+# Dates an API accepts: none of Vigil's data is older than Workplace itself, and a date beyond
+# the end of the century is a typo (either would also overflow the keys' tick arithmetic).
+EARLIEST = datetime(2004, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+KEY_FORBIDDEN = "/\\#?"  # characters a table key may not hold
+EXAMPLE_TIME = "an ISO 8601 time such as 2026-03-02T09:00:00Z"
+
+
+class BadInput(ValueError):
+    """A request input is wrong; the message names it and says what is expected (a 400, or
+    `status`)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def known(params: Mapping[str, str], allowed: Iterable[str]) -> None:
+    """Refuse a parameter the route does not take (the function key's `code` is always taken)."""
+    names = tuple(allowed)
+    unknown = sorted(set(params) - set(names) - {"code"})
+    if unknown:
+        use = f"use {', '.join(names)}" if names else "this route takes none"
+        raise BadInput(f"unknown query parameter {unknown[0]!r}: {use}")
+
+
+def checked(name: str, value: str, *, max_len: int = MAX_TEXT, key: bool = False) -> str:
+    """One value: at most `max_len` characters, printable; `key`: also fit a table key."""
+    if len(value) > max_len:
+        raise BadInput(f"{name}: at most {max_len} characters")
+    if not value.isprintable():
+        raise BadInput(f"{name}: may not contain control characters")
+    if key and any(c in value for c in KEY_FORBIDDEN):
+        raise BadInput(f"{name}: may not contain / \\ # or ?")
+    return value
+
+
+def text(
+    params: Mapping[str, str], name: str, max_len: int = MAX_TEXT, *, key: bool = False
+) -> str:
+    return checked(name, params.get(name, "").strip(), max_len=max_len, key=key)
+
+
+def time(params: Mapping[str, str], name: str, *, required: bool = False) -> datetime | None:
+    """An ISO 8601 time (`Z`, `+01:00`, or none: UTC) from EARLIEST to before LATEST."""
+    raw = text(params, name)
+    if not raw:
+        if required:
+            raise BadInput(f"{name}: required, {EXAMPLE_TIME}")
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"{name}: expected {EXAMPLE_TIME}") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    # Compared before converting: 0001-01-01T00:00:00+01:00 has no UTC value.
+    if not EARLIEST <= value < LATEST:
+        raise BadInput(
+            f"{name}: expected a time from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}, "
+            f"{EXAMPLE_TIME}"
+        )
+    return value.astimezone(UTC)
+
+
+def integer(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name, "").strip() or str(default)
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise BadInput(f"{name}: expected an integer from {low} to {high}")
+    return int(raw)
+
+
+def choice(params: Mapping[str, str], name: str, allowed: Iterable[str]) -> str:
+    raw = text(params, name)
+    options = tuple(allowed)
+    if raw and raw not in options:
+        raise BadInput(f"{name}: {raw!r} is not one of {', '.join(options)}")
+    return raw
+
+
+def json_object(body: bytes, name: str = "body", max_bytes: int = MAX_JSON_BODY) -> dict[str, Any]:
+    """A JSON object body (empty: {}); anything else is BadInput naming it (413: too large)."""
+    if len(body) > max_bytes:
+        raise BadInput(f"{name}: at most {max_bytes} bytes", status=413)
+    if not body.strip():
+        return {}
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadInput(f'{name}: not JSON; send an object such as {{"by": "analyst"}}') from None
+    if not isinstance(payload, dict):
+        raise BadInput(f"{name}: expected a JSON object")
+    return payload

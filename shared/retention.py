@@ -1,0 +1,271 @@
+"""Retention: old rows are deleted by partition or by key range, never found by scanning a table.
+
+Each query below names its partitions (or a key range of one partition), so what it reads is
+what it deletes, plus at most the few bookkeeping rows still in use; the size of the tables
+does not enter into it. The cut-offs are wall clock minus the retention: retention is about how
+long data is stored, not about what happened when, so (unlike detection) it may use the clock.
+
+- Activities (`<source>_<community>_<YYYYMMDD>`): whole event days before the cut-off, per
+  known community (a key range over that community's day partitions).
+- Alerts (partition: tenant; row key: inverted ticks of when the alert was raised, in event
+  time, so the oldest sort last): the key range older than the cut-off, per known tenant.
+- Quarantine (partition: source, or `detection`; row key: ticks of receipt, or of the earliest
+  event, so the oldest sort first): the key range older than the activity cut-off.
+- Held events (partition `<source>_<community>`; row key: ticks of receipt): the key range
+  older than the activity cut-off, per known community.
+- Daily alert limits (detection state, partition: tenant; row key `daily|<policy>|<day>`): the
+  `daily|` key range of each tenant holds only the days not yet cleaned (policies x a week).
+- Install `state` nonces (partition `state_<expiry day>`): the expired days' partitions, and the
+  expired rows of the partition states had before they carried their day.
+
+Bounded without retention (no time in their keys, and no need): directory staging (at most one
+snapshot in progress per community, dropped when it completes), event-count tallies (folded
+hourly into one total per community), the inbox (drained every minute), profiles, users and
+groups (one row per person or group).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from azure.data.tables import TableClient
+
+from shared import storage as st
+from shared.activities import day_partitions
+from shared.held import partition as held_partition
+from shared.inbox import WebhookInbox
+from shared.installs import InstallStates
+from shared.models import utc
+from shared.storage import delete_rows, inverted_ticks, ticks_key
+from shared.workplace.normalize import SOURCE
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_PARTITIONS = (SOURCE, "detection")  # deliveries; activities detection could not judge
+DAILY_LIMIT_KEEP_DAYS = 7  # a late redelivery for an event day still finds its day's count
+RUN_SECONDS = 8 * 60  # stop deleting in time for host.json's 10-minute functionTimeout
+DELETE_WORKERS = 8  # delete transactions in flight at once
+KEYS = ["PartitionKey", "RowKey"]
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """What is old enough to go; None: kept forever (retention 0)."""
+
+    activity_day: date | None  # event days before this one
+    alert_time: datetime | None  # alerts raised (event time) before this
+    quarantine_time: datetime | None  # deliveries received before this
+    daily_limit_day: date
+    state_day: date  # install states that expired on a day before this one
+
+    @classmethod
+    def at(cls, now: datetime, activity_days: int, alert_days: int) -> Cutoffs:
+        now = utc(now)
+        activity = now - timedelta(days=activity_days) if activity_days else None
+        return cls(
+            activity_day=activity.date() if activity else None,
+            alert_time=now - timedelta(days=alert_days) if alert_days else None,
+            quarantine_time=activity,
+            daily_limit_day=now.date() - timedelta(days=DAILY_LIMIT_KEEP_DAYS),
+            state_day=now.date(),
+        )
+
+
+@dataclass
+class Deleted:
+    activities: int = 0
+    alerts: int = 0
+    quarantine: int = 0
+    held: int = 0
+    daily_limits: int = 0
+    install_states: int = 0
+    skipped_tenants: list[str] = field(default_factory=list)
+    finished: bool = True  # False: the time ran out; the next run carries on
+
+
+def expired_activities(table: TableClient, source: str, tenant: str, before: date) -> Iterator[Any]:
+    """The keys of the tenant's activities on event days before `before`, partition by partition."""
+    lo, hi = day_partitions(source, tenant, before)
+    rows = table.query_entities(
+        "PartitionKey ge @lo and PartitionKey lt @hi",
+        parameters={"lo": lo, "hi": hi},
+        select=KEYS,
+    )
+    # A tenant id that is a prefix of another's is told apart by the day after it.
+    return (e for e in rows if e["PartitionKey"][len(lo) :].isdigit())
+
+
+def expired_alerts(table: TableClient, tenant: str, before: datetime) -> Iterator[Any]:
+    """Alerts of the tenant raised before `before` (event time; their keys sort last)."""
+    return iter(
+        table.query_entities(
+            "PartitionKey eq @pk and RowKey gt @k",
+            parameters={"pk": tenant, "k": inverted_ticks(before) + "~"},  # "~" sorts after "_<id>"
+            select=KEYS,
+        )
+    )
+
+
+def expired_quarantine(table: TableClient, source: str, before: datetime) -> Iterator[Any]:
+    """Deliveries of the source quarantined from an inbox entry received before `before`."""
+    return iter(
+        table.query_entities(
+            "PartitionKey eq @pk and RowKey lt @k",
+            parameters={"pk": source, "k": ticks_key(before)},
+            select=[*KEYS, "BodyBlob"],
+        )
+    )
+
+
+def expired_held(table: TableClient, tenant: str, before: datetime) -> Iterator[Any]:
+    """The community's held events (no active install) whose delivery arrived before `before`."""
+    return iter(
+        table.query_entities(
+            "PartitionKey eq @pk and RowKey lt @k",
+            parameters={"pk": held_partition(SOURCE, tenant), "k": ticks_key(before)},
+            select=KEYS,
+        )
+    )
+
+
+def expired_daily_limits(table: TableClient, tenant: str, before: date) -> Iterator[Any]:
+    """The tenant's daily-limit rows for event days before `before`."""
+    rows = table.query_entities(
+        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+        parameters={"pk": tenant, "lo": "daily|", "hi": "daily}"},  # "}" follows "|"
+        select=KEYS,
+    )
+    return (e for e in rows if e["RowKey"].rpartition("|")[2] < before.isoformat())
+
+
+def expired_states(table: TableClient, before: date, now: datetime) -> Iterator[Any]:
+    """Install states that expired on a day before `before`, and expired states of the old
+    undated partition (which no longer grows)."""
+    prefix = InstallStates.PREFIX
+    dated = table.query_entities(
+        "PartitionKey ge @lo and PartitionKey lt @hi",
+        parameters={"lo": prefix, "hi": f"{prefix}{before:%Y%m%d}"},
+        select=KEYS,
+    )
+    yield from dated
+    legacy = table.query_entities(
+        "PartitionKey eq @pk",
+        parameters={"pk": InstallStates.LEGACY_PARTITION},
+        select=[*KEYS, "ExpiresAt"],
+    )
+    yield from (e for e in legacy if utc(e["ExpiresAt"]) <= now)
+
+
+@dataclass(frozen=True)
+class Tables:
+    activities: TableClient
+    alerts: TableClient
+    quarantine: TableClient
+    detection_state: TableClient
+    install_states: TableClient
+    held: TableClient
+
+
+def purge(
+    tables: Tables,
+    tenants: Iterable[str],
+    cutoffs: Cutoffs,
+    now: datetime,
+    inbox: WebhookInbox | None = None,
+    *,
+    keep_going: Callable[[], bool] = lambda: True,
+    workers: int = 1,
+) -> Deleted:
+    """Delete everything older than the cut-offs for the known tenants. Safe to stop at any
+    point (`keep_going` false: no further rows are taken) and to run again."""
+    out = Deleted()
+
+    def delete(table: TableClient, rows: Iterable[Any]) -> int:
+        return delete_rows(table, _while(rows, keep_going, out), workers)
+
+    for tenant in sorted(set(tenants)):
+        if not (tenant.isascii() and tenant.isdigit()):
+            out.skipped_tenants.append(tenant)  # not a key range we can bound: left alone
+            continue
+        if cutoffs.activity_day is not None:
+            rows = expired_activities(tables.activities, SOURCE, tenant, cutoffs.activity_day)
+            out.activities += delete(tables.activities, rows)
+        if cutoffs.alert_time is not None:
+            rows = expired_alerts(tables.alerts, tenant, cutoffs.alert_time)
+            out.alerts += delete(tables.alerts, rows)
+        if cutoffs.quarantine_time is not None:
+            rows = expired_held(tables.held, tenant, cutoffs.quarantine_time)
+            out.held += delete(tables.held, rows)
+        rows = expired_daily_limits(tables.detection_state, tenant, cutoffs.daily_limit_day)
+        out.daily_limits += delete(tables.detection_state, rows)
+    for source in QUARANTINE_PARTITIONS:
+        if cutoffs.quarantine_time is not None:
+            rows = expired_quarantine(tables.quarantine, source, cutoffs.quarantine_time)
+            out.quarantine += delete(tables.quarantine, _unparked(rows, inbox))
+    rows = expired_states(tables.install_states, cutoffs.state_day, now)
+    out.install_states += delete(tables.install_states, rows)
+    return out
+
+
+def _while(rows: Iterable[Any], keep_going: Callable[[], bool], out: Deleted) -> Iterator[Any]:
+    """The rows until `keep_going` says stop (asked before each row is taken, so a row is
+    never half handled)."""
+    iterator = iter(rows)
+    while out.finished:
+        if not keep_going():
+            out.finished = False
+            return
+        row = next(iterator, None)
+        if row is None:
+            return
+        yield row
+
+
+def _unparked(rows: Iterable[Mapping[str, Any]], inbox: WebhookInbox | None) -> Iterator[Any]:
+    """The rows, each one's parked body (a blob) deleted before the row that names it."""
+    for row in rows:
+        if row.get("BodyBlob") and inbox is not None:
+            inbox.discard_parked(str(row["BodyBlob"]))
+        yield row
+
+
+def run(
+    storage: st.Storage,
+    inbox: WebhookInbox,
+    tenants: Iterable[str],
+    activity_days: int,
+    alert_days: int,
+    now: datetime,
+) -> Deleted:
+    """`retention_timer`: one pass over the known tenants with the configured retentions."""
+    tables = Tables(
+        activities=storage.table(st.ACTIVITIES),
+        alerts=storage.table(st.ALERTS),
+        quarantine=storage.table(st.QUARANTINE),
+        detection_state=storage.table(st.DETECTION_STATE),
+        install_states=storage.table(st.INSTALL_STATES),
+        held=storage.table(st.HELD_EVENTS),
+    )
+    deadline = time.monotonic() + RUN_SECONDS
+    deleted = purge(
+        tables,
+        tenants,
+        Cutoffs.at(now, activity_days, alert_days),
+        now,
+        inbox,
+        keep_going=lambda: time.monotonic() < deadline,
+        workers=DELETE_WORKERS,
+    )
+    if not deleted.finished:
+        log.warning("retention: stopped after %d s; the next run carries on", RUN_SECONDS)
+    if deleted.skipped_tenants:
+        log.warning(
+            "retention: tenants %s have ids that are not digits; their data was left alone",
+            [t[:40] for t in deleted.skipped_tenants[:10]],
+        )
+    return deleted

@@ -1,0 +1,207 @@
+"""Every HTTP route, fed malformed input through the local functions host: a 4xx naming the
+parameter, never a 5xx.
+
+The routes are enumerated from the app the host indexed (function_app's blueprints), so a route
+added without cases here fails `test_every_route_and_method_has_malformed_input_cases`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from local.stack import APP_SECRET, Stack, local_stack
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str  # under /api
+    parameter: str  # what the answer must name
+    query: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        shown = {k: (v if len(v) < 40 else v[:20] + "...") for k, v in self.query.items()}
+        return f"{self.method} {self.path} {shown} {self.body[:30]!r} -> {self.parameter}"
+
+
+def token(payload: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+
+
+def signed_request(payload: object, secret: str) -> str:
+    encoded = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    sig = hmac.new(secret.encode(), encoded.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(sig).decode().rstrip("=") + "." + encoded
+
+
+LONG = "x" * 300
+
+CASES: dict[str, list[Case]] = {
+    "alerts_http": [
+        Case("GET", "alerts", "since", {"since": "0001-01-01T00:00:00+01:00"}),
+        Case("GET", "alerts", "since", {"since": "9999-12-31T23:59:59-01:00"}),
+        Case("GET", "alerts", "since", {"since": "1999-12-31T23:59:59Z"}),
+        Case("GET", "alerts", "since", {"since": "yesterday"}),
+        Case("GET", "alerts", "since", {"since": "2026-13-01T00:00:00Z"}),
+        Case("GET", "alerts", "since", {"since": "2026-03-01T00:00:00+25:00"}),
+        Case("GET", "alerts", "since", {"since": "2026-03-01\x00"}),
+        Case("GET", "alerts", "top", {"top": "0"}),
+        Case("GET", "alerts", "top", {"top": "201"}),
+        Case("GET", "alerts", "top", {"top": "-1"}),
+        Case("GET", "alerts", "top", {"top": "ten"}),
+        Case("GET", "alerts", "top", {"top": "1e3"}),
+        Case("GET", "alerts", "top", {"top": "\u0662"}),  # a digit, but not an ASCII one
+        Case("GET", "alerts", "next", {"next": "not-a-token"}),
+        Case("GET", "alerts", "next", {"next": token({"after": 5})}),
+        Case("GET", "alerts", "next", {"next": token({"after": "../../x"})}),
+        Case("GET", "alerts", "next", {"next": token(["after"])}),
+        Case("GET", "alerts", "next", {"next": "W" * 5000}),
+        Case("GET", "alerts", "tenant", {"tenant": "a/b"}),
+        Case("GET", "alerts", "tenant", {"tenant": "a#b?c"}),
+        Case("GET", "alerts", "detector", {"detector": LONG}),
+        Case("GET", "alerts", "user", {"user": "bob\x01"}),
+        Case("GET", "alerts", "colour", {"colour": "red"}),
+    ],
+    "governance_actions": [
+        Case("GET", "governance/actions", "status", {"status": "exploded"}),
+        Case("GET", "governance/actions", "action", {"action": "delete_everything"}),
+        Case("GET", "governance/actions", "limit", {"limit": "0"}),
+        Case("GET", "governance/actions", "limit", {"limit": "1001"}),
+        Case("GET", "governance/actions", "limit", {"limit": "lots"}),
+        Case("GET", "governance/actions", "limit", {"limit": "99999999999999999999999"}),
+        Case("GET", "governance/actions", "tenant", {"tenant": "a#b"}),
+        Case("GET", "governance/actions", "user", {"user": LONG}),
+        Case("GET", "governance/actions", "alert", {"alert": "a\nb"}),
+        Case("GET", "governance/actions", "colour", {"colour": "red"}),
+    ],
+    "governance_command": [
+        Case("POST", "governance/actions/abc/approve", "body", body=b"not json"),
+        Case("POST", "governance/actions/abc/approve", "body", body=b"[1, 2]"),
+        Case("POST", "governance/actions/abc/retry", "body", body=b'{"by": '),
+        Case("POST", "governance/actions/abc/revert", "body", body=b"[" * 100_000),
+        Case("POST", "governance/actions/abc/approve", "body", body=b" " * 70_000 + b"{}"),
+        Case("POST", "governance/actions/abc/approve", "by", body=b'{"by": 5}'),
+        Case("POST", "governance/actions/abc/approve", "by", body=b'{"by": ["me"]}'),
+        Case("POST", "governance/actions/abc/approve", "by", body=b"{}"),
+        Case("POST", "governance/actions/abc/approve", "by", body=b'{"by": "   "}'),
+        Case(
+            "POST", "governance/actions/abc/approve", "by", body=json.dumps({"by": LONG}).encode()
+        ),
+        Case("POST", "governance/actions/abc/approve", "by", body=b'{"by": "eve\\u0000"}'),
+        Case(
+            "POST",
+            "governance/actions/abc/approve",
+            "x-ms-client-principal-name",
+            headers={"x-ms-client-principal-name": LONG},
+        ),
+        Case("POST", "governance/actions/a%23b/approve", "id", body=b'{"by": "analyst"}'),
+        Case("POST", f"governance/actions/{'i' * 300}/approve", "id", body=b'{"by": "x"}'),
+    ],
+    "connect_install": [
+        Case("GET", "workplace/install", "colour", {"colour": "red"}),
+    ],
+    "connect_status": [
+        Case("GET", "workplace/status", "colour", {"colour": "red"}),
+    ],
+    "connect_http": [
+        Case("GET", "workplace/callback", "code"),
+        Case("GET", "workplace/callback", "state", {"code": "abc"}),
+        Case("GET", "workplace/callback", "state", {"code": "abc", "state": "a/b"}),
+        Case("GET", "workplace/callback", "state", {"code": "abc", "state": "never-issued"}),
+        Case("GET", "workplace/callback", "state", {"code": "abc", "state": LONG}),
+        Case("GET", "workplace/callback", "code", {"code": "c" * 5000, "state": "s"}),
+        Case("GET", "workplace/callback", "code", {"code": "a\x00b", "state": "s"}),
+        Case("GET", "workplace/callback", "error", {"error": "access_denied"}),
+        Case("GET", "workplace/webhook", "hub.mode"),
+        Case("GET", "workplace/webhook", "hub.mode", {"hub.mode": "unsubscribe"}),
+        Case(
+            "GET",
+            "workplace/webhook",
+            "hub.verify_token",
+            {"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"},
+        ),
+        Case("POST", "workplace/webhook", "X-Hub-Signature-256", body=b"{}"),
+        *(
+            Case("POST", "workplace/webhook", "X-Hub-Signature-256", body=b"{}", headers=h)
+            for h in (
+                {"X-Hub-Signature-256": ""},
+                {"X-Hub-Signature-256": "sha256="},
+                {"X-Hub-Signature-256": "sha256=zz"},
+                {"X-Hub-Signature-256": "md5=abc"},
+                {"X-Hub-Signature-256": "sha256=" + "0" * 64},
+                {"X-Hub-Signature-256": "sha256=" + "a" * 10_000},
+                {"X-Hub-Signature": "sha1=" + "0" * 40},
+            )
+        ),
+        Case("POST", "workplace/uninstall", "signed_request"),
+        Case("POST", "workplace/uninstall", "signed_request", body=b"signed_request="),
+        Case("POST", "workplace/uninstall", "signed_request", body=b"signed_request=abc"),
+        Case("POST", "workplace/uninstall", "signed_request", body=b"signed_request=a.b"),
+        Case("POST", "workplace/uninstall", "signed_request", body=b"signed_request=%ff%fe.%00"),
+        Case("POST", "workplace/uninstall", "signed_request", body=b"\xff\xfe\x00"),
+        Case("POST", "workplace/uninstall", "signed_request", body=b"other=1&x=%zz"),
+        Case(
+            "POST",
+            "workplace/uninstall",
+            "community_id",
+            body=b"signed_request=" + signed_request({"user_id": "1"}, APP_SECRET).encode(),
+        ),
+        Case(
+            "POST",
+            "workplace/uninstall",
+            "community_id",
+            body=b"signed_request=" + signed_request({"community_id": "a/b"}, APP_SECRET).encode(),
+        ),
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def stack(azurite_connection_string: str) -> Iterator[Stack]:
+    with local_stack(port=None, triggers=False) as s:
+        yield s
+
+
+def send(stack: Stack, case: Case) -> requests.Response:
+    url = f"{stack.api}/{case.path}"
+    headers = {"x-functions-key": stack.function_key, **case.headers}
+    if case.method == "POST" and "uninstall" in case.path:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return requests.request(
+        case.method, url, params=case.query, data=case.body, headers=headers, timeout=30
+    )
+
+
+def all_cases() -> list[tuple[str, Case]]:
+    return [(name, case) for name, cases in CASES.items() for case in cases]
+
+
+def test_every_route_and_method_has_malformed_input_cases(stack: Stack) -> None:
+    routes = stack.host.http_routes
+    assert {r.function for r in routes} == set(CASES), "add cases for each new HTTP route"
+    for route in routes:
+        covered = {c.method for c in CASES[route.function]}
+        assert covered == set(route.methods), f"{route.function}: cases for {route.methods}"
+
+
+@pytest.mark.parametrize(("function", "case"), all_cases(), ids=lambda v: str(v))
+def test_malformed_input_is_a_4xx_naming_the_parameter(
+    stack: Stack, function: str, case: Case
+) -> None:
+    answer = send(stack, case)
+    assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[:300])
+    assert case.parameter.lower() in answer.text.lower(), answer.text[:300]
+    if answer.headers.get("Content-Type", "").startswith("application/json"):
+        error = answer.json()["error"]
+        assert error["status"] == answer.status_code
+        assert case.parameter.lower() in error["message"].lower()

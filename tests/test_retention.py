@@ -213,3 +213,28 @@ def test_cutoffs_are_wall_clock_minus_the_retention() -> None:
     c = retention.Cutoffs.at(NOW, 180, 365)
     assert c.activity_day == date(2026, 6, 4) and c.alert_time == NOW - 365 * DAY
     assert c.daily_limit_day == date(2026, 11, 24) and c.state_day == date(2026, 12, 1)
+
+
+def test_held_events_and_detection_quarantine_go_by_their_key_times(svc: Services) -> None:
+    from shared.held import HeldEvent, HeldEvents
+    from shared.sync import quarantine_activities
+
+    install(svc, TENANT)  # uninstalled later: its held events are found by its partition
+    held = HeldEvents(svc.storage.table(st.HELD_EVENTS))
+    old, new = act(at=NOW - 200 * DAY, tenant_id=TENANT), act(at=NOW - DAY, tenant_id=TENANT)
+    held.hold(
+        [
+            HeldEvent("e1", NOW - 200 * DAY, old, "no active install"),
+            HeldEvent("e2", NOW - DAY, new, "no active install"),
+        ]
+    )
+    quarantine_activities(svc, [old], "detection raised ValueError", NOW - 199 * DAY)
+    quarantine_activities(svc, [new], "detection raised ValueError", NOW)
+
+    deleted = retention.run(svc.storage, svc.inbox, [TENANT], 180, 365, NOW)
+
+    assert (deleted.held, deleted.quarantine) == (1, 1)
+    (kept,) = rows(svc, st.HELD_EVENTS)
+    assert kept["Entry"] == "e2"
+    (left,) = rows(svc, st.QUARANTINE)
+    assert left["PartitionKey"] == "detection" and left["RowKey"] > st.ticks_key(NOW - 2 * DAY)

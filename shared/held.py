@@ -40,6 +40,9 @@ def partition(source: str, community_id: str) -> str:
     return f"{source}_{community_id}"
 
 
+INDEX = "communities"  # one row per source and community ever held: retention's list of partitions
+
+
 def _row_key(e: HeldEvent) -> str:
     return f"{ticks_key(utc(e.received_at))}_{e.activity.event_id}"
 
@@ -62,6 +65,16 @@ class HeldEvents:
             )
             entities.append(entity)
         upsert_batches(self._table, entities)
+        held = sorted({partition(e.activity.source, e.activity.tenant_id) for e in events})
+        upsert_batches(self._table, [{"PartitionKey": INDEX, "RowKey": pk} for pk in held])
+
+    def communities(self, source: str) -> list[str]:
+        """Every community of the source that has had events held (one partition read)."""
+        prefix = f"{source}_"
+        rows = self._table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": INDEX}, select=["RowKey"]
+        )
+        return [r["RowKey"][len(prefix) :] for r in rows if r["RowKey"].startswith(prefix)]
 
     def releasable(
         self, source: str, community_id: str, since: datetime, limit: int

@@ -12,7 +12,8 @@ long data is stored, not about what happened when, so (unlike detection) it may 
 - Quarantine (partition: source, or `detection`; row key: ticks of receipt, or of the earliest
   event, so the oldest sort first): the key range older than the activity cut-off.
 - Held events (partition `<source>_<community>`; row key: ticks of receipt): the key range
-  older than the activity cut-off, per known community.
+  older than the activity cut-off, per community that ever had events held (the table's
+  `communities` partition lists them, installed or not).
 - Daily alert limits (detection state, partition: tenant; row key `daily|<policy>|<day>`): the
   `daily|` key range of each tenant holds only the days not yet cleaned (policies x a week).
 - Install `state` nonces (partition `state_<expiry day>`): the expired days' partitions, and the
@@ -37,6 +38,7 @@ from azure.data.tables import TableClient
 
 from shared import storage as st
 from shared.activities import day_partitions
+from shared.held import HeldEvents
 from shared.held import partition as held_partition
 from shared.inbox import WebhookInbox
 from shared.installs import InstallStates
@@ -198,11 +200,13 @@ def purge(
         if cutoffs.alert_time is not None:
             rows = expired_alerts(tables.alerts, tenant, cutoffs.alert_time)
             out.alerts += delete(tables.alerts, rows)
-        if cutoffs.quarantine_time is not None:
-            rows = expired_held(tables.held, tenant, cutoffs.quarantine_time)
-            out.held += delete(tables.held, rows)
         rows = expired_daily_limits(tables.detection_state, tenant, cutoffs.daily_limit_day)
         out.daily_limits += delete(tables.detection_state, rows)
+    if cutoffs.quarantine_time is not None:
+        for community in HeldEvents(tables.held).communities(SOURCE):
+            if community.isascii() and community.isdigit():  # ids are checked before holding
+                rows = expired_held(tables.held, community, cutoffs.quarantine_time)
+                out.held += delete(tables.held, rows)
     for source in QUARANTINE_PARTITIONS:
         if cutoffs.quarantine_time is not None:
             rows = expired_quarantine(tables.quarantine, source, cutoffs.quarantine_time)

@@ -110,3 +110,12 @@ def deliver(body: bytes, secret: str) -> None:
         route_params={"action": "webhook"},
     )
     assert webhook_fn(req).status_code == 200
+
+
+def held_rows(svc: Services) -> list[dict[str, Any]]:
+    """The held events (without the table's index of communities)."""
+    from shared import storage
+    from shared.held import INDEX
+
+    rows = svc.storage.table(storage.HELD_EVENTS).list_entities()
+    return [e for e in rows if e["PartitionKey"] != INDEX]

@@ -19,7 +19,16 @@ from shared import storage as tables
 from shared.services import Services
 from shared.sync import drain_inbox
 from shared.workplace.normalize import EARLIEST, EnvelopeError, event_id, normalise
-from tests.samples import COMMUNITY, T0, deliver, envelope, failed_logins, install, value
+from tests.samples import (
+    COMMUNITY,
+    T0,
+    deliver,
+    envelope,
+    failed_logins,
+    held_rows,
+    install,
+    value,
+)
 
 NOW = T0 + timedelta(hours=1)
 OTHER = "900000000000001"  # a community Vigil is not installed in
@@ -227,10 +236,7 @@ def outcomes(svc: Services) -> tuple[set[str], set[str], dict[str, str]]:
         str(e["RowKey"]).split("_", 1)[1]
         for e in svc.storage.table(tables.ACTIVITIES).list_entities(select=["RowKey"])
     }
-    held = {
-        str(e["RowKey"]).split("_", 1)[1]
-        for e in svc.storage.table(tables.HELD_EVENTS).list_entities(select=["RowKey"])
-    }
+    held = {str(e["RowKey"]).split("_", 1)[1] for e in held_rows(svc)}
     kept = {
         str(e["RowKey"]): str(e["Reason"])
         for e in svc.storage.table(tables.QUARANTINE).list_entities(select=["RowKey", "Reason"])

@@ -28,7 +28,16 @@ from shared.sync import drain_inbox
 from shared.workplace.client import RetryPolicy
 from shared.workplace.normalize import normalise
 from sync_timer import sync_timer
-from tests.samples import COMMUNITY, T0, deliver, envelope, failed_logins, install, value
+from tests.samples import (
+    COMMUNITY,
+    T0,
+    deliver,
+    envelope,
+    failed_logins,
+    held_rows,
+    install,
+    value,
+)
 
 http_fn = connect_http.build().get_user_function()
 status_fn = connect_status.build().get_user_function()
@@ -95,7 +104,7 @@ def test_a_brute_force_in_a_community_without_an_install_is_held_and_never_acted
     assert svc.alerts.for_tenant(OTHER) == []
     assert stored(svc, OTHER) == 0 and svc.users.for_tenant(OTHER) == []
     assert queued(svc, svc.settings.govern_queue) == 1  # the installed community's alert only
-    held = list(svc.storage.table(st.HELD_EVENTS).list_entities())
+    held = list(held_rows(svc))
     assert len(held) == 12
     assert all(f"community {OTHER} has no Vigil install" in e["Reason"] for e in held)
     shown = status()
@@ -129,7 +138,7 @@ def test_an_uninstalled_communitys_later_events_are_held(
     result = drain_inbox(svc, NOW)
     assert (result.held, result.activities, result.released) == (12, 0, 0)
     assert stored(svc, COMMUNITY) == 2 and queued(svc, svc.settings.activity_queue) == 0
-    reasons = {e["Reason"] for e in svc.storage.table(st.HELD_EVENTS).list_entities()}
+    reasons = {e["Reason"] for e in held_rows(svc)}
     assert reasons == {
         f"community {COMMUNITY}'s install is uninstalled, not active: held, not detected on"
     }
@@ -143,7 +152,7 @@ def test_events_of_an_install_that_is_not_active_are_held(svc: Services, gone: s
     svc.inbox.put("workplace", envelope(*failed_logins(3)), NOW)
     result = drain_inbox(svc, NOW)
     assert (result.held, result.activities) == (3, 0)
-    (reason,) = {e["Reason"] for e in svc.storage.table(st.HELD_EVENTS).list_entities()}
+    (reason,) = {e["Reason"] for e in held_rows(svc)}
     assert f"is {gone}, not active" in reason
 
 
@@ -160,7 +169,7 @@ def test_events_within_the_window_before_activation_are_released_once_older_ones
     result = drain_inbox(svc, activation + timedelta(minutes=1))
     assert (result.released, result.activities) == (3, 3)
     assert stored(svc, COMMUNITY) == 3 and queued(svc, svc.settings.activity_queue) == 1
-    (left,) = svc.storage.table(st.HELD_EVENTS).list_entities()
+    (left,) = held_rows(svc)
     assert left["event_name"] == "LOGIN"  # arrived before the window: held, with its reason
     assert status()["held_events"]["by_community"] == {COMMUNITY: 1}
     again = drain_inbox(svc, activation + timedelta(minutes=2))
@@ -249,6 +258,6 @@ def test_released_events_storage_refuses_are_quarantined_and_the_run_completes(
     install(svc, at=NOW + timedelta(minutes=5))
     result = drain_inbox(svc, NOW + timedelta(minutes=6))
     assert (result.released, result.activities, result.quarantined) == (15, 3, 1)
-    assert list(svc.storage.table(st.HELD_EVENTS).list_entities()) == []
+    assert list(held_rows(svc)) == []
     (kept,) = svc.storage.table(st.QUARANTINE).list_entities()
     assert kept["PartitionKey"] == "detection" and "PropertyValueTooLarge" in kept["Reason"]

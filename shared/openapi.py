@@ -152,7 +152,7 @@ def document() -> dict[str, Any]:
                 reader,
                 {**_ok("A page of alerts", PAGE), **_errors(400)},
                 [
-                    _query("since", "First activity at or after (ISO 8601)"),
+                    _query("since", "Raised at or after (ISO 8601, event time)"),
                     _query("detector", "Detector id, e.g. vigil.impossible_travel"),
                     _query("user", "Workplace id or e-mail"),
                     _query("tenant", "Workplace community id"),

@@ -4,7 +4,6 @@ one alert and its triage, the activity log (JSON or CSV), the user page and the 
 import azure.functions as func
 
 from shared import analyst_api as api
-from shared import openapi
 from shared.access import READER, RESPONDER
 from shared.clock import now
 from shared.services import get_services
@@ -87,7 +86,7 @@ def audit_http(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("openapi_http")
 @bp.route(route="openapi.json", methods=["GET"], auth_level=ANON)
 def openapi_http(req: func.HttpRequest) -> func.HttpResponse:
-    return _response(Reply.json(200, openapi.document()))
+    return _response(api.openapi_document(dict(req.params)))
 
 
 @bp.function_name("suppressions_http")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from shared import openapi
 from shared import query_params as q
 from shared.access import Principal, Role, authorize
 from shared.activity_log import ActivityQuery, Position
@@ -103,6 +104,15 @@ def patch_alert(
 def posture(svc: Services, params: Mapping[str, str]) -> Reply:
     q.known(params, ("tenant",))
     return Reply.json(200, {"value": svc.posture.all(q.text(params, "tenant"))})
+
+
+def openapi_document(params: Mapping[str, str]) -> Reply:
+    """`GET /api/openapi.json` (anyone may read it: it describes, it holds no data)."""
+    try:
+        q.known(params, ())
+    except q.BadInput as bad:
+        return Reply.error(400, str(bad))
+    return Reply.json(200, openapi.document())
 
 
 def list_suppressions(svc: Services, params: Mapping[str, str]) -> Reply:

@@ -269,7 +269,7 @@ def document() -> dict[str, Any]:
             )
         },
         "/openapi.json": {
-            "get": _op("This document", "", _ok("OpenAPI 3.1"), secured=False),
+            "get": _op("This document", "", {**_ok("OpenAPI 3.1"), **_errors(400)}, secured=False),
         },
         "/workplace/install": {
             "get": {

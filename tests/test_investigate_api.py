@@ -345,3 +345,8 @@ def test_an_unknown_query_parameter_is_a_400_naming_it(
     answer = call(stack, method, path, stack.as_analyst(), params=params, json={"status": "new"})
     assert answer.status_code == 400
     assert repr(next(iter(params))) in answer.json()["error"]["message"]
+
+
+def test_the_openapi_document_refuses_unknown_parameters(stack: Stack) -> None:
+    answer = call(stack, "GET", "openapi.json", params={"colour": "red"})
+    assert answer.status_code == 400 and "'colour'" in answer.json()["error"]["message"]

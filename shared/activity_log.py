@@ -170,7 +170,7 @@ class ActivityLog:
         if end - start > MAX_RANGE:
             raise q.BadInput("to: at most 31 days after from (ask for several ranges)")
         top = q.integer(params, "top", 100, 1, MAX_CSV_ROWS if fmt == "csv" else MAX_TOP)
-        tenant = q.text(params, "tenant")
+        tenant = q.text(params, "tenant", key=True)
         tenants = (tenant,) if tenant else tuple(self.communities())
         ip_text, network, ip = q.text(params, "ip", 64), None, ""
         if "/" in ip_text:

@@ -103,7 +103,7 @@ def patch_alert(
 
 def posture(svc: Services, params: Mapping[str, str]) -> Reply:
     q.known(params, ("tenant",))
-    return Reply.json(200, {"value": svc.posture.all(q.text(params, "tenant"))})
+    return Reply.json(200, {"value": svc.posture.all(q.text(params, "tenant", key=True))})
 
 
 def openapi_document(params: Mapping[str, str]) -> Reply:
@@ -120,7 +120,7 @@ def list_suppressions(svc: Services, params: Mapping[str, str]) -> Reply:
     user, detector = q.text(params, "user"), q.text(params, "detector")
     found = [
         s.as_json()
-        for s in svc.suppressions.all(q.text(params, "tenant"))
+        for s in svc.suppressions.all(q.text(params, "tenant", key=True))
         if (not user or s.user_id == user) and (not detector or s.detector_id == detector)
     ]
     return Reply.json(200, {"value": found})

@@ -216,7 +216,7 @@ class TriageStore:
         if params.get("next"):
             after = str(signer.verify(params["next"], digest).get("after", ""))
         page = self.alerts.page(
-            tenant_id=q.text(params, "tenant") or None,
+            tenant_id=q.text(params, "tenant", key=True) or None,
             since=since,
             detector=q.text(params, "detector") or None,
             user=q.text(params, "user") or None,

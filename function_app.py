@@ -8,6 +8,8 @@ import detect_queue
 import govern_queue
 import governance_http
 import intel_timer
+import investigate_http
+import posture_timer
 import retention_timer
 import sync_timer
 from shared import telemetry
@@ -23,5 +25,7 @@ for blueprint in (
     alerts_http.bp,
     intel_timer.bp,
     retention_timer.bp,
+    investigate_http.bp,
+    posture_timer.bp,
 ):
     app.register_functions(blueprint)

@@ -1,17 +1,20 @@
-"""HTTP: the alerts (function key), newest first, filtered and paged."""
+"""HTTP: the alerts, newest first, filtered and paged (App Service principal or automation key)."""
 
 import azure.functions as func
 
-from shared.alerts import list_alerts
+from shared import analyst_api as api
+from shared.access import READER
 from shared.services import get_services
 
 bp = func.Blueprint()
 
 
 @bp.function_name("alerts_http")
-@bp.route(route="alerts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="alerts", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def alerts_http(req: func.HttpRequest) -> func.HttpResponse:
-    reply = list_alerts(get_services().alerts, dict(req.params))
+    svc, params = get_services(), dict(req.params)
+    headers = {k.lower(): v for k, v in req.headers.items()}
+    reply = api.guarded(svc, headers, READER, lambda _: api.list_alerts(svc, params))
     return func.HttpResponse(
         reply.body, status_code=reply.status, mimetype=reply.mimetype, headers=reply.headers
     )

@@ -44,4 +44,5 @@ def detect_queue(msg: func.QueueMessage) -> None:
         intel=svc.ip_intel(),
         directory=svc.directory,
         quarantine=quarantine,
+        suppressions=svc.suppressions.for_tenant,
     )

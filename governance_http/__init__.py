@@ -1,7 +1,10 @@
-"""HTTP: the governance log (function key): list actions; approve, retry or revert one."""
+"""HTTP: the governance log (App Service principal or automation key): list actions; approve,
+retry or revert one in the caller's name, each command written to the audit log."""
 
 import azure.functions as func
 
+from shared import analyst_api as api
+from shared.access import READER, RESPONDER, Principal
 from shared.clock import now
 from shared.governance.actions_api import list_actions, run_command
 from shared.services import get_services
@@ -16,26 +19,32 @@ def _response(reply: Reply) -> func.HttpResponse:
     )
 
 
+def _headers(req: func.HttpRequest) -> dict[str, str]:
+    return {k.lower(): v for k, v in req.headers.items()}
+
+
 @bp.function_name("governance_actions")
-@bp.route(route="governance/actions", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="governance/actions", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def governance_actions(req: func.HttpRequest) -> func.HttpResponse:
-    return _response(list_actions(get_services().governance, dict(req.params)))
+    svc, params = get_services(), dict(req.params)
+    return _response(
+        api.guarded(svc, _headers(req), READER, lambda _: list_actions(svc.governance, params))
+    )
 
 
 @bp.function_name("governance_command")
 @bp.route(
     route="governance/actions/{id}/{command:regex(^(approve|retry|revert)$)}",
     methods=["POST"],
-    auth_level=func.AuthLevel.FUNCTION,
+    auth_level=func.AuthLevel.ANONYMOUS,
 )
 def governance_command(req: func.HttpRequest) -> func.HttpResponse:
-    headers = {k.lower(): v for k, v in req.headers.items()}
-    reply = run_command(
-        get_services().governance,
-        req.route_params.get("id", ""),
-        req.route_params.get("command", ""),
-        req.get_body(),
-        headers,
-        now(),
-    )
-    return _response(reply)
+    svc = get_services()
+    action_id, command = req.route_params.get("id", ""), req.route_params.get("command", "")
+
+    def answer(who: Principal) -> Reply:
+        at = now()
+        reply = run_command(svc.governance, action_id, command, who, at)
+        return api.audited(svc, who, at, f"governance.{command}", action_id, reply)
+
+    return _response(api.guarded(svc, _headers(req), RESPONDER, answer))

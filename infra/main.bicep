@@ -94,6 +94,15 @@ param grantMailSendTenantWide bool = true
 @description('Include IdentityRiskyUser.ReadWrite.All (confirm compromised; needs Entra ID P2).')
 param enableIdentityProtection bool = false
 
+@description('Put App Service Authentication (Microsoft Entra ID, app roles Vigil.Reader and Vigil.Responder) in front of the analyst API: infra/app/auth.bicep. The deployer needs Application.ReadWrite.All unless authClientId names an existing registration.')
+param enableAppServiceAuth bool = true
+
+@description('Client id of an existing app registration for App Service Authentication. Empty: one is created.')
+param authClientId string = ''
+
+@description('Read AUTOMATION_KEY (secret automation-key in Key Vault) so automation can call the analyst API without signing in.')
+param enableAutomationKey bool = false
+
 @description('Flex Consumption: most instances the app scales out to (a cost ceiling).')
 @minValue(1)
 @maxValue(1000)
@@ -311,6 +320,8 @@ var appSettings = {
   GRAPH_TENANT_ID: tenant().tenantId
   GOVERNANCE_MODE: governanceMode
   GOVERNANCE_MAIL_SENDER: governanceMailSender
+  APP_SERVICE_AUTH: enableAppServiceAuth ? 'true' : 'false'
+  AUTOMATION_KEY: enableAutomationKey ? '${kv}automation-key)' : ''
 }
 
 module api 'app/api.bicep' = {
@@ -329,6 +340,16 @@ module api 'app/api.bicep' = {
     virtualNetworkSubnetId: vnetEnabled ? vnet.outputs.appSubnetId : ''
   }
   dependsOn: [storage, keyVault, rbac, privateEndpoints]
+}
+
+module auth 'app/auth.bicep' = if (enableAppServiceAuth) {
+  name: 'auth'
+  scope: rg
+  params: {
+    functionAppName: api.outputs.name
+    defaultHostname: api.outputs.defaultHostname
+    authClientId: authClientId
+  }
 }
 
 module rbac 'app/rbac.bicep' = {

@@ -11,6 +11,9 @@
   host answers 404 there, see azure-functions-host#10098). ``FUNCTION``/``ADMIN`` need the key in
   ``?code=`` or ``x-functions-key`` -> otherwise 401. Handler exception -> 500 (logged). The query
   string is never logged.
+  App Service Authentication is played too (``sign_ins``): a request with ``Authorization: Bearer
+  <token>`` for a known token reaches the function with that person's ``X-MS-CLIENT-PRINCIPAL``,
+  and principal headers a client sends itself are removed, as App Service does.
 * **Timer** (``timerTrigger``): 6-field NCRONTAB (UTC, day-of-month AND day-of-week like NCrontab)
   or a ``hh:mm:ss`` TimeSpan. One scheduler thread per function; executions of a function never
   overlap (a per-function lock is shared with :meth:`LocalFunctionsHost.run_timer`). Missed
@@ -907,13 +910,18 @@ class LocalFunctionsHost:
         host: str = "127.0.0.1",
         port: int = 7071,
         clock: Callable[[], datetime] | None = None,
+        sign_ins: Mapping[str, str] | None = None,
     ) -> None:
+        """`sign_ins` plays App Service Authentication: a request with `Authorization: Bearer
+        <token>` for a token in it reaches the function with that `X-MS-CLIENT-PRINCIPAL`;
+        principal headers a client sends itself are removed, as App Service does."""
         if not function_key:
             raise HostConfigurationError("function_key must not be empty")
         self._settings: Mapping[str, str] = dict(settings)
         self._host_json = _apply_host_overrides(host_json, self._settings)
         self._connection_string = storage_connection_string
         self._function_key = function_key.encode("utf-8")
+        self._sign_ins: Mapping[str, str] = dict(sign_ins or {})
         self._host = host
         self._port = port
         self._clock_source: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
@@ -1276,7 +1284,7 @@ class LocalFunctionsHost:
             return _text_result(405, "Method Not Allowed", [("Allow", ", ".join(methods))])
         route, route_params = allowed[0]
         query = _joined(parse_qsl(split.query, keep_blank_values=True), ",", lower=False)
-        request_headers = _joined(headers, ", ", lower=True)
+        request_headers = self._authenticated(_joined(headers, ", ", lower=True))
         if route.auth_level != "ANONYMOUS" and not self._key_matches(query, request_headers):
             return _HttpResult(401, [], b"")
         request = func.HttpRequest(
@@ -1304,6 +1312,15 @@ class LocalFunctionsHost:
         except Exception:
             _LOG.exception("HTTP function '%s' returned an unusable response", indexed.name)
             return _text_result(500, "Internal Server Error")
+
+    def _authenticated(self, headers: dict[str, str]) -> dict[str, str]:
+        kept = {k: v for k, v in headers.items() if not k.startswith("x-ms-client-principal")}
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        principal = self._sign_ins.get(token.strip()) if scheme.lower() == "bearer" else None
+        if principal is not None:
+            kept["x-ms-client-principal"] = principal
+            kept["x-ms-client-principal-idp"] = "aad"
+        return kept
 
     def _strip_route_prefix(self, path: str) -> str | None:
         trimmed = path.rstrip("/")

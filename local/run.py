@@ -51,7 +51,11 @@ def main() -> None:
         key_file.parent.mkdir(exist_ok=True)
         key_file.write_text(stack.function_key)
         key_file.chmod(0o600)
+        token_file = ROOT / ".local" / "analyst_token"
+        token_file.write_text(stack.analyst_token)
+        token_file.chmod(0o600)
         log.info("functions host: %s/api (function key in %s)", stack.host.base_url, key_file)
+        log.info("signed-in analyst: Authorization: Bearer <%s>", token_file)
         log.info(
             "simulated Workplace: %s, simulated Graph: %s",
             stack.workplace.url,

@@ -25,10 +25,14 @@ from local.functions_host import LocalFunctionsHost
 from local.sim_graph import SimulatedGraph, SimUser
 from local.sim_workplace import SimulatedWorkplace
 from shared import services
+from shared.access import READER, RESPONDER, encode_principal
 
 APP_ID = "880000000000001"
 APP_SECRET = "sim-workplace-app-secret"  # the simulator's, never a real one
 VERIFY_TOKEN = "sim-verify-token"
+# The people the local stack signs in (App Service Authentication's part, played by the host).
+ANALYST = ("analyst@contoso.com", "00000000-0000-4000-8000-00000000a001", (RESPONDER,))
+READER_ONLY = ("reader@contoso.com", "00000000-0000-4000-8000-00000000a002", (READER,))
 
 
 def free_port() -> int:
@@ -44,6 +48,14 @@ class Stack:
     graph: SimulatedGraph
     env: dict[str, str]
     function_key: str
+    analyst_token: str = ""  # `Authorization: Bearer <it>`: signed in as ANALYST (Responder)
+    reader_token: str = ""  # ...as READER_ONLY (Vigil.Reader)
+
+    def as_analyst(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.analyst_token}"}
+
+    def as_reader(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.reader_token}"}
 
     @property
     def api(self) -> str:
@@ -116,6 +128,7 @@ def stack_env(
         "TOR_REFRESH_SCHEDULE": "0 0 * * * *",  # hourly; unreachable offline: last copy kept
         "RETENTION_SCHEDULE": "0 30 3 * * *",
         "GOVERNANCE_MODE": "enforce",
+        "APP_SERVICE_AUTH": "true",  # the local host plays App Service Authentication
     }
 
 
@@ -172,6 +185,10 @@ def local_stack(
 
         host_json: dict[str, Any] = json.loads((ROOT / "host.json").read_text())
         key = secrets.token_urlsafe(24)
+        env.setdefault("AUTOMATION_KEY", key)  # automation keeps using the function key
+        os.environ["AUTOMATION_KEY"] = env["AUTOMATION_KEY"]
+        services.reset()
+        analyst, reader = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         host = LocalFunctionsHost(
             app,
             host_json=host_json,
@@ -179,10 +196,11 @@ def local_stack(
             storage_connection_string=connection,
             function_key=key,
             port=port,
+            sign_ins={analyst: encode_principal(*ANALYST), reader: encode_principal(*READER_ONLY)},
         )
         host.start(triggers=triggers)
         stack.callback(host.stop)
-        yield Stack(host, workplace, graph, env, key)
+        yield Stack(host, workplace, graph, env, key, analyst, reader)
 
 
 def _restore_environ(saved: dict[str, str]) -> None:

@@ -4,8 +4,6 @@ grows with later findings of its incident (`merge`)."""
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -18,14 +16,8 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from shared import query_params as q
 from shared.models import Alert, Evidence, utc
-from shared.paging import continuation_token, token_after
-from shared.query_params import BadInput
 from shared.storage import inverted_ticks
-from shared.web import Reply, refuses_bad_input
-
-ROW_KEY = re.compile(r"\d{19}_[^/\\#?\x00-\x1f]{1,200}")  # inverted ticks, then the alert id
 
 # Status an analyst closes an alert with: findings no longer join it (a missing status is open).
 CLOSED = frozenset({"resolved"})
@@ -147,6 +139,7 @@ def from_entity(e: dict[str, Any]) -> Alert:
         policy_id=e.get("PolicyId", ""),
         recommended_actions=e.get("RecommendedActions", ""),
         capped=bool(e.get("Capped", False)),
+        assigned_to=e.get("AssignedTo", ""),
     )
 
 
@@ -160,6 +153,7 @@ def to_graph(a: Alert) -> dict[str, Any]:
         "status": a.status,
         "classification": a.classification,
         "determination": a.determination,
+        "assignedTo": a.assigned_to,
         "category": a.category,
         "mitreTechniques": list(a.mitre_techniques),
         "serviceSource": a.source,
@@ -198,15 +192,7 @@ def to_graph(a: Alert) -> dict[str, Any]:
 @dataclass(frozen=True)
 class AlertPage:
     alerts: list[Alert]
-    next: str | None  # opaque continuation token
-
-
-def _after(token: str) -> str:
-    """The alert row key a `next` token continues after; BadInput unless this API made it."""
-    after = token_after(token)
-    if not ROW_KEY.fullmatch(after):
-        raise BadInput("next: not a continuation token from this API")
-    return after
+    last_row_key: str | None  # where the next page starts; None: no more
 
 
 class AlertStore:
@@ -265,12 +251,17 @@ class AlertStore:
         since: datetime | None = None,
         detector: str | None = None,
         user: str | None = None,
-        next_token: str | None = None,
+        after: str | None = None,
         limit: int = 50,
+        severity: str | None = None,
+        status: str | None = None,
+        classification: str | None = None,
     ) -> AlertPage:
-        """Alerts newest first (by when raised), filtered, `limit` at a time.
+        """Alerts newest first (by when raised), filtered, `limit` at a time, after the row key
+        `after`.
 
         Row keys sort newest first within a tenant; across tenants the filtered rows are merged.
+        Status and classification are checked here: an untriaged alert has neither property.
         """
         clauses, params = [], {}
         if tenant_id:
@@ -279,9 +270,12 @@ class AlertStore:
         if since is not None:  # newer than `since` = smaller inverted ticks
             clauses.append("RowKey lt @since")
             params["since"] = inverted_ticks(utc(since)) + "~"
-        if next_token:
+        if after:
             clauses.append("RowKey gt @after")
-            params["after"] = _after(next_token)
+            params["after"] = after
+        if severity:
+            clauses.append("Severity eq @sev")
+            params["sev"] = severity
         if detector:
             clauses.append("DetectorId eq @det")
             params["det"] = detector
@@ -295,39 +289,18 @@ class AlertStore:
                 str(e.get("UserEmail", "")).lower(),
             ):
                 continue
+            if status and e.get("Status", "new") != status:
+                continue
+            if classification and e.get("Classification", "unknown") != classification:
+                continue
             found.append(e)
             if tenant_id and len(found) > limit:
                 break  # one partition comes back sorted: no need to read further
         found.sort(key=lambda e: (e["RowKey"], e["PartitionKey"]))
         page = found[:limit]
         more = len(found) > limit
-        return AlertPage(
-            [from_entity(e) for e in page], continuation_token(page[-1]["RowKey"]) if more else None
-        )
+        return AlertPage([from_entity(e) for e in page], page[-1]["RowKey"] if more else None)
 
     def for_tenant(self, tenant_id: str) -> list[Alert]:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
         return [from_entity(e) for e in rows]
-
-
-MAX_PAGE = 200
-FILTERS = ("since", "detector", "user", "tenant", "top", "next")
-
-
-@refuses_bad_input
-def list_alerts(store: AlertStore, params: Mapping[str, str]) -> Reply:
-    """`GET /api/alerts`: `{"value": [...], "next": token|null}`, newest first.
-
-    Query: `since` (ISO 8601: raised at or after, event time), `detector`, `user` (id or
-    e-mail), `tenant`, `top` (1-200, default 50), `next` (the token of the previous page).
-    """
-    q.known(params, FILTERS)
-    page = store.page(
-        tenant_id=q.text(params, "tenant", key=True) or None,
-        since=q.time(params, "since"),
-        detector=q.text(params, "detector") or None,
-        user=q.text(params, "user") or None,
-        next_token=q.text(params, "next", max_len=1000) or None,
-        limit=q.integer(params, "top", 50, 1, MAX_PAGE),
-    )
-    return Reply.json(200, {"value": [to_graph(a) for a in page.alerts], "next": page.next})

@@ -320,6 +320,22 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Workplace's end of access (ISO date, UTC): from then on such a failure decommissions "
         "the install at once.",
     ),
+    SettingSpec(
+        "APP_SERVICE_AUTH",
+        "false",
+        False,
+        "`true` when App Service Authentication (Microsoft Entra ID) fronts the app "
+        "(`infra/app/auth.bicep` sets it): only then is `X-MS-CLIENT-PRINCIPAL` believed, and "
+        "the analyst API answers signed-in holders of Vigil.Reader / Vigil.Responder.",
+    ),
+    SettingSpec(
+        "AUTOMATION_KEY",
+        None,
+        True,
+        "A key automation sends in `x-functions-key` to use the analyst API without signing in "
+        "(acts as `automation key` with Vigil.Responder's rights; recorded so in the audit "
+        "log). Unset: only signed-in analysts.",
+    ),
 )
 
 _SPECS = {s.name: s for s in SETTINGS}
@@ -354,6 +370,13 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (_get(env, name) or "").lower()
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw == "true"
 
 
 def _date(env: Mapping[str, str], name: str) -> date:
@@ -439,6 +462,8 @@ class Settings:
     activity_retention_days: int = 180
     alert_retention_days: int = 365
     retention_schedule: str = "0 30 3 * * *"
+    app_service_auth: bool = False
+    automation_key: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -525,6 +550,8 @@ class Settings:
             workplace_decommission_after_failures=_int(e, "WORKPLACE_DECOMMISSION_AFTER_FAILURES"),
             workplace_shutdown_date=_date(e, "WORKPLACE_SHUTDOWN_DATE"),
             unresolved_references=_unresolved(e),
+            app_service_auth=_bool(e, "APP_SERVICE_AUTH"),
+            automation_key=_get(e, "AUTOMATION_KEY"),
         )
 
     # Each feature asks for what it needs, so a missing setting is reported where it matters.

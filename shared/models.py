@@ -87,6 +87,7 @@ class Alert:
     policy_id: str = ""  # the policy that raised it (built-ins: the detector id)
     recommended_actions: str = ""
     capped: bool = False  # over the policy's daily alert limit (governance still ran)
+    assigned_to: str = ""  # triage (like status): written by the API, never by detection
 
 
 @dataclass(frozen=True)

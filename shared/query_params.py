@@ -7,6 +7,7 @@ an out-of-range date or an unknown name is refused here, never a 500 from deeper
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -107,3 +108,13 @@ def json_object(body: bytes, name: str = "body", max_bytes: int = MAX_JSON_BODY)
     if not isinstance(payload, dict):
         raise BadInput(f"{name}: expected a JSON object")
     return payload
+
+
+def network(params: Mapping[str, str], name: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    raw = params.get(name, "").strip()
+    try:
+        return ipaddress.ip_network(raw, strict=False)
+    except ValueError:
+        raise BadInput(
+            f"{name}: expected an IP address or a CIDR range such as 203.0.113.0/24"
+        ) from None

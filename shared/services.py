@@ -10,7 +10,10 @@ from datetime import timedelta
 from shared import clock
 from shared import storage as st
 from shared.activities import ActivityStore
+from shared.activity_log import ActivityLog
 from shared.alerts import AlertStore
+from shared.alerts import from_entity as alert_from_entity
+from shared.audit import AuditLog
 from shared.config import ConfigError, Settings, get_settings
 from shared.detection import builtins
 from shared.detection.directory import DirectoryLookup
@@ -31,7 +34,13 @@ from shared.installs import InstallStates, InstallStore
 from shared.ipintel import IpDatabase, IpIntel
 from shared.ipintel.ranges import load_ranges
 from shared.ipintel.tor import TorExitStore
+from shared.models import Alert
+from shared.paging import TokenSigner, stored_key
+from shared.posture import PostureStore
 from shared.secrets import SecretStore, secret_store_for
+from shared.suppressions import SuppressionStore
+from shared.triage import TriageStore
+from shared.user_page import UserPage
 from shared.users import UserStore
 from shared.workplace.client import RetryPolicy, WorkplaceClient
 from shared.workplace.sync_state import SyncStateStore
@@ -203,6 +212,53 @@ class Services:
             workplace=lambda: self.governance_workplace,
             workplace_token=self.workplace_token,
             enqueue=self.enqueue_action,
+        )
+
+    @functools.cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.storage.table(st.AUDIT))
+
+    @functools.cached_property
+    def suppressions(self) -> SuppressionStore:
+        return SuppressionStore(self.storage.table(st.SUPPRESSIONS))
+
+    @functools.cached_property
+    def posture(self) -> PostureStore:
+        return PostureStore(self.storage.table(st.POSTURE))
+
+    @functools.cached_property
+    def triage(self) -> TriageStore:
+        return TriageStore(self.storage.table(st.ALERTS))
+
+    @functools.cached_property
+    def signer(self) -> TokenSigner:
+        return TokenSigner(stored_key(self.storage.table(st.API_STATE)))
+
+    @functools.cached_property
+    def activity_log(self) -> ActivityLog:
+        def alert_lookup(alert_id: str) -> Alert | None:
+            entity = self.triage.find(alert_id)
+            return alert_from_entity(entity) if entity is not None else None
+
+        return ActivityLog(
+            self.storage.table(st.ACTIVITIES),
+            self.signer,
+            self.ip_intel,
+            alert_lookup,
+            lambda: [i.community_id for i in self.installs.all()],
+        )
+
+    @functools.cached_property
+    def user_page(self) -> UserPage:
+        return UserPage(
+            users=self.users,
+            users_table=self.storage.table(st.USERS),
+            groups=self.groups,
+            activities=self.activity_log,
+            alerts=self.alerts,
+            actions=self.actions,
+            profiles=self.detection_state,
+            learning=timedelta(days=self.settings.learning_period_days),
         )
 
     def enqueue_detection(self, message: str, visibility_timeout: int = 0) -> None:

@@ -59,6 +59,10 @@ ENTRA_USERS = "EntraUsers"
 GOVERNANCE_THROTTLE = "GovernanceThrottle"
 GROUPS = "Groups"  # per tenant: each Workplace group's id and name, as last synced
 POLICY_CREATION = "PolicyCreation"  # when this deployment first loaded each activity policy
+AUDIT = "Audit"  # every triage and governance command: who, when, what
+API_STATE = "ApiState"  # the key that signs the API's continuation tokens
+SUPPRESSIONS = "Suppressions"  # analysts' "not again for N days", per tenant
+POSTURE = "Posture"  # each recommendation per community, as posture_timer last computed it
 TABLES = (
     INSTALLS,
     INSTALL_STATES,
@@ -79,6 +83,10 @@ TABLES = (
     GOVERNANCE_THROTTLE,
     GROUPS,
     POLICY_CREATION,
+    AUDIT,
+    API_STATE,
+    SUPPRESSIONS,
+    POSTURE,
 )
 
 # Callables that see every storage request Vigil makes (the benchmark counts transactions

@@ -13,6 +13,9 @@ from local.sim_workplace import SimulatedWorkplace
 from shared import services
 from shared.services import Services
 
+AUTOMATION_KEY = "automation-key-for-tests"
+KEY = {"x-functions-key": AUTOMATION_KEY}
+
 
 @pytest.fixture(scope="session")
 def azurite_connection_string() -> Iterator[str]:
@@ -37,6 +40,7 @@ def vigil_env(
         "WORKPLACE_WEBHOOK_VERIFY_TOKEN": "verify-me",
         "SYNC_SCHEDULE": "*/5 * * * * *",
         "GOVERNANCE_MODE": "enforce",
+        "AUTOMATION_KEY": AUTOMATION_KEY,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -12,6 +12,7 @@ import pytest
 from alerts_http import alerts_http
 from shared.models import Alert, Evidence
 from shared.services import Services
+from tests.conftest import KEY
 from tests.detect_samples import T0, TENANT
 
 list_fn = alerts_http.build().get_user_function()
@@ -44,7 +45,9 @@ def alert(
 
 
 def get(**params: str) -> tuple[int, Any]:
-    req = func.HttpRequest("GET", "http://127.0.0.1:7071/api/alerts", params=params, body=b"")
+    req = func.HttpRequest(
+        "GET", "http://127.0.0.1:7071/api/alerts", params=params, headers=KEY, body=b""
+    )
     resp = list_fn(req)
     return resp.status_code, json.loads(resp.get_body())
 
@@ -107,6 +110,9 @@ def test_continuation_paging_walks_every_alert_once(stored: Services, tenant: st
         ({"top": "many"}, "top"),
         ({"next": "garbage!"}, "next"),
         ({"colour": "red"}, "unknown query parameter 'colour'"),
+        ({"status": "closed"}, "status"),
+        ({"severity": "urgent"}, "severity"),
+        ({"classification": "benign"}, "classification"),
     ],
 )
 def test_bad_queries_get_a_400_that_says_what_is_wrong(

@@ -18,6 +18,7 @@ from shared.governance import actions as act
 from shared.governance.executor import execute
 from shared.governance.guardrails import breaker_tripped, is_protected, retry_delay
 from shared.services import Services
+from tests.conftest import KEY
 from tests.test_governance import (
     BOB_MAIL,
     NOW,
@@ -39,9 +40,14 @@ __all__ = ["graph", "gsvc"]  # fixtures
 
 
 def http(
-    method: str, path: str, body: dict[str, Any] | None = None, **params: str
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    **params: str,
 ) -> tuple[int, Any]:
-    """Call the governance functions the way the host does (the host checks the function key)."""
+    """Call the governance functions as the host does: with the automation key, or with no
+    credential when `_anonymous="yes"`."""
+    headers = {} if params.pop("_anonymous", "") == "yes" else dict(KEY)
     if method == "GET":
         fn = governance_http.governance_actions.build().get_user_function()
         route: dict[str, str] = {}
@@ -54,6 +60,7 @@ def http(
         f"http://localhost/api/{path}",
         params=params,
         route_params=route,
+        headers=headers,
         body=json.dumps(body).encode() if body is not None else b"",
     )
     resp = fn(req)
@@ -180,17 +187,18 @@ def test_an_approval_policy_leaves_the_action_pending_until_approved_over_http(
     assert status == 200 and [a["id"] for a in body["actions"]] == [pending.id]
     assert body["actions"][0]["detail"].startswith("POST /$batch")
 
-    status, body = http("POST", f"governance/actions/{pending.id}/approve", {})
-    assert status == 400 and "by" in body["error"]["message"]
+    status, body = http("POST", f"governance/actions/{pending.id}/approve", {}, _anonymous="yes")
+    assert status == 401 and record_of(gsvc, request).status == "pending"
+    # The approver is the caller (here the automation key), never a name in the body.
     status, body = http(
         "POST", f"governance/actions/{pending.id}/approve", {"by": "soc@contoso.com"}
     )
     assert (
-        status == 200 and body["status"] == "approved" and body["approved_by"] == "soc@contoso.com"
+        status == 200 and body["status"] == "approved" and body["approved_by"] == "automation key"
     )
     assert drain_govern_queue(gsvc) == 1
     done = record_of(gsvc, request)
-    assert done.status == "succeeded" and done.approved_by == "soc@contoso.com"
+    assert done.status == "succeeded" and done.approved_by == "automation key"
     assert not graph.find_user(VICTIM).account_enabled  # type: ignore[union-attr]
     status, body = http("POST", f"governance/actions/{pending.id}/approve", {"by": "x"})
     assert status == 409

@@ -98,3 +98,24 @@ def test_the_governance_log_needs_the_function_key_and_approves_over_http(stack:
         f"{url}/{pending.id}/revert", json={"by": "soc@contoso.com"}, headers=key, timeout=10
     )
     assert revert.status_code == 200 and user.account_enabled
+
+
+def test_the_approver_is_the_signed_in_analyst_and_the_command_is_audited(stack: Stack) -> None:
+    svc = get_services()
+    request = stored_alert(svc, "adele.vance@contoso.com", act.SUSPEND_USER, approval=True)
+    svc.enqueue_action(request)
+    assert stack.host.process_queue_once("govern_queue") == 1
+    pending = record_of(svc, request)
+    approve = f"{stack.api}/governance/actions/{pending.id}/approve"
+    # A reader may look but not approve; a name in the body is no identity.
+    assert requests.get(f"{stack.api}/governance/actions", headers=stack.as_reader(), timeout=10).ok
+    refused = requests.post(approve, json={"by": "ceo"}, headers=stack.as_reader(), timeout=10)
+    assert refused.status_code == 403
+    answer = requests.post(approve, json={"by": "ceo"}, headers=stack.as_analyst(), timeout=10)
+    assert answer.status_code == 200 and answer.json()["approved_by"] == "analyst@contoso.com"
+    audit = requests.get(
+        f"{stack.api}/audit", params={"target": pending.id}, headers=stack.as_reader(), timeout=10
+    ).json()["value"]
+    assert [(e["command"], e["actor"]["name"], e["status"]) for e in audit] == [
+        ("governance.approve", "analyst@contoso.com", 200)
+    ]

@@ -233,6 +233,7 @@ def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
     import alerts_http
     import connect_http as connect_module
     import governance_http
+    import investigate_http
     from tests.test_bindings import triggers
 
     functions = {
@@ -242,6 +243,20 @@ def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
         "alerts_http": alerts_http.alerts_http,
         "governance_actions": governance_http.governance_actions,
         "governance_command": governance_http.governance_command,
+        **{
+            name: getattr(investigate_http, name)
+            for name in (
+                "alert_get",
+                "alert_patch",
+                "activities_http",
+                "user_page",
+                "audit_http",
+                "openapi_http",
+                "suppressions_http",
+                "suppression_delete",
+                "posture_http",
+            )
+        },
     }
     http = {name: t for name, t in triggers().items() if t["type"] == "httpTrigger"}
     assert set(functions) == set(http)  # every HTTP function the app has

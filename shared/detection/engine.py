@@ -58,6 +58,7 @@ from shared.ipintel import IpIntel
 from shared.logsafe import quoted
 from shared.models import Activity, Alert, Evidence, short_hash, utc
 from shared.policies import ActivityPolicy
+from shared.suppressions import Suppression, apply_suppressions
 
 log = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 8
@@ -383,6 +384,7 @@ def run_batch(
     intel: IpIntel,
     directory: DirectorySource | None = None,
     quarantine: Quarantine | None = None,
+    suppressions: Callable[[str], list[Suppression]] | None = None,
 ) -> DetectionResult:
     """Load the batch's activities and run the detections over them."""
     engine = Engine(
@@ -393,6 +395,7 @@ def run_batch(
         intel=intel,
         directory=directory,
         quarantine=quarantine,
+        suppressions=suppressions,
     )
     return engine.run_activities(activities.load(batch))
 
@@ -410,11 +413,14 @@ class Engine:
         intel: IpIntel,
         directory: DirectorySource | None = None,
         quarantine: Quarantine | None = None,
+        suppressions: Callable[[str], list[Suppression]] | None = None,
     ) -> None:
         self.profiles, self.alerts = profiles, alerts
         self.enqueue, self.detections, self.intel = enqueue, detections, intel
         self.directory = directory
         self.quarantine = quarantine
+        self._suppressions = suppressions
+        self._tenant_suppressions: dict[str, list[Suppression]] = {}  # read once per batch
         self._terminated_on = any(
             d.id == "vigil.terminated_user" and c.enabled for d, c in detections.builtins
         )
@@ -576,12 +582,29 @@ class Engine:
                 folded = incidents.reopen(folded, r.alert_id, *reopened)
         return fold.learned, folded
 
+    def _suppressed(self, tenant: str, r: Raised) -> Finding | None:
+        """The finding to raise after the analysts' suppressions (None: one covers it); they are
+        read only when a tenant's batch raises something."""
+        if self._suppressions is None:
+            return r.finding
+        if tenant not in self._tenant_suppressions:
+            self._tenant_suppressions[tenant] = self._suppressions(tenant)
+        kept = apply_suppressions(
+            [(r.activity.actor_id, r.finding)], self._tenant_suppressions[tenant]
+        )
+        return kept[0][1] if kept else None
+
     def _write(
         self, tenant: str, r: Raised, result: DetectionResult
     ) -> tuple[str, datetime] | None:
         """Create or grow the alert; governance only for a new one. When the open alert it
         would grow was closed by an analyst, the incident goes on as a new alert: returns its
         (id, creation time)."""
+        finding = self._suppressed(tenant, r)
+        if finding is None:
+            log.info("finding of %s suppressed by an analyst", r.finding.detector_id)
+            return None
+        r = replace(r, finding=finding)
         f, cfg = r.finding, r.config
         created = utc(r.created or f.first)
         alert = self._alert(tenant, r, r.alert_id, created, capped=False)

@@ -8,18 +8,17 @@ from datetime import datetime
 from typing import Any, get_args
 
 from shared import query_params as q
+from shared.access import Principal
 from shared.governance.actions import ACTIONS
 from shared.governance.commands import Refused, approve, retry, revert
 from shared.governance.executor import Governance
 from shared.governance.records import ActionFilter
 from shared.models import ActionStatus, GovernanceAction
-from shared.query_params import BadInput
 from shared.web import Reply, refuses_bad_input
 
 COMMANDS = {"approve": approve, "retry": retry, "revert": revert}
 FILTERS = ("tenant", "status", "action", "user", "alert", "limit", "next")
 MAX_LIMIT = 1000
-PRINCIPAL_HEADER = "x-ms-client-principal-name"  # App Service authentication's signed-in user
 
 
 def _plain(value: Any) -> Any:
@@ -66,27 +65,17 @@ def list_actions(gov: Governance, params: Mapping[str, str]) -> Reply:
 
 @refuses_bad_input
 def run_command(
-    gov: Governance,
-    action_id: str,
-    command: str,
-    body: bytes,
-    headers: dict[str, str],
-    now: datetime,
+    gov: Governance, action_id: str, command: str, by: Principal, now: datetime
 ) -> Reply:
-    """`POST /api/governance/actions/{id}/approve|retry|revert` with `{"by": "<analyst>"}` (or
-    the App Service authentication header naming the signed-in analyst)."""
+    """`POST /api/governance/actions/{id}/approve|retry|revert`, in the name of the caller: the
+    signed-in analyst, or the automation key (never a name in the body)."""
     handler = COMMANDS.get(command)
     if handler is None:
         return Reply.error(404, f"unknown command {command!r}; use {', '.join(COMMANDS)}")
     q.checked("id", action_id, key=True)
-    by = q.json_object(body).get("by")
-    if by is None or by == "":
-        by = q.text(headers, PRINCIPAL_HEADER)
-    if not isinstance(by, str) or not by.strip():
-        raise BadInput('by: say who you are: {"by": "analyst@contoso.com"} in the body')
-    q.checked("by", by.strip())
+    name = by.name if by.kind == "user" else "automation key"
     try:
-        record = handler(gov, action_id, by.strip()[:200], now)
+        record = handler(gov, action_id, name[:200], now)
     except Refused as refused:
         return Reply.error(refused.status, str(refused))
     return Reply.json(200, record_json(record))

@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared import connect
+from shared import connect, sources
 from shared.clock import now
 from shared.services import get_services
 from shared.web import Reply
@@ -28,6 +28,13 @@ def connect_install(req: func.HttpRequest) -> func.HttpResponse:
 def connect_status(req: func.HttpRequest) -> func.HttpResponse:
     """Each install's mode, state, last sync, lag, counts by event and last error."""
     return _response(connect.report_status(get_services(), dict(req.params), now()))
+
+
+@bp.function_name("sources_status")
+@bp.route(route="sources/status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def sources_status(req: func.HttpRequest) -> func.HttpResponse:
+    """Each enabled source's state: installs (Workplace), log back-fill and watermarks (Entra)."""
+    return _response(Reply.json(200, sources.status(get_services(), now())))
 
 
 @bp.function_name("connect_http")

@@ -42,7 +42,9 @@ def row_key(a: Activity) -> str:
 def to_entity(a: Activity) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": partition_key(a), "RowKey": row_key(a)}
     for name in _WIRE:  # every field but raw; plain values, so no asdict() copying
-        entity[name] = getattr(a, name)
+        value = getattr(a, name)
+        if value is not None:  # Table Storage has no null: an absent property reads as None
+            entity[name] = value
     entity["time"] = utc(a.time)
     entity.update(split_text("raw", a.raw))  # a large event stays whole across properties
     return entity

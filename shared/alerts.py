@@ -256,6 +256,7 @@ class AlertStore:
         severity: str | None = None,
         status: str | None = None,
         classification: str | None = None,
+        source: str | None = None,
     ) -> AlertPage:
         """Alerts newest first (by when raised), filtered, `limit` at a time, after the row key
         `after`.
@@ -279,6 +280,9 @@ class AlertStore:
         if detector:
             clauses.append("DetectorId eq @det")
             params["det"] = detector
+        if source:
+            clauses.append("Source eq @src")
+            params["src"] = source
         rows = self._table.query_entities(
             " and ".join(clauses) or "RowKey ne ''", parameters=params
         )

@@ -336,7 +336,42 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "(acts as `automation key` with Vigil.Responder's rights; recorded so in the audit "
         "log). Unset: only signed-in analysts.",
     ),
+    SettingSpec(
+        "VIGIL_SOURCES",
+        "workplace",
+        False,
+        "Comma-separated sources `sync_timer` feeds the engine from: `workplace`, `entra` or both.",
+    ),
+    SettingSpec(
+        "ENTRA_BACKFILL_DAYS",
+        "7",
+        False,
+        "Entra source: days of sign-ins and directory audits the first run reads back (1-30; "
+        "the logs are kept 30 days on P1/P2, 7 on Free).",
+    ),
+    SettingSpec(
+        "ENTRA_OVERLAP_MINUTES",
+        "30",
+        False,
+        "Entra source: minutes before the watermark each run reads again, for records Entra "
+        "logs late (idempotent on the record id).",
+    ),
+    SettingSpec(
+        "ENTRA_MAX_REQUESTS_PER_RUN",
+        "12",
+        False,
+        "Entra source: Graph reporting requests one timer run makes at most (paced at 4 per 10 s).",
+    ),
+    SettingSpec(
+        "ENTRA_NONINTERACTIVE_SIGNINS",
+        "false",
+        False,
+        "Entra source: also pull non-interactive user sign-ins through Graph beta "
+        "(`signInEventTypes`); beta is not supported by Microsoft in production.",
+    ),
 )
+
+SOURCES = ("workplace", "entra")
 
 _SPECS = {s.name: s for s in SETTINGS}
 
@@ -372,11 +407,29 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 1) -> int:
     return value
 
 
+def _int_in(env: Mapping[str, str], name: str, lo: int, hi: int) -> int:
+    value = _int(env, name, lo)
+    if value > hi:
+        raise ConfigError(f"{name} must be at most {hi}, got {value}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str) -> bool:
     raw = (_get(env, name) or "").lower()
     if raw not in ("true", "false"):
         raise ConfigError(f"{name} must be true or false, got {raw!r}")
     return raw == "true"
+
+
+def _sources(env: Mapping[str, str]) -> tuple[str, ...]:
+    names = [n.strip().lower() for n in (_get(env, "VIGIL_SOURCES") or "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in SOURCES]
+    if not names or unknown:
+        raise ConfigError(
+            f"VIGIL_SOURCES must list one or more of {', '.join(SOURCES)}, got "
+            f"{_get(env, 'VIGIL_SOURCES')!r}"
+        )
+    return tuple(dict.fromkeys(names))
 
 
 def _date(env: Mapping[str, str], name: str) -> date:
@@ -457,6 +510,11 @@ class Settings:
     workplace_directory_sync_minutes: int = 60
     workplace_decommission_after_failures: int = 24
     workplace_shutdown_date: date = date(2026, 6, 1)
+    sources: tuple[str, ...] = ("workplace",)
+    entra_backfill_days: int = 7
+    entra_overlap_minutes: int = 30
+    entra_max_requests_per_run: int = 12
+    entra_noninteractive_signins: bool = False
     # Secret settings whose value was a Key Vault reference App Service had not resolved.
     unresolved_references: frozenset[str] = frozenset()
     activity_retention_days: int = 180
@@ -549,6 +607,11 @@ class Settings:
             workplace_directory_sync_minutes=_int(e, "WORKPLACE_DIRECTORY_SYNC_MINUTES"),
             workplace_decommission_after_failures=_int(e, "WORKPLACE_DECOMMISSION_AFTER_FAILURES"),
             workplace_shutdown_date=_date(e, "WORKPLACE_SHUTDOWN_DATE"),
+            sources=_sources(e),
+            entra_backfill_days=_int_in(e, "ENTRA_BACKFILL_DAYS", 1, 30),
+            entra_overlap_minutes=_int(e, "ENTRA_OVERLAP_MINUTES", 0),
+            entra_max_requests_per_run=_int(e, "ENTRA_MAX_REQUESTS_PER_RUN"),
+            entra_noninteractive_signins=_bool(e, "ENTRA_NONINTERACTIVE_SIGNINS"),
             unresolved_references=_unresolved(e),
             app_service_auth=_bool(e, "APP_SERVICE_AUTH"),
             automation_key=_get(e, "AUTOMATION_KEY"),

@@ -29,8 +29,8 @@ def short_hash(*parts: str, length: int = 32) -> str:
 class Activity:
     """One thing a user did (or had done to them) in a SaaS source, at its own event time."""
 
-    source: str  # "workplace"
-    tenant_id: str  # the source's tenant: Workplace community id
+    source: str  # "workplace" or "entra"
+    tenant_id: str  # the source's tenant: Workplace community id, Entra tenant id
     event_id: str  # deterministic: the same event always gets the same id
     time: datetime  # event time, UTC
     type: str  # Vigil's activity type, e.g. "login_failed"
@@ -48,6 +48,10 @@ class Activity:
     administrative: bool = False
     impersonated: bool = False
     raw: str = "{}"  # the source's record, JSON
+    # Where the source itself places the activity (Entra sign-ins carry coordinates); None: the
+    # IP's location from Vigil's IP intelligence is used instead.
+    latitude: float | None = None
+    longitude: float | None = None
 
 
 @dataclass(frozen=True)

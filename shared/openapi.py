@@ -159,6 +159,7 @@ def document() -> dict[str, Any]:
                     _query("status", "Triage status", {"enum": list(STATUSES)}),
                     _query("severity", "Severity", {"enum": list(SEVERITIES)}),
                     _query("classification", "Classification", {"enum": list(CLASSIFICATIONS)}),
+                    _query("source", "Source", {"enum": ["workplace", "entra"]}),
                     _query(
                         "top",
                         f"Page size (1-{MAX_PAGE}, default 50)",

@@ -63,6 +63,7 @@ AUDIT = "Audit"  # every triage and governance command: who, when, what
 API_STATE = "ApiState"  # the key that signs the API's continuation tokens
 SUPPRESSIONS = "Suppressions"  # analysts' "not again for N days", per tenant
 POSTURE = "Posture"  # each recommendation per community, as posture_timer last computed it
+ENTRA_SYNC = "EntraSync"  # per Entra tenant and log: watermark, paging cursor, state
 TABLES = (
     INSTALLS,
     INSTALL_STATES,
@@ -87,6 +88,7 @@ TABLES = (
     API_STATE,
     SUPPRESSIONS,
     POSTURE,
+    ENTRA_SYNC,
 )
 
 # Callables that see every storage request Vigil makes (the benchmark counts transactions

@@ -55,9 +55,11 @@ LIST_PARAMS = (
     "status",
     "severity",
     "classification",
+    "source",
     "top",
     "next",
 )
+SOURCES = ("workplace", "entra")
 MAX_PAGE = 200
 MAX_HISTORY = 200
 MAX_SUPPRESS_DAYS = 365
@@ -225,6 +227,7 @@ class TriageStore:
             severity=q.choice(params, "severity", SEVERITIES) or None,
             status=q.choice(params, "status", STATUSES) or None,
             classification=q.choice(params, "classification", CLASSIFICATIONS) or None,
+            source=q.choice(params, "source", SOURCES) or None,
         )
         token = signer.sign({"after": page.last_row_key}, digest) if page.last_row_key else None
         return [to_graph(a) for a in page.alerts], token

@@ -1,4 +1,4 @@
-"""Timer: drain the webhook inbox into the activity log, then sync each install's directory."""
+"""Timer: each enabled source pulls its new records into the activity log, then its directory."""
 
 import logging
 
@@ -6,8 +6,7 @@ import azure.functions as func
 
 from shared.clock import now
 from shared.services import get_services
-from shared.sync import drain_inbox
-from shared.workplace.directory_sync import sync_installs
+from shared.sources import enabled
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -19,5 +18,12 @@ def sync_timer(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("sync_timer is running late")
     svc, at = get_services(), now()
-    drain_inbox(svc, at)
-    sync_installs(svc, at)  # each install on its own WORKPLACE_DIRECTORY_SYNC_MINUTES cadence
+    failed: Exception | None = None
+    for source in enabled(svc):
+        try:
+            source.pull(svc, at)
+            source.sync_directory(svc, at)
+        except Exception as exc:  # one source's failure never starves the other...
+            failed = failed or exc
+    if failed is not None:
+        raise failed  # ...and the run still fails visibly; the next one tries again

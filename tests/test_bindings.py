@@ -48,6 +48,14 @@ def test_the_app_indexes_every_function_once_with_its_trigger() -> None:
             "authLevel": "FUNCTION",
             "route": "workplace/status",
         },
+        "sources_status": {
+            "direction": "IN",
+            "type": "httpTrigger",
+            "name": "req",
+            "methods": ["GET"],
+            "authLevel": "FUNCTION",
+            "route": "sources/status",
+        },
         "sync_timer": {
             "direction": "IN",
             "type": "timerTrigger",

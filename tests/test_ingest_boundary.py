@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared import storage as tables
+from shared.boundary import EARLIEST
 from shared.services import Services
 from shared.sync import drain_inbox
-from shared.workplace.normalize import EARLIEST, EnvelopeError, event_id, normalise
+from shared.workplace.normalize import EnvelopeError, event_id, normalise
 from tests.samples import (
     COMMUNITY,
     T0,

@@ -17,6 +17,10 @@ from shared.detection.profiles import Hop, TenantProfile, UserProfile
 from shared.ipintel import IpInfo
 from shared.models import Activity, Severity, utc
 
+# Accuracy assumed for coordinates a source sends with an activity (Entra geolocates the sign-in
+# IP to a city): the padding impossible travel gives each side.
+SOURCE_COORDINATES_RADIUS_KM = 50.0
+
 Sensitivity = Literal["low", "medium", "high"]
 
 
@@ -60,16 +64,22 @@ class Observation:
     def hop(self) -> Hop | None:
         """Where the activity places the user (for impossible travel), if the IP is located."""
         ip, a = self.ip, self.activity
-        if ip.latitude is None or ip.longitude is None:
+        if a.latitude is not None and a.longitude is not None:
+            # The source's own coordinates (Entra's sign-in location): a city, not a country.
+            lat, lon, radius = a.latitude, a.longitude, SOURCE_COORDINATES_RADIUS_KM
+            country = a.country or ip.country
+        elif ip.latitude is None or ip.longitude is None:
             return None
+        else:
+            lat, lon, radius, country = ip.latitude, ip.longitude, ip.radius_km or 0.0, ip.country
         return Hop(
             utc(a.time),
             a.event_id,
             ip.ip,
-            ip.country,
-            ip.latitude,
-            ip.longitude,
-            ip.radius_km or 0.0,
+            country,
+            lat,
+            lon,
+            radius,
             ip.isp,
             ip.safe,
             ip.no_physical_location,

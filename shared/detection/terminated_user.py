@@ -43,7 +43,7 @@ def lifecycle_of(a: Activity) -> tuple[str, Lifecycle] | None:
         return None
     if a.outcome != "success" or not (a.target_id or a.actor_id):
         return None
-    return a.target_id or a.actor_id, Lifecycle(utc(a.time), "workplace", a.type in ON, a.event_id)
+    return a.target_id or a.actor_id, Lifecycle(utc(a.time), a.source, a.type in ON, a.event_id)
 
 
 def is_use(a: Activity) -> bool:

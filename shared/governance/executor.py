@@ -187,6 +187,8 @@ def _describe(action: str, target: str, sender: str | None) -> str:
 def _target(alert: Alert, action: str) -> str:
     if action in act.WORKPLACE_ACTIONS:
         return alert.user_id  # the Workplace account id
+    if alert.source == "entra" and alert.user_id:
+        return alert.user_id  # already the Entra object id: no identity to match
     return alert.user_email or alert.user_id
 
 

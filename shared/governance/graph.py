@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import msal
 import requests
@@ -174,6 +174,8 @@ class GraphClient:
         self._session = _session(settings)
         self._tokens = tokens or token_source(settings, self._session)
         self._url = settings.graph_url
+        parts = urlsplit(settings.graph_url)
+        self._origin = f"{parts.scheme}://{parts.netloc}/"  # v1.0 and beta share it
 
     def _token(self) -> str:
         return self._tokens.token()
@@ -343,6 +345,23 @@ class GraphClient:
         if resp.status_code >= 400:
             raise _error_from(resp.status_code, resp.headers, _json(resp), resp.reason)
         return _json(resp), request_id
+
+    def report_page(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """One page of a reporting list (`/auditLogs/...`): a path under GRAPH_URL with its
+        query, or an `@odata.nextLink` as Graph gave it (followed verbatim). Raises GraphError."""
+        if url.startswith("/"):
+            url = f"{self._url}{url}"
+        elif not url.startswith(self._origin):
+            raise GraphError(400, "foreign_next_link", "a nextLink outside Microsoft Graph")
+        headers = {"Authorization": f"Bearer {self._token()}", "x-ms-throttle-priority": "low"}
+        try:
+            resp = self._session.get(url, params=params, headers=headers, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise GraphError(503, "unreachable", type(exc).__name__) from None
+        body = _json(resp)
+        if resp.status_code >= 400 or not isinstance(body, dict):
+            raise _error_from(resp.status_code, resp.headers, body, resp.reason)
+        return body
 
     def sent_message(self, sender: str, internet_message_id: str) -> tuple[str | None, str]:
         """The id of the message in `sender`'s Sent Items with this internet message id."""

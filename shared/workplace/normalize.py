@@ -13,16 +13,14 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from shared.boundary import EARLIEST, FUTURE_SLACK, MAX_FIELD_CHARS, in_range
 from shared.models import Activity, utc
 from shared.workplace.events import ADMIN_FIELDS, ADMIN_IF_OTHER_TARGET, kind_of
 
 SOURCE = "workplace"
-EARLIEST = datetime(2004, 1, 1, tzinfo=UTC)  # before Facebook (and Workplace) existed
-FUTURE_SLACK = timedelta(days=1)  # clocks differ; an event later than this is not believed
-MAX_FIELD_CHARS = 4096  # one text field (e-mail, user agent...): far beyond any real value
 MAX_RAW_CHARS = 420_000  # the change as stored: 14 of the 15 properties split_text gives it
 _ID = re.compile(r"[0-9]{1,32}")
 
@@ -48,10 +46,6 @@ def event_id(field: str, value: dict[str, Any]) -> str:
     except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): not storable text
         raise EnvelopeError("change holds text that is not valid Unicode") from None
     return hashlib.sha256(encoded).hexdigest()[:40]
-
-
-def in_range(t: datetime, now: datetime) -> bool:
-    return EARLIEST <= t <= now + FUTURE_SLACK
 
 
 def _range_error(what: str, shown: str, now: datetime) -> EnvelopeError:

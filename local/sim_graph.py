@@ -64,6 +64,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import requests
 import trustme
 
+from local.sim_auditlogs import AuditLogs, ReportError
+
 __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
@@ -231,6 +233,7 @@ class _Call:
     body: Any
     request_id: str
     client_request_id: str
+    beta: bool = False
 
 
 class _BadRequest(Exception):
@@ -306,6 +309,7 @@ class SimulatedGraph:
         self._last_risk_call = float("-inf")
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
+        self.audit_logs = AuditLogs()  # sign-ins and directory audits (local/sim_auditlogs.py)
 
         self._ca = trustme.CA()
         self._server_cert = self._ca.issue_cert("localhost", "127.0.0.1")
@@ -574,6 +578,10 @@ class SimulatedGraph:
         if path == "/v1.0" or path.startswith("/v1.0/"):
             wire = self._graph_http(
                 method, path, query, headers, raw, request_id, client_request_id
+            )
+        elif path.startswith("/beta/auditLogs/"):  # beta: only the reporting APIs
+            wire = self._graph_http(
+                method, path, query, headers, raw, request_id, client_request_id, beta=True
             )
         else:
             wire = self._entra_http(
@@ -904,6 +912,8 @@ class SimulatedGraph:
         raw: bytes,
         request_id: str,
         client_request_id: str,
+        *,
+        beta: bool = False,
     ) -> _Wire:
         ids = {"request-id": request_id, "client-request-id": client_request_id}
         auth_error = self._check_bearer(headers.get("authorization", ""))
@@ -935,7 +945,7 @@ class SimulatedGraph:
                 body = text
         call = _Call(
             method=method,
-            path=path.removeprefix("/v1.0") or "/",
+            path=path.removeprefix("/beta" if beta else "/v1.0") or "/",
             query=query,
             headers=headers,
             content_type=media,
@@ -943,6 +953,7 @@ class SimulatedGraph:
             body=body,
             request_id=request_id,
             client_request_id=client_request_id,
+            beta=beta,
         )
         return _Wire.graph(self._graph_call(call, top_level=True), ids)
 
@@ -988,7 +999,7 @@ class SimulatedGraph:
     # ------------------------------------------------------------------ Graph (routing)
 
     def _graph_call(self, call: _Call, *, top_level: bool) -> _Result:
-        fault = self._take_fault(call.method, "/v1.0" + call.path)
+        fault = self._take_fault(call.method, ("/beta" if call.beta else "/v1.0") + call.path)
         if fault is not None:
             return self._fault_result(fault, call)
         try:
@@ -1030,6 +1041,11 @@ class SimulatedGraph:
             case ["$batch"] if top_level:
                 self._allow(method, "POST")
                 return self._batch(call)
+            case ["auditLogs", ("signIns" | "directoryAudits") as log] if top_level:
+                self._allow(method, "GET")
+                return self._audit_log(call, log)
+            case _ if call.beta:
+                raise _BadRequest(400, "BadRequest", "The simulator serves only auditLogs on beta.")
             case ["users"]:
                 self._allow(method, "GET")
                 return self._list_users(call)
@@ -1196,6 +1212,14 @@ class SimulatedGraph:
                 "value": [self._user_json(u, select, entity=False) for u in candidates],
             },
         )
+
+    def _audit_log(self, call: _Call, log: str) -> _Result:
+        base = f"{self.authority_host}/{'beta' if call.beta else 'v1.0'}"
+        try:
+            return _Result(200, self.audit_logs.answer(log, call.query, base, call.beta))
+        except ReportError as exc:
+            ids = (call.request_id, call.client_request_id)
+            return _Result(exc.status, self._graph_error(exc.code, exc.message, *ids), exc.headers)
 
     def _patch_user(self, call: _Call, user: SimUser) -> _Result:
         body = self._require_json(call)

@@ -253,8 +253,12 @@ def pull(svc: Services, now: datetime, graph: Any = None, pacer: Pacer | None = 
     pacer = pacer or Pacer()
     store = LogStateStore(svc.storage.table(st.ENTRA_SYNC))
     result = PullResult()
-    for name in LOGS:
-        pull_log(svc, graph, store.get(tenant, name), now, pacer, result)
+    states = [store.get(tenant, name) for name in LOGS]
+    # The limit is per app and tenant: after a 429 on either log, neither is asked before then.
+    if any(s.state == "throttled" and s.resume_after and now < s.resume_after for s in states):
+        return result
+    for s in states:
+        pull_log(svc, graph, s, now, pacer, result)
         if result.throttled:
             break
     telemetry.activities_ingested(result.stored)

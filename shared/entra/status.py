@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from shared import storage as st
+from shared.entra.pull import LOGS
 from shared.entra.state import LogState, LogStateStore
 from shared.services import Services
 
@@ -42,6 +43,12 @@ def log_report(s: LogState, now: datetime) -> dict[str, Any]:
 
 def report(svc: Services, now: datetime) -> dict[str, Any]:
     tenants: dict[str, dict[str, Any]] = {}
-    for s in LogStateStore(svc.storage.table(st.ENTRA_SYNC)).all():
+    store = LogStateStore(svc.storage.table(st.ENTRA_SYNC))
+    if svc.settings.graph_tenant_id:  # the tenant's logs, read yet or not
+        for name in LOGS:
+            tenants.setdefault(svc.settings.graph_tenant_id, {})[name] = log_report(
+                store.get(svc.settings.graph_tenant_id, name), now
+            )
+    for s in store.all():
         tenants.setdefault(s.tenant_id, {})[s.log] = log_report(s, now)
     return {"tenants": tenants}

@@ -50,8 +50,8 @@ def status(stack: Stack) -> dict[str, Any]:
         f"{stack.api}/sources/status", headers={"x-functions-key": stack.function_key}, timeout=10
     )
     assert reply.status_code == 200
-    tenants: dict[str, Any] = reply.json()["sources"]["entra"]["tenants"]
-    return tenants[stack.graph.tenant_id]
+    tenant: dict[str, Any] = reply.json()["sources"]["entra"]["tenants"][stack.graph.tenant_id]
+    return tenant
 
 
 def people(stack: Stack) -> list[tuple[str, str]]:
@@ -210,3 +210,50 @@ def test_an_entra_brute_force_alerts_and_governance_acts_on_the_entra_user_direc
     assert not any(p == "/v1.0/users" for p in paths)  # ...never searched for by e-mail
     revokes = [p for p in paths if p.endswith("/revokeSignInSessions")]
     assert revokes == [f"/v1.0/users/{victim_upn}/revokeSignInSessions"]
+
+
+def test_unreadable_records_are_quarantined_with_a_reason_and_unknown_ones_kept_and_counted(
+    stack: Stack,
+) -> None:
+    now = datetime.now(UTC)
+    (uid, upn), (other, other_upn) = people(stack)[:2]
+    bad = sign_in(now - timedelta(minutes=5), user_id="not-a-guid", upn=upn)
+    future = sign_in(now + timedelta(days=3), user_id=uid, upn=upn)
+    odd = sign_in(now - timedelta(minutes=4), user_id=uid, upn=upn, code=31337)
+    new_name = audit(now - timedelta(minutes=3), "Frobnicate tenant", actor_id=uid, actor_upn=upn,
+                     target_id=other, target_upn=other_upn)  # fmt: skip
+    stack.graph.audit_logs.add("signIns", bad, future, odd)
+    stack.graph.audit_logs.add("directoryAudits", new_name)
+    while status(stack)["directoryAudits"]["state"] != "current":
+        stack.host.run_timer("sync_timer")
+    rows = list(get_services().storage.table(st.QUARANTINE).list_entities())
+    reasons = sorted(r["Reason"] for r in rows if r["PartitionKey"] == "entra")
+    assert len(reasons) == 1 and "not an object id" in reasons[0]  # the future one: not asked
+    kept = {r["event_id"]: r["type"] for r in entra_activities()}
+    assert kept == {odd["id"]: "login_failure_other", new_name["id"]: "other"}
+    s = status(stack)
+    assert s["signIns"]["unknown"] == {"errorCode 31337": 1}
+    assert s["directoryAudits"]["unknown"] == {"Frobnicate tenant": 1}
+    assert s["signIns"]["quarantined"] == 1
+
+
+def test_an_account_disabled_in_the_audit_log_then_signing_in_is_a_terminated_user(
+    stack: Stack,
+) -> None:
+    now = datetime.now(UTC)
+    (admin, admin_upn), (user, upn) = people(stack)[:2]
+    stack.graph.audit_logs.add(
+        "directoryAudits",
+        audit(now - timedelta(hours=2), "Disable account", actor_id=admin, actor_upn=admin_upn,
+              target_id=user, target_upn=upn),
+    )  # fmt: skip
+    stack.graph.audit_logs.add(
+        "signIns",
+        sign_in(now - timedelta(hours=30), user_id=user, upn=upn),
+        sign_in(now - timedelta(hours=1), user_id=user, upn=upn),  # after the disable
+    )
+    for _ in range(4):
+        drain(stack)
+    alerts = get_services().alerts.for_tenant(stack.graph.tenant_id)
+    assert [a.detector_id for a in alerts] == ["vigil.terminated_user"]
+    assert alerts[0].user_id == user

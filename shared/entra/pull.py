@@ -12,7 +12,7 @@ read again every run; a record's activity id is its Graph id, so a re-read never
 only records not already stored are queued for detection.
 
 Pacing: the reporting APIs allow 5 requests per 10 s per app and tenant; a run takes at most
-ENTRA_MAX_REQUESTS_PER_RUN requests through a token bucket of 4 per 10 s. A 429 ends the run
+ENTRA_MAX_REQUESTS_PER_RUN requests, at most 4 in any 10 s (Pacer). A 429 ends the run
 (its Retry-After is kept: no run asks again before then); nothing sleeps longer than a token.
 """
 
@@ -22,11 +22,13 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
 
 from shared import storage as st
 from shared import telemetry
@@ -54,12 +56,13 @@ PAGE_SIZE = 1000  # the reporting APIs' maximum (and default)
 NON_PREMIUM = "Authorization_RequestFromNonPremiumTenantOrB2CTenant"
 LICENCE_RECHECK = timedelta(hours=1)
 FORBIDDEN_RECHECK = timedelta(minutes=15)
-BUCKET_SIZE = 4.0  # requests ...
-BUCKET_PER_S = 0.4  # ... refilled at 4 per 10 s: under the 5 per 10 s Graph allows
+WINDOW_REQUESTS = 4  # requests in any ...
+WINDOW_S = 10.0  # ... 10 seconds: under the 5 per 10 s Graph allows per app and tenant
 
 
 class Pacer:
-    """A token bucket for one run: at most BUCKET_SIZE at once, BUCKET_PER_S after that."""
+    """At most WINDOW_REQUESTS requests in any WINDOW_S seconds of one run (a sliding window):
+    the first ones go at once, a later one waits (at most WINDOW_S) for the oldest to age out."""
 
     def __init__(
         self,
@@ -67,19 +70,19 @@ class Pacer:
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         self._clock, self._sleep = clock, sleep
-        self._tokens, self._at = BUCKET_SIZE, clock()
+        self._sent: deque[float] = deque()
         self._lock = threading.Lock()
 
     def take(self) -> None:
         with self._lock:
             now = self._clock()
-            self._tokens = min(BUCKET_SIZE, self._tokens + (now - self._at) * BUCKET_PER_S)
-            self._at = now
-            if self._tokens < 1:
-                wait = (1 - self._tokens) / BUCKET_PER_S  # at most 2.5 s
-                self._sleep(wait)
-                self._tokens, self._at = 1.0, self._clock()
-            self._tokens -= 1
+            if len(self._sent) >= WINDOW_REQUESTS:
+                wait = self._sent[0] + WINDOW_S - now
+                if wait > 0:
+                    self._sleep(wait)
+                    now = self._clock()
+                self._sent.popleft()
+            self._sent.append(now)
 
 
 @dataclass
@@ -151,6 +154,7 @@ def _store(
     """A page's records as activities; an unreadable record is quarantined with its reason."""
     acts: list[Activity] = []
     unknown: Counter[str] = Counter()
+    names: dict[str, str] = {}
     kept = 0
     for rec in records:
         try:
@@ -160,15 +164,15 @@ def _store(
         except (RecordError, RecursionError) as exc:
             body = json.dumps(rec, default=str).encode("utf-8", "backslashreplace")
             key = short_hash(s.tenant_id, s.log, body.decode("utf-8", "replace"))
-            quarantine(svc, "entra", key, body, f"{s.log}: {str(exc)[:500]}", now)
-            kept += 1
+            kept += _quarantine_once(svc, key, body, f"{s.log}: {str(exc)[:500]}", now)
             continue
-        if a.type in ("other", "login_failure_other"):
-            unknown[a.event_name if a.type == "other" else _code(rec)] += 1
         acts.append(a)
+        if a.type in ("other", "login_failure_other"):
+            names[a.event_id] = a.event_name if a.type == "other" else _code(rec)
     seen = stored_keys(svc.storage.table(st.ACTIVITIES), acts)
     unique = {(a.tenant_id, a.event_id): a for a in acts}
     fresh = [a for a in unique.values() if (partition_key(a), row_key(a)) not in seen]
+    unknown.update(names[a.event_id] for a in fresh if a.event_id in names)  # counted once
     batches = work_items(fresh)
     # Carried in the message (v2) ones are queued before the write: a crash in between queues
     # them again (detection is idempotent), never not at all. By-key ones need the row first.
@@ -195,6 +199,16 @@ def _store(
         records=s.records + len(records),
         quarantined=s.quarantined + kept,
     )
+
+
+def _quarantine_once(svc: Services, key: str, body: bytes, reason: str, now: datetime) -> int:
+    """Keep the record in quarantine; 1 when it is new there (an overlap re-read finds it)."""
+    try:
+        svc.storage.table(st.QUARANTINE).get_entity("entra", key, select=["RowKey"])
+        return 0
+    except ResourceNotFoundError:
+        quarantine(svc, "entra", key, body, reason, now)
+        return 1
 
 
 def _code(rec: dict[str, Any]) -> str:

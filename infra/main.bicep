@@ -73,6 +73,9 @@ param governanceMode string = 'dry-run'
 @description('GOVERNANCE_MAIL_SENDER: mailbox that notification mail is sent from. Empty: notify is unavailable.')
 param governanceMailSender string = ''
 
+@description('VIGIL_SOURCES: the sources sync_timer feeds the engine from, comma-separated: workplace, entra or both. With entra, the managed identity is granted AuditLog.Read.All (sign-in and directory-audit logs; sign-ins need Entra ID P1 or P2).')
+param vigilSources string = 'workplace'
+
 @description('SYNC_SCHEDULE: NCRONTAB (six fields, UTC) of the timer that drains the webhook inbox.')
 param syncSchedule string = '0 * * * * *'
 
@@ -322,6 +325,7 @@ var appSettings = {
   GOVERNANCE_MAIL_SENDER: governanceMailSender
   APP_SERVICE_AUTH: enableAppServiceAuth ? 'true' : 'false'
   AUTOMATION_KEY: enableAutomationKey ? '${kv}automation-key)' : ''
+  VIGIL_SOURCES: vigilSources
 }
 
 module api 'app/api.bicep' = {
@@ -367,6 +371,9 @@ module rbac 'app/rbac.bicep' = {
 
 // Mail.Send only when there is a sender to send from (and it is not scoped in Exchange instead).
 var grantMailSend = !empty(governanceMailSender) && grantMailSendTenantWide
+// The Entra source (VIGIL_SOURCES, no spaces) reads the reporting APIs: AuditLog.Read.All only
+// (least privilege; the Directory.Read.All that older pages also list is not needed).
+var entraSource = contains(split(vigilSources, ','), 'entra')
 
 module graphRoles 'app/graph-roles.bicep' = if (enableGraphRoleAssignment) {
   name: 'graph-roles'
@@ -376,7 +383,8 @@ module graphRoles 'app/graph-roles.bicep' = if (enableGraphRoleAssignment) {
     appRoles: concat(
       ['User.Read.All', 'User.RevokeSessions.All', 'User.EnableDisableAccount.All'],
       grantMailSend ? ['Mail.Send', 'Mail.ReadBasic.All'] : [],
-      enableIdentityProtection ? ['IdentityRiskyUser.ReadWrite.All'] : []
+      enableIdentityProtection ? ['IdentityRiskyUser.ReadWrite.All'] : [],
+      entraSource ? ['AuditLog.Read.All'] : []
     )
   }
 }

@@ -104,6 +104,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "governanceMailSender": "vigil@contoso.com",
         "enableGraphRoleAssignment": True,
         "enableIdentityProtection": True,
+        "vigilSources": "workplace,entra",
         "vnetEnabled": True,
         "keyVaultSalt": "a1b2c3d4",
     },
@@ -111,6 +112,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "governanceMailSender": "vigil@contoso.com",
         "grantMailSendTenantWide": False,
     },
+    "entra source only": {"vigilSources": "entra", "enableGraphRoleAssignment": True},
 }
 
 
@@ -403,6 +405,8 @@ def graph_roles(d: Deployment) -> Iterator[str]:
             want |= {"Mail.Send", "Mail.ReadBasic.All"}  # notify reads Sent Items first
         if ev.param("enableIdentityProtection"):
             want.add("IdentityRiskyUser.ReadWrite.All")
+        if "entra" in str(ev.param("vigilSources")).split(","):
+            want.add("AuditLog.Read.All")  # the Entra source's pull, nothing broader
         mail = {r for r in granted if r.startswith("Mail.")}
         if mail and "Mail.Send" not in want:
             yield f"graph roles ({scenario}): {sorted(mail)} granted without a mail sender"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 from datetime import UTC, datetime
 
+from local import entra_scenario
 from local.azurite import ROOT
 from local.scenario import brute_force, ordinary_day
 from local.stack import Stack, local_stack
@@ -16,21 +18,35 @@ TRAFFIC_EVERY_S = 15.0
 ATTACK_EVERY_S = 60.0
 
 
-def traffic(stack: Stack, stop: threading.Event) -> None:
-    """Ordinary logins every few seconds, and a brute-force attack every minute."""
+def traffic(stack: Stack, stop: threading.Event, sources: list[str]) -> None:
+    """Ordinary logins every few seconds, and a brute-force attack every minute, for each source:
+    Workplace webhooks, and Entra sign-ins the simulated Graph serves for sync_timer to pull."""
     rng = random.Random()
     wp = stack.workplace
+    people = list(stack.graph.users.values())
     next_attack = 20.0
     elapsed = 0.0
     while not stop.wait(TRAFFIC_EVERY_S if elapsed else 3.0):
         elapsed += TRAFFIC_EVERY_S
         now = datetime.now(UTC)
+        attack = elapsed >= next_attack
+        if attack:
+            next_attack += ATTACK_EVERY_S
+        if "entra" in sources:
+            records = rng.sample(entra_scenario.ordinary_sign_ins(people, now, rng), k=3)
+            if attack:
+                target = rng.choice(people)
+                log.warning("ATTACK (Entra): password guessing against %s", target.id)
+                records += entra_scenario.password_guessing(target, now)
+            entra_scenario.publish(stack.graph, records)
+            log.info("Entra: %d sign-ins logged for sync_timer to pull", len(records))
+        if "workplace" not in sources:
+            continue
         deliveries = rng.sample(ordinary_day(wp, now, rng), k=3)
-        if elapsed >= next_attack:
+        if attack:
             victim = rng.choice(wp.members)
             log.warning("ATTACK: password guessing against %s from abroad", victim.email)
             deliveries += brute_force(wp, victim, now)
-            next_attack += ATTACK_EVERY_S
         for d in deliveries:
             envelope = wp.security_envelope(list(d.changes))
             status = wp.deliver(stack.webhook_url, envelope).status_code
@@ -44,8 +60,15 @@ def main() -> None:
     # The host's per-invocation lines would drown the story; Vigil's own log tells it.
     for noisy in ("azure", "urllib3", "msal", "local.functions_host"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # VIGIL_SOURCES=workplace,entra (or entra alone) runs those sources; default: Workplace.
+    chosen = os.environ.get("VIGIL_SOURCES") or "workplace"
+    sources = [s.strip() for s in chosen.split(",") if s.strip()]
     with local_stack(
-        port=7071, schedule="*/10 * * * * *", prefix="vigil", azurite_location=ROOT / ".azurite"
+        port=7071,
+        schedule="*/10 * * * * *",
+        prefix="vigil",
+        azurite_location=ROOT / ".azurite",
+        extra_env={"VIGIL_SOURCES": ",".join(sources)},
     ) as stack:
         key_file = ROOT / ".local" / "function_key"
         key_file.parent.mkdir(exist_ok=True)
@@ -61,11 +84,15 @@ def main() -> None:
             stack.workplace.url,
             stack.graph.graph_url,
         )
-        reply = stack.install()
-        log.info("install: the simulated admin approved; callback answered %s", reply.status_code)
+        log.info("sources: %s (status: %s/sources/status)", ", ".join(sources), stack.api)
+        if "workplace" in sources:
+            reply = stack.install()
+            log.info(
+                "install: the simulated admin approved; callback answered %s", reply.status_code
+            )
         log.info("alerts are raised by detect_queue and acted on by govern_queue; Ctrl-C stops.")
         stop = threading.Event()
-        worker = threading.Thread(target=traffic, args=(stack, stop), daemon=True)
+        worker = threading.Thread(target=traffic, args=(stack, stop, sources), daemon=True)
         worker.start()
         try:
             threading.Event().wait()

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-import uuid
-from datetime import datetime
 from typing import Any
 
+from local.entra_scenario import audit, sign_in
+
+__all__ = ["AUDIT", "SIGN_IN", "TENANT", "audit", "sign_in"]
+
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-
-
-def _stamp(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"  # Graph writes 7 fraction digits
 
 
 SIGN_IN: dict[str, Any] = {
@@ -94,57 +91,3 @@ AUDIT: dict[str, Any] = {
     ],
     "additionalDetails": [],
 }
-
-
-def sign_in(
-    at: datetime,
-    *,
-    user_id: str,
-    upn: str,
-    code: int = 0,
-    ip: str = "203.0.113.45",
-    country: str = "NL",
-    lat: float = 52.3676,
-    lon: float = 4.9041,
-    record_id: str | None = None,
-) -> dict[str, Any]:
-    rec = copy.deepcopy(SIGN_IN)
-    rec.update(
-        id=record_id or str(uuid.uuid4()),
-        createdDateTime=_stamp(at),
-        userId=user_id,
-        userPrincipalName=upn,
-        ipAddress=ip,
-    )
-    rec["status"] = {"errorCode": code, "failureReason": "" if code == 0 else "Failed."}
-    rec["location"] = {
-        "city": "",
-        "state": "",
-        "countryOrRegion": country,
-        "geoCoordinates": {"altitude": None, "latitude": lat, "longitude": lon},
-    }
-    return rec
-
-
-def audit(
-    at: datetime,
-    name: str,
-    *,
-    actor_id: str,
-    actor_upn: str,
-    target_id: str,
-    target_upn: str,
-    record_id: str | None = None,
-) -> dict[str, Any]:
-    rec = copy.deepcopy(AUDIT)
-    rec.update(
-        id=record_id or f"Directory_{uuid.uuid4().hex[:5].upper()}_{uuid.uuid4().int % 10**9}",
-        activityDisplayName=name,
-        activityDateTime=_stamp(at),
-        category="UserManagement",
-    )
-    rec["initiatedBy"]["user"].update(id=actor_id, userPrincipalName=actor_upn)
-    rec["targetResources"] = [
-        {"id": target_id, "type": "User", "userPrincipalName": target_upn, "modifiedProperties": []}
-    ]
-    return rec

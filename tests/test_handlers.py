@@ -239,6 +239,7 @@ def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
     functions = {
         "connect_install": connect_install,
         "connect_status": connect_module.connect_status,
+        "sources_status": connect_module.sources_status,
         "connect_http": connect_http,
         "alerts_http": alerts_http.alerts_http,
         "governance_actions": governance_http.governance_actions,

@@ -34,7 +34,7 @@ def connect_status(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="sources/status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def sources_status(req: func.HttpRequest) -> func.HttpResponse:
     """Each enabled source's state: installs (Workplace), log back-fill and watermarks (Entra)."""
-    return _response(Reply.json(200, sources.status(get_services(), now())))
+    return _response(sources.report_status(get_services(), dict(req.params), now()))
 
 
 @bp.function_name("connect_http")

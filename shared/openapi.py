@@ -286,6 +286,13 @@ def document() -> dict[str, Any]:
                 "responses": _ok("Installs"),
             }
         },
+        "/sources/status": {
+            "get": {
+                "summary": "Each enabled source's state: installs, Entra log back-fill (operator)",
+                "security": [{"functionKey": []}],
+                "responses": _ok("Sources"),
+            }
+        },
     }
     for command in ("approve", "retry", "revert"):
         paths[f"/governance/actions/{{id}}/{command}"] = {

@@ -8,11 +8,14 @@ API see only `Activity` (which carries `source`) and never import a source.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from shared import query_params as q
 from shared.services import Services
+from shared.web import Reply, refuses_bad_input
 
 
 class Source(Protocol):
@@ -85,3 +88,10 @@ def status(svc: Services, now: datetime) -> dict[str, Any]:
         "generated_at": now.isoformat(),
         "sources": {s.name: s.status(svc, now) for s in enabled(svc)},
     }
+
+
+@refuses_bad_input
+def report_status(svc: Services, params: Mapping[str, str], now: datetime) -> Reply:
+    """`GET /api/sources/status`: each enabled source's state (the route takes no parameter)."""
+    q.known(params, ())
+    return Reply.json(200, status(svc, now))

@@ -95,6 +95,9 @@ CASES: dict[str, list[Case]] = {
     "connect_status": [
         Case("GET", "workplace/status", "colour", {"colour": "red"}),
     ],
+    "sources_status": [
+        Case("GET", "sources/status", "colour", {"colour": "red"}),
+    ],
     "connect_http": [
         Case("GET", "workplace/callback", "code"),
         Case("GET", "workplace/callback", "state", {"code": "abc"}),

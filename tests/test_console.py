@@ -1,0 +1,196 @@
+"""The analyst console in a real browser: Debian's headless Chromium driven by Playwright,
+against the local stack (Azurite, simulated Workplace and Graph, the functions host).
+
+A replayed password-guessing attack raises an alert; the analyst opens it in the console, sees
+the burst on its time line, resolves it as a false positive with a suppression, and the API then
+answers it resolved and the suppression exists. A Reader is offered no triage at all."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from local.scenario import brute_force, ordinary_day
+from local.stack import Stack, local_stack
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: `make browser` installs it"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(azurite_connection_string: str) -> Iterator[Stack]:
+    with local_stack(port=None, triggers=False) as s:
+        assert s.install().status_code == 200
+        wp = s.workplace
+        victim = wp.members[1]
+        deliveries = ordinary_day(wp, START, random.Random(1)) + brute_force(
+            wp, victim, START + timedelta(minutes=30)
+        )
+        for d in deliveries:
+            body = wp.security_envelope(list(d.changes), entry_time=1)
+            assert wp.deliver(s.webhook_url, body).status_code == 200
+        s.host.run_timer("sync_timer")
+        while s.host.process_queue_once("detect_queue") or s.host.process_queue_once(
+            "govern_queue"
+        ):
+            pass
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def page_as(browser: Browser, token: str) -> Page:
+    """A browser signed in the way App Service Authentication lets one in (a bearer token)."""
+    context = browser.new_context(
+        extra_http_headers={"Authorization": f"Bearer {token}"},
+        viewport={"width": 1280, "height": 900},
+    )
+    return context.new_page()
+
+
+def the_alert(stack: Stack) -> dict[str, object]:
+    answer = requests.get(f"{stack.api}/alerts", headers=stack.as_analyst(), timeout=10).json()
+    (alert,) = answer["value"]
+    return dict(alert)
+
+
+def test_console_is_served_under_a_strict_content_security_policy(stack: Stack) -> None:
+    for path, kind in (("console", "text/html"), ("console/app.js", "text/javascript")):
+        reply = requests.get(f"{stack.api}/{path}", timeout=10)
+        assert reply.status_code == 200 and reply.headers["Content-Type"].startswith(kind)
+        csp = reply.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "unsafe-inline" not in csp
+    page = requests.get(f"{stack.api}/console", timeout=10).text
+    assert "<script>" not in page and "<style" not in page and "://" not in page
+    for bad in ("../host.json", ".hidden.js", "app.py", "nothing.js"):
+        assert requests.get(f"{stack.api}/console/{bad}", timeout=10).status_code == 404
+
+
+def test_me_tells_the_page_the_callers_roles(stack: Stack) -> None:
+    reader = requests.get(f"{stack.api}/me", headers=stack.as_reader(), timeout=10).json()
+    analyst = requests.get(f"{stack.api}/me", headers=stack.as_analyst(), timeout=10).json()
+    assert (reader["roles"], reader["mayRespond"]) == (["Vigil.Reader"], False)
+    assert analyst["mayRespond"] is True and "Vigil.Responder" in analyst["roles"]
+    assert requests.get(f"{stack.api}/me", timeout=10).status_code == 401
+
+
+def test_analyst_resolves_a_replayed_attack_as_false_positive(
+    stack: Stack, browser: Browser
+) -> None:
+    alert = the_alert(stack)
+    assert alert["detectorId"] == "vigil.multiple_failed_logins"
+    page = page_as(browser, stack.analyst_token)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{stack.api}/console")
+    expect(page.locator("#who")).to_contain_text("analyst@contoso.com")
+    row = page.locator(f'#alerts tr[data-id="{alert["id"]}"]')
+    expect(row).to_contain_text(str(alert["userEmail"]))
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "console-alerts.png"), full_page=True)
+
+    row.click()
+    expect(page.locator("h2")).to_have_text(str(alert["title"]))
+    ticks = page.locator("#burst-timeline line.tick-failed")
+    expect(ticks).to_have_count(14)  # the burst: fourteen failed logins on the time line
+    expect(page.locator("#burst-summary")).to_contain_text("activities")
+    expect(page.locator("#evidence")).to_contain_text("failed_logins")
+    expect(page.locator("#suppressions")).to_be_visible()
+    page.screenshot(path=str(DOCS / "console-alert.png"), full_page=True)
+
+    form = page.locator("#triage")
+    form.locator('select[name="status"]').select_option("resolved")
+    form.locator('select[name="classification"]').select_option("falsePositive")
+    form.locator('textarea[name="comment"]').fill("the user's own password manager")
+    form.locator('input[name="suppress"]').fill("30")
+    form.locator('button[type="submit"]').click()
+    expect(page.locator(".notice")).to_contain_text("suppressed for 30 days")
+    expect(page.locator("body")).to_contain_text("the user's own password manager")
+
+    answer = requests.get(
+        f"{stack.api}/alerts/{alert['id']}", headers=stack.as_analyst(), timeout=10
+    )
+    assert (answer.json()["status"], answer.json()["classification"]) == (
+        "resolved",
+        "falsePositive",
+    )
+    suppressions = requests.get(
+        f"{stack.api}/suppressions", headers=stack.as_analyst(), timeout=10
+    ).json()["value"]
+    (made,) = [s for s in suppressions if s["alertId"] == alert["id"]]
+    assert (made["detectorId"], made["createdBy"]) == (alert["detectorId"], "analyst@contoso.com")
+    assert errors == []
+
+    page.get_by_role("link", name="User page").click()
+    expect(page.locator("h2")).to_have_text(f"User {alert['userEmail']}", timeout=30_000)
+    to = datetime.fromisoformat(str(alert["lastActivityDateTime"])) + timedelta(minutes=1)
+    window = {"from": (to - timedelta(days=7)).isoformat(), "to": to.isoformat()}
+    failures = requests.get(
+        f"{stack.api}/activities",
+        params={**window, "user": str(alert["userEmail"]), "outcome": "failure", "top": "500"},
+        headers=stack.as_analyst(),
+        timeout=10,
+    ).json()["value"]
+    assert len(failures) >= 14
+    expect(page.locator("#user-timeline line.tick-failed")).to_have_count(len(failures))
+    page.screenshot(path=str(DOCS / "console-user.png"), full_page=True)
+    page.goto(f"{stack.api}/console#/governance")
+    expect(page.locator("table.actions")).to_contain_text("revoke_sessions")
+    expect(page.locator('button[data-command="revert"]')).to_have_count(1)
+    page.screenshot(path=str(DOCS / "console-governance.png"), full_page=True)
+    page.context.close()
+
+
+def test_a_reader_is_offered_no_triage(stack: Stack, browser: Browser) -> None:
+    alert = the_alert(stack)
+    page = page_as(browser, stack.reader_token)
+    page.goto(f"{stack.api}/console#/alert/{alert['id']}")
+    expect(page.locator("#who")).to_contain_text("Vigil.Reader")
+    expect(page.locator("h2")).to_have_text(str(alert["title"]))
+    expect(page.locator("#evidence")).to_be_visible()
+    expect(page.locator("#triage")).to_have_count(0)
+    page.goto(f"{stack.api}/console#/governance")
+    expect(page.locator("table.actions")).to_contain_text("revoke_sessions")
+    expect(page.locator("button[data-command]")).to_have_count(0)
+    page.context.close()
+
+
+def test_posture_view(stack: Stack, browser: Browser) -> None:
+    stack.host.run_timer("posture_timer")
+    page = page_as(browser, stack.reader_token)
+    page.goto(f"{stack.api}/console#/posture")
+    expect(page.locator(".posture h3").first).to_contain_text(re.compile("SSO"))
+    page.screenshot(path=str(DOCS / "console-posture.png"), full_page=True)
+    page.context.close()

@@ -306,7 +306,11 @@ async function route() {
     else if (view === "posture") await postureView();
     else await alertsView(params);
   } catch (error) {
-    failed(error);
+    if (!me && String(error.message).startsWith("401")) {
+      // App Service Authentication's sign-in, back to this page afterwards.
+      const back = encodeURIComponent(location.pathname + location.hash);
+      show(h("p", {}, h("a", { id: "sign-in", href: `/.auth/login/aad?post_login_redirect_uri=${back}` }, "Sign in")));
+    } else failed(error);
   }
 }
 

@@ -194,3 +194,21 @@ def test_posture_view(stack: Stack, browser: Browser) -> None:
     expect(page.locator(".posture h3").first).to_contain_text(re.compile("SSO"))
     page.screenshot(path=str(DOCS / "console-posture.png"), full_page=True)
     page.context.close()
+
+
+def test_a_browser_signs_in_with_the_session_cookie(stack: Stack, browser: Browser) -> None:
+    """Without a token the page offers App Service's sign-in; after it, the session cookie."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{stack.api}/console#/governance")
+    page.locator("#sign-in").click()
+    page.get_by_role("button", name=re.compile("reader@contoso.com")).click()
+    expect(page.locator("#who")).to_contain_text("reader@contoso.com (Vigil.Reader)")
+    expect(page.locator("table.actions")).to_contain_text("revoke_sessions")
+    (cookie,) = context.cookies()
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == (
+        "AppServiceAuthSession",
+        True,
+        "Strict",
+    )
+    context.close()

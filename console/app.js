@@ -177,21 +177,37 @@ function evidencePicture(a) {
   return h("span");
 }
 
-/* Two places on an equirectangular map: each an accuracy circle around its point. */
+/* Two places on an equirectangular map fitted around them, each circle its accuracy radius
+   (at least a few pixels), the graticule every 10 or 30 degrees, labelled. */
 function travelMap(f) {
   const [[lat1, lon1], [lat2, lon2]] = f.coordinates;
-  const W = 360, H = 180;
-  const x = (lon) => lon + 180, y = (lat) => 90 - lat;
+  const kms = [Number(f.radius_from_km || 0), Number(f.radius_to_km || 0)];
+  const pad = Math.max(8, ...kms.map((km) => km / 111.2 + 2));
+  let west = Math.max(-180, Math.min(lon1, lon2) - pad), east = Math.min(180, Math.max(lon1, lon2) + pad);
+  let south = Math.max(-90, Math.min(lat1, lat2) - pad), north = Math.min(90, Math.max(lat1, lat2) + pad);
+  if (east - west < 2 * (north - south)) { const grow = (2 * (north - south) - (east - west)) / 2; west -= grow; east += grow; }
+  else { const grow = ((east - west) / 2 - (north - south)) / 2; south -= grow; north += grow; }
+  const W = 400, H = 200, k = W / (east - west);
+  const x = (lon) => (lon - west) * k, y = (lat) => (north - lat) * k;
   const svg = s("svg", { class: "map", id: "travel-map", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "travel map" });
-  for (let lon = -150; lon <= 150; lon += 30) svg.append(s("line", { class: "land-grid", x1: x(lon), y1: 0, x2: x(lon), y2: H }));
-  for (let lat = -60; lat <= 60; lat += 30) svg.append(s("line", { class: "land-grid", x1: 0, y1: y(lat), x2: W, y2: y(lat) }));
-  const places = [[lat1, lon1, f.radius_from_km, (f.countries || [])[0], (f.times || [])[0]], [lat2, lon2, f.radius_to_km, (f.countries || [])[1], (f.times || [])[1]]];
+  const step = east - west > 120 ? 30 : 10;
+  for (let lon = Math.ceil(west / step) * step; lon <= east; lon += step) {
+    svg.append(s("line", { class: "land-grid", x1: x(lon), y1: 0, x2: x(lon), y2: H }));
+    svg.append(s("text", { class: "grid-label", x: x(lon) + 2, y: H - 3 }, `${Math.abs(lon)}°${lon < 0 ? "W" : lon > 0 ? "E" : ""}`));
+  }
+  for (let lat = Math.ceil(south / step) * step; lat <= north; lat += step) {
+    svg.append(s("line", { class: "land-grid", x1: 0, y1: y(lat), x2: W, y2: y(lat) }));
+    svg.append(s("text", { class: "grid-label", x: 2, y: y(lat) - 2 }, `${Math.abs(lat)}°${lat < 0 ? "S" : lat > 0 ? "N" : ""}`));
+  }
   svg.append(s("line", { class: "trip", x1: x(lon1), y1: y(lat1), x2: x(lon2), y2: y(lat2) }));
-  places.forEach(([lat, lon, km, country, time], i) => {
-    const r = Math.max(1.5, Number(km || 0) / 111.2); // degrees of latitude
-    svg.append(s("circle", { class: "place", cx: x(lon), cy: y(lat), r, "data-place": i }));
-    svg.append(s("circle", { class: "dot", cx: x(lon), cy: y(lat), r: 1.5 }));
-    svg.append(s("text", { x: x(lon) + 4, y: y(lat) - 4 }, `${country || "?"} ${time ? when(time).slice(11) : ""}`));
+  const places = [[lat1, lon1, (f.countries || [])[0], (f.times || [])[0]], [lat2, lon2, (f.countries || [])[1], (f.times || [])[1]]];
+  places.forEach(([lat, lon, country, time], i) => {
+    const r = Math.max(4, (kms[i] / 111.2) * k);
+    const right = x(lon) > W / 2;
+    svg.append(s("circle", { class: "place", cx: x(lon), cy: y(lat), r, "data-place": i, "data-km": kms[i] }));
+    svg.append(s("circle", { class: "dot", cx: x(lon), cy: y(lat), r: 2 }));
+    svg.append(s("text", { x: x(lon) + (right ? -8 : 8), y: y(lat) - 6, "text-anchor": right ? "end" : "start" },
+      `${country || "?"} ±${Math.round(kms[i])} km, ${time ? when(time).slice(11) : ""}`));
   });
   const summary = h("p", { id: "travel-summary" },
     `${Math.round(f.effective_km)} km apart (after the accuracy radii; ${Math.round(f.raw_km)} km between the points) in ${Number(f.hours).toFixed(2)} h: ${Math.round(f.kmh)} km/h.`);

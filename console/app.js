@@ -31,7 +31,10 @@ function s(tag, attrs, ...children) {
 }
 
 async function api(path, options) {
-  const response = await fetch(API + path, { credentials: "same-origin", ...(options || {}) });
+  const opts = options || {};
+  // A write from a browser session carries X-Requested-With (cross-site forms cannot send it).
+  const headers = { "X-Requested-With": "vigil-console", ...(opts.headers || {}) };
+  const response = await fetch(API + path, { credentials: "same-origin", ...opts, headers });
   const text = await response.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (_) { body = text; }

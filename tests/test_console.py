@@ -258,3 +258,28 @@ def test_impossible_travel_is_drawn_on_the_map(stack: Stack, browser: Browser) -
     expect(page.locator("#suppressions li")).to_have_count(len(f.suppressions_evaluated))
     page.screenshot(path=str(DOCS / "console-travel.png"), full_page=True)
     page.context.close()
+
+
+def test_a_session_cookie_alone_cannot_act(stack: Stack, browser: Browser) -> None:
+    """A cross-site form post carries the analyst's session cookie but no X-Requested-With: it is
+    refused and nothing is acted on; the console's own request (with the header) is taken."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{stack.api}/console#/governance")
+    page.locator("#sign-in").click()
+    page.get_by_role("button", name=re.compile("analyst@contoso.com")).click()
+    expect(page.locator("#who")).to_contain_text("Vigil.Responder")
+    actions = requests.get(
+        f"{stack.api}/governance/actions", headers=stack.as_analyst(), timeout=10
+    ).json()["actions"]
+    (action,) = [a for a in actions if a["action"] == "revoke_sessions"]
+    url = f"{stack.api}/governance/actions/{action['id']}/revert"
+    forged = context.request.post(
+        url, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert forged.status == 403 and "X-Requested-With" in forged.text()
+    after = requests.get(
+        f"{stack.api}/governance/actions", headers=stack.as_analyst(), timeout=10
+    ).json()["actions"]
+    assert [a["status"] for a in after if a["id"] == action["id"]] == [action["status"]]
+    context.close()

@@ -82,6 +82,7 @@ async function alertsView(params) {
     event.preventDefault();
     const chosen = new URLSearchParams();
     for (const [k, v] of new FormData(filters)) if (v) chosen.set(k, String(v));
+    if (params.get("top")) chosen.set("top", params.get("top"));
     location.hash = `#/alerts?${chosen}`;
   });
   const body = h("tbody");
@@ -91,7 +92,7 @@ async function alertsView(params) {
   const more = h("button", { class: "secondary", id: "more", hidden: true }, "More");
   show(h("h2", {}, "Alerts"), filters, table, h("p", {}, more));
   const query = new URLSearchParams(params);
-  query.set("top", "25");
+  if (!query.has("top")) query.set("top", "25");
   async function page(next) {
     if (next) query.set("next", next);
     const { body: answer } = await api(`alerts?${query}`);

@@ -283,3 +283,32 @@ def test_a_session_cookie_alone_cannot_act(stack: Stack, browser: Browser) -> No
     ).json()["actions"]
     assert [a["status"] for a in after if a["id"] == action["id"]] == [action["status"]]
     context.close()
+
+
+def test_the_queue_filters_and_pages(stack: Stack, browser: Browser) -> None:
+    everything = requests.get(f"{stack.api}/alerts", headers=stack.as_reader(), timeout=10).json()[
+        "value"
+    ]
+    assert len(everything) >= 2  # the replayed attack's, and the travel one
+    page = page_as(browser, stack.reader_token)
+    page.goto(f"{stack.api}/console#/alerts?top=1")
+    rows = page.locator("#alerts tbody tr.row")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-id", everything[0]["id"])  # newest first
+    for shown in range(2, len(everything) + 1):
+        page.locator("#more").click()
+        expect(rows).to_have_count(shown)
+    expect(page.locator("#more")).to_be_hidden()
+    assert [rows.nth(i).get_attribute("data-id") for i in range(len(everything))] == [
+        a["id"] for a in everything
+    ]
+    resolved = [
+        a["id"] for a in everything if (a["status"], a["severity"]) == ("resolved", "medium")
+    ]
+    page.locator('form.filters select[name="status"]').select_option("resolved")
+    page.locator('form.filters select[name="severity"]').select_option("medium")
+    page.locator('form.filters button[type="submit"]').click()
+    expect(page).to_have_url(re.compile("status=resolved"))
+    expect(rows).to_have_count(len(resolved))
+    assert [rows.nth(i).get_attribute("data-id") for i in range(len(resolved))] == resolved
+    page.context.close()

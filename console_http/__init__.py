@@ -21,13 +21,13 @@ def _response(reply: Reply) -> func.HttpResponse:
 @bp.function_name("console_page")
 @bp.route(route="console", methods=["GET"], auth_level=ANON)
 def console_page(req: func.HttpRequest) -> func.HttpResponse:
-    return _response(console.asset("index.html"))
+    return _response(console.asset("index.html", dict(req.params)))
 
 
 @bp.function_name("console_asset")
 @bp.route(route="console/{name}", methods=["GET"], auth_level=ANON)
 def console_asset(req: func.HttpRequest) -> func.HttpResponse:
-    return _response(console.asset(req.route_params.get("name", "")))
+    return _response(console.asset(req.route_params.get("name", ""), dict(req.params)))
 
 
 @bp.function_name("me_http")

@@ -4,9 +4,11 @@ The page reads and writes only through the HTTP API; `me` tells it who is signed
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+from shared import query_params as q
 from shared.access import RESPONDER, ROLES, Principal
 from shared.web import Reply
 
@@ -24,21 +26,24 @@ CSP: Final = (
 )
 HEADERS: Final = {
     "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
 
 
-def asset(name: str, folder: Path = FOLDER) -> Reply:
+def asset(name: str, query: Mapping[str, str], folder: Path = FOLDER) -> Reply:
     """One file of the folder by its plain name (no sub-folders, no hidden files, only the
-    types above); 404 otherwise."""
+    types above); 404 otherwise, 400 for a query parameter (the files take none)."""
+    try:
+        q.known(query, ())
+    except q.BadInput as bad:
+        return Reply.error(400, str(bad))
     suffix = Path(name).suffix
-    if "/" in name or "\\" in name or name.startswith(".") or suffix not in TYPES:
-        return Reply.error(404, f"no console file {name!r}")
     path = folder / name
+    if "/" in name or "\\" in name or name.startswith(".") or suffix not in TYPES:
+        return Reply.error(404, f"name: no console file {name!r}")
     if not path.is_file():
-        return Reply.error(404, f"no console file {name!r}")
+        return Reply.error(404, f"name: no console file {name!r}")
     return Reply(200, path.read_text(encoding="utf-8"), TYPES[suffix], dict(HEADERS))
 
 

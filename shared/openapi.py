@@ -279,7 +279,7 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "The analyst console (HTML; it calls this API as the signed-in analyst)",
                 "",
-                {"200": {"description": "The console's page"}},
+                {"200": {"description": "The console's page"}, **_errors(400)},
                 secured=False,
             ),
         },
@@ -287,7 +287,7 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "One of the console's files (app.js, app.css)",
                 "",
-                {"200": {"description": "The file"}, **_errors(404)},
+                {"200": {"description": "The file"}, **_errors(400, 404)},
                 [_path("name", "The file's name")],
                 secured=False,
             ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,13 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+# The README's screenshots: written to docs/ when CONSOLE_SCREENSHOTS=docs (so an ordinary test
+# run leaves the tree clean), else to a scratch folder (the views are still rendered and saved).
+DOCS = (
+    Path(__file__).resolve().parent.parent / "docs"
+    if os.environ.get("CONSOLE_SCREENSHOTS") == "docs"
+    else Path(tempfile.gettempdir()) / "vigil-console-screenshots"
+)
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 ARGS = [
     "--headless",

@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run demo test lint typecheck check check-policies clean bench bench-quality
+.PHONY: setup browser run demo test lint typecheck check check-policies clean bench bench-quality
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
@@ -19,6 +21,10 @@ $(STAMP_NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+## Debian's headless Chromium, for the console's browser tests (from the package registry).
+browser:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
 ## The main job on the embedded default: Azurite + simulated Workplace and Graph, until Ctrl-C.
 run: setup
 	$(PY) -m local.run
@@ -27,7 +33,7 @@ run: setup
 demo: setup
 	$(PY) -m local.demo
 
-test: setup
+test: setup browser
 	$(PY) -m pytest
 
 lint: setup

@@ -4,6 +4,7 @@ import azure.functions as func
 
 import alerts_http
 import connect_http
+import console_http
 import detect_queue
 import govern_queue
 import governance_http
@@ -27,5 +28,6 @@ for blueprint in (
     retention_timer.bp,
     investigate_http.bp,
     posture_timer.bp,
+    console_http.bp,
 ):
     app.register_functions(blueprint)

@@ -13,7 +13,9 @@
   string is never logged.
   App Service Authentication is played too (``sign_ins``): a request with ``Authorization: Bearer
   <token>`` for a known token reaches the function with that person's ``X-MS-CLIENT-PRINCIPAL``,
-  and principal headers a client sends itself are removed, as App Service does.
+  and principal headers a client sends itself are removed, as App Service does. A browser signs
+  in at ``/.auth/login/aad`` (choose one of those people; no password) and is then known by its
+  ``AppServiceAuthSession`` cookie, as on App Service.
 * **Timer** (``timerTrigger``): 6-field NCRONTAB (UTC, day-of-month AND day-of-week like NCrontab)
   or a ``hh:mm:ss`` TimeSpan. One scheduler thread per function; executions of a function never
   overlap (a per-function lock is shared with :meth:`LocalFunctionsHost.run_timer`). Missed
@@ -54,6 +56,7 @@ import contextlib
 import copy
 import functools
 import hmac
+import html
 import inspect
 import json
 import logging
@@ -69,6 +72,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final, cast
@@ -845,6 +849,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
         _LOG.debug("http server: %s", format)
 
 
+_SESSION_COOKIE = "AppServiceAuthSession"
+
+
+def _principal_label(encoded: str) -> str:
+    """ "name (roles)" of an `X-MS-CLIENT-PRINCIPAL` the host signs in with."""
+    data = json.loads(base64.b64decode(encoded))
+    claims = [(c["typ"], c["val"]) for c in data["claims"]]
+    name = next((v for t, v in claims if t == "preferred_username"), "?")
+    roles = ", ".join(v for t, v in claims if t == "roles")
+    return f"{name} ({roles})"
+
+
 def _text_result(status: int, text: str, extra: Iterable[tuple[str, str]] = ()) -> _HttpResult:
     headers = [("Content-Type", "text/plain; charset=utf-8"), *extra]
     return _HttpResult(status, headers, text.encode())
@@ -1270,6 +1286,8 @@ class LocalFunctionsHost:
     ) -> _HttpResult:
         split = urlsplit(raw_path)
         path = split.path
+        if path.lower() == "/.auth/login/aad" and self._sign_ins:
+            return self._sign_in(method, split.query, body)
         if path in ("", "/") and method in ("GET", "HEAD"):
             return _text_result(200, "Your Functions app is up and running (local host).")
         route_path = self._strip_route_prefix(path)
@@ -1313,9 +1331,41 @@ class LocalFunctionsHost:
             _LOG.exception("HTTP function '%s' returned an unusable response", indexed.name)
             return _text_result(500, "Internal Server Error")
 
+    def _sign_in(self, method: str, query: str, body: bytes) -> _HttpResult:
+        """App Service's `/.auth/login/aad`, played: a page to choose one of the people the host
+        signs in (no password: it is the local stand-in for Entra's sign-in), then the session
+        cookie and a redirect to `post_login_redirect_uri` (a path on this host only)."""
+        people = list(self._sign_ins.items())
+        if method == "POST":
+            form = dict(parse_qsl(body.decode("utf-8", "replace")))
+            back = form.get("post_login_redirect_uri", "/")
+            if not back.startswith("/") or back.startswith("//"):
+                back = "/"
+            index = form.get("who", "")
+            if not index.isdigit() or int(index) >= len(people):
+                return _text_result(400, "choose who signs in")
+            cookie = f"{_SESSION_COOKIE}={people[int(index)][0]}; Path=/; HttpOnly; SameSite=Strict"
+            return _HttpResult(302, [("Location", back), ("Set-Cookie", cookie)], b"")
+        back = html.escape(dict(parse_qsl(query)).get("post_login_redirect_uri", "/"))
+        buttons = "".join(
+            f'<p><button name="who" value="{i}">{html.escape(_principal_label(p))}</button></p>'
+            for i, (_, p) in enumerate(people)
+        )
+        page = (
+            "<!doctype html><title>Sign in (local)</title><h1>Sign in to Vigil (local)</h1>"
+            f'<form method="post"><input type="hidden" name="post_login_redirect_uri" '
+            f'value="{back}">{buttons}</form>'
+        )
+        return _HttpResult(200, [("Content-Type", "text/html; charset=utf-8")], page.encode())
+
     def _authenticated(self, headers: dict[str, str]) -> dict[str, str]:
         kept = {k: v for k, v in headers.items() if not k.startswith("x-ms-client-principal")}
         scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            cookies = SimpleCookie()
+            cookies.load(headers.get("cookie", ""))
+            session = cookies.get(_SESSION_COOKIE)
+            scheme, token = ("bearer", session.value) if session else ("", "")
         principal = self._sign_ins.get(token.strip()) if scheme.lower() == "bearer" else None
         if principal is not None:
             kept["x-ms-client-principal"] = principal

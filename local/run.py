@@ -80,6 +80,9 @@ def main() -> None:
         log.info("functions host: %s/api (function key in %s)", stack.host.base_url, key_file)
         log.info("signed-in analyst: Authorization: Bearer <%s>", token_file)
         log.info(
+            "analyst console: %s/api/console (sign in as analyst or reader)", stack.host.base_url
+        )
+        log.info(
             "simulated Workplace: %s, simulated Graph: %s",
             stack.workplace.url,
             stack.graph.graph_url,

@@ -126,3 +126,14 @@ def authorize(
     if not who.may(role):
         return Reply.error(403, f"{who.name} does not hold the app role {role}")
     return who
+
+
+def forgery_safe(who: Principal, headers: Mapping[str, str]) -> bool:
+    """Whether a write can be taken as meant by its sender. A browser sends a session cookie on
+    any site's cross-site form post; it never adds `Authorization` or `X-Requested-With` there,
+    and a cross-site script may add them only after a CORS preflight, which Vigil never allows.
+    So a signed-in person's write needs one of the two (the console sends `X-Requested-With`);
+    the automation key is itself a header."""
+    return who.kind == "key" or bool(
+        headers.get("authorization") or headers.get("x-requested-with")
+    )

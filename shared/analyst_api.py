@@ -12,7 +12,7 @@ from typing import Any
 
 from shared import openapi
 from shared import query_params as q
-from shared.access import Principal, Role, authorize
+from shared.access import RESPONDER, Principal, Role, authorize, forgery_safe
 from shared.activity_log import ActivityQuery, Position
 from shared.alerts import from_entity
 from shared.audit import AuditEntry
@@ -45,6 +45,10 @@ def guarded(
     )
     if isinstance(who, Reply):
         return who
+    if role == RESPONDER and not forgery_safe(who, headers):
+        return Reply.error(
+            403, "a write from a browser session must send X-Requested-With (the console does)"
+        )
     try:
         if query is not None:
             q.known(query, allowed)

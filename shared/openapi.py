@@ -269,6 +269,30 @@ def document() -> dict[str, Any]:
                 [_query("tenant", "Workplace community id")],
             )
         },
+        "/me": {
+            "get": _op(
+                "The caller: name, id and the app roles held (the console offers only those)",
+                reader,
+                {**_ok("The caller"), **_errors(400)},
+            )
+        },
+        "/console": {
+            "get": _op(
+                "The analyst console (HTML; it calls this API as the signed-in analyst)",
+                "",
+                {"200": {"description": "The console's page"}, **_errors(400)},
+                secured=False,
+            ),
+        },
+        "/console/{name}": {
+            "get": _op(
+                "One of the console's files (app.js, app.css)",
+                "",
+                {"200": {"description": "The file"}, **_errors(400, 404)},
+                [_path("name", "The file's name")],
+                secured=False,
+            ),
+        },
         "/openapi.json": {
             "get": _op("This document", "", {**_ok("OpenAPI 3.1"), **_errors(400)}, secured=False),
         },

@@ -212,6 +212,14 @@ CASES: dict[str, list[Case]] = {
     "suppression_delete": [Case("DELETE", "suppressions/nope", "id")],
     "posture_http": [Case("GET", "posture", "state", {"state": "atRisk"})],
     "openapi_http": [Case("GET", "openapi.json", "colour", {"colour": "red"})],
+    "me_http": [Case("GET", "me", "colour", {"colour": "red"})],
+    "console_page": [Case("GET", "console", "colour", {"colour": "red"})],
+    "console_asset": [
+        Case("GET", "console/app.js", "colour", {"colour": "red"}),
+        Case("GET", "console/nothing.js", "name"),
+        Case("GET", "console/.hidden.js", "name"),
+        Case("GET", "console/app.py", "name"),
+    ],
 }
 
 

@@ -150,6 +150,7 @@ def test_new_york_to_auckland_in_two_hours_is_impossible_with_the_worked_figures
     assert f.facts["kmh"] == pytest.approx(7_084, rel=0.002)
     assert f.facts["radius_from_km"] == 5 and f.facts["radius_to_km"] == 20
     assert f.facts["countries"] == ["US", "NZ"]
+    assert f.facts["coordinates"] == [[40.713, -74.006], [-36.849, 174.763]]  # the console's map
     assert "system (VPN, hosting, Tor): passed" in f.suppressions_evaluated
 
 

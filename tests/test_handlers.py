@@ -232,6 +232,7 @@ def test_queue_bodies_are_what_the_host_decodes(svc: Services) -> None:
 def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
     import alerts_http
     import connect_http as connect_module
+    import console_http
     import governance_http
     import investigate_http
     from tests.test_bindings import triggers
@@ -244,6 +245,9 @@ def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
         "alerts_http": alerts_http.alerts_http,
         "governance_actions": governance_http.governance_actions,
         "governance_command": governance_http.governance_command,
+        "console_page": console_http.console_page,
+        "console_asset": console_http.console_asset,
+        "me_http": console_http.me_http,
         **{
             name: getattr(investigate_http, name)
             for name in (

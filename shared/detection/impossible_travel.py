@@ -146,6 +146,10 @@ def _finding(
             "kmh": round(trip.kmh, 1),
             "radius_from_km": before.radius_km,
             "radius_to_km": after.radius_km,
+            "coordinates": [
+                [round(before.latitude, 3), round(before.longitude, 3)],
+                [round(after.latitude, 3), round(after.longitude, 3)],
+            ],
             "countries": [before.country, after.country],
             "ips": [before.ip, after.ip],
             "isps": [before.isp, after.isp],

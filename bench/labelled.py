@@ -33,10 +33,9 @@ from local.sim_workplace import EVENT_FIELDS
 from shared.detection import builtins, incidents
 from shared.detection.engine import Detections, Raised, fold_user, switches_by_target
 from shared.detection.profiles import TenantProfile, UserProfile
-from shared.ipintel import IpIntel
-from shared.ipintel.ranges import parse_ranges
 from shared.models import Activity, utc
 from shared.workplace.normalize import activity_from_change
+from tests.detect_samples import office_intel
 
 USERS, DAYS = 120, 21
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
@@ -54,26 +53,7 @@ ADMIN_ACTIONS = (
     "CUSTOM_INTEGRATION_EDIT",
     "FORCED_PASSWORD_RESET",
 )
-INTEL = IpIntel(
-    (),
-    parse_ranges(
-        {
-            "ranges": [
-                {
-                    "name": f"office {c}",
-                    "cidrs": [p + "0/24"],
-                    "category": "Corporate",
-                    "country": c,
-                }
-                for c, p in OFFICES.items()
-            ]
-            + [{"name": "vpn", "cidrs": [VPN + "0/24"], "category": "VPN", "country": "NL"}],
-            "risky_ips": [RISKY],
-        },
-        "bench",
-    ),
-    frozenset({TOR}),
-)
+INTEL = office_intel(OFFICES, VPN, TOR, RISKY, "bench")
 TRIP_DAYS = (2, 12, 13)  # integration users who work from Germany now and then
 LEARNING = timedelta(days=7)
 DETECTIONS = Detections(builtins.configure({}, learning=LEARNING), (), LEARNING)

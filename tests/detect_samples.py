@@ -10,6 +10,7 @@ from shared.detection.base import Detect, DetectorConfig, Directory, Finding, Ob
 from shared.detection.engine import learn
 from shared.detection.profiles import Seen, TenantProfile, UserProfile
 from shared.ipintel import IpInfo, IpIntel
+from shared.ipintel.ranges import parse_ranges
 from shared.models import Activity, short_hash
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -99,4 +100,17 @@ def replay(
 def located(ip: str, country: str, lat: float, lon: float, radius: float, **extra: Any) -> IpInfo:
     return replace(
         IpInfo(ip, country=country), latitude=lat, longitude=lon, radius_km=radius, **extra
+    )
+
+
+def office_intel(offices: dict[str, str], vpn: str, tor: str, risky: str, source: str) -> IpIntel:
+    """IP data of a scenario: a Corporate /24 per office country (`prefix + "0/24"`), a VPN /24
+    egressing in NL, one Tor exit and one risky IP."""
+    ranges = [
+        {"name": f"office {c}", "cidrs": [p + "0/24"], "category": "Corporate", "country": c}
+        for c, p in offices.items()
+    ]
+    ranges.append({"name": "vpn", "cidrs": [vpn + "0/24"], "category": "VPN", "country": "NL"})
+    return IpIntel(
+        (), parse_ranges({"ranges": ranges, "risky_ips": [risky]}, source), frozenset({tor})
     )

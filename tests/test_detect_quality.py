@@ -16,35 +16,14 @@ from shared.detection import builtins
 from shared.detection.base import Directory
 from shared.detection.engine import Detections, fold_user
 from shared.detection.profiles import TenantProfile, UserProfile
-from shared.ipintel import IpIntel
-from shared.ipintel.ranges import parse_ranges
 from shared.models import Activity
-from tests.detect_samples import T0, act
+from tests.detect_samples import T0, act, office_intel
 
 DAYS, USERS = 14, 200
 OFFICES = {"GB": "198.51.100.", "PL": "198.51.101.", "US": "198.51.102."}
 VPN_EGRESS = "192.0.2."  # in NL, tagged VPN by the customer
 TOR, RISKY = "203.0.113.50", "203.0.113.66"
-INTEL = IpIntel(
-    (),
-    parse_ranges(
-        {
-            "ranges": [
-                {
-                    "name": f"office {c}",
-                    "cidrs": [p + "0/24"],
-                    "category": "Corporate",
-                    "country": c,
-                }
-                for c, p in OFFICES.items()
-            ]
-            + [{"name": "vpn", "cidrs": [VPN_EGRESS + "0/24"], "category": "VPN", "country": "NL"}],
-            "risky_ips": [RISKY],
-        },
-        "scenario",
-    ),
-    frozenset({TOR}),
-)
+INTEL = office_intel(OFFICES, VPN_EGRESS, TOR, RISKY, "scenario")
 LEARNING = timedelta(days=7)
 DETECTIONS = Detections(
     builtins.configure({}, learning=LEARNING, failed_login_actions=("revoke_sessions",)),

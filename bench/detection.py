@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from shared.detection.engine import fold_user
+from shared.detection.fold import fold_user
 from shared.detection.profiles import TenantProfile, UserProfile
 from shared.models import Activity
 from shared.workplace.normalize import normalise

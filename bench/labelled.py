@@ -31,7 +31,7 @@ from typing import Any
 
 from local.sim_workplace import EVENT_FIELDS
 from shared.detection import builtins, incidents
-from shared.detection.engine import Detections, Raised, fold_user, switches_by_target
+from shared.detection.fold import DetectorSet, Raised, fold_user, users_of
 from shared.detection.profiles import TenantProfile, UserProfile
 from shared.models import Activity, utc
 from shared.workplace.normalize import activity_from_change
@@ -56,7 +56,7 @@ ADMIN_ACTIONS = (
 INTEL = office_intel(OFFICES, VPN, TOR, RISKY, "bench")
 TRIP_DAYS = (2, 12, 13)  # integration users who work from Germany now and then
 LEARNING = timedelta(days=7)
-DETECTIONS = Detections(builtins.configure({}, learning=LEARNING), (), LEARNING)
+DETECTIONS = DetectorSet(builtins.configure({}, learning=LEARNING), (), LEARNING)
 
 
 @dataclass(frozen=True)
@@ -354,27 +354,17 @@ class Raise:
 
 
 def replay(arrivals: list[tuple[datetime, Activity]]) -> list[Raise]:
-    """The engine's fold, batch by batch; every alert raised or grown."""
+    """The engine's fold (`users_of`, `fold_user`), batch by batch; every alert raised or grown."""
     arrived = {a.event_id: when for when, a in arrivals}
     profiles: dict[str, UserProfile] = {}
     view = TenantProfile()
     out: list[Raise] = []
     for tick, batch in ticks(arrivals):
         t0 = time.perf_counter()
-        users: dict[str, list[Activity]] = {}
-        for a in sorted(batch, key=lambda x: (utc(x.time), x.event_id)):
-            users.setdefault(a.actor_id, []).append(a)
-        switches = switches_by_target(batch)
         raised: list[Raised] = []
-        for user in {**dict.fromkeys(switches), **users}:
+        for user, (own, switched) in users_of(batch).items():
             fold = fold_user(
-                profiles.get(user, UserProfile()),
-                view,
-                users.get(user, []),
-                DETECTIONS,
-                INTEL,
-                None,
-                switches.get(user),
+                profiles.get(user, UserProfile()), view, own, DETECTIONS, INTEL, None, switched
             )
             profiles[user], view = fold.profile, view.merge(fold.learned)
             raised += fold.raised

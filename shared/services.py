@@ -16,8 +16,8 @@ from shared.alerts import from_entity as alert_from_entity
 from shared.audit import AuditLog
 from shared.config import ConfigError, Settings, get_settings
 from shared.detection import builtins
-from shared.detection.directory import DirectoryLookup
-from shared.detection.engine import Detections
+from shared.detection.directory_lookup import DirectoryLookup
+from shared.detection.fold import DetectorSet
 from shared.detection.state import ProfileStore
 from shared.governance.executor import (
     ActionRequest,
@@ -81,7 +81,7 @@ class Services:
         return ProfileStore(self.storage.table(st.DETECTION_STATE))
 
     @functools.cached_property
-    def detections(self) -> Detections:
+    def detections(self) -> DetectorSet:
         """The built-ins and activity policies, from POLICIES_PATH (validated at first use), each
         activity policy with its creation time (recorded on its first load when the YAML has
         none)."""
@@ -106,7 +106,7 @@ class Services:
         )
         store = PolicyCreationStore(self.storage.table(st.POLICY_CREATION))
         activity = store.resolve(policies.activity, clock.now())
-        return Detections(configured, activity, learning)
+        return DetectorSet(configured, activity, learning)
 
     @functools.cached_property
     def tor_exits(self) -> TorExitStore:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.detection.base import Detect, DetectorConfig, Directory, Finding, Observation
-from shared.detection.engine import learn
+from shared.detection.fold import learn
 from shared.detection.profiles import Seen, TenantProfile, UserProfile
 from shared.ipintel import IpInfo, IpIntel
 from shared.ipintel.ranges import parse_ranges

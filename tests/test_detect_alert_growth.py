@@ -10,7 +10,7 @@ from typing import Any
 
 from shared import storage as st
 from shared.alerts import alert_row_key
-from shared.detection.engine import DetectionResult
+from shared.detection.alert_writer import DetectionResult
 from shared.governance.executor import ActionRequest
 from shared.models import Activity, Alert, Evidence
 from shared.services import Services

@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.detection import builtins, incidents, terminated_user
 from shared.detection.base import Directory
-from shared.detection.engine import Detections, fold_user, switches_by_target
+from shared.detection.fold import DetectorSet, fold_user, users_of
 from shared.detection.profiles import Seen, TenantProfile, UserProfile
 from shared.ipintel import IpIntel
 from shared.models import Activity
@@ -16,7 +16,7 @@ from shared.policies import parse
 from tests.detect_samples import LONG_AGO, T0, act, seasoned
 
 LEARNING = timedelta(days=7)
-DETECTIONS = Detections(builtins.configure({}, learning=LEARNING), (), LEARNING)
+DETECTIONS = DetectorSet(builtins.configure({}, learning=LEARNING), (), LEARNING)
 INTEL = IpIntel(())
 ADMIN, ADMIN_EMAIL = "200000000000001", "admin@contoso.com"
 USER, EMAIL = "100064094363063", "alice@contoso.com"
@@ -48,10 +48,8 @@ def batches(*parts: list[Activity], profile: UserProfile | None = None) -> list[
     p = profile or seasoned(GB=20)
     out = []
     for acts in parts:
-        own = sorted((a for a in acts if a.actor_id == USER), key=lambda a: (a.time, a.event_id))
-        fold = fold_user(
-            p, TenantProfile(), own, DETECTIONS, INTEL, None, switches_by_target(acts).get(USER)
-        )
+        own, switched = users_of(acts).get(USER, ([], None))
+        fold = fold_user(p, TenantProfile(), own, DETECTIONS, INTEL, None, switched)
         p = fold.profile
         out += [
             (r.alert_id, r.finding.extends)

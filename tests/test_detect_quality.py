@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from shared.detection import builtins
 from shared.detection.base import Directory
-from shared.detection.engine import Detections, fold_user
+from shared.detection.fold import DetectorSet, fold_user
 from shared.detection.profiles import TenantProfile, UserProfile
 from shared.models import Activity
 from tests.detect_samples import T0, act, office_intel
@@ -25,7 +25,7 @@ VPN_EGRESS = "192.0.2."  # in NL, tagged VPN by the customer
 TOR, RISKY = "203.0.113.50", "203.0.113.66"
 INTEL = office_intel(OFFICES, VPN_EGRESS, TOR, RISKY, "scenario")
 LEARNING = timedelta(days=7)
-DETECTIONS = Detections(
+DETECTIONS = DetectorSet(
     builtins.configure({}, learning=LEARNING, failed_login_actions=("revoke_sessions",)),
     (),
     LEARNING,
@@ -185,7 +185,7 @@ def attacks() -> list[Attack]:
 def evaluate(
     traffic: dict[str, list[Activity]],
     directories: dict[str, Directory],
-    detections: Detections = DETECTIONS,
+    detections: DetectorSet = DETECTIONS,
 ) -> list[tuple[str, str, datetime]]:
     """Every new alert as (user, detector, time), folding each user's day as one batch."""
     view = TenantProfile()
@@ -258,7 +258,7 @@ def test_travellers_raise_only_their_new_country_and_scope_excludes_them() -> No
     assert {d for _, d, _ in found} == {"vigil.infrequent_country"}  # never impossible travel
     assert sorted(u for u, _, _ in found) == sorted(moved)  # one alert per trip
     excluded = frozenset(f"user{int(u) - 1000}@contoso.com" for u in moved)
-    scoped = Detections(
+    scoped = DetectorSet(
         tuple(
             (d, replace(c, exclude_users=excluded) if d.id == "vigil.infrequent_country" else c)
             for d, c in DETECTIONS.builtins

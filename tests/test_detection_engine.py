@@ -13,7 +13,8 @@ import yaml
 from shared import services
 from shared import storage as st
 from shared.activities import ActivityBatch
-from shared.detection.engine import DetectionResult, run_batch
+from shared.detection.alert_writer import DetectionResult
+from shared.detection.engine import run_batch
 from shared.detection.state import ProfileStore, StateConflict
 from shared.governance.executor import ActionRequest
 from shared.ipintel.tor import TorEntry

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from shared import storage as st
-from shared.detection.directory import DirectoryLookup
+from shared.detection.directory_lookup import DirectoryLookup
 from shared.models import UserRecord
 from shared.services import Services
 from shared.workplace.sync_state import SyncStateStore

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from shared.config import ConfigError
-from shared.detection.engine import policy_findings
+from shared.detection.policy_findings import policy_findings
 from shared.detection.profiles import UserProfile
 from shared.ipintel import IpInfo
 from shared.policies import SHIPPED, ActivityPolicy, load_policies, parse

@@ -6,8 +6,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.detection.base import Detect, DetectorConfig, Directory, Finding, Observation
-from shared.detection.fold import learn
+from shared.detection.base import Detect, DetectorConfig, Directory, Finding
+from shared.detection.fold import learn, observe
 from shared.detection.profiles import Seen, TenantProfile, UserProfile
 from shared.ipintel import IpInfo, IpIntel
 from shared.ipintel.ranges import parse_ranges
@@ -73,23 +73,17 @@ def replay(
     directory: Directory | None = None,
     learning: timedelta = timedelta(days=7),
 ) -> tuple[UserProfile, list[Finding]]:
-    """Fold activities through one detection the way the engine does (decide, then learn)."""
+    """Fold activities through one detection the way the fold does (observe, decide, learn)."""
     profile = profile or UserProfile()
     view = tenant or TenantProfile()
     intel = intel or IpIntel(())
     cfg = config or DetectorConfig("test", learning=learning)
     found: list[Finding] = []
     for a in activities:
-        info = (infos or {}).get(a.event_id) or intel.lookup(a.ip, a.country)
-        first = a.time if profile.first_seen is None else min(profile.first_seen, a.time)
-        tfirst = a.time if view.first_seen is None else min(view.first_seen, a.time)
-        obs = Observation(
-            a,
-            info,
-            user_learning=a.time < first + learning,
-            tenant_learning=a.time < tfirst + learning,
-            directory=directory or Directory(),
-        )
+        obs = observe(profile, view, a, intel, learning, directory or Directory())
+        info = (infos or {}).get(a.event_id)
+        if info is not None:
+            obs = replace(obs, ip=info)
         profile, new = detect(profile, view, obs, cfg)
         found.extend(new)
         profile, taught = learn(profile, obs)

@@ -18,10 +18,10 @@ from shared import telemetry
 from shared.alerts import AlertStore, alert_row_key
 from shared.detection.base import DetectorConfig, Finding
 from shared.detection.daily_limit import DailyLimits
-from shared.detection.fold import Raised, alert_of
+from shared.detection.fold import Raised
 from shared.governance.executor import ActionRequest
 from shared.logsafe import quoted
-from shared.models import Alert, short_hash, utc
+from shared.models import Alert, Evidence, short_hash, utc
 from shared.suppressions import Suppression, apply_suppressions
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ class AlertWriter:
         alert = alert_of(r, tenant, r.alert_id, created)
         if not f.extends and cfg.daily_limit:  # per tenant, per event day
             day = utc(f.first).date()
-            slots = self.daily_limits
-            capped = not slots.reserve(tenant, cfg.id, day, r.alert_id, cfg.daily_limit)
+            limit = cfg.daily_limit
+            capped = not self.daily_limits.reserve(tenant, cfg.id, day, r.alert_id, limit)
             alert = replace(alert, capped=capped)
         outcome = self.alerts.merge(alert)
         reopened: tuple[str, datetime] | None = None
@@ -116,3 +116,31 @@ class AlertWriter:
             )
             self.enqueue(request)
             result.requests.append(request)
+
+
+def alert_of(r: Raised, tenant: str, alert_id: str, created: datetime) -> Alert:
+    """The alert a raised finding makes (or grows)."""
+    f, cfg, a = r.finding, r.config, r.activity
+    return Alert(
+        id=alert_id,
+        tenant_id=tenant,
+        source=a.source,
+        detector_id=f.detector_id,
+        title=f.title,
+        description=f.description,
+        severity=cfg.severity or f.severity,
+        category=f.category,
+        mitre_techniques=f.mitre_techniques,
+        user_id=a.actor_id,
+        user_email=a.actor_email,
+        first_activity_time=f.first,
+        last_activity_time=f.last,
+        created_time=created,
+        evidence=Evidence(f.facts, f.activity_ids, f.suppressions_evaluated),
+        dedup_key=f"{f.detector_id}|{tenant}|{a.actor_id}|{f.window}",
+        actions=tuple(s.action for s in cfg.governance),
+        event_count=f.event_count,
+        policy_id=f.policy_id or f.detector_id,
+        recommended_actions=f.recommended_actions,
+        capped=False,
+    )

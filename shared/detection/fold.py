@@ -26,7 +26,7 @@ from shared.detection.base import Detection, DetectorConfig, Directory, Finding,
 from shared.detection.policy_findings import TENANT_WIDE, before_creation, policy_findings
 from shared.detection.profiles import TenantProfile, UserProfile, remember
 from shared.ipintel import IpIntel
-from shared.models import Activity, Alert, Evidence, utc
+from shared.models import Activity, utc
 from shared.policies import ActivityPolicy
 
 _HOURS = tuple(f"{h:02d}" for h in range(24))
@@ -289,31 +289,3 @@ def fold_tenant_wide(
                     raised, profile, f, cfg, a, subject=TENANT_WIDE, combine=latest
                 )
     return profile, tuple(raised.values())
-
-
-def alert_of(r: Raised, tenant: str, alert_id: str, created: datetime) -> Alert:
-    """The alert a raised finding makes (or grows)."""
-    f, cfg, a = r.finding, r.config, r.activity
-    return Alert(
-        id=alert_id,
-        tenant_id=tenant,
-        source=a.source,
-        detector_id=f.detector_id,
-        title=f.title,
-        description=f.description,
-        severity=cfg.severity or f.severity,
-        category=f.category,
-        mitre_techniques=f.mitre_techniques,
-        user_id=a.actor_id,
-        user_email=a.actor_email,
-        first_activity_time=f.first,
-        last_activity_time=f.last,
-        created_time=created,
-        evidence=Evidence(f.facts, f.activity_ids, f.suppressions_evaluated),
-        dedup_key=f"{f.detector_id}|{tenant}|{a.actor_id}|{f.window}",
-        actions=tuple(s.action for s in cfg.governance),
-        event_count=f.event_count,
-        policy_id=f.policy_id or f.detector_id,
-        recommended_actions=f.recommended_actions,
-        capped=False,
-    )

@@ -1,8 +1,9 @@
 """What every detection shares: the observation it judges, its configuration, and its finding.
 
 A detection is a pure function `decide(profile, tenant, observation, config)` returning the
-user's updated profile and its findings. Storage, IP lookups and directory lookups happen before
-(in the engine); alerts, dedup, caps and governance after.
+user's updated profile and its findings. Storage and directory lookups happen before (in the
+engine) and IP lookups in the fold (`fold.py`); dedup after (the fold), then alerts, caps and
+governance (the engine's alert writer).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Composition root: telemetry (only when configured) and one Blueprint per function folder."""
+"""Composition root: telemetry (only when configured) and one Blueprint per function folder.
+
+The host indexes `app`, built by `create_app()` when the worker loads this module (the app's
+start). Settings are read there for telemetry only; every other feature reads its settings when
+a function first runs (`shared.services.get_services()`).
+"""
 
 import azure.functions as func
 
@@ -15,9 +20,7 @@ import retention_timer
 import sync_timer
 from shared import telemetry
 
-telemetry.configure()
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (
+BLUEPRINTS = (
     connect_http.bp,
     sync_timer.bp,
     detect_queue.bp,
@@ -29,5 +32,16 @@ for blueprint in (
     investigate_http.bp,
     posture_timer.bp,
     console_http.bp,
-):
-    app.register_functions(blueprint)
+)
+
+
+def create_app() -> func.FunctionApp:
+    """The function app: telemetry set up (when configured), every blueprint registered."""
+    telemetry.configure()
+    function_app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    for blueprint in BLUEPRINTS:
+        function_app.register_functions(blueprint)
+    return function_app
+
+
+app = create_app()

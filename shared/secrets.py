@@ -17,7 +17,7 @@ from azure.data.tables import TableClient
 from azure.keyvault.secrets import SecretClient
 from cryptography.fernet import Fernet, InvalidToken
 
-from shared.config import ConfigError, Settings
+from shared.config import ConfigError, StorageSettings
 
 # Only ever used against Azurite, where nothing real is stored.
 _DEV_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"vigil-local-development-only").digest())
@@ -29,7 +29,7 @@ class SecretStore(Protocol):
     def delete(self, name: str) -> None: ...
 
 
-def fernet_for(settings: Settings) -> Fernet:
+def fernet_for(settings: StorageSettings) -> Fernet:
     key = settings.secret_encryption_key
     if not key:
         if "SECRET_ENCRYPTION_KEY" in settings.unresolved_references:
@@ -91,7 +91,7 @@ class KeyVaultSecretStore:
         self._client = client
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> KeyVaultSecretStore:
+    def for_settings(cls, settings: StorageSettings) -> KeyVaultSecretStore:
         from azure.identity import ManagedIdentityCredential
 
         assert settings.key_vault_url
@@ -116,7 +116,7 @@ class KeyVaultSecretStore:
             self._client.begin_delete_secret(name).wait()
 
 
-def secret_store_for(settings: Settings, table: Callable[[], TableClient]) -> SecretStore:
+def secret_store_for(settings: StorageSettings, table: Callable[[], TableClient]) -> SecretStore:
     """Key Vault when KEY_VAULT_URL is set; otherwise Fernet-encrypted rows in a table."""
     if settings.key_vault_url:
         return KeyVaultSecretStore.for_settings(settings)

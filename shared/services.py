@@ -19,6 +19,7 @@ from shared.detection import builtins
 from shared.detection.directory_lookup import DirectoryLookup
 from shared.detection.fold import DetectorSet
 from shared.detection.state import ProfileStore
+from shared.governance.actions import ACTIONS
 from shared.governance.executor import (
     ActionRequest,
     ActionStore,
@@ -272,7 +273,7 @@ DETECTOR_IDS = builtins.DETECTOR_IDS
 
 @functools.cache
 def get_services() -> Services:
-    return Services(get_settings())
+    return Services(get_settings(ACTIONS))
 
 
 def reset() -> None:

@@ -25,7 +25,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
-from shared.config import DEV_STORAGE, ConfigError, Settings
+from shared.config import DEV_STORAGE, ConfigError, StorageSettings
 from shared.table_tx import submit
 
 AZURITE_KEY = (
@@ -250,7 +250,7 @@ def join_text(name: str, entity: dict[str, Any]) -> str:
 class Storage:
     """Table and queue clients for one account; tables and queues are created on first use."""
 
-    settings: Settings
+    settings: StorageSettings
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()

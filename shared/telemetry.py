@@ -1,6 +1,6 @@
 """Telemetry: Azure Monitor through OpenTelemetry when configured, free no-ops otherwise.
 
-`configure()` runs once per process (from `function_app.py`). Only when
+`configure()` runs once per process (from `function_app.create_app()`). Only when
 APPLICATIONINSIGHTS_CONNECTION_STRING is set does it import azure-monitor-opentelemetry and send
 traces, logs and Vigil's metrics; without it nothing is imported and every counter below is a
 no-op, so `from function_app import app` stays fast and side-effect free locally and in tests.
@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from shared.config import ConfigError, Settings
+from shared.config import ConfigError, TelemetrySettings
 from shared.logsafe import redact_urllib3_logs
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class TelemetryTarget:
     client_id: str | None = None  # that user-assigned identity; None: the system-assigned one
 
 
-def target_from(settings: Settings) -> TelemetryTarget | None:
+def target_from(settings: TelemetrySettings) -> TelemetryTarget | None:
     """The telemetry target the settings describe, or None when telemetry is off."""
     if not settings.appinsights_connection_string:
         return None
@@ -79,11 +79,12 @@ _configured = False
 _instruments: _Instruments | None = None
 
 
-def configure(settings: Settings | None = None) -> bool:
+def configure(settings: TelemetrySettings | None = None) -> bool:
     """Set up Azure Monitor once if the settings ask for it; returns whether telemetry is on.
 
-    Reads the environment itself (uncached) so importing the app never fixes the settings that
-    `get_settings()` later caches. An invalid setting, or an exporter that cannot start, leaves
+    Called by the app's start (`function_app.create_app`), never at import. It reads only the
+    telemetry settings (uncached), so it neither fixes the settings `get_settings()` later caches
+    nor fails on another feature's. An invalid setting, or an exporter that cannot start, leaves
     telemetry off with a warning that says why; the functions run regardless.
     """
     global _configured, _instruments
@@ -93,7 +94,7 @@ def configure(settings: Settings | None = None) -> bool:
         _configured = True
         redact_urllib3_logs()
         try:
-            target = target_from(settings or Settings.from_env())
+            target = target_from(settings or TelemetrySettings.from_env())
         except ConfigError as exc:
             log.warning("telemetry off: %s", exc)
             return False

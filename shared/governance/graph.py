@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 import msal
 import requests
 
-from shared.config import ConfigError, Settings
+from shared.config import ConfigError, GraphSettings
 from shared.retry_after import seconds_to_wait
 
 SCOPE = "https://graph.microsoft.com/.default"
@@ -63,7 +63,7 @@ class TokenSource(Protocol):
     def token(self) -> str: ...
 
 
-def _session(settings: Settings) -> requests.Session:
+def _session(settings: GraphSettings) -> requests.Session:
     session = requests.Session()
     if settings.graph_ca_bundle:
         # REQUESTS_CA_BUNDLE in the environment would otherwise override `verify`.
@@ -75,7 +75,7 @@ def _session(settings: Settings) -> requests.Session:
 class MsalTokenSource:
     """MSAL's client-credentials flow with a secret or a certificate; one app per process."""
 
-    def __init__(self, settings: Settings, session: requests.Session) -> None:
+    def __init__(self, settings: GraphSettings, session: requests.Session) -> None:
         tenant, client_id = settings.graph_app()
         credential: Any = settings.graph_client_secret
         if settings.graph_client_certificate_path:
@@ -125,7 +125,7 @@ class MsalTokenSource:
 class ManagedIdentityTokenSource:
     """azure-identity's ManagedIdentityCredential (user-assigned when a client id is set)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: GraphSettings) -> None:
         from azure.identity import ManagedIdentityCredential
 
         self._credential = ManagedIdentityCredential(
@@ -142,7 +142,7 @@ class ManagedIdentityTokenSource:
             raise GraphError(401, "managed_identity_error", str(exc.message)[:300]) from None
 
 
-def token_source(settings: Settings, session: requests.Session) -> TokenSource:
+def token_source(settings: GraphSettings, session: requests.Session) -> TokenSource:
     if settings.graph_auth == "managed-identity":
         return ManagedIdentityTokenSource(settings)
     return MsalTokenSource(settings, session)
@@ -170,7 +170,7 @@ def _error_from(status: int, headers: Any, body: Any, reason: str = "") -> Graph
 
 
 class GraphClient:
-    def __init__(self, settings: Settings, tokens: TokenSource | None = None) -> None:
+    def __init__(self, settings: GraphSettings, tokens: TokenSource | None = None) -> None:
         self._session = _session(settings)
         self._tokens = tokens or token_source(settings, self._session)
         self._url = settings.graph_url

@@ -1,4 +1,4 @@
-"""Policies as code: YAML files in the policies folder (POLICIES_PATH).
+"""Policies as code: the YAML schema of the policies folder (POLICIES_PATH), its loader and CLI.
 
 Before deploying a change: `python -m shared.policies check PATH` (a folder or one file)
 prints each file's policies, or what is wrong and where; it exits 1 on any error.
@@ -8,10 +8,11 @@ Two kinds share one file format (a mapping, or a list of them):
 - `type: anomaly` switches and tunes a built-in detection (`id` is the detector id): `enabled`,
   `scope`, `sensitivity`, `severity`, `alerting.daily_limit`, `governance`, `params`.
 - `type: activity` is a custom activity policy in MDCA's shape: `filters` over activity fields
-  with MDCA's operators, `match` (single activity, or repeated: `count` activities within
-  `window_minutes`, by the same user), `severity`, a `title` template and `governance`; it
-  alerts only on activities from its `created` time on (when absent, the deployment records
-  the time it first loaded the policy: `shared/policy_creation.py`).
+  with MDCA's operators (the filter language, `shared/policy_filters.py`), `match` (single
+  activity, or repeated: `count` activities within `window_minutes`, by the same user),
+  `severity`, a `title` template and `governance`; it alerts only on activities from its
+  `created` time on (when absent, the deployment records the time it first loaded the policy:
+  `shared/policy_creation.py`).
 
 `scope` (both kinds) takes `include_users`, `exclude_users` (ids or e-mails) and
 `include_groups`, `exclude_groups` (Workplace group ids or names, names case-insensitive).
@@ -21,10 +22,8 @@ Errors raised at load name the file, the policy and the field.
 
 from __future__ import annotations
 
-import ipaddress
 import string
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,8 +37,8 @@ from shared.detection.builtins import DETECTOR_IDS
 from shared.detection.params import check_params
 from shared.governance.actions import ACTIONS
 from shared.ipintel import IpInfo
-from shared.ipintel.ranges import category_name
 from shared.models import Activity, Severity
+from shared.policy_filters import Predicate, allowed_types, compile_filters
 
 SHIPPED = Path(__file__).resolve().parents[1] / "policies"
 SEVERITIES = ("informational", "low", "medium", "high")
@@ -50,44 +49,6 @@ SENSITIVITIES = ("low", "medium", "high")
 TITLE_FIELDS = frozenset(
     {"policy", "user", "user_id", "ip", "country", "event", "count", "window_minutes", "target"}
 )
-
-# Filter fields (MDCA API names where one exists) -> how to read them from an activity.
-Getter = Callable[[Activity, IpInfo], Any]
-FIELDS: dict[str, Getter] = {
-    "source": lambda a, i: a.source,
-    "activity.type": lambda a, i: a.type,
-    "activity.eventType": lambda a, i: a.event_name,
-    "action_type": lambda a, i: a.event_name,
-    "activity.category": lambda a, i: a.category,
-    "activity.outcome": lambda a, i: a.outcome,
-    "activity.impersonated": lambda a, i: a.impersonated,
-    "activity.administrative": lambda a, i: a.administrative,
-    "activity.interactive": lambda a, i: a.interactive,
-    "user.username": lambda a, i: a.actor_email,
-    "user.id": lambda a, i: a.actor_id,
-    "user.domain": lambda a, i: a.actor_email.rpartition("@")[2] if "@" in a.actor_email else "",
-    "target.username": lambda a, i: a.target_email,
-    "userAgent.userAgent": lambda a, i: a.user_agent,
-    "ip.address": lambda a, i: a.ip,
-    "ip.category": lambda a, i: i.category,
-    "ip.tags": lambda a, i: list(i.tags),
-    "location.country": lambda a, i: i.country,
-    "location.organizations": lambda a, i: i.isp,
-}
-OPERATORS = (
-    "eq",
-    "neq",
-    "isset",
-    "isnotset",
-    "contains",
-    "ncontains",
-    "startswith",
-    "doesnotstartwith",
-    "endswith",
-    "range",
-)
-
-Predicate = Callable[[Activity, IpInfo], bool]
 
 
 @dataclass(frozen=True)
@@ -120,101 +81,6 @@ class ActivityPolicy:
 class PolicySet:
     anomaly: dict[str, DetectorConfig] = field(default_factory=dict)
     activity: tuple[ActivityPolicy, ...] = ()
-
-
-def _norm(v: Any) -> Any:
-    return v.lower() if isinstance(v, str) else v
-
-
-def _compile_filter(name: str, op: str, arg: Any, where: str) -> Predicate:
-    get = FIELDS[name]
-    if op in ("isset", "isnotset"):
-        if not isinstance(arg, bool):
-            raise ConfigError(f"{where}: `{op}` takes true or false")
-        want = arg if op == "isset" else not arg
-        return lambda a, i: (get(a, i) not in ("", None, [])) == want
-    values = arg if isinstance(arg, list) else [arg]
-    if not values:
-        raise ConfigError(f"{where}: `{op}` needs at least one value")
-    if name == "ip.category":
-        cats = [category_name(v) for v in values]
-        if None in cats:
-            raise ConfigError(
-                f"{where}: unknown IP category in {values} (Corporate, Administrative, Risky, "
-                "VPN, Cloud provider, or 1-5)"
-            )
-        values = cats
-    if op == "range":
-        try:
-            nets = [ipaddress.ip_network(str(v), strict=False) for v in values]
-        except ValueError:
-            raise ConfigError(f"{where}: `range` takes CIDRs, got {values}") from None
-
-        def in_range(a: Activity, i: IpInfo) -> bool:
-            try:
-                addr = ipaddress.ip_address(str(get(a, i)))
-            except ValueError:
-                return False
-            return any(addr.version == n.version and addr in n for n in nets)
-
-        return in_range
-    wanted = [_norm(v) for v in values]
-
-    def read(a: Activity, i: IpInfo) -> list[Any]:
-        v = get(a, i)
-        return [_norm(x) for x in v] if isinstance(v, list) else [_norm(v)]
-
-    if op in ("eq", "neq"):
-        wanted_set = frozenset(wanted)
-
-        def equal(a: Activity, i: IpInfo) -> bool:
-            v = get(a, i)
-            if isinstance(v, list):
-                return any(_norm(x) in wanted_set for x in v)
-            return _norm(v) in wanted_set
-
-        if op == "eq":
-            return equal
-        # MDCA: neq keeps events that lack the attribute (pair it with isset)
-        return lambda a, i: not equal(a, i)
-    text = [str(w) for w in wanted]
-    tests: dict[str, Callable[[str], bool]] = {
-        "contains": lambda s: any(w in s for w in text),
-        "ncontains": lambda s: not any(w in s for w in text),
-        "startswith": lambda s: any(s.startswith(w) for w in text),
-        "doesnotstartwith": lambda s: not any(s.startswith(w) for w in text),
-        "endswith": lambda s: any(s.endswith(w) for w in text),
-    }
-    test = tests[op]
-    return lambda a, i: any(test(str(v)) for v in read(a, i))
-
-
-def _filters(raw: Any, where: str) -> tuple[Predicate, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}, field `filters`: expected a mapping of field -> operator")
-    out: list[Predicate] = []
-    for name, ops in raw.items():
-        at = f"{where}, field `filters.{name}`"
-        if name not in FIELDS:
-            raise ConfigError(f"{at}: unknown field (known: {', '.join(sorted(FIELDS))})")
-        if not isinstance(ops, dict) or not ops:
-            raise ConfigError(f"{at}: expected a mapping of operator -> values, e.g. {{eq: [x]}}")
-        for op, arg in ops.items():
-            if op not in OPERATORS:
-                raise ConfigError(f"{at}: unknown operator {op!r} (known: {', '.join(OPERATORS)})")
-            out.append(_compile_filter(name, op, arg, f"{where}, field `filters.{name}.{op}`"))
-    return tuple(out)
-
-
-def _types(raw: Any) -> frozenset[str] | None:
-    """The activity types an `activity.type` eq filter allows: lets the engine skip the rest."""
-    ops = raw.get("activity.type") if isinstance(raw, dict) else None
-    if isinstance(ops, dict) and "eq" in ops:
-        values = ops["eq"] if isinstance(ops["eq"], list) else [ops["eq"]]
-        return frozenset(str(v).lower() for v in values)
-    return None
 
 
 def _governance(raw: Any, where: str) -> tuple[GovernanceStep, ...]:
@@ -428,8 +294,8 @@ def parse(docs: Any, source: str, learning: timedelta = timedelta(days=7)) -> Po
             ActivityPolicy(
                 id=pid,
                 config=cfg,
-                predicates=_filters(raw.get("filters"), where),
-                types=_types(raw.get("filters")),
+                predicates=compile_filters(raw.get("filters"), where),
+                types=allowed_types(raw.get("filters")),
                 match=_match(raw.get("match"), where),
                 title=_title(raw.get("title"), where),
                 description=str(raw.get("description", "")),

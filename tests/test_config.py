@@ -8,6 +8,7 @@ from typing import Annotated
 import pytest
 
 from shared.config import (
+    GROUPS,
     SETTINGS,
     ConfigError,
     GraphSettings,
@@ -97,9 +98,11 @@ def test_each_setting_is_declared_once() -> None:
     assert len(names) == len(set(names))
     attrs = [d.attr for d in Settings.declared()]
     assert len(attrs) == len(set(attrs))
-    assert {d.feature for d in Settings.declared()} == {
-        group.FEATURE for group in Settings.__mro__ if "FEATURE" in vars(group) and group.FEATURE
-    }
+    assert [d.feature for d in Settings.declared()] == [
+        d.feature for group in GROUPS for d in group.declared()
+    ]
+    assert all(issubclass(Settings, group) and group.FEATURE for group in GROUPS)
+    assert {d.feature for d in Settings.declared()} == {group.FEATURE for group in GROUPS}
 
 
 def test_a_feature_reads_only_its_own_settings() -> None:

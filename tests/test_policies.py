@@ -16,6 +16,7 @@ from shared.detection.policy_findings import policy_findings
 from shared.detection.profiles import UserProfile
 from shared.ipintel import IpInfo
 from shared.policies import SHIPPED, ActivityPolicy, load_policies, parse
+from shared.policy_filters import OPERATORS, compile_filters
 from tests.detect_samples import T0, act, replay
 
 
@@ -175,6 +176,31 @@ INFO = IpInfo("198.51.100.7", country="GB", category="corporate", tags=("office"
 def test_filters_use_mdca_operators(filters: dict[str, Any], expected: bool) -> None:
     a = act(user_agent="Mozilla/5.0 Firefox/86.0")
     assert policy(filters=filters).matches(a, INFO) is expected
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        ({"user.password": {"eq": ["x"]}}, r"`filters.user.password`: unknown field"),
+        ({"user.id": {"like": ["x"]}}, r"`filters.user.id`: unknown operator 'like'"),
+        ({"ip.address": {"range": ["not-a-cidr"]}}, r"`filters.ip.address.range`: `range` takes"),
+        ({"user.id": {"isset": "yes"}}, r"`filters.user.id.isset`: `isset` takes true or false"),
+        ({"ip.category": {"eq": ["Lunar"]}}, r"`filters.ip.category.eq`: unknown IP category"),
+    ],
+)
+def test_the_filter_language_compiles_alone_and_names_the_filter(
+    filters: dict[str, Any], message: str
+) -> None:
+    (predicate,) = compile_filters({"activity.type": {"eq": ["login"]}}, "p")
+    assert predicate(act(), INFO) and not predicate(act("logout"), INFO)
+    with pytest.raises(ConfigError, match=r"^p: policy x, field " + message):
+        compile_filters(filters, "p: policy x")
+
+
+def test_the_readme_lists_the_filter_operators() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    listed = readme.split("Operators (`shared/policy_filters.py`): ", 1)[1].split(" (CIDRs)")[0]
+    assert [op.strip().strip("`") for op in listed.replace("\n", " ").split(",")] == list(OPERATORS)
 
 
 def test_a_single_activity_policy_alerts_on_every_match_with_its_title() -> None:

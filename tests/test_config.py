@@ -1,7 +1,7 @@
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated
 
@@ -103,6 +103,9 @@ def test_each_setting_is_declared_once() -> None:
     ]
     assert all(issubclass(Settings, group) and group.FEATURE for group in GROUPS)
     assert {d.feature for d in Settings.declared()} == {group.FEATURE for group in GROUPS}
+    assert {f.name for f in fields(Settings)} == {d.attr for d in Settings.declared()} | {
+        "unresolved_references"
+    }
 
 
 def test_a_feature_reads_only_its_own_settings() -> None:
@@ -130,6 +133,17 @@ def test_an_invalid_secret_is_named_but_never_shown(value: str) -> None:
     assert "4711" not in str(err.value)
     assert "4711" not in repr(_Probe.from_env({"PROBE_PIN": "7", "PROBE_WORD": "4711"}))
     assert "4711" not in repr(Settings.from_env({"GRAPH_CLIENT_SECRET": "4711"}))
+
+
+def test_config_is_the_bottom_layer() -> None:
+    """Settings know no feature's code: governance's action names are passed in."""
+    code = (
+        "import sys, shared.config\nprint(sorted(m for m in sys.modules if m.startswith('shared')))"
+    )
+    done = subprocess.run(  # noqa: S603 (this interpreter, our own code)
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "['shared', 'shared.config', 'shared.settings_schema']"
 
 
 def test_importing_the_code_with_broken_settings_parses_nothing() -> None:

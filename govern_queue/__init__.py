@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from shared.clock import now
-from shared.governance.executor import process_message
+from shared.governance.queue_runner import process_message
 from shared.services import get_services
 
 bp = func.Blueprint()

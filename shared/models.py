@@ -7,7 +7,8 @@ everything downstream (detection, governance, investigation) sees only these rec
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -160,6 +161,67 @@ class GovernanceAction:
     @staticmethod
     def make_id(alert_id: str, action: str, target: str) -> str:
         return short_hash(alert_id, action, target.lower())
+
+    # The status changes: each one goes through `_moved`, which checks ACTION_TRANSITIONS.
+
+    def approve(self, by: str, at: datetime) -> GovernanceAction:
+        """An analyst approves a pending action that needs approval."""
+        return self._moved("approved", approved_by=by, approved_at=at, updated_at=at)
+
+    def succeed(self, at: datetime, request_id: str) -> GovernanceAction:
+        return self._moved("succeeded", request_id=request_id, completed_at=at, updated_at=at)
+
+    def fail(self, at: datetime) -> GovernanceAction:
+        return self._moved("failed", completed_at=at, updated_at=at)
+
+    def skip(self, at: datetime) -> GovernanceAction:
+        return self._moved("skipped", completed_at=at, updated_at=at)
+
+    def retry(self, by: str, at: datetime) -> GovernanceAction:
+        """Run a failed or skipped action again, with a fresh attempt budget; one that needs
+        approval counts as approved by whoever retries it."""
+        approval = self.approval_required
+        return self._moved(
+            "approved" if approval else "pending",
+            approved_by=self.approved_by or (by if approval else ""),
+            approved_at=self.approved_at or (at if approval else None),
+            attempts=0,
+            completed_at=None,
+            updated_at=at,
+            error_message=f"retry by {by}; before: {self.error_code} {self.error_message}"[:500],
+            intent_at=None,  # the analyst decides that it is sent (again)
+        )
+
+    def revert(self, by: str, at: datetime, request_id: str) -> GovernanceAction:
+        """The inverse request was sent (`request_id` its id, if any)."""
+        return self._moved(
+            "reverted",
+            reverted_by=by,
+            reverted_at=at,
+            updated_at=at,
+            request_id=request_id or self.request_id,
+        )
+
+    def _moved(self, status: ActionStatus, **changes: Any) -> GovernanceAction:
+        if status not in ACTION_TRANSITIONS[self.status]:
+            raise IllegalTransition(f"governance action {self.id}: {self.status} -> {status}")
+        return replace(self, status=status, **changes)
+
+
+class IllegalTransition(ValueError):
+    """A status change that ACTION_TRANSITIONS does not allow."""
+
+
+# The statuses each status may change to. Succeeded, failed and skipped are final for the
+# executor; analysts retry failed or skipped actions and revert succeeded ones.
+ACTION_TRANSITIONS: Mapping[ActionStatus, frozenset[ActionStatus]] = {
+    "pending": frozenset({"approved", "succeeded", "failed", "skipped"}),
+    "approved": frozenset({"succeeded", "failed", "skipped"}),
+    "succeeded": frozenset({"reverted"}),
+    "failed": frozenset({"pending", "approved"}),
+    "skipped": frozenset({"pending", "approved"}),
+    "reverted": frozenset(),
+}
 
 
 UserStatus = Literal["active", "deactivated", "deleted"]

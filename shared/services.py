@@ -20,14 +20,11 @@ from shared.detection.directory_lookup import DirectoryLookup
 from shared.detection.fold import DetectorSet
 from shared.detection.state import ProfileStore
 from shared.governance.actions import ACTIONS
-from shared.governance.executor import (
-    ActionRequest,
-    ActionStore,
-    Governance,
-    GovernancePolicy,
-)
+from shared.governance.dependencies import Governance, GovernancePolicy
 from shared.governance.graph import GraphClient
 from shared.governance.identity import EntraUserCache
+from shared.governance.message import ActionRequest
+from shared.governance.records import ActionStore
 from shared.governance.throttle import TenantRateLimit
 from shared.groups import GroupStore
 from shared.inbox import WebhookInbox

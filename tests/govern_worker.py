@@ -12,7 +12,7 @@ import sys
 from datetime import datetime
 
 from shared import services
-from shared.governance.executor import process_message
+from shared.governance.queue_runner import process_message
 
 
 def main(argv: list[str]) -> int:

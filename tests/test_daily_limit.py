@@ -14,7 +14,7 @@ from shared.activities import ActivityBatch
 from shared.config import get_settings
 from shared.detection.daily_limit import admit
 from shared.detection.state import StateConflict
-from shared.governance.executor import ActionRequest
+from shared.governance.message import ActionRequest
 from shared.ipintel.tor import TorEntry
 from shared.models import Alert
 from shared.services import Services

@@ -11,7 +11,7 @@ from typing import Any
 from shared import storage as st
 from shared.alerts import alert_row_key
 from shared.detection.alert_writer import DetectionResult
-from shared.governance.executor import ActionRequest
+from shared.governance.message import ActionRequest
 from shared.models import Activity, Alert, Evidence
 from shared.services import Services
 from tests.detect_samples import T0, TENANT, act

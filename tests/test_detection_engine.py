@@ -16,7 +16,7 @@ from shared.activities import ActivityBatch
 from shared.detection.alert_writer import DetectionResult
 from shared.detection.engine import run_batch
 from shared.detection.state import ProfileStore, StateConflict
-from shared.governance.executor import ActionRequest
+from shared.governance.message import ActionRequest
 from shared.ipintel.tor import TorEntry
 from shared.models import Activity, UserRecord
 from shared.services import Services

@@ -19,7 +19,7 @@ from shared import services
 from shared import storage as st
 from shared.activities import ActivityBatch
 from shared.detection.engine import run_batch
-from shared.governance.executor import ActionRequest
+from shared.governance.message import ActionRequest
 from shared.services import Services
 from shared.sync import drain_inbox
 from tests.samples import COMMUNITY, T0, envelope, failed_logins, install, value
@@ -250,7 +250,8 @@ def test_governance_that_gets_a_503_is_requeued_and_acts_once(
     gsvc: Services,
     graph: Any,
 ) -> None:
-    from shared.governance.executor import RetryLater, execute
+    from shared.governance.attempt import RetryLater
+    from shared.governance.executor import execute
 
     graph.inject_fault("POST", "revokeSignInSessions", 503)
     request = stored_alert(gsvc)

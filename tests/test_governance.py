@@ -24,13 +24,11 @@ import govern_queue
 from local.sim_graph import SimulatedGraph, SimUser
 from shared import services
 from shared.governance import actions as act
-from shared.governance.executor import (
-    ActionRequest,
-    Governance,
-    RetryLater,
-    execute,
-    process_message,
-)
+from shared.governance.attempt import RetryLater
+from shared.governance.dependencies import Governance
+from shared.governance.executor import execute
+from shared.governance.message import ActionRequest
+from shared.governance.queue_runner import process_message
 from shared.models import Alert, Evidence, GovernanceAction
 from shared.services import Services
 

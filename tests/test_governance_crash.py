@@ -27,7 +27,9 @@ import pytest
 from local.sim_graph import SimulatedGraph
 from local.sim_workplace import SimulatedWorkplace
 from shared.governance import actions as act
-from shared.governance.executor import LEASE, ActionRequest, RetryLater, execute
+from shared.governance.attempt import LEASE, RetryLater
+from shared.governance.executor import execute
+from shared.governance.message import ActionRequest
 from shared.services import Services
 from tests.test_governance import (
     BOB_MAIL,

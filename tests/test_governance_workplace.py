@@ -19,8 +19,8 @@ import pytest
 
 from shared import services
 from shared.governance import actions as act
+from shared.governance.attempt import RetryLater
 from shared.governance.commands import Refused, revert
-from shared.governance.executor import RetryLater
 from shared.services import Services
 from tests.test_governance import NOW, TENANT, governance, record_of, run, stored_alert
 

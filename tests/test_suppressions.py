@@ -10,7 +10,7 @@ from shared import analyst_api as api
 from shared.access import AUTOMATION
 from shared.detection.base import Finding
 from shared.detection.engine import run_batch
-from shared.governance.executor import ActionRequest
+from shared.governance.message import ActionRequest
 from shared.models import utc
 from shared.query_params import BadInput
 from shared.services import Services

@@ -27,7 +27,7 @@ from shared.detection.fold import DetectorSet, fold_tenant_wide, fold_user, user
 from shared.detection.policy_findings import TENANT_WIDE
 from shared.detection.profiles import TenantProfile, UserProfile
 from shared.detection.state import ProfileStore, StateConflict
-from shared.governance.executor import ActionRequest
+from shared.governance.message import ActionRequest
 from shared.ipintel import IpIntel
 from shared.models import Activity, utc
 from shared.suppressions import Suppression

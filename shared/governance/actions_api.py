@@ -11,7 +11,7 @@ from shared import query_params as q
 from shared.access import Principal
 from shared.governance.actions import ACTIONS
 from shared.governance.commands import Refused, approve, retry, revert
-from shared.governance.executor import Governance
+from shared.governance.dependencies import Governance
 from shared.governance.records import ActionFilter
 from shared.models import ActionStatus, GovernanceAction
 from shared.web import Reply, refuses_bad_input

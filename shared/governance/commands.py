@@ -4,15 +4,15 @@ action, retry a failed or skipped one, revert a reversible one."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import datetime
 
 import requests
 
 from shared.governance import actions as act
 from shared.governance import first_call
-from shared.governance.executor import ActionRequest, Governance
+from shared.governance.dependencies import Governance
 from shared.governance.graph import GraphError
+from shared.governance.message import ActionRequest
 from shared.governance.records import RecordConflict
 from shared.logsafe import quoted
 from shared.models import GovernanceAction
@@ -56,7 +56,7 @@ def approve(gov: Governance, action_id: str, by: str, now: datetime) -> Governan
             f"action {action_id} is {record.status}"
             f"{'' if record.approval_required else ' and needs no approval'}",
         )
-    done = replace(record, status="approved", approved_by=by, approved_at=now, updated_at=now)
+    done = record.approve(by, now)
     _store_command(gov, done, etag)
     gov.enqueue(_request_of(done), 0)
     return done
@@ -70,18 +70,7 @@ def retry(gov: Governance, action_id: str, by: str, now: datetime) -> Governance
             409,
             f"action {action_id} is {record.status}: only failed or skipped " "actions are retried",
         )
-    again = replace(
-        record,
-        status="approved" if record.approval_required else "pending",
-        approved_by=record.approved_by or (by if record.approval_required else ""),
-        approved_at=record.approved_at or (now if record.approval_required else None),
-        attempts=0,
-        completed_at=None,
-        updated_at=now,
-        error_message=f"retry by {by}; before: {record.error_code} {record.error_message}"[:500],
-        intent_at=None,  # the analyst decides that it is sent (again)
-    )
-    again = first_call.note_attempt(again, "retry", now, note=f"retry by {by}")
+    again = first_call.note_attempt(record.retry(by, now), "retry", now, note=f"retry by {by}")
     _store_command(gov, again, etag)
     gov.enqueue(_request_of(again), 0)
     return again
@@ -125,14 +114,7 @@ def revert(gov: Governance, action_id: str, by: str, now: datetime) -> Governanc
     except (GraphError, WorkplaceError, requests.RequestException) as exc:
         code = getattr(exc, "code", "") or type(exc).__name__
         raise Refused(502, f"revert of {action_id} failed: {code}: {exc}"[:500]) from None
-    done = replace(
-        record,
-        status="reverted",
-        reverted_by=by,
-        reverted_at=now,
-        updated_at=now,
-        request_id=request_id or record.request_id,
-    )
+    done = record.revert(by, now, request_id)
     _store_command(gov, done, etag)
     log.warning(
         "governance: %s for %s reverted by %s",

@@ -12,7 +12,8 @@ import pytest
 
 from local.sim_graph import SimulatedGraph, SimUser
 from local.sim_workplace import SimulatedWorkplace
-from shared.governance.graph import GraphClient, GraphError
+from shared.governance.graph import GraphClient
+from shared.governance.graph_results import GraphError
 from shared.retry_after import seconds_to_wait
 from shared.workplace.client import RetryPolicy, WorkplaceClient
 from tests.conftest import use_simulated_graph

@@ -35,7 +35,7 @@ from shared import telemetry
 from shared.activities import partition_key, row_key, work_items
 from shared.entra.normalize import RecordError, audit_activity, signin_activity
 from shared.entra.state import LogState, LogStateStore
-from shared.governance.graph import GraphError
+from shared.governance.graph_results import GraphError
 from shared.logsafe import quoted
 from shared.models import Activity, short_hash
 from shared.services import Services

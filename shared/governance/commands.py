@@ -11,7 +11,7 @@ import requests
 from shared.governance import actions as act
 from shared.governance import first_call
 from shared.governance.dependencies import Governance
-from shared.governance.graph import GraphError
+from shared.governance.graph_results import GraphError
 from shared.governance.message import ActionRequest
 from shared.governance.records import RecordConflict
 from shared.logsafe import quoted

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from shared.alerts import AlertStore
 from shared.config import GovernanceMode, Settings
-from shared.governance.graph import EntraUser, GraphResult
+from shared.governance.graph_results import EntraUser, GraphResult
 from shared.governance.identity import EntraUserCache
 from shared.governance.message import ActionRequest
 from shared.governance.records import ActionStore

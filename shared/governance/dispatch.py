@@ -17,7 +17,7 @@ from shared.governance import actions as act
 from shared.governance import first_call
 from shared.governance.attempt import LEASE, Decided, RetryLater, save
 from shared.governance.dependencies import Governance
-from shared.governance.graph import EntraUser, GraphResult
+from shared.governance.graph_results import EntraUser, GraphResult
 from shared.governance.notification import user_notification
 from shared.governance.records import TERMINAL, ActionFilter, RecordConflict
 from shared.logsafe import quoted

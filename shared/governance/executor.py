@@ -25,7 +25,7 @@ from shared.governance import first_call
 from shared.governance.attempt import LEASE, Decided, RetryLater, close, save
 from shared.governance.dependencies import Governance
 from shared.governance.dispatch import declare, describe, perform, resolve, settle, take_risk_slot
-from shared.governance.graph import GraphError
+from shared.governance.graph_results import GraphError
 from shared.governance.guardrails import hold_back, retry_delay
 from shared.governance.message import ActionRequest
 from shared.governance.records import TERMINAL

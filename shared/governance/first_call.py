@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.governance import actions as act
-from shared.governance.graph import GraphError
+from shared.governance.graph_results import GraphError
 from shared.models import ActionAttempt, GovernanceAction
 
 MAX_LOG = 20  # attempts kept on a record

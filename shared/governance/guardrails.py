@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from shared.governance import actions as act
 from shared.governance.attempt import Decided
 from shared.governance.dependencies import Governance
-from shared.governance.graph import EntraUser
+from shared.governance.graph_results import EntraUser
 from shared.governance.records import ActionFilter
 from shared.models import Alert, Evidence, GovernanceAction, short_hash
 

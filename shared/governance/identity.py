@@ -9,7 +9,7 @@ from typing import Protocol
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from shared.governance.graph import EntraUser
+from shared.governance.graph_results import EntraUser
 from shared.models import short_hash, utc
 
 PARTITION = "entra"

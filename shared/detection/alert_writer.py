@@ -19,7 +19,7 @@ from shared.alerts import AlertStore, alert_row_key
 from shared.detection.base import DetectorConfig, Finding
 from shared.detection.daily_limit import DailyLimits
 from shared.detection.fold import Raised
-from shared.governance.executor import ActionRequest
+from shared.governance.message import ActionRequest
 from shared.logsafe import quoted
 from shared.models import Alert, Evidence, short_hash, utc
 from shared.suppressions import Suppression, apply_suppressions

@@ -2,10 +2,11 @@
 
 import azure.functions as func
 
-from shared import connect, sources
+from shared import sources
 from shared.clock import now
 from shared.services import get_services
 from shared.web import Reply
+from shared.workplace import connect
 
 bp = func.Blueprint()
 

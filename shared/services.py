@@ -17,7 +17,6 @@ from shared.alerts import from_entity as alert_from_entity
 from shared.analyst_api import AnalystDeps
 from shared.audit import AuditLog
 from shared.config import ConfigError, Settings, get_settings
-from shared.connect import ConnectDeps
 from shared.detection import builtins
 from shared.detection.alert_writer import DetectionResult
 from shared.detection.directory_lookup import DirectoryLookup
@@ -56,6 +55,7 @@ from shared.user_page import UserPage
 from shared.users import UserStore
 from shared.workplace import status as workplace_status
 from shared.workplace.client import RetryPolicy, WorkplaceClient
+from shared.workplace.connect import ConnectDeps
 from shared.workplace.counts import EventCountStore
 from shared.workplace.custom_integration import RegistrationDeps
 from shared.workplace.directory_sync import DirectorySyncDeps
@@ -453,9 +453,6 @@ class Services:
             activity_log=lambda: self.activity_log,
             user_page=lambda: self.user_page,
         )
-
-
-DETECTOR_IDS = builtins.DETECTOR_IDS
 
 
 @functools.cache

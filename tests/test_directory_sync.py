@@ -11,10 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from local.sim_workplace import SimulatedWorkplace
-from shared import connect
 from shared import storage as st
 from shared.services import Services
-from shared.workplace import directory_sync
+from shared.workplace import connect, directory_sync
 from shared.workplace.client import RetryPolicy
 from shared.workplace.counts import EventCountStore
 from shared.workplace.directory import GROUP_MEMBERS

@@ -17,13 +17,14 @@ from azure.functions.timer import TimerRequest
 from connect_http import connect_status, workplace_callbacks
 from detect_queue import detect_queue
 from local.sim_workplace import SimulatedWorkplace
-from shared import connect, services
+from shared import services
 from shared import storage as st
 from shared.activities import ActivityBatch
 from shared.clock import now as wall_clock
 from shared.held import RELEASE_WINDOW, HeldEvents
 from shared.models import Activity
 from shared.services import Services
+from shared.workplace import connect
 from shared.workplace.client import RetryPolicy
 from shared.workplace.inbox_drain import drain_inbox
 from shared.workplace.normalize import normalise

@@ -13,9 +13,10 @@ import pytest
 
 from connect_http import connect_status, workplace_callbacks
 from local.sim_workplace import EVENT_FIELDS, SimulatedWorkplace
-from shared import connect, services
+from shared import services
 from shared import storage as st
 from shared.services import Services
+from shared.workplace import connect
 from shared.workplace.client import RetryPolicy
 from shared.workplace.directory_sync import sync_installs
 from shared.workplace.inbox_drain import drain_inbox

@@ -1,4 +1,4 @@
-"""Connecting a Workplace community: install flow, webhook verification and webhook intake."""
+"""Connecting a Workplace community: install flow, webhook verification and intake, uninstall."""
 
 from __future__ import annotations
 

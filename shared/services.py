@@ -400,8 +400,14 @@ class Services:
 
     @property
     def connect_deps(self) -> ConnectDeps:
+        s = self.settings
         return ConnectDeps(
-            settings=self.settings,
+            app_id=lambda: s.workplace_app()[0],
+            redirect_uri=s.redirect_uri,
+            dialog_url=s.workplace_dialog_url,
+            state_ttl=timedelta(seconds=s.install_state_ttl_seconds),
+            verify_token=s.verify_token,
+            app_secret=s.webhook_secret,
             install_states=self.install_states,
             installs=self.installs,
             secrets=lambda: self.secrets,

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlencode
 
 from shared import query_params as q
-from shared.config import Settings
 from shared.inbox import MAX_BODY as INBOX_MAX_BODY
 from shared.inbox import BodyTooLarge, WebhookInbox
 from shared.installs import InstallStates, InstallStore
@@ -58,11 +57,16 @@ MAX_CODE = 2048  # characters in an authorization code (Workplace's are a few hu
 class ConnectDeps:
     """What the install flow, the webhook routes and the uninstall callback read and write.
 
-    Settings are read when a route needs them (each names what is missing), clients and the
-    secret store when first needed.
+    Each setting is read when a route needs it (a missing one is an error naming it); the
+    Workplace client and the secret store are built when first needed.
     """
 
-    settings: Settings
+    app_id: Callable[[], str]  # WORKPLACE_APP_ID (and its secret, set)
+    redirect_uri: Callable[[], str]  # WORKPLACE_REDIRECT_URI
+    dialog_url: str  # WORKPLACE_DIALOG_URL
+    state_ttl: timedelta  # INSTALL_STATE_TTL_SECONDS
+    verify_token: Callable[[], str]  # WORKPLACE_WEBHOOK_VERIFY_TOKEN
+    app_secret: Callable[[], str]  # WORKPLACE_APP_SECRET: signs webhooks and signed requests
     install_states: InstallStates
     installs: InstallStore
     secrets: Callable[[], SecretStore]
@@ -77,12 +81,11 @@ def start_install(
 ) -> Reply:
     """Send the admin to Workplace's install dialog with a fresh single-use `state`."""
     q.known(params or {}, ())
-    app_id, _ = deps.settings.workplace_app()
-    redirect_uri = deps.settings.redirect_uri()
-    ttl = timedelta(seconds=deps.settings.install_state_ttl_seconds)
-    state = deps.install_states.issue(now, ttl)
+    app_id = deps.app_id()
+    redirect_uri = deps.redirect_uri()
+    state = deps.install_states.issue(now, deps.state_ttl)
     query = urlencode({"app_id": app_id, "redirect_uri": redirect_uri, "state": state})
-    return Reply.redirect(f"{deps.settings.workplace_dialog_url}?{query}")
+    return Reply.redirect(f"{deps.dialog_url}?{query}")
 
 
 def complete_install(deps: ConnectDeps, params: Mapping[str, str], now: datetime) -> Reply:
@@ -92,7 +95,7 @@ def complete_install(deps: ConnectDeps, params: Mapping[str, str], now: datetime
     except BadInput as bad:
         return _page(400, f"{bad} {START_AGAIN}")
     try:
-        token = deps.workplace().exchange_code(code, deps.settings.redirect_uri())
+        token = deps.workplace().exchange_code(code, deps.redirect_uri())
     except WorkplaceError as exc:
         return _install_failed("the code exchange", exc)
     try:
@@ -170,7 +173,7 @@ def verify_subscription(deps: ConnectDeps, params: Mapping[str, str]) -> Reply:
     """Workplace's webhook verification GET: echo `hub.challenge` when the token matches."""
     if q.text(params, "hub.mode") != "subscribe":
         raise BadInput("hub.mode: must be subscribe")
-    given, expected = q.text(params, "hub.verify_token"), deps.settings.verify_token()
+    given, expected = q.text(params, "hub.verify_token"), deps.verify_token()
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise BadInput("hub.verify_token: does not match", status=401)
     return Reply(200, q.text(params, "hub.challenge"))
@@ -187,7 +190,7 @@ def receive_webhook(
     deps: ConnectDeps, body: bytes, headers: Mapping[str, str], now: datetime
 ) -> Reply:
     """Verify the signature over the raw body, then store it whole in one write before 200."""
-    secret = deps.settings.webhook_secret()
+    secret = deps.app_secret()
     if not verify_webhook(
         body, secret, headers.get("x-hub-signature-256"), headers.get("x-hub-signature")
     ):
@@ -215,7 +218,7 @@ def receive_uninstall(deps: ConnectDeps, body: bytes, now: datetime) -> Reply:
     if not signed:
         return Reply.error(400, "Missing form field `signed_request`.")
     try:
-        payload = parse_signed_request(signed, deps.settings.webhook_secret())
+        payload = parse_signed_request(signed, deps.app_secret())
     except InvalidSignedRequest as exc:
         return Reply.error(401, str(exc))
     community_id = str(payload.get("community_id") or "")

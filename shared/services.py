@@ -99,6 +99,9 @@ class DetectionDeps:
 
 @dataclass
 class Services:
+    """The stores and clients, each built once on first use, and each module's dependency record
+    (`*_deps`): only the function folders, the local stack and the benchmark hold a Services."""
+
     settings: Settings
 
     def __post_init__(self) -> None:

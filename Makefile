@@ -36,9 +36,11 @@ demo: setup
 test: setup browser
 	$(PY) -m pytest
 
+## ruff, and the import contracts in pyproject.toml (layers, what shared never imports, no circles).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
 	$(VENV)/bin/mypy .

@@ -12,9 +12,9 @@ bp = func.Blueprint()
 @bp.function_name("alerts_http")
 @bp.route(route="alerts", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def alerts_http(req: func.HttpRequest) -> func.HttpResponse:
-    svc, params = get_services(), dict(req.params)
+    deps, params = get_services().analyst_deps, dict(req.params)
     headers = {k.lower(): v for k, v in req.headers.items()}
-    reply = api.guarded(svc, headers, READER, lambda _: api.list_alerts(svc, params))
+    reply = api.guarded(deps, headers, READER, lambda _: api.list_alerts(deps, params))
     return func.HttpResponse(
         reply.body, status_code=reply.status, mimetype=reply.mimetype, headers=reply.headers
     )

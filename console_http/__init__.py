@@ -33,5 +33,5 @@ def console_asset(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("me_http")
 @bp.route(route="me", methods=["GET"], auth_level=ANON)
 def me_http(req: func.HttpRequest) -> func.HttpResponse:
-    svc, headers = get_services(), {k.lower(): v for k, v in req.headers.items()}
-    return _response(api.guarded(svc, headers, READER, console.me, dict(req.params)))
+    deps, headers = get_services().analyst_deps, {k.lower(): v for k, v in req.headers.items()}
+    return _response(api.guarded(deps, headers, READER, console.me, dict(req.params)))

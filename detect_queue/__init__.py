@@ -7,10 +7,9 @@ import azure.functions as func
 from shared.activities import ActivityBatch
 from shared.clock import now
 from shared.config import ConfigError
-from shared.detection.engine import run_batch
 from shared.models import Activity
+from shared.quarantine import quarantine_activities
 from shared.services import get_services
-from shared.sync import quarantine_activities
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -25,24 +24,13 @@ def detect_queue(msg: func.QueueMessage) -> None:
     svc = get_services()
 
     def quarantine(activities: list[Activity], reason: str) -> None:
-        quarantine_activities(svc, activities, reason, now())
+        quarantine_activities(svc.quarantine_deps, activities, reason, now())
 
     try:
-        detections = svc.detections
+        svc.detections  # noqa: B018 (reads and validates the policies on first use)
     except ConfigError as exc:
         # Not this message's fault: put it back for later rather than let retries poison it.
         log.error("detection waits for valid policies and settings: %s", exc)
         svc.enqueue_detection(msg.get_body().decode(), POLICY_RETRY_SECONDS)
         return
-    run_batch(
-        batch,
-        activities=svc.activities,
-        state=svc.detection_state,
-        alerts=svc.alerts,
-        enqueue=svc.enqueue_action,
-        detections=detections,
-        intel=svc.ip_intel(),
-        directory=svc.directory,
-        quarantine=quarantine,
-        suppressions=svc.suppressions.for_tenant,
-    )
+    svc.detection_deps(quarantine).run_batch(batch)

@@ -28,7 +28,9 @@ def _headers(req: func.HttpRequest) -> dict[str, str]:
 def governance_actions(req: func.HttpRequest) -> func.HttpResponse:
     svc, params = get_services(), dict(req.params)
     return _response(
-        api.guarded(svc, _headers(req), READER, lambda _: list_actions(svc.governance, params))
+        api.guarded(
+            svc.analyst_deps, _headers(req), READER, lambda _: list_actions(svc.governance, params)
+        )
     )
 
 
@@ -45,6 +47,6 @@ def governance_command(req: func.HttpRequest) -> func.HttpResponse:
     def answer(who: Principal) -> Reply:
         at = now()
         reply = run_command(svc.governance, action_id, command, who, at)
-        return api.audited(svc, who, at, f"governance.{command}", action_id, reply)
+        return api.audited(svc.analyst_deps, who, at, f"governance.{command}", action_id, reply)
 
-    return _response(api.guarded(svc, _headers(req), RESPONDER, answer))
+    return _response(api.guarded(svc.analyst_deps, _headers(req), RESPONDER, answer))

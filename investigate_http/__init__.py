@@ -26,10 +26,10 @@ def _response(reply: Reply) -> func.HttpResponse:
 @bp.function_name("alert_get")
 @bp.route(route="alerts/{id}", methods=["GET"], auth_level=ANON)
 def alert_get(req: func.HttpRequest) -> func.HttpResponse:
-    svc, alert_id = get_services(), req.route_params.get("id", "")
+    deps, alert_id = get_services().analyst_deps, req.route_params.get("id", "")
     return _response(
         api.guarded(
-            svc, _headers(req), READER, lambda _: api.get_alert(svc, alert_id), dict(req.params)
+            deps, _headers(req), READER, lambda _: api.get_alert(deps, alert_id), dict(req.params)
         )
     )
 
@@ -37,14 +37,15 @@ def alert_get(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("alert_patch")
 @bp.route(route="alerts/{id}", methods=["PATCH"], auth_level=ANON)
 def alert_patch(req: func.HttpRequest) -> func.HttpResponse:
-    svc, alert_id, headers = get_services(), req.route_params.get("id", ""), _headers(req)
+    deps, alert_id = get_services().analyst_deps, req.route_params.get("id", "")
+    headers = _headers(req)
     if_match, body = headers.get("if-match", ""), req.get_body()
     return _response(
         api.guarded(
-            svc,
+            deps,
             headers,
             RESPONDER,
-            lambda who: api.patch_alert(svc, alert_id, body, if_match, who, now()),
+            lambda who: api.patch_alert(deps, alert_id, body, if_match, who, now()),
             dict(req.params),
         )
     )
@@ -53,23 +54,23 @@ def alert_patch(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("activities_http")
 @bp.route(route="activities", methods=["GET"], auth_level=ANON)
 def activities_http(req: func.HttpRequest) -> func.HttpResponse:
-    svc, params = get_services(), dict(req.params)
+    deps, params = get_services().analyst_deps, dict(req.params)
     return _response(
-        api.guarded(svc, _headers(req), READER, lambda _: api.list_activities(svc, params))
+        api.guarded(deps, _headers(req), READER, lambda _: api.list_activities(deps, params))
     )
 
 
 @bp.function_name("user_page")
 @bp.route(route="users/{id}", methods=["GET"], auth_level=ANON)
 def user_page(req: func.HttpRequest) -> func.HttpResponse:
-    svc, ident = get_services(), req.route_params.get("id", "")
+    deps, ident = get_services().analyst_deps, req.route_params.get("id", "")
     tenant = req.params.get("tenant", "")
     return _response(
         api.guarded(
-            svc,
+            deps,
             _headers(req),
             READER,
-            lambda _: api.user_page(svc, ident, tenant, now()),
+            lambda _: api.user_page(deps, ident, tenant, now()),
             dict(req.params),
             ("tenant",),
         )
@@ -79,8 +80,10 @@ def user_page(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("audit_http")
 @bp.route(route="audit", methods=["GET"], auth_level=ANON)
 def audit_http(req: func.HttpRequest) -> func.HttpResponse:
-    svc, params = get_services(), dict(req.params)
-    return _response(api.guarded(svc, _headers(req), READER, lambda _: api.list_audit(svc, params)))
+    deps, params = get_services().analyst_deps, dict(req.params)
+    return _response(
+        api.guarded(deps, _headers(req), READER, lambda _: api.list_audit(deps, params))
+    )
 
 
 @bp.function_name("openapi_http")
@@ -92,22 +95,22 @@ def openapi_http(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("suppressions_http")
 @bp.route(route="suppressions", methods=["GET"], auth_level=ANON)
 def suppressions_http(req: func.HttpRequest) -> func.HttpResponse:
-    svc, params = get_services(), dict(req.params)
+    deps, params = get_services().analyst_deps, dict(req.params)
     return _response(
-        api.guarded(svc, _headers(req), READER, lambda _: api.list_suppressions(svc, params))
+        api.guarded(deps, _headers(req), READER, lambda _: api.list_suppressions(deps, params))
     )
 
 
 @bp.function_name("suppression_delete")
 @bp.route(route="suppressions/{id}", methods=["DELETE"], auth_level=ANON)
 def suppression_delete(req: func.HttpRequest) -> func.HttpResponse:
-    svc, sid = get_services(), req.route_params.get("id", "")
+    deps, sid = get_services().analyst_deps, req.route_params.get("id", "")
     return _response(
         api.guarded(
-            svc,
+            deps,
             _headers(req),
             RESPONDER,
-            lambda who: api.delete_suppression(svc, sid, who, now()),
+            lambda who: api.delete_suppression(deps, sid, who, now()),
             dict(req.params),
         )
     )
@@ -116,5 +119,5 @@ def suppression_delete(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("posture_http")
 @bp.route(route="posture", methods=["GET"], auth_level=ANON)
 def posture_http(req: func.HttpRequest) -> func.HttpResponse:
-    svc, params = get_services(), dict(req.params)
-    return _response(api.guarded(svc, _headers(req), READER, lambda _: api.posture(svc, params)))
+    deps, params = get_services().analyst_deps, dict(req.params)
+    return _response(api.guarded(deps, _headers(req), READER, lambda _: api.posture(deps, params)))

@@ -7,28 +7,48 @@ names the parameter, and writes each command (a triage change) to the audit log.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from shared import openapi
 from shared import query_params as q
 from shared.access import RESPONDER, Principal, Role, authorize, forgery_safe
-from shared.activity_log import ActivityQuery, Position
+from shared.activity_log import ActivityLog, ActivityQuery, Position
 from shared.alerts import from_entity
-from shared.audit import AuditEntry
+from shared.audit import AuditEntry, AuditLog
 from shared.governance.actions_api import record_json
-from shared.governance.records import ActionFilter
-from shared.paging import query_digest
-from shared.services import Services
+from shared.governance.records import ActionFilter, ActionStore
+from shared.paging import TokenSigner, query_digest
+from shared.posture import PostureStore
+from shared.suppressions import SuppressionStore
 from shared.suppressions import from_alert as suppression_from
-from shared.triage import Conflict, alert_json, etag_of, history, parse_change
+from shared.triage import Conflict, TriageStore, alert_json, etag_of, history, parse_change
+from shared.user_page import UserPage
 from shared.web import Reply
 
 AUDIT_PARAMS = ("since", "actor", "command", "target", "top", "next")
 
 
+@dataclass(frozen=True)
+class AnalystDeps:
+    """What the analyst routes read and write; the signing key (a stored row) and what needs it
+    are read when a route first needs them."""
+
+    app_service_auth: bool  # APP_SERVICE_AUTH
+    automation_key: str | None  # AUTOMATION_KEY
+    triage: TriageStore
+    actions: ActionStore
+    suppressions: SuppressionStore
+    posture: PostureStore
+    audit: AuditLog
+    signer: Callable[[], TokenSigner]
+    activity_log: Callable[[], ActivityLog]
+    user_page: Callable[[], UserPage]
+
+
 def guarded(
-    svc: Services,
+    deps: AnalystDeps,
     headers: Mapping[str, str],
     role: Role,
     answer: Callable[[Principal], Reply],
@@ -40,8 +60,8 @@ def guarded(
     who = authorize(
         headers,
         role,
-        app_service_auth=svc.settings.app_service_auth,
-        automation_key=svc.settings.automation_key,
+        app_service_auth=deps.app_service_auth,
+        automation_key=deps.automation_key,
     )
     if isinstance(who, Reply):
         return who
@@ -57,57 +77,57 @@ def guarded(
         return Reply.error(400, str(bad))
 
 
-def list_alerts(svc: Services, params: Mapping[str, str]) -> Reply:
-    alerts, token = svc.triage.page(params, svc.signer)
+def list_alerts(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
+    alerts, token = deps.triage.page(params, deps.signer())
     return Reply.json(200, {"value": alerts, "next": token})
 
 
-def get_alert(svc: Services, alert_id: str) -> Reply:
-    entity = svc.triage.find(alert_id)
+def get_alert(deps: AnalystDeps, alert_id: str) -> Reply:
+    entity = deps.triage.find(alert_id)
     if entity is None:
         return Reply.error(404, f"id: no alert {alert_id!r}")
-    return _detail(svc, entity, 200)
+    return _detail(deps, entity, 200)
 
 
-def _detail(svc: Services, entity: Any, status: int) -> Reply:
+def _detail(deps: AnalystDeps, entity: Any, status: int) -> Reply:
     answer = alert_json(entity)
     query = ActivityQuery.related_to(from_entity(dict(entity)))
-    log = svc.activity_log
+    log = deps.activity_log()
     answer["activities"] = [log.as_json(a) for _, a in log.rows(query, Position())]
     answer["history"] = history(entity)
     answer["governanceActionRecords"] = [
-        record_json(r) for r in svc.actions.query(ActionFilter(alert_id=answer["id"]), limit=100)
+        record_json(r) for r in deps.actions.query(ActionFilter(alert_id=answer["id"]), limit=100)
     ]
     reply = Reply.json(status, answer)
     return Reply(reply.status, reply.body, reply.mimetype, {"ETag": etag_of(entity)})
 
 
 def patch_alert(
-    svc: Services, alert_id: str, body: bytes, if_match: str, who: Principal, now: datetime
+    deps: AnalystDeps, alert_id: str, body: bytes, if_match: str, who: Principal, now: datetime
 ) -> Reply:
     change = parse_change(body)
     try:
-        entity, entry = svc.triage.change(alert_id, change, who, now, if_match.strip(" *"))
+        entity, entry = deps.triage.change(alert_id, change, who, now, if_match.strip(" *"))
     except LookupError:
         return Reply.error(404, f"id: no alert {alert_id!r}")
     except Conflict:
-        _audit(svc, who, now, "alert.update", alert_id, 412, {"ifMatch": if_match})
+        _audit(deps, who, now, "alert.update", alert_id, 412, {"ifMatch": if_match})
         return Reply.error(
             412, "the alert changed since you read it: read it again (new ETag) and redo"
         )
     tenant = str(entity["PartitionKey"])
-    _audit(svc, who, now, "alert.update", alert_id, 200, entry, tenant)
+    _audit(deps, who, now, "alert.update", alert_id, 200, entry, tenant)
     if change.suppress_days:
         alert = from_entity(dict(entity))
         made = suppression_from(alert, change.suppress_days, who.name, now, alert.classification)
-        svc.suppressions.save(made)
-        _audit(svc, who, now, "suppression.create", made.id, 200, made.as_json(), tenant)
-    return _detail(svc, entity, 200)
+        deps.suppressions.save(made)
+        _audit(deps, who, now, "suppression.create", made.id, 200, made.as_json(), tenant)
+    return _detail(deps, entity, 200)
 
 
-def posture(svc: Services, params: Mapping[str, str]) -> Reply:
+def posture(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
     q.known(params, ("tenant",))
-    return Reply.json(200, {"value": svc.posture.all(q.text(params, "tenant", key=True))})
+    return Reply.json(200, {"value": deps.posture.all(q.text(params, "tenant", key=True))})
 
 
 def openapi_document(params: Mapping[str, str]) -> Reply:
@@ -119,28 +139,30 @@ def openapi_document(params: Mapping[str, str]) -> Reply:
     return Reply.json(200, openapi.document())
 
 
-def list_suppressions(svc: Services, params: Mapping[str, str]) -> Reply:
+def list_suppressions(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
     q.known(params, ("tenant", "user", "detector"))
     user, detector = q.text(params, "user"), q.text(params, "detector")
     found = [
         s.as_json()
-        for s in svc.suppressions.all(q.text(params, "tenant", key=True))
+        for s in deps.suppressions.all(q.text(params, "tenant", key=True))
         if (not user or s.user_id == user) and (not detector or s.detector_id == detector)
     ]
     return Reply.json(200, {"value": found})
 
 
-def delete_suppression(svc: Services, suppression_id: str, who: Principal, now: datetime) -> Reply:
-    removed = svc.suppressions.delete(suppression_id)
+def delete_suppression(
+    deps: AnalystDeps, suppression_id: str, who: Principal, now: datetime
+) -> Reply:
+    removed = deps.suppressions.delete(suppression_id)
     if removed is None:
         return Reply.error(404, f"id: no suppression {suppression_id!r}")
-    _audit(svc, who, now, "suppression.delete", suppression_id, 200, removed.as_json(),
+    _audit(deps, who, now, "suppression.delete", suppression_id, 200, removed.as_json(),
            removed.tenant_id)  # fmt: skip
     return Reply(204)
 
 
-def list_activities(svc: Services, params: Mapping[str, str]) -> Reply:
-    log = svc.activity_log
+def list_activities(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
+    log = deps.activity_log()
     rows, token, fmt = log.page(params)
     if fmt == "csv":
         headers = {"Content-Disposition": 'attachment; filename="activities.csv"'}
@@ -151,16 +173,16 @@ def list_activities(svc: Services, params: Mapping[str, str]) -> Reply:
     return Reply.json(200, {"value": [log.as_json(a) for a in rows], "next": token})
 
 
-def user_page(svc: Services, ident: str, tenant: str, now: datetime) -> Reply:
+def user_page(deps: AnalystDeps, ident: str, tenant: str, now: datetime) -> Reply:
     if not ident or len(ident) > 320:
         return Reply.error(400, "id: expected a Workplace user id or an e-mail address")
-    user = svc.user_page.find(ident, tenant)
+    user = deps.user_page().find(ident, tenant)
     if user is None:
         return Reply.error(404, f"id: no user {ident!r} in the synced directory")
-    return Reply.json(200, svc.user_page.answer(user, now))
+    return Reply.json(200, deps.user_page().answer(user, now))
 
 
-def list_audit(svc: Services, params: Mapping[str, str]) -> Reply:
+def list_audit(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
     q.known(params, AUDIT_PARAMS)
     since = q.time(params, "since")
     top = q.integer(params, "top", 100, 1, 1000)
@@ -170,14 +192,16 @@ def list_audit(svc: Services, params: Mapping[str, str]) -> Reply:
         if (value := q.text(params, name))
     }
     digest = query_digest(params)
-    after = str(svc.signer.verify(params["next"], digest)["after"]) if params.get("next") else None
-    entries, last = svc.audit.page(where, after=after, since=since, limit=top)
-    token = svc.signer.sign({"after": last}, digest) if last else None
+    after = (
+        str(deps.signer().verify(params["next"], digest)["after"]) if params.get("next") else None
+    )
+    entries, last = deps.audit.page(where, after=after, since=since, limit=top)
+    token = deps.signer().sign({"after": last}, digest) if last else None
     return Reply.json(200, {"value": [e.as_json() for e in entries], "next": token})
 
 
 def _audit(
-    svc: Services,
+    deps: AnalystDeps,
     who: Principal,
     now: datetime,
     command: str,
@@ -186,12 +210,12 @@ def _audit(
     detail: dict[str, Any],
     tenant: str = "",
 ) -> None:
-    svc.audit.write(AuditEntry(now, who, command, target, status, detail, tenant))
+    deps.audit.write(AuditEntry(now, who, command, target, status, detail, tenant))
 
 
 def audited(
-    svc: Services, who: Principal, now: datetime, command: str, target: str, reply: Reply
+    deps: AnalystDeps, who: Principal, now: datetime, command: str, target: str, reply: Reply
 ) -> Reply:
     """`reply` after writing the command it answers to the audit log."""
-    _audit(svc, who, now, command, target, reply.status, {})
+    _audit(deps, who, now, command, target, reply.status, {})
     return reply

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from shared import clock
 from shared import storage as st
-from shared.activities import ActivityStore
+from shared.activities import ActivityBatch, ActivityStore
 from shared.activity_log import ActivityLog
 from shared.alerts import AlertStore
 from shared.alerts import from_entity as alert_from_entity
+from shared.analyst_api import AnalystDeps
 from shared.audit import AuditLog
 from shared.config import ConfigError, Settings, get_settings
 from shared.detection import builtins
+from shared.detection.alert_writer import DetectionResult
 from shared.detection.directory_lookup import DirectoryLookup
+from shared.detection.engine import Quarantine, run_batch
 from shared.detection.fold import DetectorSet
 from shared.detection.state import ProfileStore
+from shared.entra import pull as entra_pull
+from shared.entra import status as entra_status
+from shared.entra.state import LogStateStore
 from shared.governance.actions import ACTIONS
 from shared.governance.dependencies import Governance, GovernancePolicy
 from shared.governance.graph import GraphClient
@@ -27,6 +34,7 @@ from shared.governance.message import ActionRequest
 from shared.governance.records import ActionStore
 from shared.governance.throttle import TenantRateLimit
 from shared.groups import GroupStore
+from shared.held import HeldEvents
 from shared.inbox import WebhookInbox
 from shared.installs import InstallStates, InstallStore
 from shared.ipintel import IpDatabase, IpIntel
@@ -35,19 +43,62 @@ from shared.ipintel.tor import TorExitStore
 from shared.models import Alert
 from shared.paging import TokenSigner, stored_key
 from shared.posture import PostureStore
+from shared.quarantine import QuarantineDeps
 from shared.secrets import SecretStore, secret_store_for
-from shared.suppressions import SuppressionStore
+from shared.sources import SourceDeps
+from shared.suppressions import Suppression, SuppressionStore
 from shared.triage import TriageStore
 from shared.user_page import UserPage
 from shared.users import UserStore
+from shared.workplace import status as workplace_status
 from shared.workplace.client import RetryPolicy, WorkplaceClient
+from shared.workplace.connect import ConnectDeps
+from shared.workplace.counts import EventCountStore
+from shared.workplace.custom_integration import RegistrationDeps
+from shared.workplace.directory_sync import DirectorySyncDeps
+from shared.workplace.inbox_drain import DrainDeps
 from shared.workplace.sync_state import SyncStateStore
+from shared.workplace.tokens import WorkplaceTokens
 
 TOR_CACHE_SECONDS = 300.0
 
 
+@dataclass(frozen=True)
+class DetectionDeps:
+    """What `run_batch` reads, writes and calls: `Services.detection_deps()` builds them as
+    detect_queue runs it (`dataclasses.replace` one to run it otherwise)."""
+
+    activities: ActivityStore
+    state: ProfileStore
+    alerts: AlertStore
+    enqueue: Callable[[ActionRequest], None]
+    detections: DetectorSet
+    intel: IpIntel
+    directory: DirectoryLookup | None = None
+    quarantine: Quarantine | None = None
+    suppressions: Callable[[str], list[Suppression]] | None = None
+
+    def run_batch(self, batch: ActivityBatch) -> DetectionResult:
+        """Load the batch's activities and run the detections over them."""
+        return run_batch(
+            batch,
+            activities=self.activities,
+            state=self.state,
+            alerts=self.alerts,
+            enqueue=self.enqueue,
+            detections=self.detections,
+            intel=self.intel,
+            directory=self.directory,
+            quarantine=self.quarantine,
+            suppressions=self.suppressions,
+        )
+
+
 @dataclass
 class Services:
+    """The stores and clients, each built once on first use, and each module's dependency record
+    (`*_deps`): only the function folders, the local stack and the benchmark hold a Services."""
+
     settings: Settings
 
     def __post_init__(self) -> None:
@@ -111,7 +162,8 @@ class Services:
         return TorExitStore(self.storage.table(st.IP_INTEL))
 
     @functools.cached_property
-    def _ip_intel(self) -> IpIntel:
+    def _ip_intel_without_tor(self) -> IpIntel:
+        """The databases and IP_RANGES_PATH, read once per process."""
         from shared.ipintel.databases import EmbeddedDatabase, MaxMindDatabase
 
         s = self.settings
@@ -121,12 +173,12 @@ class Services:
         dbs.append(EmbeddedDatabase())
         return IpIntel(tuple(dbs), load_ranges(s.ip_ranges_path))
 
-    def ip_intel(self) -> IpIntel:
+    def ip_intel_with_tor(self) -> IpIntel:
         """IP intelligence with the Tor exit list as last refreshed, read at most every
         TOR_CACHE_SECONDS per process (the timer refreshes it hourly), not once per message."""
         now = time.monotonic()
         if self._tor is None or now - self._tor[0] >= TOR_CACHE_SECONDS:
-            self._tor = (now, self._ip_intel.with_tor(self.tor_exits.addresses()))
+            self._tor = (now, self._ip_intel_without_tor.with_tor(self.tor_exits.addresses()))
         return self._tor[1]
 
     @functools.cached_property
@@ -162,11 +214,15 @@ class Services:
     def groups(self) -> GroupStore:
         return GroupStore(self.storage.table(st.GROUPS))
 
+    @property
+    def workplace_tokens(self) -> WorkplaceTokens:
+        return WorkplaceTokens(
+            self.installs, lambda: self.secrets, self.settings.workplace_access_token
+        )
+
     def workplace_token(self, community_id: str) -> str | None:
         """The Workplace access token Vigil holds for a community, if any (both token modes)."""
-        from shared.workplace.tokens import token_for
-
-        return token_for(self, community_id)
+        return self.workplace_tokens.token_for(community_id)
 
     @functools.cached_property
     def workplace(self) -> WorkplaceClient:
@@ -241,7 +297,7 @@ class Services:
         return ActivityLog(
             self.storage.table(st.ACTIVITIES),
             self.signer,
-            self.ip_intel,
+            self.ip_intel_with_tor,
             alert_lookup,
             lambda: [i.community_id for i in self.installs.all()],
         )
@@ -264,8 +320,145 @@ class Services:
             message, visibility_timeout=visibility_timeout or None
         )
 
+    # Each module's dependency record, built on each use (the stores in it are built once):
+    # a module takes what it uses, never the whole of Services.
 
-DETECTOR_IDS = builtins.DETECTOR_IDS
+    def detection_deps(self, quarantine: Quarantine | None = None) -> DetectionDeps:
+        """What detect_queue runs a batch with (raises ConfigError while the policies are
+        invalid); `quarantine` keeps the activities a detection raises on."""
+        return DetectionDeps(
+            activities=self.activities,
+            state=self.detection_state,
+            alerts=self.alerts,
+            enqueue=self.enqueue_action,
+            detections=self.detections,
+            intel=self.ip_intel_with_tor(),
+            directory=self.directory,
+            quarantine=quarantine,
+            suppressions=self.suppressions.for_tenant,
+        )
+
+    @property
+    def quarantine_deps(self) -> QuarantineDeps:
+        return QuarantineDeps(
+            self.storage.table(st.QUARANTINE), lambda key, body: self.inbox.park(key, body)
+        )
+
+    @property
+    def inbox_drain_deps(self) -> DrainDeps:
+        return DrainDeps(
+            inbox=self.inbox,
+            installs=self.installs,
+            activities=self.activities,
+            activities_table=self.storage.table(st.ACTIVITIES),
+            users_table=self.storage.table(st.USERS),
+            held=HeldEvents(self.storage.table(st.HELD_EVENTS)),
+            counts=EventCountStore(self.storage.table(st.EVENT_COUNTS)),
+            sync_states=SyncStateStore(self.storage.table(st.WORKPLACE_SYNC)),
+            quarantine=self.quarantine_deps,
+            enqueue_detection=self.enqueue_detection,
+            max_envelopes=self.settings.sync_max_envelopes,
+        )
+
+    @property
+    def directory_sync_deps(self) -> DirectorySyncDeps:
+        s = self.settings
+        return DirectorySyncDeps(
+            installs=self.installs,
+            sync_states=SyncStateStore(self.storage.table(st.WORKPLACE_SYNC)),
+            tokens=self.workplace_tokens,
+            secrets=lambda: self.secrets,
+            registration=RegistrationDeps(
+                installs=self.installs,
+                workplace=lambda: self.workplace,
+                access_token=s.workplace_access_token,
+                app_secret=s.webhook_secret,
+            ),
+            workplace=lambda: self.workplace,
+            users=self.users,
+            groups=self.groups,
+            activities=self.activities,
+            activities_table=self.storage.table(st.ACTIVITIES),
+            staging=self.storage.table(st.DIRECTORY_SNAPSHOTS),
+            counts=EventCountStore(self.storage.table(st.EVENT_COUNTS)),
+            enqueue_detection=self.enqueue_detection,
+            every=timedelta(minutes=s.workplace_directory_sync_minutes),
+            shutdown_date=s.workplace_shutdown_date,
+            decommission_after=s.workplace_decommission_after_failures,
+        )
+
+    @property
+    def workplace_status_deps(self) -> workplace_status.StatusDeps:
+        return workplace_status.StatusDeps(
+            installs=self.installs,
+            sync_states=SyncStateStore(self.storage.table(st.WORKPLACE_SYNC)),
+            counts=EventCountStore(self.storage.table(st.EVENT_COUNTS)),
+            held=HeldEvents(self.storage.table(st.HELD_EVENTS)),
+            inbox=self.inbox,
+            access_token=self.settings.workplace_access_token,
+        )
+
+    @property
+    def connect_deps(self) -> ConnectDeps:
+        s = self.settings
+        return ConnectDeps(
+            app_id=lambda: s.workplace_app()[0],
+            redirect_uri=s.redirect_uri,
+            dialog_url=s.workplace_dialog_url,
+            state_ttl=timedelta(seconds=s.install_state_ttl_seconds),
+            verify_token=s.verify_token,
+            app_secret=s.webhook_secret,
+            install_states=self.install_states,
+            installs=self.installs,
+            secrets=lambda: self.secrets,
+            workplace=lambda: self.workplace,
+            sync_states=SyncStateStore(self.storage.table(st.WORKPLACE_SYNC)),
+            inbox=self.inbox,
+        )
+
+    @property
+    def entra_pull_deps(self) -> entra_pull.PullDeps:
+        return entra_pull.PullDeps(
+            settings=self.settings,
+            log_states=LogStateStore(self.storage.table(st.ENTRA_SYNC)),
+            activities=self.activities,
+            activities_table=self.storage.table(st.ACTIVITIES),
+            quarantine=self.quarantine_deps,
+            enqueue_detection=self.enqueue_detection,
+            graph=lambda: self.graph,
+        )
+
+    @property
+    def entra_status_deps(self) -> entra_status.StatusDeps:
+        return entra_status.StatusDeps(
+            LogStateStore(self.storage.table(st.ENTRA_SYNC)), self.settings.graph_tenant_id
+        )
+
+    @property
+    def source_deps(self) -> SourceDeps:
+        return SourceDeps(
+            enabled=self.settings.sources,
+            workplace_drain=lambda: self.inbox_drain_deps,
+            workplace_directory=lambda: self.directory_sync_deps,
+            workplace_status=lambda: self.workplace_status_deps,
+            entra_pull=lambda: self.entra_pull_deps,
+            entra_status=lambda: self.entra_status_deps,
+        )
+
+    @property
+    def analyst_deps(self) -> AnalystDeps:
+        return AnalystDeps(
+            app_service_auth=self.settings.app_service_auth,
+            automation_key=self.settings.automation_key,
+            triage=self.triage,
+            actions=self.actions,
+            suppressions=self.suppressions,
+            posture=self.posture,
+            audit=self.audit,
+            signer=lambda: self.signer,
+            activity_log=lambda: self.activity_log,
+            user_page=lambda: self.user_page,
+        )
 
 
 @functools.cache

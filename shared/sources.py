@@ -8,27 +8,44 @@ API see only `Activity` (which carries `source`) and never import a source.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import query_params as q
-from shared.services import Services
 from shared.web import Reply, refuses_bad_input
+
+if TYPE_CHECKING:
+    from shared.entra import pull as entra_pull
+    from shared.entra import status as entra_status
+    from shared.workplace import directory_sync, inbox_drain
+    from shared.workplace import status as workplace_status
+
+
+@dataclass(frozen=True)
+class SourceDeps:
+    """The enabled sources, and each one's dependencies (each built only when that source runs)."""
+
+    enabled: tuple[str, ...]  # VIGIL_SOURCES, in its order
+    workplace_drain: Callable[[], inbox_drain.DrainDeps]
+    workplace_directory: Callable[[], directory_sync.DirectorySyncDeps]
+    workplace_status: Callable[[], workplace_status.StatusDeps]
+    entra_pull: Callable[[], entra_pull.PullDeps]
+    entra_status: Callable[[], entra_status.StatusDeps]
 
 
 class Source(Protocol):
     @property
     def name(self) -> str: ...
 
-    def pull(self, svc: Services, now: datetime) -> None:
+    def pull(self, deps: SourceDeps, now: datetime) -> None:
         """Bring new records into the activity log and queue them for detection."""
 
-    def sync_directory(self, svc: Services, now: datetime) -> None:
+    def sync_directory(self, deps: SourceDeps, now: datetime) -> None:
         """Keep the source's users (and their state) in step, on the source's own cadence."""
 
-    def status(self, svc: Services, now: datetime) -> dict[str, Any]:
+    def status(self, deps: SourceDeps, now: datetime) -> dict[str, Any]:
         """What an operator needs to know of it (state, reason, lag, progress)."""
 
 
@@ -38,20 +55,21 @@ class Workplace:
 
     name: str = "workplace"
 
-    def pull(self, svc: Services, now: datetime) -> None:
-        from shared.sync import drain_inbox
+    def pull(self, deps: SourceDeps, now: datetime) -> None:
+        from shared.workplace.inbox_drain import drain_inbox
 
-        drain_inbox(svc, now)
+        drain_inbox(deps.workplace_drain(), now)
 
-    def sync_directory(self, svc: Services, now: datetime) -> None:
+    def sync_directory(self, deps: SourceDeps, now: datetime) -> None:
         from shared.workplace.directory_sync import sync_installs
 
-        sync_installs(svc, now)  # each install on its own WORKPLACE_DIRECTORY_SYNC_MINUTES
+        # each install on its own WORKPLACE_DIRECTORY_SYNC_MINUTES
+        sync_installs(deps.workplace_directory(), now)
 
-    def status(self, svc: Services, now: datetime) -> dict[str, Any]:
+    def status(self, deps: SourceDeps, now: datetime) -> dict[str, Any]:
         from shared.workplace.status import report
 
-        return report(svc, now)
+        return report(deps.workplace_status(), now)
 
 
 @dataclass(frozen=True)
@@ -60,38 +78,38 @@ class Entra:
 
     name: str = "entra"
 
-    def pull(self, svc: Services, now: datetime) -> None:
+    def pull(self, deps: SourceDeps, now: datetime) -> None:
         from shared.entra.pull import pull
 
-        pull(svc, now)
+        pull(deps.entra_pull(), now)
 
-    def sync_directory(self, svc: Services, now: datetime) -> None:
+    def sync_directory(self, deps: SourceDeps, now: datetime) -> None:
         """The Entra directory is read per user when needed (governance and the directory
         lookup ask Graph for `accountEnabled`); disable and delete come from the audit log."""
 
-    def status(self, svc: Services, now: datetime) -> dict[str, Any]:
+    def status(self, deps: SourceDeps, now: datetime) -> dict[str, Any]:
         from shared.entra.status import report
 
-        return report(svc, now)
+        return report(deps.entra_status(), now)
 
 
 SOURCES: dict[str, Source] = {"workplace": Workplace(), "entra": Entra()}
 
 
-def enabled(svc: Services) -> list[Source]:
+def enabled(deps: SourceDeps) -> list[Source]:
     """The sources VIGIL_SOURCES turns on, in its order."""
-    return [SOURCES[name] for name in svc.settings.sources]
+    return [SOURCES[name] for name in deps.enabled]
 
 
-def status(svc: Services, now: datetime) -> dict[str, Any]:
+def status(deps: SourceDeps, now: datetime) -> dict[str, Any]:
     return {
         "generated_at": now.isoformat(),
-        "sources": {s.name: s.status(svc, now) for s in enabled(svc)},
+        "sources": {s.name: s.status(deps, now) for s in enabled(deps)},
     }
 
 
 @refuses_bad_input
-def report_status(svc: Services, params: Mapping[str, str], now: datetime) -> Reply:
+def report_status(deps: SourceDeps, params: Mapping[str, str], now: datetime) -> Reply:
     """`GET /api/sources/status`: each enabled source's state (the route takes no parameter)."""
     q.known(params, ())
-    return Reply.json(200, status(svc, now))
+    return Reply.json(200, status(deps, now))

@@ -17,12 +17,12 @@ log = logging.getLogger(__name__)
 def sync_timer(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("sync_timer is running late")
-    svc, at = get_services(), now()
+    deps, at = get_services().source_deps, now()
     failed: Exception | None = None
-    for source in enabled(svc):
+    for source in enabled(deps):
         try:
-            source.pull(svc, at)
-            source.sync_directory(svc, at)
+            source.pull(deps, at)
+            source.sync_directory(deps, at)
         except Exception as exc:  # one source's failure never starves the other...
             failed = failed or exc
     if failed is not None:

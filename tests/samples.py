@@ -10,12 +10,12 @@ from typing import Any
 
 import azure.functions as func
 
-from connect_http import connect_http
+from connect_http import workplace_callbacks
 from shared.installs import InstallStatus
 from shared.models import Install
 from shared.services import Services
 
-webhook_fn = connect_http.build().get_user_function()
+webhook_fn = workplace_callbacks.build().get_user_function()
 COMMUNITY = "504942443827307"
 COMPANY = "504942447160640"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

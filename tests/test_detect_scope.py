@@ -45,7 +45,7 @@ def test_a_builtin_scoped_by_groups_alerts_for_included_members_unless_excluded(
     wp.group(TRAVELLERS).member_ids.append(diego.id)  # an IT admin who also travels
     assert wp.community_id == TENANT
     install(svc, wp)
-    (synced,) = sync_installs(svc, T0 - timedelta(hours=1))
+    (synced,) = sync_installs(svc.directory_sync_deps, T0 - timedelta(hours=1))
     assert synced.outcome == "synced"
     svc.tor_exits.save({TOR: TorEntry(TOR, T0, T0)}, T0)
     acts = [act(at=T0, ip=TOR, user=m.id, email=m.email) for m in (megan, diego, alex, adele)]

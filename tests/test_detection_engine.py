@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,6 @@ from shared import services
 from shared import storage as st
 from shared.activities import ActivityBatch
 from shared.detection.alert_writer import DetectionResult
-from shared.detection.engine import run_batch
 from shared.detection.state import ProfileStore, StateConflict
 from shared.governance.message import ActionRequest
 from shared.ipintel.tor import TorEntry
@@ -31,16 +31,7 @@ def detect(
 ) -> DetectionResult:
     total = DetectionResult()
     for batch in batches:
-        r = run_batch(
-            batch,
-            activities=svc.activities,
-            state=svc.detection_state,
-            alerts=svc.alerts,
-            enqueue=sent.append,
-            detections=svc.detections,
-            intel=svc.ip_intel(),
-            directory=svc.directory,
-        )
+        r = replace(svc.detection_deps(), enqueue=sent.append, suppressions=None).run_batch(batch)
         total.activities += r.activities
         total.created += r.created
         total.updated += r.updated
@@ -455,16 +446,8 @@ def test_a_worker_remembers_profiles_it_saved_and_a_stale_one_is_redone(svc: Ser
             reads.append(http.url)
 
     def on(store: ProfileStore, a: Activity) -> None:
-        run_batch(
-            svc.activities.write([a])[0],
-            activities=svc.activities,
-            state=store,
-            alerts=svc.alerts,
-            enqueue=lambda _: None,
-            detections=svc.detections,
-            intel=svc.ip_intel(),
-            directory=svc.directory,
-        )
+        deps = replace(svc.detection_deps(), state=store, enqueue=lambda _: None, suppressions=None)
+        deps.run_batch(svc.activities.write([a])[0])
 
     first = act(at=T0, country="GB")
     second = act(at=T0 + timedelta(hours=1), country="GB", ip="198.51.100.8")

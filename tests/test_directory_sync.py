@@ -11,10 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from local.sim_workplace import SimulatedWorkplace
-from shared import connect
 from shared import storage as st
 from shared.services import Services
-from shared.workplace import directory_sync
+from shared.workplace import connect, directory_sync
 from shared.workplace.client import RetryPolicy
 from shared.workplace.counts import EventCountStore
 from shared.workplace.directory import GROUP_MEMBERS
@@ -37,10 +36,13 @@ def wp(wp: SimulatedWorkplace, monkeypatch: pytest.MonkeyPatch) -> SimulatedWork
 def install(svc: Services, wp: SimulatedWorkplace, now: datetime = T0) -> None:
     """The real install flow: our redirect, Workplace's dialog, our callback."""
     svc.workplace.retry = RetryPolicy(sleep=lambda s: None)
-    location = connect.start_install(svc, now).headers["Location"]
+    location = connect.start_install(svc.connect_deps, now).headers["Location"]
     state = parse_qs(urlsplit(location).query)["state"][0]
     code = wp.issue_install_code(svc.settings.redirect_uri(), state=state)
-    assert connect.complete_install(svc, {"code": code, "state": state}, now).status == 200
+    assert (
+        connect.complete_install(svc.connect_deps, {"code": code, "state": state}, now).status
+        == 200
+    )
 
 
 def activity_rows(svc: Services) -> list[dict[str, Any]]:
@@ -80,7 +82,7 @@ def test_the_first_snapshot_is_a_baseline_and_the_next_one_yields_activities(
     wp: SimulatedWorkplace, svc: Services
 ) -> None:
     install(svc, wp)
-    (result,) = sync_installs(svc, T0)
+    (result,) = sync_installs(svc.directory_sync_deps, T0)
     assert (result.outcome, result.changes) == ("synced", 0)
     users = {u.email: u for u in svc.users.for_tenant(wp.community_id)}
     assert len(users) == len(wp.members)
@@ -95,8 +97,11 @@ def test_the_first_snapshot_is_a_baseline_and_the_next_one_yields_activities(
     }
 
     change_directory(wp)
-    assert sync_installs(svc, T0 + 30 * timedelta(minutes=1))[0].outcome == "not_due"
-    (result,) = sync_installs(svc, T0 + HOUR)
+    assert (
+        sync_installs(svc.directory_sync_deps, T0 + 30 * timedelta(minutes=1))[0].outcome
+        == "not_due"
+    )
+    (result,) = sync_installs(svc.directory_sync_deps, T0 + HOUR)
     assert result.changes == len(EXPECTED)
     rows = activity_rows(svc)
     assert {(r["event_name"], r["actor_email"]) for r in rows} == EXPECTED
@@ -133,7 +138,7 @@ def test_a_sync_failing_at_any_step_resumes_without_losing_or_doubling(
     wp: SimulatedWorkplace, svc: Services, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     install(svc, wp)
-    sync_installs(svc, T0)
+    sync_installs(svc.directory_sync_deps, T0)
     change_directory(wp)
     for i in range(7):  # more pages
         wp.add_member(f"Temp {i}", f"temp{i}@contoso.com", member_id=f"1000640943700{i:02d}")
@@ -163,11 +168,11 @@ def test_a_sync_failing_at_any_step_resumes_without_losing_or_doubling(
         wp.fail(step, status=503, times=10)  # longer than the client's retries
 
     if step in WORKPLACE_STEPS:
-        (failed,) = sync_installs(svc, T0 + HOUR)
+        (failed,) = sync_installs(svc.directory_sync_deps, T0 + HOUR)
         assert failed.outcome == "failed" and "503" in failed.error
     else:
         with pytest.raises(Boom):
-            sync_installs(svc, T0 + HOUR)
+            sync_installs(svc.directory_sync_deps, T0 + HOUR)
     monkeypatch.undo()
     monkeypatch.setattr(directory_sync, "PAGE_LIMIT", 3)
     wp.faults.clear()
@@ -175,7 +180,7 @@ def test_a_sync_failing_at_any_step_resumes_without_losing_or_doubling(
     assert state.last_error  # recorded for the operator
     # The next due run: it resumes the interrupted snapshot (or, when only the clean-up of a
     # finished one failed, takes a new one and cleans up).
-    (result,) = sync_installs(svc, T0 + 2 * HOUR)
+    (result,) = sync_installs(svc.directory_sync_deps, T0 + 2 * HOUR)
     assert result.outcome == "synced"
     rows = activity_rows(svc)
     assert {(r["event_name"], r["actor_email"]) for r in rows} == expected
@@ -198,18 +203,18 @@ def test_a_sync_failing_at_any_step_resumes_without_losing_or_doubling(
 def test_auth_method_comes_from_login_events_and_survives_the_snapshots(
     wp: SimulatedWorkplace, svc: Services
 ) -> None:
-    from shared.sync import drain_inbox
+    from shared.workplace.inbox_drain import drain_inbox
     from tests.samples import envelope, value
 
     install(svc, wp)
     megan = wp.member("megan.bowen@contoso.com")
     login = value("LOGIN", actor=megan.id, email=megan.email, login_method="sso")
     svc.inbox.put("workplace", envelope(("login", login)), T0)
-    drain_inbox(svc, T0)
-    (result,) = sync_installs(svc, T0)
+    drain_inbox(svc.inbox_drain_deps, T0)
+    (result,) = sync_installs(svc.directory_sync_deps, T0)
     assert result.changes == 0  # a record made by a login does not spoil the baseline
     change_directory(wp)
-    (result,) = sync_installs(svc, T0 + HOUR)
+    (result,) = sync_installs(svc.directory_sync_deps, T0 + HOUR)
     assert result.changes == len(EXPECTED)
     user = svc.users.get(wp.community_id, megan.id)
     assert user is not None and (user.auth_method, user.first_seen) == ("sso", T0)
@@ -223,7 +228,7 @@ def test_groups_and_their_members_are_synced_page_by_page_onto_the_user_records(
     for i in range(4):  # seven groups: three pages of three
         wp.add_group(f"Project {i}", ["adele.vance@contoso.com"], group_id=f"15648809473401{i:02d}")
     install(svc, wp)
-    (result,) = sync_installs(svc, T0)
+    (result,) = sync_installs(svc.directory_sync_deps, T0)
     assert result.outcome == "synced"
     groups = synced_groups(svc, wp)
     assert groups == tenant_groups(wp)
@@ -240,7 +245,7 @@ def test_groups_and_their_members_are_synced_page_by_page_onto_the_user_records(
     wp.group(TRAVELLERS).member_ids.append(wp.member("lynne.robbins@contoso.com").id)
     wp.group(IT).name = "IT Operations"
     wp.groups.remove(wp.group("Project 0"))
-    (result,) = sync_installs(svc, T0 + HOUR)
+    (result,) = sync_installs(svc.directory_sync_deps, T0 + HOUR)
     assert (result.outcome, result.changes) == ("synced", 0)
     assert synced_groups(svc, wp) == tenant_groups(wp)
     assert synced_groups(svc, wp)["alex.wilber@contoso.com"] == (EVERYONE,)
@@ -265,7 +270,7 @@ def test_a_sync_crashing_among_the_group_pages_resumes_where_it_stood(
 
     monkeypatch.setattr(DirectorySync, "stage", crash_on_the_second_members_page)
     with pytest.raises(Boom):
-        sync_installs(svc, T0)
+        sync_installs(svc.directory_sync_deps, T0)
     monkeypatch.setattr(DirectorySync, "stage", stage)
     states = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC))
     state = states.get(wp.community_id)
@@ -273,7 +278,7 @@ def test_a_sync_crashing_among_the_group_pages_resumes_where_it_stood(
     assert svc.users.for_tenant(wp.community_id) == []  # nothing applied yet
 
     wp.clear_requests()
-    (result,) = sync_installs(svc, T0 + HOUR)
+    (result,) = sync_installs(svc.directory_sync_deps, T0 + HOUR)
     assert result.outcome == "synced"
     assert wp.requests_to("/community/members") == []  # resumed, not restarted
     assert wp.requests_to("/community/groups") == []
@@ -291,7 +296,7 @@ def test_groups_the_install_may_not_read_leave_everyone_in_no_group(
 ) -> None:
     wp.app_permissions = tuple(p for p in wp.app_permissions if p != "READ_GROUP_CONTENT")
     install(svc, wp)
-    (result,) = sync_installs(svc, T0)
+    (result,) = sync_installs(svc.directory_sync_deps, T0)
     assert result.outcome == "synced"
     assert set(synced_groups(svc, wp).values()) == {()}
     assert svc.groups.names(wp.community_id) == {}
@@ -303,7 +308,7 @@ def test_a_group_deleted_while_the_snapshot_is_read_is_skipped(
 ) -> None:
     install(svc, wp)
     wp.fail(f"/{IT}/members", status=400, code=100, subcode=33)  # "does not exist"
-    (result,) = sync_installs(svc, T0)
+    (result,) = sync_installs(svc.directory_sync_deps, T0)
     assert result.outcome == "synced"
     groups = synced_groups(svc, wp)
     assert groups["megan.bowen@contoso.com"] == (EVERYONE,)

@@ -62,7 +62,7 @@ def test_non_interactive_sign_ins_come_only_from_beta_and_only_when_turned_on(
     now = datetime.now(UTC)
     interactive, refresh = _records(now)
     graph.audit_logs.add("signIns", interactive, refresh)
-    result = pull(svc, now)
+    result = pull(svc.entra_pull_deps, now)
     assert not result.throttled
     rows = list(svc.storage.table(st.ACTIVITIES).list_entities())
     stored = {r["event_id"]: r["interactive"] for r in rows}

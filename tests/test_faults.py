@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,9 @@ from local.azurite import ensure_azurite
 from shared import services
 from shared import storage as st
 from shared.activities import ActivityBatch
-from shared.detection.engine import run_batch
 from shared.governance.message import ActionRequest
 from shared.services import Services
-from shared.sync import drain_inbox
+from shared.workplace.inbox_drain import drain_inbox
 from tests.samples import COMMUNITY, T0, envelope, failed_logins, install, value
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -66,15 +66,9 @@ def detect_all(svc: Services, batches: list[ActivityBatch], sent: list[ActionReq
     for batch in batches:
         for attempt in range(3):  # the host would redeliver a failed message
             try:
-                run_batch(
-                    batch,
-                    activities=svc.activities,
-                    state=svc.detection_state,
-                    alerts=svc.alerts,
-                    enqueue=sent.append,
-                    detections=svc.detections,
-                    intel=svc.ip_intel(),
-                )
+                deps = svc.detection_deps()
+                deps = replace(deps, enqueue=sent.append, directory=None, suppressions=None)
+                deps.run_batch(batch)
                 break
             except Boom:
                 if attempt == 2:
@@ -103,8 +97,8 @@ def test_a_sync_that_fails_at_any_step_resumes_without_loss_or_duplicates(
     target = svc.inbox if method in ("oldest", "delete") else svc.activities
     fail_once(target, method, monkeypatch)
     with pytest.raises(Boom):
-        drain_inbox(svc, NOW)
-    drain_inbox(svc, NOW)  # the next timer run
+        drain_inbox(svc.inbox_drain_deps, NOW)
+    drain_inbox(svc.inbox_drain_deps, NOW)  # the next timer run
     assert svc.inbox.oldest(10) == []
     sent: list[ActionRequest] = []
     detect_all(svc, detection_messages(svc), sent)
@@ -116,7 +110,7 @@ def test_detection_that_fails_mid_batch_is_retried_to_one_alert(
     svc: Services, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
     svc.inbox.put("workplace", envelope(*failed_logins(12)), NOW)
-    drain_inbox(svc, NOW)
+    drain_inbox(svc.inbox_drain_deps, NOW)
     fail_once(svc.detection_state, method, monkeypatch)
     sent: list[ActionRequest] = []
     detect_all(svc, detection_messages(svc), sent)
@@ -127,7 +121,7 @@ def test_a_crash_after_the_alert_is_written_does_not_make_a_second_one(
     svc: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     svc.inbox.put("workplace", envelope(*failed_logins(12)), NOW)
-    drain_inbox(svc, NOW)
+    drain_inbox(svc.inbox_drain_deps, NOW)
     # The alert and the action request go out; the profile save then fails.
     fail_once(svc.detection_state, "save_users", monkeypatch)
     sent: list[ActionRequest] = []
@@ -145,7 +139,7 @@ def test_duplicate_and_out_of_order_deliveries_give_the_in_order_result(svc: Ser
         svc.inbox.put("workplace", envelope(change, time=1000 + i), NOW + timedelta(seconds=i))
     svc.inbox.put("workplace", envelope(changes[0], time=1), NOW + timedelta(minutes=1))
     svc.inbox.put("workplace", envelope(changes[5], changes[6], time=2), NOW + timedelta(minutes=2))
-    drain_inbox(svc, NOW)
+    drain_inbox(svc.inbox_drain_deps, NOW)
     sent: list[ActionRequest] = []
     detect_all(svc, detection_messages(svc), sent)
     assert counts(svc, sent) == (14, 1, 1)
@@ -161,7 +155,7 @@ def test_malformed_and_oversized_input_is_refused_or_kept_aside(svc: Services) -
     svc.inbox.put("workplace", b"\xff\xfe not utf-8", NOW)
     svc.inbox.put("workplace", envelope(("login", {"event": "LOGIN"})), NOW)  # no actor
     svc.inbox.put("workplace", envelope(("login", value("LOGIN"))), NOW)
-    result = drain_inbox(svc, NOW)
+    result = drain_inbox(svc.inbox_drain_deps, NOW)
     assert (result.activities, result.quarantined, result.rejected_changes) == (1, 1, 1)
     assert len(list(svc.storage.table(st.QUARANTINE).list_entities())) == 2
     for bad in (b"", b"[]", b'{"pk": "x", "rks": "many"}', b'{"pk": "x", "rks": ["a"] }' * 2):
@@ -193,7 +187,7 @@ def test_a_storage_restart_in_the_middle_of_a_run_loses_and_doubles_nothing(
             svc.inbox.put(
                 "workplace", envelope(*failed_logins(8, start=T0 + timedelta(minutes=2))), NOW
             )
-            drain_inbox(svc, NOW)
+            drain_inbox(svc.inbox_drain_deps, NOW)
             batches = detection_messages(svc)
             sent: list[ActionRequest] = []
             detect_all(svc, batches[:1], sent)  # half the work done...

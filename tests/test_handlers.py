@@ -15,7 +15,7 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
 
-from connect_http import connect_http, connect_install
+from connect_http import connect_install, workplace_callbacks
 from detect_queue import detect_queue
 from govern_queue import govern_queue
 from local.sim_graph import SimulatedGraph, SimUser
@@ -28,7 +28,7 @@ from tests.conftest import use_simulated_graph
 from tests.samples import envelope, failed_logins, install, sign, value
 
 install_fn = connect_install.build().get_user_function()
-http_fn = connect_http.build().get_user_function()
+http_fn = workplace_callbacks.build().get_user_function()
 sync_fn = sync_timer.build().get_user_function()
 detect_fn = detect_queue.build().get_user_function()
 govern_fn = govern_queue.build().get_user_function()
@@ -241,7 +241,7 @@ def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
         "connect_install": connect_install,
         "connect_status": connect_module.connect_status,
         "sources_status": connect_module.sources_status,
-        "connect_http": connect_http,
+        "connect_http": workplace_callbacks,
         "alerts_http": alerts_http.alerts_http,
         "governance_actions": governance_http.governance_actions,
         "governance_command": governance_http.governance_command,

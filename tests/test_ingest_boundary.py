@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from shared import storage as tables
 from shared.boundary import EARLIEST
 from shared.services import Services
-from shared.sync import drain_inbox
+from shared.workplace.inbox_drain import drain_inbox
 from shared.workplace.normalize import EnvelopeError, event_id, normalise
 from tests.samples import (
     COMMUNITY,
@@ -267,7 +267,7 @@ def test_every_change_of_any_delivery_ends_stored_or_kept_apart_never_both_never
     for body in bodies:
         deliver(encode(body), svc.settings.webhook_secret())
     keys = [e.row_key for e in svc.inbox.oldest(100)][-len(bodies) :]
-    drain_inbox(svc, NOW)  # must not raise, whatever came in
+    drain_inbox(svc.inbox_drain_deps, NOW)  # must not raise, whatever came in
     assert svc.inbox.oldest(10) == []
     stored, held, kept = outcomes(svc)  # every change is new (its `seq`), so is every entry
     assert not stored & held
@@ -307,7 +307,7 @@ def test_out_of_range_times_and_a_bad_community_do_not_stop_the_deliveries_after
     for body in poisons:
         deliver(body, secret)
     deliver(envelope(*failed_logins(3)), secret)
-    result = drain_inbox(svc, NOW)
+    result = drain_inbox(svc.inbox_drain_deps, NOW)
     assert (result.envelopes, result.activities, result.rejected_changes) == (6, 3, 5)
     assert svc.inbox.oldest(10) == []
     reasons = sorted(str(q["Reason"]) for q in svc.storage.table(tables.QUARANTINE).list_entities())
@@ -316,7 +316,7 @@ def test_out_of_range_times_and_a_bad_community_do_not_stop_the_deliveries_after
     assert sum("a/b#c?d" in r and "digits" in r for r in reasons) == 1
     stored = list(svc.storage.table(tables.ACTIVITIES).list_entities())
     assert {e["PartitionKey"] for e in stored} == {f"workplace_{COMMUNITY}_20260302"}
-    assert drain_inbox(svc, NOW).envelopes == 0
+    assert drain_inbox(svc.inbox_drain_deps, NOW).envelopes == 0
 
 
 def test_activities_stored_are_listable_and_the_next_run_has_nothing(svc: Services) -> None:
@@ -324,7 +324,7 @@ def test_activities_stored_are_listable_and_the_next_run_has_nothing(svc: Servic
     good = value("LOGIN", at=T0)
     bad = value("LOGIN", timestamp="0001-01-01T00:00:00+0000")
     svc.inbox.put("workplace", envelope(("login", good), ("login", bad)), NOW)
-    assert drain_inbox(svc, NOW).activities == 1
+    assert drain_inbox(svc.inbox_drain_deps, NOW).activities == 1
     (row,) = svc.storage.table(tables.ACTIVITIES).list_entities()  # the SDK reads every row back
     assert row["time"] == T0
     assert datetime.now(UTC) > row["time"]
@@ -338,7 +338,7 @@ def test_a_delivery_storage_refuses_is_quarantined_and_the_rest_of_the_page_is_s
     names = [("login", value(f"ODD_{i}_" + "N" * 4000)) for i in range(12)]
     svc.inbox.put("workplace", envelope(*names), NOW)
     svc.inbox.put("workplace", envelope(*failed_logins(3)), NOW + timedelta(seconds=1))
-    result = drain_inbox(svc, NOW)
+    result = drain_inbox(svc.inbox_drain_deps, NOW)
     assert (result.envelopes, result.activities, result.quarantined) == (2, 3, 1)
     assert svc.inbox.oldest(10) == []
     (kept,) = svc.storage.table(tables.QUARANTINE).list_entities()

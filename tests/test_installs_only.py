@@ -14,18 +14,19 @@ import pytest
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from connect_http import connect_http, connect_status
+from connect_http import connect_status, workplace_callbacks
 from detect_queue import detect_queue
 from local.sim_workplace import SimulatedWorkplace
-from shared import connect, services
+from shared import services
 from shared import storage as st
 from shared.activities import ActivityBatch
 from shared.clock import now as wall_clock
 from shared.held import RELEASE_WINDOW, HeldEvents
 from shared.models import Activity
 from shared.services import Services
-from shared.sync import drain_inbox
+from shared.workplace import connect
 from shared.workplace.client import RetryPolicy
+from shared.workplace.inbox_drain import drain_inbox
 from shared.workplace.normalize import normalise
 from sync_timer import sync_timer
 from tests.samples import (
@@ -39,7 +40,7 @@ from tests.samples import (
     value,
 )
 
-http_fn = connect_http.build().get_user_function()
+http_fn = workplace_callbacks.build().get_user_function()
 status_fn = connect_status.build().get_user_function()
 detect_fn = detect_queue.build().get_user_function()
 sync_fn = sync_timer.build().get_user_function()
@@ -97,7 +98,7 @@ def test_a_brute_force_in_a_community_without_an_install_is_held_and_never_acted
     attack = failed_logins(12, ip="203.0.113.5", country="BR")
     deliver(envelope(*in_community(OTHER, attack)), secret)
     deliver(envelope(*attack), secret)  # the same attack where Vigil is installed: it alerts
-    result = drain_inbox(svc, NOW)
+    result = drain_inbox(svc.inbox_drain_deps, NOW)
     assert (result.held, result.activities) == (12, 12)
     assert run_detection(svc) == 1
     assert [a.tenant_id for a in svc.alerts.for_tenant(COMMUNITY)] == [COMMUNITY]
@@ -110,20 +111,23 @@ def test_a_brute_force_in_a_community_without_an_install_is_held_and_never_acted
     shown = status()
     assert shown["held_events"] == {"total": 12, "by_community": {OTHER: 12}}
     assert [i["held_events"] for i in shown["installs"]] == [0]
-    assert drain_inbox(svc, NOW + timedelta(minutes=1)).released == 0  # no install: stays held
+    # no install: stays held
+    assert drain_inbox(svc.inbox_drain_deps, NOW + timedelta(minutes=1)).released == 0
 
 
 def test_an_uninstalled_communitys_later_events_are_held(
     wp: SimulatedWorkplace, svc: Services
 ) -> None:
     svc.workplace.retry = RetryPolicy(sleep=lambda s: None)
-    location = connect.start_install(svc, T0).headers["Location"]
+    location = connect.start_install(svc.connect_deps, T0).headers["Location"]
     state = parse_qs(urlsplit(location).query)["state"][0]
     code = wp.issue_install_code(svc.settings.redirect_uri(), state=state)
-    assert connect.complete_install(svc, {"code": code, "state": state}, T0).status == 200
+    assert (
+        connect.complete_install(svc.connect_deps, {"code": code, "state": state}, T0).status == 200
+    )
     secret = svc.settings.webhook_secret()
     deliver(envelope(*failed_logins(2)), secret)
-    assert drain_inbox(svc, NOW).activities == 2
+    assert drain_inbox(svc.inbox_drain_deps, NOW).activities == 2
     body = urlencode({"signed_request": wp.uninstall_signed_request()}).encode()
     req = func.HttpRequest(
         "POST",
@@ -135,7 +139,7 @@ def test_an_uninstalled_communitys_later_events_are_held(
     assert http_fn(req).status_code == 200
     run_detection(svc)
     deliver(envelope(*failed_logins(12, start=T0 + timedelta(minutes=5))), secret)
-    result = drain_inbox(svc, NOW)
+    result = drain_inbox(svc.inbox_drain_deps, NOW)
     assert (result.held, result.activities, result.released) == (12, 0, 0)
     assert stored(svc, COMMUNITY) == 2 and queued(svc, svc.settings.activity_queue) == 0
     reasons = {e["Reason"] for e in held_rows(svc)}
@@ -150,7 +154,7 @@ def test_events_of_an_install_that_is_not_active_are_held(svc: Services, gone: s
     install(svc)
     svc.installs.set_status(COMMUNITY, gone, "test", T0)  # type: ignore[arg-type]
     svc.inbox.put("workplace", envelope(*failed_logins(3)), NOW)
-    result = drain_inbox(svc, NOW)
+    result = drain_inbox(svc.inbox_drain_deps, NOW)
     assert (result.held, result.activities) == (3, 0)
     (reason,) = {e["Reason"] for e in held_rows(svc)}
     assert f"is {gone}, not active" in reason
@@ -164,15 +168,15 @@ def test_events_within_the_window_before_activation_are_released_once_older_ones
     late = activation - timedelta(hours=1)
     svc.inbox.put("workplace", envelope(("login", value("LOGIN", at=T0))), early)
     svc.inbox.put("workplace", envelope(*failed_logins(3, start=T0 + timedelta(hours=1))), late)
-    assert drain_inbox(svc, activation).held == 4
+    assert drain_inbox(svc.inbox_drain_deps, activation).held == 4
     install(svc, at=activation)
-    result = drain_inbox(svc, activation + timedelta(minutes=1))
+    result = drain_inbox(svc.inbox_drain_deps, activation + timedelta(minutes=1))
     assert (result.released, result.activities) == (3, 3)
     assert stored(svc, COMMUNITY) == 3 and queued(svc, svc.settings.activity_queue) == 1
     (left,) = held_rows(svc)
     assert left["event_name"] == "LOGIN"  # arrived before the window: held, with its reason
     assert status()["held_events"]["by_community"] == {COMMUNITY: 1}
-    again = drain_inbox(svc, activation + timedelta(minutes=2))
+    again = drain_inbox(svc.inbox_drain_deps, activation + timedelta(minutes=2))
     assert (again.released, again.activities) == (0, 0)
     assert queued(svc, svc.settings.activity_queue) == 1
 
@@ -254,9 +258,9 @@ def test_released_events_storage_refuses_are_quarantined_and_the_run_completes(
     names = [("login", value(f"ODD_{i}_" + "N" * 4000)) for i in range(12)]
     svc.inbox.put("workplace", envelope(*names), NOW)
     svc.inbox.put("workplace", envelope(*failed_logins(3)), NOW + timedelta(seconds=1))
-    assert drain_inbox(svc, NOW).held == 15
+    assert drain_inbox(svc.inbox_drain_deps, NOW).held == 15
     install(svc, at=NOW + timedelta(minutes=5))
-    result = drain_inbox(svc, NOW + timedelta(minutes=6))
+    result = drain_inbox(svc.inbox_drain_deps, NOW + timedelta(minutes=6))
     assert (result.released, result.activities, result.quarantined) == (15, 3, 1)
     assert list(held_rows(svc)) == []
     (kept,) = svc.storage.table(st.QUARANTINE).list_entities()

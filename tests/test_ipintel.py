@@ -193,7 +193,7 @@ def test_the_refresh_keeps_the_last_good_copy_when_the_list_fails(
 
 def test_detection_sees_the_stored_tor_list(svc: Services) -> None:
     svc.tor_exits.save({"203.0.113.50": TorEntry("203.0.113.50", NOW, NOW)}, NOW)
-    assert svc.ip_intel().lookup("203.0.113.50").anonymous == ("tor",)
+    assert svc.ip_intel_with_tor().lookup("203.0.113.50").anonymous == ("tor",)
 
 
 # --- MaxMind and the embedded database ----------------------------------------------------

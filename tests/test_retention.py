@@ -17,9 +17,9 @@ from shared import storage as st
 from shared.detection.daily_limit import DailyLimits
 from shared.installs import InstallStates
 from shared.models import Alert, Install
+from shared.quarantine import quarantine
 from shared.services import Services
 from shared.storage import ticks_key
-from shared.sync import quarantine
 from tests.detect_samples import TENANT, act
 from tests.test_alerts_api import alert
 
@@ -65,7 +65,7 @@ def seed_expired(svc: Services, shift: timedelta) -> None:
     body = b'{"object": "page"'
     received = NOW - 190 * DAY - shift
     key = f"{ticks_key(received)}_{hashlib.sha256(body).hexdigest()[:24]}"
-    quarantine(svc, "workplace", key, body, "not JSON", received)
+    quarantine(svc.quarantine_deps, "workplace", key, body, "not JSON", received)
 
 
 def alert_at(alert_id: str, first: datetime) -> Alert:
@@ -84,9 +84,9 @@ def test_old_rows_go_and_newer_stay(svc: Services) -> None:
     svc.alerts.save(alert_at("recent", NOW - 300 * DAY))
     big = b"x" * 700_000  # parked as a blob: goes with its row
     old_key = f"{ticks_key(NOW - 185 * DAY)}_big"
-    quarantine(svc, "workplace", old_key, big, "too large", NOW - 185 * DAY)
+    quarantine(svc.quarantine_deps, "workplace", old_key, big, "too large", NOW - 185 * DAY)
     new_key = f"{ticks_key(NOW - 5 * DAY)}_new"
-    quarantine(svc, "workplace", new_key, b"[]", "not an object", NOW - 5 * DAY)
+    quarantine(svc.quarantine_deps, "workplace", new_key, b"[]", "not an object", NOW - 5 * DAY)
     limits = DailyLimits(svc.storage.table(st.DETECTION_STATE))
     for days_ago in (30, 8, 7, 6, 0):
         assert limits.reserve(TENANT, "vigil.anonymous_ip", (NOW - days_ago * DAY).date(), "a", 5)
@@ -217,7 +217,7 @@ def test_cutoffs_are_wall_clock_minus_the_retention() -> None:
 
 def test_held_events_and_detection_quarantine_go_by_their_key_times(svc: Services) -> None:
     from shared.held import HeldEvent, HeldEvents
-    from shared.sync import quarantine_activities
+    from shared.quarantine import quarantine_activities
 
     install(svc, TENANT)  # uninstalled later: its held events are found by its partition
     held = HeldEvents(svc.storage.table(st.HELD_EVENTS))
@@ -230,8 +230,10 @@ def test_held_events_and_detection_quarantine_go_by_their_key_times(svc: Service
             HeldEvent("e3", NOW - 300 * DAY, stranger, "no active install"),
         ]
     )
-    quarantine_activities(svc, [old], "detection raised ValueError", NOW - 199 * DAY)
-    quarantine_activities(svc, [new], "detection raised ValueError", NOW)
+    quarantine_activities(
+        svc.quarantine_deps, [old], "detection raised ValueError", NOW - 199 * DAY
+    )
+    quarantine_activities(svc.quarantine_deps, [new], "detection raised ValueError", NOW)
 
     deleted = retention.run(svc.storage, svc.inbox, [TENANT], 180, 365, NOW)
 

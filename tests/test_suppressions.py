@@ -4,12 +4,12 @@ on Azurite (then its removal)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 from shared import analyst_api as api
 from shared.access import AUTOMATION
 from shared.detection.base import Finding
-from shared.detection.engine import run_batch
 from shared.governance.message import ActionRequest
 from shared.models import utc
 from shared.query_params import BadInput
@@ -97,24 +97,16 @@ def test_resolving_as_false_positive_with_suppress_stops_the_next_alert_until_re
         created = 0
         for batch in svc.activities.write(acts):  # as detect_queue runs it
             created += len(
-                run_batch(
-                    batch,
-                    activities=svc.activities,
-                    state=svc.detection_state,
-                    alerts=svc.alerts,
-                    enqueue=sent.append,
-                    detections=svc.detections,
-                    intel=svc.ip_intel(),
-                    directory=svc.directory,
-                    suppressions=svc.suppressions.for_tenant,
-                ).created
+                replace(svc.detection_deps(), enqueue=sent.append).run_batch(batch).created
             )
         return created
 
     assert burst(0) == 1
     (alert,) = svc.alerts.for_tenant(svc.alerts.page().alerts[0].tenant_id)
     body = {"status": "resolved", "classification": "falsePositive", "suppress": {"days": 7}}
-    reply = api.patch_alert(svc, alert.id, json.dumps(body).encode(), "", AUTOMATION, T0)
+    reply = api.patch_alert(
+        svc.analyst_deps, alert.id, json.dumps(body).encode(), "", AUTOMATION, T0
+    )
     assert reply.status == 200
     (made,) = svc.suppressions.all()
     assert (made.user_id, made.detector_id, made.kind) == (
@@ -123,19 +115,21 @@ def test_resolving_as_false_positive_with_suppress_stops_the_next_alert_until_re
         "user",
     )
     assert made.until == utc(alert.last_activity_time) + timedelta(days=7)
-    listed = json.loads(api.list_suppressions(svc, {}).body)["value"]
+    listed = json.loads(api.list_suppressions(svc.analyst_deps, {}).body)["value"]
     assert [s["id"] for s in listed] == [made.id] and listed[0]["createdBy"] == "automation key"
 
     assert burst(2) == 0  # within the 7 days of event time: suppressed
     assert burst(9) == 1  # after them: raised again
     newest = svc.alerts.page(limit=1).alerts[0]
-    again = api.patch_alert(svc, newest.id, json.dumps(body).encode(), "", AUTOMATION, T0)
+    again = api.patch_alert(
+        svc.analyst_deps, newest.id, json.dumps(body).encode(), "", AUTOMATION, T0
+    )
     assert again.status == 200
     second = next(s for s in svc.suppressions.all() if s.alert_id == newest.id)
-    assert api.delete_suppression(svc, second.id, AUTOMATION, T0).status == 204
-    assert api.delete_suppression(svc, second.id, AUTOMATION, T0).status == 404
+    assert api.delete_suppression(svc.analyst_deps, second.id, AUTOMATION, T0).status == 204
+    assert api.delete_suppression(svc.analyst_deps, second.id, AUTOMATION, T0).status == 404
     assert burst(12) == 1  # within the second one's days, but it was removed: raised
-    audit = json.loads(api.list_audit(svc, {}).body)["value"]
+    audit = json.loads(api.list_audit(svc.analyst_deps, {}).body)["value"]
     assert sorted(e["command"] for e in audit) == [
         "alert.update",
         "alert.update",
@@ -152,7 +146,7 @@ def test_suppress_needs_a_benign_resolution(svc: Services) -> None:
         {"status": "resolved", "classification": "falsePositive", "suppress": 7},
     ):
         try:
-            api.patch_alert(svc, "x", json.dumps(body).encode(), "", AUTOMATION, T0)
+            api.patch_alert(svc.analyst_deps, "x", json.dumps(body).encode(), "", AUTOMATION, T0)
         except BadInput as bad:
             assert "suppress" in str(bad)
         else:

@@ -11,7 +11,7 @@ from shared import storage as st
 from shared.activities import ActivityBatch
 from shared.inbox import unpack_body
 from shared.services import Services
-from shared.sync import drain_inbox
+from shared.workplace.inbox_drain import drain_inbox
 from tests.samples import envelope, failed_logins, install, value
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -44,7 +44,7 @@ def test_one_run_drains_every_page(
         svc.inbox.put(
             "workplace", envelope(*failed_logins(1, start=NOW + timedelta(minutes=i))), NOW
         )
-    result = drain_inbox(svc, NOW)
+    result = drain_inbox(svc.inbox_drain_deps, NOW)
     assert (result.envelopes, result.activities) == (5, 5)
     assert svc.inbox.oldest(10) == [] and len(rows(svc, st.ACTIVITIES)) == 5
 
@@ -59,11 +59,11 @@ def test_a_crash_before_enqueueing_loses_nothing_and_doubles_nothing(
 
     monkeypatch.setattr(svc, "enqueue_detection", broken)
     with pytest.raises(ConnectionError):
-        drain_inbox(svc, NOW)
+        drain_inbox(svc.inbox_drain_deps, NOW)
     assert len(svc.inbox.oldest(10)) == 1  # still there: it will be read again
     assert len(rows(svc, st.ACTIVITIES)) == 3
     monkeypatch.undo()
-    result = drain_inbox(svc, NOW)
+    result = drain_inbox(svc.inbox_drain_deps, NOW)
     assert result.activities == 3 and svc.inbox.oldest(10) == []
     assert len(rows(svc, st.ACTIVITIES)) == 3
     assert queued(svc) == 1
@@ -75,7 +75,7 @@ def test_bad_changes_are_quarantined_whole_while_good_ones_become_activities(svc
     padding = "x" * 100_000  # larger than one table property
     body = envelope(("login", broken), ("login", value("LOGOUT", note=padding)))
     svc.inbox.put("workplace", body, NOW)
-    result = drain_inbox(svc, NOW)
+    result = drain_inbox(svc.inbox_drain_deps, NOW)
     assert result.activities == 1 and result.rejected_changes == 1
     (q,) = rows(svc, st.QUARANTINE)
     assert "actor_id" in str(q["Reason"]) and unpack_body(q) == body
@@ -86,7 +86,7 @@ def test_bad_changes_are_quarantined_whole_while_good_ones_become_activities(svc
 
 def test_envelopes_that_are_not_workplace_security_are_quarantined(svc: Services) -> None:
     svc.inbox.put("workplace", b'{"object": "page", "entry": []}', NOW)
-    assert drain_inbox(svc, NOW).quarantined == 1
+    assert drain_inbox(svc.inbox_drain_deps, NOW).quarantined == 1
     (q,) = rows(svc, st.QUARANTINE)
     assert "workplace_security" in str(q["Reason"])
     assert rows(svc, st.ACTIVITIES) == []

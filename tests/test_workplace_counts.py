@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 
 from shared import storage as st
-from shared import sync
 from shared.services import Services
-from shared.sync import drain_inbox
-from shared.workplace import counts
+from shared.workplace import counts, inbox_drain
 from shared.workplace.counts import EventCountStore, _clusters
+from shared.workplace.inbox_drain import drain_inbox
 from tests.samples import COMMUNITY, envelope, failed_logins, install, value
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -49,9 +48,9 @@ EXPECTED = Counter({"LOGIN_FAILED": 4, "LOGIN": 1, "QUANTUM_LOGIN": 1})
 
 def test_redeliveries_are_not_counted_twice(svc: Services) -> None:
     put_traffic(svc)
-    drain_inbox(svc, NOW)
+    drain_inbox(svc.inbox_drain_deps, NOW)
     put_traffic(svc)  # all of it again, later
-    drain_inbox(svc, NOW + timedelta(minutes=5))
+    drain_inbox(svc.inbox_drain_deps, NOW + timedelta(minutes=5))
     assert totals(svc) == EXPECTED
     assert len(list(svc.storage.table(st.ACTIVITIES).list_entities())) == 6
     user = svc.users.get(COMMUNITY, "100064094363063")
@@ -60,8 +59,9 @@ def test_redeliveries_are_not_counted_twice(svc: Services) -> None:
 
 @pytest.mark.parametrize(
     ("module", "name"),
-    [(counts, "new_activities"), (EventCountStore, "record_once"), (sync, "_record_drain"),
-     (sync, "record_login_methods"), (sync, "_note_unknown_events")],
+    [(counts, "new_activities"), (EventCountStore, "record_once"),
+     (inbox_drain, "_record_drain"), (inbox_drain, "record_login_methods"),
+     (inbox_drain, "_note_unknown_events")],
 )  # fmt: skip
 def test_a_crash_in_any_counting_step_loses_and_doubles_nothing(
     svc: Services, monkeypatch: pytest.MonkeyPatch, module: Any, name: str
@@ -76,11 +76,11 @@ def test_a_crash_in_any_counting_step_loses_and_doubles_nothing(
             raise Boom(name)
         return original(*args, **kwargs)
 
-    target = sync if module is counts else module  # sync imported new_activities by name
+    target = inbox_drain if module is counts else module  # it imported new_activities by name
     monkeypatch.setattr(target, name, fail_once)
     with pytest.raises(Boom):
-        drain_inbox(svc, NOW)
-    drain_inbox(svc, NOW + timedelta(minutes=1))
+        drain_inbox(svc.inbox_drain_deps, NOW)
+    drain_inbox(svc.inbox_drain_deps, NOW + timedelta(minutes=1))
     assert totals(svc) == EXPECTED
     assert len(list(svc.storage.table(st.ACTIVITIES).list_entities())) == 6
     assert svc.inbox.oldest(10) == []
@@ -96,10 +96,10 @@ def test_a_crash_before_the_write_then_a_redelivery_is_still_counted_once(
 
     monkeypatch.setattr(svc.activities, "write", broken)
     with pytest.raises(Boom):
-        drain_inbox(svc, NOW)  # tallied, not written
+        drain_inbox(svc.inbox_drain_deps, NOW)  # tallied, not written
     monkeypatch.undo()
     svc.inbox.put("workplace", envelope(*failed_logins(2), time=9), NOW + timedelta(seconds=1))
-    drain_inbox(svc, NOW + timedelta(minutes=1))
+    drain_inbox(svc.inbox_drain_deps, NOW + timedelta(minutes=1))
     assert totals(svc) == Counter({"LOGIN_FAILED": 4})
 
 

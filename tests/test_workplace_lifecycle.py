@@ -11,18 +11,19 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import azure.functions as func
 import pytest
 
-from connect_http import connect_http, connect_status
+from connect_http import connect_status, workplace_callbacks
 from local.sim_workplace import EVENT_FIELDS, SimulatedWorkplace
-from shared import connect, services
+from shared import services
 from shared import storage as st
 from shared.services import Services
-from shared.sync import drain_inbox
+from shared.workplace import connect
 from shared.workplace.client import RetryPolicy
 from shared.workplace.directory_sync import sync_installs
+from shared.workplace.inbox_drain import drain_inbox
 from shared.workplace.tokens import secret_name
 from tests.samples import sign
 
-http_fn = connect_http.build().get_user_function()
+http_fn = workplace_callbacks.build().get_user_function()
 status_fn = connect_status.build().get_user_function()
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # before Workplace's end of access
 AFTER_SHUTDOWN = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
@@ -36,10 +37,13 @@ def quiet(svc: Services) -> Services:
 
 def install(svc: Services, wp: SimulatedWorkplace, now: datetime = T0) -> str:
     quiet(svc)
-    location = connect.start_install(svc, now).headers["Location"]
+    location = connect.start_install(svc.connect_deps, now).headers["Location"]
     state = parse_qs(urlsplit(location).query)["state"][0]
     code = wp.issue_install_code(svc.settings.redirect_uri(), state=state)
-    assert connect.complete_install(svc, {"code": code, "state": state}, now).status == 200
+    assert (
+        connect.complete_install(svc.connect_deps, {"code": code, "state": state}, now).status
+        == 200
+    )
     token = svc.workplace_token(wp.community_id)
     assert token
     return token
@@ -75,7 +79,7 @@ def test_uninstall_verifies_the_signed_request_forgets_the_token_and_keeps_the_d
     wp: SimulatedWorkplace, svc: Services, encoding: str
 ) -> None:
     token = install(svc, wp)
-    sync_installs(svc, T0)
+    sync_installs(svc.directory_sync_deps, T0)
     users_before = svc.users.for_tenant(wp.community_id)
     assert users_before
     resp = uninstall(wp.uninstall_signed_request(encoding=encoding))  # type: ignore[arg-type]
@@ -85,7 +89,7 @@ def test_uninstall_verifies_the_signed_request_forgets_the_token_and_keeps_the_d
     assert svc.secrets.get(secret_name(wp.community_id)) is None
     assert svc.users.for_tenant(wp.community_id) == users_before  # data kept
     wp.clear_requests()
-    (result,) = sync_installs(svc, T0 + 2 * HOUR)
+    (result,) = sync_installs(svc.directory_sync_deps, T0 + 2 * HOUR)
     assert result.outcome == "skipped" and wp.requests == []  # no longer synced
     assert uninstall(wp.uninstall_signed_request()).status_code == 200  # a retry is harmless
     assert token not in json.dumps(status(svc))
@@ -151,7 +155,7 @@ def test_an_uninstall_form_with_too_many_fields_is_refused_unread(
 def test_a_callback_or_webhook_with_an_oversized_body_is_refused_unread(
     wp: SimulatedWorkplace, svc: Services, vigil_env: dict[str, str]
 ) -> None:
-    location = connect.start_install(svc, T0).headers["Location"]
+    location = connect.start_install(svc.connect_deps, T0).headers["Location"]
     state = parse_qs(urlsplit(location).query)["state"][0]
     code = wp.issue_install_code(svc.settings.redirect_uri(), state=state)
     callback = func.HttpRequest(
@@ -182,14 +186,14 @@ def test_token_errors_move_the_install_out_of_active(
 ) -> None:
     install(svc, wp)
     wp.fail("/community/members", status=400, code=code, subcode=subcode)
-    (result,) = sync_installs(svc, T0)
+    (result,) = sync_installs(svc.directory_sync_deps, T0)
     assert result.status == expected
     got = svc.installs.get(wp.community_id)
     assert got is not None and got.status == expected and got.status_reason
     assert (svc.secrets.get(secret_name(wp.community_id)) is None) == (expected == "uninstalled")
     # A reinstall makes it active again.
     install(svc, wp, T0 + HOUR)
-    assert sync_installs(svc, T0 + HOUR)[0].outcome == "synced"
+    assert sync_installs(svc.directory_sync_deps, T0 + HOUR)[0].outcome == "synced"
 
 
 def test_persistent_shutdown_failures_decommission_instead_of_retrying_forever(
@@ -200,10 +204,10 @@ def test_persistent_shutdown_failures_decommission_instead_of_retrying_forever(
     svc = services.get_services()
     install(svc, wp)
     wp.shut_down()
-    outcomes = [sync_installs(svc, T0 + i * HOUR)[0].status for i in range(3)]
+    outcomes = [sync_installs(svc.directory_sync_deps, T0 + i * HOUR)[0].status for i in range(3)]
     assert outcomes == ["active", "active", "decommissioned"]
     wp.clear_requests()
-    assert sync_installs(svc, T0 + 10 * HOUR)[0].outcome == "skipped"
+    assert sync_installs(svc.directory_sync_deps, T0 + 10 * HOUR)[0].outcome == "skipped"
     assert wp.requests == []
     (shown,) = status(svc)["installs"]
     assert shown["state"] == "decommissioned" and "shutdown" in shown["state_reason"]
@@ -215,17 +219,17 @@ def test_after_the_shutdown_date_the_first_such_failure_decommissions(
 ) -> None:
     install(svc, wp, AFTER_SHUTDOWN)
     wp.uninstall()  # every token now fails with 190/458
-    (result,) = sync_installs(svc, AFTER_SHUTDOWN)
+    (result,) = sync_installs(svc.directory_sync_deps, AFTER_SHUTDOWN)
     assert result.status == "decommissioned"
 
 
 def test_transient_faults_keep_the_install_active(wp: SimulatedWorkplace, svc: Services) -> None:
     install(svc, wp)
     wp.fail("/community/admins", status=500, times=20)
-    (result,) = sync_installs(svc, T0)
+    (result,) = sync_installs(svc.directory_sync_deps, T0)
     assert (result.outcome, result.status) == ("failed", "active")
     wp.faults.clear()
-    assert sync_installs(svc, T0 + timedelta(minutes=1))[0].outcome == "synced"
+    assert sync_installs(svc.directory_sync_deps, T0 + timedelta(minutes=1))[0].outcome == "synced"
 
 
 def test_custom_integration_mode_needs_no_install_flow(
@@ -239,7 +243,7 @@ def test_custom_integration_mode_needs_no_install_flow(
         monkeypatch.setenv("WORKPLACE_ACCESS_TOKEN", token)
         services.reset()
         svc = quiet(services.get_services())
-        (result,) = sync_installs(svc, T0)
+        (result,) = sync_installs(svc.directory_sync_deps, T0)
         assert result.outcome == "synced"
         got = svc.installs.get(wp.community_id)
         assert got is not None and (got.mode, got.status) == ("custom_integration", "active")
@@ -256,12 +260,12 @@ def test_custom_integration_mode_needs_no_install_flow(
         )
         # A refused token needs a new one; setting it revives the install.
         wp.fail("/community/members", status=400, code=190)
-        assert sync_installs(svc, T0 + 2 * HOUR)[0].status == "needs_reauth"
-        assert sync_installs(svc, T0 + 3 * HOUR)[0].outcome == "skipped"
+        assert sync_installs(svc.directory_sync_deps, T0 + 2 * HOUR)[0].status == "needs_reauth"
+        assert sync_installs(svc.directory_sync_deps, T0 + 3 * HOUR)[0].outcome == "skipped"
         monkeypatch.setenv("WORKPLACE_ACCESS_TOKEN", wp.add_custom_integration())
         services.reset()
         svc = quiet(services.get_services())
-        assert sync_installs(svc, T0 + 4 * HOUR)[0].outcome == "synced"
+        assert sync_installs(svc.directory_sync_deps, T0 + 4 * HOUR)[0].outcome == "synced"
 
 
 def test_a_custom_integration_token_refused_for_good_is_not_retried_every_run(
@@ -272,14 +276,14 @@ def test_a_custom_integration_token_refused_for_good_is_not_retried_every_run(
         monkeypatch.setenv("WORKPLACE_ACCESS_TOKEN", "DQVJ-not-a-token-workplace-issued")
         services.reset()
         svc = quiet(services.get_services())
-        (result,) = sync_installs(svc, T0)
+        (result,) = sync_installs(svc.directory_sync_deps, T0)
         assert result.outcome == "failed" and "190" in result.error
-        assert sync_installs(svc, T0 + HOUR) == []
+        assert sync_installs(svc.directory_sync_deps, T0 + HOUR) == []
         assert len(wp.requests_to("/community")) == 1
         assert "190" in status(svc)["custom_integration"]["last_error"]
         monkeypatch.setenv("WORKPLACE_ACCESS_TOKEN", wp.add_custom_integration())
         services.reset()
-        (result,) = sync_installs(quiet(services.get_services()), T0 + 2 * HOUR)
+        (result,) = sync_installs(quiet(services.get_services()).directory_sync_deps, T0 + 2 * HOUR)
         assert result.outcome == "synced"
 
 
@@ -306,8 +310,8 @@ def test_status_shows_mode_state_sync_lag_counts_and_unknown_events(
     again = json.dumps(wp.security_envelope(changes[:5], entry_time=2)).encode()  # redelivered
     assert post("webhook", body, sign(body, secret)).status_code == 200
     assert post("webhook", again, sign(again, secret)).status_code == 200
-    drain_inbox(svc, T0 + timedelta(minutes=2))
-    sync_installs(svc, T0 + timedelta(minutes=2))
+    drain_inbox(svc.inbox_drain_deps, T0 + timedelta(minutes=2))
+    sync_installs(svc.directory_sync_deps, T0 + timedelta(minutes=2))
     report = status(svc)
     (shown,) = report["installs"]
     assert (shown["mode"], shown["state"]) == ("install", "active")
@@ -335,7 +339,7 @@ def test_webhooks_are_one_write_each_and_large_envelopes_kept_whole(
         body = large if i == 0 else json.dumps(wp.security_envelope([change])).encode()
         assert post("webhook", body, sign(body, secret)).status_code == 200
     assert len(svc.inbox.oldest(100)) == 60  # one inbox row per delivery
-    drain_inbox(svc, T0 + HOUR)
+    drain_inbox(svc.inbox_drain_deps, T0 + HOUR)
     rows = list(svc.storage.table(st.ACTIVITIES).list_entities())
     assert len(rows) == 60
 
@@ -382,7 +386,7 @@ def test_envelopes_too_large_for_a_row_are_kept_whole_in_one_blob(
     assert entry.body == body
     broken = b'{"object": "page", "padding": "' + b"x" * 700_000 + b'"}'
     assert post("webhook", broken, sign(broken, secret)).status_code == 200
-    result = drain_inbox(svc, T0 + HOUR)
+    result = drain_inbox(svc.inbox_drain_deps, T0 + HOUR)
     assert (result.activities, result.quarantined) == (400, 1)
     assert svc.inbox.oldest(10) == []
     (parked,) = list(svc.storage.table(st.QUARANTINE).list_entities())

@@ -29,17 +29,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
 
-from shared import storage as st
 from shared import telemetry
-from shared.activities import partition_key, row_key, work_items
+from shared.activities import ActivityStore, partition_key, row_key, work_items
+from shared.config import Settings
 from shared.entra.normalize import RecordError, audit_activity, signin_activity
 from shared.entra.state import LogState, LogStateStore
+from shared.governance.graph import GraphClient
 from shared.governance.graph_results import GraphError
 from shared.logsafe import quoted
 from shared.models import Activity, short_hash
-from shared.services import Services
-from shared.sync import quarantine
+from shared.quarantine import QuarantineDeps, quarantine
 from shared.workplace.counts import stored_keys
 
 log = logging.getLogger(__name__)
@@ -99,19 +100,32 @@ def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True)
+class PullDeps:
+    """What the Entra pull reads and writes; Graph is reached only when first needed."""
+
+    settings: Settings
+    log_states: LogStateStore
+    activities: ActivityStore
+    activities_table: TableClient  # which records are already stored
+    quarantine: QuarantineDeps
+    enqueue_detection: Callable[[str], None]
+    graph: Callable[[], GraphClient]
+
+
 def _beta(graph_url: str) -> str:
     return graph_url.rsplit("/", 1)[0] + "/beta"
 
 
-def _first_request(s: LogState, svc: Services) -> tuple[str, dict[str, str]]:
+def _first_request(s: LogState, deps: PullDeps) -> tuple[str, dict[str, str]]:
     assert s.window_start is not None and s.window_end is not None
     name = TIME_FIELD[s.log]
     flt = f"{name} ge {_iso(s.window_start)} and {name} le {_iso(s.window_end)}"
     params = {"$top": str(PAGE_SIZE)}
-    if s.log == SIGN_INS and svc.settings.entra_noninteractive_signins:
+    if s.log == SIGN_INS and deps.settings.entra_noninteractive_signins:
         kinds = "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')"
         params["$filter"] = f"({flt}) and {kinds}"
-        return f"{_beta(svc.settings.graph_url)}/auditLogs/signIns", params
+        return f"{_beta(deps.settings.graph_url)}/auditLogs/signIns", params
     params["$filter"] = flt
     return f"/auditLogs/{s.log}", params
 
@@ -149,7 +163,7 @@ def _failed(s: LogState, exc: GraphError, now: datetime) -> LogState:
 
 
 def _store(
-    svc: Services, s: LogState, records: list[Any], now: datetime, result: PullResult
+    deps: PullDeps, s: LogState, records: list[Any], now: datetime, result: PullResult
 ) -> LogState:
     """A page's records as activities; an unreadable record is quarantined with its reason."""
     acts: list[Activity] = []
@@ -164,12 +178,12 @@ def _store(
         except (RecordError, RecursionError) as exc:
             body = json.dumps(rec, default=str).encode("utf-8", "backslashreplace")
             key = short_hash(s.tenant_id, s.log, body.decode("utf-8", "replace"))
-            kept += _quarantine_once(svc, key, body, f"{s.log}: {str(exc)[:500]}", now)
+            kept += _quarantine_once(deps, key, body, f"{s.log}: {str(exc)[:500]}", now)
             continue
         acts.append(a)
         if a.type in ("other", "login_failure_other"):
             names[a.event_id] = a.event_name if a.type == "other" else _code(rec)
-    seen = stored_keys(svc.storage.table(st.ACTIVITIES), acts)
+    seen = stored_keys(deps.activities_table, acts)
     unique = {(a.tenant_id, a.event_id): a for a in acts}
     fresh = [a for a in unique.values() if (partition_key(a), row_key(a)) not in seen]
     unknown.update(names[a.event_id] for a in fresh if a.event_id in names)  # counted once
@@ -178,11 +192,11 @@ def _store(
     # them again (detection is idempotent), never not at all. By-key ones need the row first.
     for b in batches:
         if b.activities:
-            svc.enqueue_detection(b.to_message())
-    svc.activities.write(acts)
+            deps.enqueue_detection(b.to_message())
+    deps.activities.write(acts)
     for b in batches:
         if not b.activities:
-            svc.enqueue_detection(b.to_message())
+            deps.enqueue_detection(b.to_message())
     result.quarantined += kept
     result.records += len(records)
     result.stored += len(fresh)
@@ -201,13 +215,13 @@ def _store(
     )
 
 
-def _quarantine_once(svc: Services, key: str, body: bytes, reason: str, now: datetime) -> int:
+def _quarantine_once(deps: PullDeps, key: str, body: bytes, reason: str, now: datetime) -> int:
     """Keep the record in quarantine; 1 when it is new there (an overlap re-read finds it)."""
     try:
-        svc.storage.table(st.QUARANTINE).get_entity("entra", key, select=["RowKey"])
+        deps.quarantine.table.get_entity("entra", key, select=["RowKey"])
         return 0
     except ResourceNotFoundError:
-        quarantine(svc, "entra", key, body, reason, now)
+        quarantine(deps.quarantine, "entra", key, body, reason, now)
         return 1
 
 
@@ -217,11 +231,11 @@ def _code(rec: dict[str, Any]) -> str:
 
 
 def pull_log(
-    svc: Services, graph: Any, s: LogState, now: datetime, pacer: Pacer, result: PullResult
+    deps: PullDeps, graph: Any, s: LogState, now: datetime, pacer: Pacer, result: PullResult
 ) -> LogState:
     """Read the log's windows up to `now` within the run's request budget; returns its state."""
-    store = LogStateStore(svc.storage.table(st.ENTRA_SYNC))
-    settings = svc.settings
+    store = deps.log_states
+    settings = deps.settings
     if s.resume_after is not None and now < s.resume_after:
         return s
     origin = s.origin or now - timedelta(days=settings.entra_backfill_days)
@@ -234,7 +248,7 @@ def pull_log(
         else:
             end = min(mark + STEP, now)
             s = replace(s, window_start=max(origin, mark - overlap), window_end=end)
-            url, params = _first_request(s, svc)
+            url, params = _first_request(s, deps)
         pacer.take()
         result.requests += 1
         try:
@@ -246,7 +260,7 @@ def pull_log(
             result.throttled = exc.status == 429
             return s
         values = page.get("value")
-        s = _store(svc, s, values if isinstance(values, list) else [], now, result)
+        s = _store(deps, s, values if isinstance(values, list) else [], now, result)
         link = page.get("@odata.nextLink")
         state = "current" if end >= now else "backfilling"
         if isinstance(link, str) and link:
@@ -260,19 +274,21 @@ def pull_log(
     return s
 
 
-def pull(svc: Services, now: datetime, graph: Any = None, pacer: Pacer | None = None) -> PullResult:
+def pull(
+    deps: PullDeps, now: datetime, graph: Any = None, pacer: Pacer | None = None
+) -> PullResult:
     """One run over the tenant's logs: sign-ins, then directory audits; a 429 ends the run."""
-    tenant, _ = svc.settings.graph_app()
-    graph = graph if graph is not None else svc.graph
+    tenant, _ = deps.settings.graph_app()
+    graph = graph if graph is not None else deps.graph()
     pacer = pacer or Pacer()
-    store = LogStateStore(svc.storage.table(st.ENTRA_SYNC))
+    store = deps.log_states
     result = PullResult()
     states = [store.get(tenant, name) for name in LOGS]
     # The limit is per app and tenant: after a 429 on either log, neither is asked before then.
     if any(s.state == "throttled" and s.resume_after and now < s.resume_after for s in states):
         return result
     for s in states:
-        pull_log(svc, graph, s, now, pacer, result)
+        pull_log(deps, graph, s, now, pacer, result)
         if result.throttled:
             break
     telemetry.activities_ingested(result.stored)

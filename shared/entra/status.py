@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared import storage as st
 from shared.entra.pull import LOGS
 from shared.entra.state import LogState, LogStateStore
-from shared.services import Services
+
+
+@dataclass(frozen=True)
+class StatusDeps:
+    """What the Entra status report reads."""
+
+    log_states: LogStateStore
+    tenant_id: str | None  # GRAPH_TENANT_ID: its logs are listed even before their first read
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -41,13 +48,13 @@ def log_report(s: LogState, now: datetime) -> dict[str, Any]:
     }
 
 
-def report(svc: Services, now: datetime) -> dict[str, Any]:
+def report(deps: StatusDeps, now: datetime) -> dict[str, Any]:
     tenants: dict[str, dict[str, Any]] = {}
-    store = LogStateStore(svc.storage.table(st.ENTRA_SYNC))
-    if svc.settings.graph_tenant_id:  # the tenant's logs, read yet or not
+    store = deps.log_states
+    if deps.tenant_id:  # the tenant's logs, read yet or not
         for name in LOGS:
-            tenants.setdefault(svc.settings.graph_tenant_id, {})[name] = log_report(
-                store.get(svc.settings.graph_tenant_id, name), now
+            tenants.setdefault(deps.tenant_id, {})[name] = log_report(
+                store.get(deps.tenant_id, name), now
             )
     for s in store.all():
         tenants.setdefault(s.tenant_id, {})[s.log] = log_report(s, now)

@@ -7,12 +7,14 @@ when the token changes, so a rotated token revives an install that needed reauth
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
+from shared.installs import InstallStore
 from shared.logsafe import quoted
 from shared.models import Install
-from shared.services import Services
-from shared.workplace.client import RETRYABLE, WorkplaceError
+from shared.workplace.client import RETRYABLE, WorkplaceClient, WorkplaceError
 from shared.workplace.sync_state import SyncStateStore
 from shared.workplace.tokens import fingerprint
 
@@ -21,13 +23,25 @@ log = logging.getLogger(__name__)
 UNREGISTERED = "custom-integration-unregistered"
 
 
-def ensure_registered(svc: Services, states: SyncStateStore, now: datetime) -> Install | None:
+@dataclass(frozen=True)
+class RegistrationDeps:
+    """What registering the custom integration's community reads and writes."""
+
+    installs: InstallStore
+    workplace: Callable[[], WorkplaceClient]  # built on first need
+    access_token: str | None  # WORKPLACE_ACCESS_TOKEN
+    app_secret: Callable[[], str]  # signs the token's fingerprint (read only with a token)
+
+
+def ensure_registered(
+    deps: RegistrationDeps, states: SyncStateStore, now: datetime
+) -> Install | None:
     """The custom integration's install (registered on first use), or None in install mode."""
-    token = svc.settings.workplace_access_token
+    token = deps.access_token
     if not token:
         return None
-    print_ = fingerprint(token, svc.settings.webhook_secret())
-    for install in svc.installs.all():
+    print_ = fingerprint(token, deps.app_secret())
+    for install in deps.installs.all():
         known = states.get(install.community_id).token_fingerprint
         if install.mode == "custom_integration" and known == print_:
             return install
@@ -35,7 +49,7 @@ def ensure_registered(svc: Services, states: SyncStateStore, now: datetime) -> I
     if refused.token_fingerprint == print_:
         return None  # this token was refused for good: wait for a new one, do not hammer
     try:
-        community = svc.workplace.community(token)
+        community = deps.workplace().community(token)
     except WorkplaceError as exc:
         log.warning(
             "custom integration: WORKPLACE_ACCESS_TOKEN was refused by /community: %s",
@@ -50,7 +64,7 @@ def ensure_registered(svc: Services, states: SyncStateStore, now: datetime) -> I
                 last_error_at=now,
             )
         raise
-    previous = svc.installs.get(community.id)
+    previous = deps.installs.get(community.id)
     install = Install(
         community_id=community.id,
         community_name=community.name,
@@ -63,7 +77,7 @@ def ensure_registered(svc: Services, states: SyncStateStore, now: datetime) -> I
         status_reason="",
         status_changed_at=now,
     )
-    svc.installs.save(install)
+    deps.installs.save(install)
     states.update(community.id, token_fingerprint=print_, failures=0)
     log.info(
         "custom integration registered for community %s (%s)",

@@ -15,28 +15,54 @@ sync, which terminated-user detection needs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
 
 from shared import storage as st
+from shared.activities import ActivityStore
+from shared.groups import GroupStore
+from shared.installs import InstallStore
 from shared.logsafe import quoted
 from shared.models import Install
-from shared.services import Services
+from shared.secrets import SecretStore
 from shared.table_tx import submit
+from shared.users import UserStore
 from shared.workplace import directory
-from shared.workplace.client import FailureKind, WorkplaceError
+from shared.workplace.client import FailureKind, WorkplaceClient, WorkplaceError
 from shared.workplace.counts import EventCountStore, new_activities
-from shared.workplace.custom_integration import ensure_registered
+from shared.workplace.custom_integration import RegistrationDeps, ensure_registered
 from shared.workplace.lifecycle import SHUTDOWN_LIKE, after_failure
 from shared.workplace.sync_state import SyncState, SyncStateStore
-from shared.workplace.tokens import secret_name, token_for
+from shared.workplace.tokens import WorkplaceTokens, secret_name
 
 log = logging.getLogger(__name__)
 PAGE_LIMIT = 100  # one staging transaction per page
+
+
+@dataclass(frozen=True)
+class DirectorySyncDeps:
+    """What the directory sync of every install reads and writes."""
+
+    installs: InstallStore
+    sync_states: SyncStateStore
+    tokens: WorkplaceTokens
+    secrets: Callable[[], SecretStore]  # built on first need
+    registration: RegistrationDeps  # the custom integration's community, first
+    workplace: Callable[[], WorkplaceClient]  # built on first need
+    users: UserStore
+    groups: GroupStore
+    activities: ActivityStore
+    activities_table: TableClient  # which activities are new (counted once)
+    staging: TableClient  # snapshots being read
+    counts: EventCountStore
+    enqueue_detection: Callable[[str], None]
+    every: timedelta  # WORKPLACE_DIRECTORY_SYNC_MINUTES
+    shutdown_date: date  # WORKPLACE_SHUTDOWN_DATE
+    decommission_after: int  # WORKPLACE_DECOMMISSION_AFTER_FAILURES
 
 
 @dataclass
@@ -170,15 +196,14 @@ def _drop_staging(table: TableClient, community_id: str, keep: str = "") -> None
 class DirectorySync:
     """One install's directory sync; each step is a method so a test can fail it in turn."""
 
-    def __init__(self, svc: Services, states: SyncStateStore) -> None:
-        self.svc, self.states = svc, states
-        self.staging = svc.storage.table(st.DIRECTORY_SNAPSHOTS)
-        self.counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
+    def __init__(self, deps: DirectorySyncDeps) -> None:
+        self.deps, self.states = deps, deps.sync_states
+        self.staging, self.counts = deps.staging, deps.counts
 
     def due(self, state: SyncState, now: datetime) -> bool:
         if state.run_id:
             return True  # an unfinished snapshot always resumes
-        every = timedelta(minutes=self.svc.settings.workplace_directory_sync_minutes)
+        every = self.deps.every
         return state.directory_synced_at is None or now - state.directory_synced_at >= every
 
     def run(self, install: Install, token: str, now: datetime) -> int:
@@ -203,7 +228,7 @@ class DirectorySync:
         while edge_index < len(directory.EDGES):
             edge = directory.EDGES[edge_index]
             try:
-                page = self.svc.workplace.page(
+                page = self.deps.workplace().page(
                     f"/community/{edge}",
                     token,
                     fields=directory.FIELDS[edge],
@@ -241,7 +266,7 @@ class DirectorySync:
             )
             while True:
                 try:
-                    page = self.svc.workplace.page(
+                    page = self.deps.workplace().page(
                         f"/{group}/members",
                         token,
                         fields=directory.GROUP_MEMBER_FIELDS,
@@ -292,13 +317,13 @@ class DirectorySync:
         at = state.run_started_at or now
         snapshot = _snapshot(self.staging, self._pk(state), self._pk(state, "memberships"))
         groups = _staged_groups(self.staging, self._pk(state, "groups"))
-        previous = {u.user_id: u for u in self.svc.users.for_tenant(c)}
+        previous = {u.user_id: u for u in self.deps.users.for_tenant(c)}
         after = directory.records(c, previous, snapshot, at)
         found = directory.changes(previous, after)
         acts = directory.activities(c, run_id, at, found)
         self.write_activities(run_id, acts)
-        self.svc.users.save_many(after)  # after the activities: a retry diffs against the old
-        self.svc.groups.replace(c, groups)
+        self.deps.users.save_many(after)  # after the activities: a retry diffs against the old
+        self.deps.groups.replace(c, groups)
         self.finish(c, at, len(snapshot))
         _drop_staging(self.staging, c)  # a failure here is cleaned up by the next run
         return len(acts)
@@ -308,11 +333,9 @@ class DirectorySync:
             return
         units = [(f"dir_{run_id}", acts)]
         counted = self.counts.counted(units)
-        self.counts.record_once(
-            new_activities(self.svc.storage.table(st.ACTIVITIES), units, counted)
-        )
-        for batch in self.svc.activities.write(acts):
-            self.svc.enqueue_detection(batch.to_message())
+        self.counts.record_once(new_activities(self.deps.activities_table, units, counted))
+        for batch in self.deps.activities.write(acts):
+            self.deps.enqueue_detection(batch.to_message())
 
     def finish(self, community_id: str, at: datetime, users: int) -> None:
         self.states.update(
@@ -329,17 +352,17 @@ class DirectorySync:
         )
 
 
-def sync_installs(svc: Services, now: datetime) -> list[InstallSyncResult]:
+def sync_installs(deps: DirectorySyncDeps, now: datetime) -> list[InstallSyncResult]:
     """Every active install whose directory is due; one install's failure never stops the rest."""
-    states = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC))
+    states = deps.sync_states
     results: list[InstallSyncResult] = []
     unexpected: Exception | None = None
     try:
-        ensure_registered(svc, states, now)
+        ensure_registered(deps.registration, states, now)
     except WorkplaceError as exc:
         results.append(InstallSyncResult("", "failed", "custom_integration", error=str(exc)))
-    sync = DirectorySync(svc, states)
-    for install in svc.installs.all():
+    sync = DirectorySync(deps)
+    for install in deps.installs.all():
         c = install.community_id
         if install.status != "active":
             results.append(InstallSyncResult(c, "skipped", install.status))
@@ -348,9 +371,9 @@ def sync_installs(svc: Services, now: datetime) -> list[InstallSyncResult]:
         if not sync.due(state, now):
             results.append(InstallSyncResult(c, "not_due", install.status))
             continue
-        token = token_for(svc, c, install)
+        token = deps.tokens.token_for(c, install)
         if not token:
-            svc.installs.set_status(
+            deps.installs.set_status(
                 c, "needs_reauth", "No token is stored for this community: reinstall.", now
             )
             results.append(InstallSyncResult(c, "failed", "needs_reauth", error="no token"))
@@ -359,7 +382,7 @@ def sync_installs(svc: Services, now: datetime) -> list[InstallSyncResult]:
         try:
             changes = sync.run(install, token, now)
         except WorkplaceError as exc:
-            results.append(_failed(svc, states, install, state, exc, now))
+            results.append(_failed(deps, states, install, state, exc, now))
             continue
         except Exception as exc:  # storage or a bug: recorded, then raised after the others
             log.exception("directory sync of community %s failed", quoted(c))
@@ -375,22 +398,22 @@ def sync_installs(svc: Services, now: datetime) -> list[InstallSyncResult]:
 
 
 def _failed(
-    svc: Services,
+    deps: DirectorySyncDeps,
     states: SyncStateStore,
     install: Install,
     state: SyncState,
     exc: WorkplaceError,
     now: datetime,
 ) -> InstallSyncResult:
-    c, s = install.community_id, svc.settings
+    c = install.community_id
     failures = state.failures + 1 if exc.kind in SHUTDOWN_LIKE else 0
     states.update(c, last_error=str(exc)[:1000], last_error_at=now, failures=failures)
     transition = after_failure(
         exc,
         shutdown_like_failures=failures,
         now=now,
-        shutdown_date=s.workplace_shutdown_date,
-        decommission_after=s.workplace_decommission_after_failures,
+        shutdown_date=deps.shutdown_date,
+        decommission_after=deps.decommission_after,
     )
     log.warning(
         "directory sync of community %s failed (%s): %s",
@@ -402,20 +425,20 @@ def _failed(
     if transition is None:
         return InstallSyncResult(c, "failed", install.status, error=str(exc))
     if transition.status in ("uninstalled", "decommissioned") and install.mode == "install":
-        svc.secrets.delete(secret_name(c))  # a dead token is no use to anyone
-    svc.installs.set_status(c, transition.status, transition.reason, now)
+        deps.secrets().delete(secret_name(c))  # a dead token is no use to anyone
+    deps.installs.set_status(c, transition.status, transition.reason, now)
     log.warning(
         "community %s is now %s: %s", quoted(c), transition.status, quoted(transition.reason)
     )
     return InstallSyncResult(c, "failed", transition.status, error=str(exc))
 
 
-def record_login_methods(svc: Services, activities: list[Any]) -> None:
+def record_login_methods(users_table: TableClient, activities: list[Any]) -> None:
     """Keep each user's auth method where a login event tells it (a merge: nothing else changes)."""
     for (tenant, user_id), method in directory.login_methods(activities).items():
         if any(c in user_id for c in "/\\#?"):
             continue
-        svc.storage.table(st.USERS).upsert_entity(
+        users_table.upsert_entity(
             {"PartitionKey": tenant, "RowKey": user_id, "AuthMethod": method},
             mode=UpdateMode.MERGE,
         )

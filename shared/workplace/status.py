@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared import storage as st
 from shared.held import HeldEvents
-from shared.services import Services
+from shared.inbox import WebhookInbox
+from shared.installs import InstallStore
 from shared.workplace.counts import EventCountStore
 from shared.workplace.custom_integration import UNREGISTERED
 from shared.workplace.events import EVENTS
 from shared.workplace.normalize import SOURCE
 from shared.workplace.sync_state import SyncStateStore
+
+
+@dataclass(frozen=True)
+class StatusDeps:
+    """What the Workplace status report reads."""
+
+    installs: InstallStore
+    sync_states: SyncStateStore
+    counts: EventCountStore
+    held: HeldEvents
+    inbox: WebhookInbox
+    access_token: str | None  # WORKPLACE_ACCESS_TOKEN (custom integration mode)
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -23,14 +36,13 @@ def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:
     return round((later - earlier).total_seconds(), 1) if later and earlier else None
 
 
-def report(svc: Services, now: datetime) -> dict[str, Any]:
-    states = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC))
-    counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
-    oldest = svc.inbox.oldest(1)
+def report(deps: StatusDeps, now: datetime) -> dict[str, Any]:
+    states, counts = deps.sync_states, deps.counts
+    oldest = deps.inbox.oldest(1)
     backlog = _seconds(now, oldest[0].received_at) if oldest else 0.0
-    held = HeldEvents(svc.storage.table(st.HELD_EVENTS)).counts(SOURCE)
+    held = deps.held.counts(SOURCE)
     installs = []
-    for install in svc.installs.all():
+    for install in deps.installs.all():
         state = states.get(install.community_id)
         by_name = counts.totals(install.community_id)
         unknown = {name: n for name, n in by_name.items() if name not in EVENTS}
@@ -71,7 +83,7 @@ def report(svc: Services, now: datetime) -> dict[str, Any]:
         "held_events": {"total": held.total(), "by_community": dict(sorted(held.items()))},
         "installs": installs,
     }
-    if svc.settings.workplace_access_token and not any(
+    if deps.access_token and not any(
         i["mode"] == "custom_integration" and i["state"] == "active" for i in installs
     ):
         refused = states.get(UNREGISTERED)

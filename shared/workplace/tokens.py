@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from shared.models import Install
-    from shared.services import Services
+from shared.installs import InstallStore
+from shared.models import Install
+from shared.secrets import SecretStore
 
 
 def secret_name(community_id: str) -> str:
@@ -25,9 +26,17 @@ def fingerprint(token: str, app_secret: str) -> str:
     return hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def token_for(svc: Services, community_id: str, install: Install | None = None) -> str | None:
-    """The community's token; pass its `install` when you have it (saves a read)."""
-    install = install or svc.installs.get(community_id)
-    if install is not None and install.mode == "custom_integration":
-        return svc.settings.workplace_access_token
-    return svc.secrets.get(secret_name(community_id))
+@dataclass(frozen=True)
+class WorkplaceTokens:
+    """The tokens Vigil holds: per install in the secret store, or the custom integration's."""
+
+    installs: InstallStore
+    secrets: Callable[[], SecretStore]  # built on first need (Key Vault or the table)
+    access_token: str | None  # WORKPLACE_ACCESS_TOKEN (custom integration mode)
+
+    def token_for(self, community_id: str, install: Install | None = None) -> str | None:
+        """The community's token; pass its `install` when you have it (saves a read)."""
+        install = install or self.installs.get(community_id)
+        if install is not None and install.mode == "custom_integration":
+            return self.access_token
+        return self.secrets().get(secret_name(community_id))

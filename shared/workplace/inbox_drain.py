@@ -1,4 +1,4 @@
-"""The sync step: drain the webhook inbox into the activity log and queue the work for detection.
+"""Draining Workplace's webhook inbox into the activity log, queueing the work for detection.
 
 Crash-safe in any step: activities are upserted by deterministic keys, detection is idempotent,
 and an inbox entry is deleted only after its activities are stored and queued.
@@ -13,18 +13,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from azure.core.exceptions import HttpResponseError
+from azure.data.tables import TableClient
 
-from shared import storage as st
 from shared import telemetry
-from shared.activities import ActivityBatch
+from shared.activities import ActivityStore
 from shared.held import RELEASE_WINDOW, HeldEvent, HeldEvents
-from shared.inbox import TABLE_MAX_BODY, InboxEntry, pack_body
+from shared.inbox import InboxEntry, WebhookInbox
+from shared.installs import InstallStore
 from shared.logsafe import quoted
-from shared.models import Activity, Install, short_hash, utc
-from shared.services import Services
+from shared.models import Activity, Install
+from shared.quarantine import QuarantineDeps, quarantine, quarantine_activities
 from shared.workplace.counts import EventCountStore, new_activities
 from shared.workplace.directory_sync import record_login_methods
 from shared.workplace.events import EVENTS
@@ -36,11 +37,27 @@ T = TypeVar("T")
 ENQUEUE_PARALLELISM = 4
 COUNT_FOLD_AGE = timedelta(hours=1)  # tallies younger than this stay separate (retries find them)
 RELEASE_PAGE = 1000  # held events re-fed at a time
-MAX_REASON = 8000  # characters of a quarantine row's reason (a property holds 32,000)
+
+
+@dataclass(frozen=True)
+class DrainDeps:
+    """What draining the inbox reads and writes."""
+
+    inbox: WebhookInbox
+    installs: InstallStore
+    activities: ActivityStore
+    activities_table: TableClient  # which activities are new (counted once)
+    users_table: TableClient  # each user's auth method, from login events
+    held: HeldEvents
+    counts: EventCountStore
+    sync_states: SyncStateStore
+    quarantine: QuarantineDeps
+    enqueue_detection: Callable[[str], None]
+    max_envelopes: int  # SYNC_MAX_ENVELOPES: inbox entries read per page
 
 
 @dataclass
-class SyncResult:
+class DrainResult:
     envelopes: int = 0
     activities: int = 0
     batches: int = 0
@@ -50,7 +67,7 @@ class SyncResult:
     released: int = 0  # held events released into the pipeline (their install became active)
     by_type: Counter[str] = field(default_factory=Counter)
 
-    def merge(self, other: SyncResult) -> None:
+    def merge(self, other: DrainResult) -> None:
         for name in (
             "envelopes", "activities", "batches", "quarantined", "rejected_changes", "held",
             "released",
@@ -59,51 +76,13 @@ class SyncResult:
         self.by_type.update(other.by_type)
 
 
-def quarantine(
-    svc: Services, source: str, key: str, body: bytes, reason: str, now: datetime
-) -> None:
-    """Keep what cannot be read, with why, for an operator; it never blocks the rest.
-
-    A body too large for a row is kept as a blob, and the row says where.
-    """
-    if len(body) > TABLE_MAX_BODY:
-        kept: dict[str, Any] = {"BodyBlob": svc.inbox.park(key, body)}
-    else:
-        kept = pack_body(body)
-    svc.storage.table(st.QUARANTINE).upsert_entity(
-        {
-            "PartitionKey": source,
-            "RowKey": key,
-            # Whole (every rejected change's reason fits), and storable whatever it quotes.
-            "Reason": reason[:MAX_REASON].encode("utf-8", "backslashreplace").decode(),
-            "QuarantinedAt": now,
-            "Size": len(body),
-            **kept,
-        }
-    )
-
-
-def quarantine_activities(
-    svc: Services, activities: list[Activity], reason: str, now: datetime
-) -> None:
-    """Keep activities detection could not evaluate, as a detection message (v2) an operator can
-    queue again once the cause is fixed."""
-    if not activities:
-        return
-    # The earliest event time first (retention deletes by key range); the hash keeps it one row.
-    earliest = st.ticks_key(min(utc(a.time) for a in activities))
-    key = f"{earliest}_{short_hash(*(f'{a.tenant_id}|{a.event_id}' for a in activities))}"
-    body = ActivityBatch(activities=tuple(activities)).to_message().encode()
-    quarantine(svc, "detection", key, body, reason, now)
-
-
-def drain_inbox(svc: Services, now: datetime, max_rounds: int = 20) -> SyncResult:
+def drain_inbox(deps: DrainDeps, now: datetime, max_rounds: int = 20) -> DrainResult:
     """Drain the inbox a page (SYNC_MAX_ENVELOPES) at a time until it is empty or max_rounds."""
-    result = SyncResult()
+    result = DrainResult()
     for _ in range(max_rounds):
-        if drain_page(svc, now, result) < svc.settings.sync_max_envelopes:
+        if drain_page(deps, now, result) < deps.max_envelopes:
             break
-    release_held(svc, now, result)
+    release_held(deps, now, result)
     telemetry.activities_ingested(result.activities)
     if result.envelopes or result.released:
         log.info(
@@ -135,13 +114,13 @@ def _note_unknown_events(activities: list[Activity]) -> None:
         )
 
 
-def _record_drain(svc: Services, activities: list[Activity], now: datetime) -> None:
+def _record_drain(deps: DrainDeps, activities: list[Activity], now: datetime) -> None:
     """Per community: when its webhooks were last stored and the newest event time among them."""
-    states = SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC))
+    states = deps.sync_states
     newest: dict[str, datetime] = {}
     for a in activities:
         newest[a.tenant_id] = max(a.time, newest.get(a.tenant_id, a.time))
-    counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
+    counts = deps.counts
     for tenant, latest in newest.items():
         before = states.get(tenant).newest_event_at
         states.update(tenant, last_drain_at=now, newest_event_at=max(latest, before or latest))
@@ -159,7 +138,7 @@ def _reason_held(community_id: str, install: Install | None) -> str:
 
 
 def _store(
-    svc: Services, units: list[tuple[str, list[Activity]]], now: datetime, result: SyncResult
+    deps: DrainDeps, units: list[tuple[str, list[Activity]]], now: datetime, result: DrainResult
 ) -> None:
     """Units of work (an inbox entry, or released events by their entry) into the activity log,
     counted once and queued for detection."""
@@ -167,19 +146,19 @@ def _store(
     if not activities:
         return
     # Counted before they are written, once per inbox entry: see shared/workplace/counts.py.
-    counts = EventCountStore(svc.storage.table(st.EVENT_COUNTS))
+    counts = deps.counts
     counted = counts.counted(units)
-    counts.record_once(new_activities(svc.storage.table(st.ACTIVITIES), units, counted))
-    batches = svc.activities.write(activities)
+    counts.record_once(new_activities(deps.activities_table, units, counted))
+    batches = deps.activities.write(activities)
     # Several puts in flight: each is a small round trip, and the order does not matter.
     with ThreadPoolExecutor(max_workers=ENQUEUE_PARALLELISM) as pool:
-        list(pool.map(svc.enqueue_detection, [b.to_message() for b in batches]))
+        list(pool.map(deps.enqueue_detection, [b.to_message() for b in batches]))
     result.batches += len(batches)
     result.activities += len({(a.tenant_id, a.event_id) for a in activities})
     result.by_type.update(a.type for a in activities)
     _note_unknown_events(activities)
-    record_login_methods(svc, activities)
-    _record_drain(svc, activities, now)
+    record_login_methods(deps.users_table, activities)
+    _record_drain(deps, activities, now)
 
 
 @dataclass(frozen=True)
@@ -191,15 +170,15 @@ class _Drained:
     held: list[HeldEvent]
 
 
-def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
+def drain_page(deps: DrainDeps, now: datetime, result: DrainResult) -> int:
     """One page of the inbox into activities; returns how many envelopes it held.
 
     Nothing in a delivery can make this raise: what cannot be read is quarantined with its
     reason, and events of a community without an active install are held (shared/held.py).
     """
-    entries = svc.inbox.oldest(svc.settings.sync_max_envelopes)
+    entries = deps.inbox.oldest(deps.max_envelopes)
     # Read after the page, so an install that becomes active later releases what this holds.
-    installs = {i.community_id: i for i in svc.installs.all()}
+    installs = {i.community_id: i for i in deps.installs.all()}
     drained: list[_Drained] = []
     for entry in entries:
         result.envelopes += 1
@@ -207,12 +186,12 @@ def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
             normalised = normalise(entry.body, now)
         except Exception as exc:  # EnvelopeError, or anything unforeseen: never blocks the rest
             reason = str(exc) if isinstance(exc, EnvelopeError) else f"{type(exc).__name__}: {exc}"
-            quarantine(svc, entry.source, entry.row_key, entry.body, reason, now)
+            quarantine(deps.quarantine, entry.source, entry.row_key, entry.body, reason, now)
             result.quarantined += 1
             continue
         if normalised.rejected:
             reason = json.dumps(normalised.rejected[:20])
-            quarantine(svc, entry.source, entry.row_key, entry.body, reason, now)
+            quarantine(deps.quarantine, entry.source, entry.row_key, entry.body, reason, now)
             result.rejected_changes += len(normalised.rejected)
         admitted: list[Activity] = []
         held: list[HeldEvent] = []
@@ -224,9 +203,9 @@ def drain_page(svc: Services, now: datetime, result: SyncResult) -> int:
                 reason = _reason_held(a.tenant_id, install)
                 held.append(HeldEvent(entry.row_key, entry.received_at, a, reason))
         drained.append(_Drained(entry, admitted, held))
-    _settle(svc, drained, now, result)
+    _settle(deps, drained, now, result)
     # Deleted last: a crash before this line only means the page is read again (idempotent).
-    svc.inbox.delete([e.row_key for e in entries])
+    deps.inbox.delete([e.row_key for e in entries])
     return len(entries)
 
 
@@ -237,20 +216,20 @@ def _refused(exc: HttpResponseError) -> bool:
 
 def _apart_if_refused(
     items: list[T],
-    attempt: Callable[[list[T], SyncResult], None],
+    attempt: Callable[[list[T], DrainResult], None],
     keep: Callable[[T, str], None],
-    result: SyncResult,
+    result: DrainResult,
 ) -> None:
     """`attempt` the items together. Should storage refuse something one of them holds (a value
     it will not keep), attempt each alone and `keep` the refused ones (quarantine) with storage's
     answer; any other failure raises, and the work is done again next time."""
-    part = SyncResult()
+    part = DrainResult()
     try:
         attempt(items, part)
     except HttpResponseError as exc:
         if not _refused(exc):
             raise
-        part = SyncResult()
+        part = DrainResult()
         for item in items:
             try:
                 attempt([item], part)
@@ -262,25 +241,25 @@ def _apart_if_refused(
     result.merge(part)
 
 
-def _settle(svc: Services, drained: list[_Drained], now: datetime, result: SyncResult) -> None:
+def _settle(deps: DrainDeps, drained: list[_Drained], now: datetime, result: DrainResult) -> None:
     """Hold and store the page's events; a delivery storage refuses is kept whole instead."""
 
     def keep(d: _Drained, why: str) -> None:
-        HeldEvents(svc.storage.table(st.HELD_EVENTS)).delete(d.held)
-        quarantine(svc, d.entry.source, d.entry.row_key, d.entry.body, why, now)
+        deps.held.delete(d.held)
+        quarantine(deps.quarantine, d.entry.source, d.entry.row_key, d.entry.body, why, now)
 
-    _apart_if_refused(drained, lambda ds, r: _hold_and_store(svc, ds, now, r), keep, result)
+    _apart_if_refused(drained, lambda ds, r: _hold_and_store(deps, ds, now, r), keep, result)
 
 
 def _hold_and_store(
-    svc: Services, drained: list[_Drained], now: datetime, result: SyncResult
+    deps: DrainDeps, drained: list[_Drained], now: datetime, result: DrainResult
 ) -> None:
     held = [h for d in drained for h in d.held]
     if held:
-        HeldEvents(svc.storage.table(st.HELD_EVENTS)).hold(held)
+        deps.held.hold(held)
         result.held += len(held)
         _note_held(held)
-    _store(svc, [(d.entry.row_key, d.admitted) for d in drained], now, result)
+    _store(deps, [(d.entry.row_key, d.admitted) for d in drained], now, result)
 
 
 def _note_held(held: list[HeldEvent]) -> None:
@@ -294,22 +273,22 @@ def _note_held(held: list[HeldEvent]) -> None:
 
 
 def _release(
-    svc: Services, units: dict[str, list[Activity]], now: datetime, result: SyncResult
+    deps: DrainDeps, units: dict[str, list[Activity]], now: datetime, result: DrainResult
 ) -> None:
     """Store released events by the entry they came in; the events of one that storage refuses
     are quarantined (as a detection message) instead."""
 
     def keep(unit: tuple[str, list[Activity]], why: str) -> None:
-        quarantine_activities(svc, unit[1], why, now)
+        quarantine_activities(deps.quarantine, unit[1], why, now)
 
-    _apart_if_refused(list(units.items()), lambda us, r: _store(svc, us, now, r), keep, result)
+    _apart_if_refused(list(units.items()), lambda us, r: _store(deps, us, now, r), keep, result)
 
 
-def release_held(svc: Services, now: datetime, result: SyncResult, max_rounds: int = 20) -> None:
+def release_held(deps: DrainDeps, now: datetime, result: DrainResult, max_rounds: int = 20) -> None:
     """Re-feed the held events of each active install that arrived at most RELEASE_WINDOW before
     it became active, then delete them: a crash in between re-feeds them (idempotent keys)."""
-    held = HeldEvents(svc.storage.table(st.HELD_EVENTS))
-    for install in svc.installs.all():
+    held = deps.held
+    for install in deps.installs.all():
         if install.status != "active":
             continue
         since = (install.status_changed_at or install.installed_at) - RELEASE_WINDOW
@@ -320,7 +299,7 @@ def release_held(svc: Services, now: datetime, result: SyncResult, max_rounds: i
             units: dict[str, list[Activity]] = {}
             for e in events:
                 units.setdefault(e.entry, []).append(e.activity)
-            _release(svc, units, now, result)
+            _release(deps, units, now, result)
             held.delete(events)
             result.released += len(events)
             log.info(

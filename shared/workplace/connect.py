@@ -1,25 +1,26 @@
-"""Connecting a Workplace community: install flow, webhook verification and webhook intake."""
+"""Connecting a Workplace community: install flow, webhook verification and intake, uninstall."""
 
 from __future__ import annotations
 
 import hmac
 import html
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlencode
 
 from shared import query_params as q
-from shared import storage as st
 from shared.inbox import MAX_BODY as INBOX_MAX_BODY
-from shared.inbox import BodyTooLarge
+from shared.inbox import BodyTooLarge, WebhookInbox
+from shared.installs import InstallStates, InstallStore
 from shared.logsafe import quoted
 from shared.models import Install
 from shared.query_params import BadInput
-from shared.services import Services
+from shared.secrets import SecretStore
 from shared.web import Reply, refuses_bad_input
 from shared.workplace import status
-from shared.workplace.client import FailureKind, WorkplaceError
+from shared.workplace.client import FailureKind, WorkplaceClient, WorkplaceError
 from shared.workplace.normalize import SOURCE
 from shared.workplace.signatures import (
     InvalidSignedRequest,
@@ -52,34 +53,57 @@ def refuse_oversized(action: str, size: int) -> Reply | None:
 MAX_CODE = 2048  # characters in an authorization code (Workplace's are a few hundred)
 
 
+@dataclass(frozen=True)
+class ConnectDeps:
+    """What the install flow, the webhook routes and the uninstall callback read and write.
+
+    Each setting is read when a route needs it (a missing one is an error naming it); the
+    Workplace client and the secret store are built when first needed.
+    """
+
+    app_id: Callable[[], str]  # WORKPLACE_APP_ID (and its secret, set)
+    redirect_uri: Callable[[], str]  # WORKPLACE_REDIRECT_URI
+    dialog_url: str  # WORKPLACE_DIALOG_URL
+    state_ttl: timedelta  # INSTALL_STATE_TTL_SECONDS
+    verify_token: Callable[[], str]  # WORKPLACE_WEBHOOK_VERIFY_TOKEN
+    app_secret: Callable[[], str]  # WORKPLACE_APP_SECRET: signs webhooks and signed requests
+    install_states: InstallStates
+    installs: InstallStore
+    secrets: Callable[[], SecretStore]
+    workplace: Callable[[], WorkplaceClient]
+    sync_states: SyncStateStore
+    inbox: WebhookInbox
+
+
 @refuses_bad_input
-def start_install(svc: Services, now: datetime, params: Mapping[str, str] | None = None) -> Reply:
+def start_install(
+    deps: ConnectDeps, now: datetime, params: Mapping[str, str] | None = None
+) -> Reply:
     """Send the admin to Workplace's install dialog with a fresh single-use `state`."""
     q.known(params or {}, ())
-    app_id, _ = svc.settings.workplace_app()
-    redirect_uri = svc.settings.redirect_uri()
-    ttl = timedelta(seconds=svc.settings.install_state_ttl_seconds)
-    state = svc.install_states.issue(now, ttl)
+    app_id = deps.app_id()
+    redirect_uri = deps.redirect_uri()
+    state = deps.install_states.issue(now, deps.state_ttl)
     query = urlencode({"app_id": app_id, "redirect_uri": redirect_uri, "state": state})
-    return Reply.redirect(f"{svc.settings.workplace_dialog_url}?{query}")
+    return Reply.redirect(f"{deps.dialog_url}?{query}")
 
 
-def complete_install(svc: Services, params: Mapping[str, str], now: datetime) -> Reply:
+def complete_install(deps: ConnectDeps, params: Mapping[str, str], now: datetime) -> Reply:
     """The install callback: check `state`, exchange `code`, identify the community, store it."""
     try:
-        code = _callback_code(svc, params, now)
+        code = _callback_code(deps, params, now)
     except BadInput as bad:
         return _page(400, f"{bad} {START_AGAIN}")
     try:
-        token = svc.workplace.exchange_code(code, svc.settings.redirect_uri())
+        token = deps.workplace().exchange_code(code, deps.redirect_uri())
     except WorkplaceError as exc:
         return _install_failed("the code exchange", exc)
     try:
-        community = svc.workplace.community(token)
+        community = deps.workplace().community(token)
     except WorkplaceError as exc:
         return _install_failed("reading the community", exc)
-    svc.secrets.set(secret_name(community.id), token)
-    svc.installs.save(
+    deps.secrets().set(secret_name(community.id), token)
+    deps.installs.save(
         Install(
             community_id=community.id,
             community_name=community.name,
@@ -93,9 +117,7 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
         )
     )
     # A reinstall starts the install's health afresh.
-    SyncStateStore(svc.storage.table(st.WORKPLACE_SYNC)).update(
-        community.id, failures=0, last_error=""
-    )
+    deps.sync_states.update(community.id, failures=0, last_error="")
     log.info(
         "installed in community %s (%s), install %s",
         quoted(community.id),
@@ -106,7 +128,7 @@ def complete_install(svc: Services, params: Mapping[str, str], now: datetime) ->
     return _page(200, f"Vigil is installed in {community.name} ({community.id}).")
 
 
-def _callback_code(svc: Services, params: Mapping[str, str], now: datetime) -> str:
+def _callback_code(deps: ConnectDeps, params: Mapping[str, str], now: datetime) -> str:
     """The callback's `code`, once its `state` is consumed; BadInput naming what is wrong."""
     # Workplace's parameters: names we do not read are ignored, not refused.
     if q.text(params, "error"):
@@ -121,7 +143,7 @@ def _callback_code(svc: Services, params: Mapping[str, str], now: datetime) -> s
         raise BadInput("code: the callback carries none.")
     if not state:
         raise BadInput("state: the callback carries none.")
-    if not svc.install_states.consume(state, now):
+    if not deps.install_states.consume(state, now):
         raise BadInput("state: unknown, used or expired.")
     return code
 
@@ -147,38 +169,40 @@ def _page(status: int, message: str) -> Reply:
 
 
 @refuses_bad_input
-def verify_subscription(svc: Services, params: Mapping[str, str]) -> Reply:
+def verify_subscription(deps: ConnectDeps, params: Mapping[str, str]) -> Reply:
     """Workplace's webhook verification GET: echo `hub.challenge` when the token matches."""
     if q.text(params, "hub.mode") != "subscribe":
         raise BadInput("hub.mode: must be subscribe")
-    given, expected = q.text(params, "hub.verify_token"), svc.settings.verify_token()
+    given, expected = q.text(params, "hub.verify_token"), deps.verify_token()
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise BadInput("hub.verify_token: does not match", status=401)
     return Reply(200, q.text(params, "hub.challenge"))
 
 
 @refuses_bad_input
-def report_status(svc: Services, params: Mapping[str, str], now: datetime) -> Reply:
+def report_status(deps: status.StatusDeps, params: Mapping[str, str], now: datetime) -> Reply:
     """`GET /api/workplace/status`: each install's mode, state, sync, lag, counts and errors."""
     q.known(params, ())
-    return Reply.json(200, status.report(svc, now))
+    return Reply.json(200, status.report(deps, now))
 
 
-def receive_webhook(svc: Services, body: bytes, headers: Mapping[str, str], now: datetime) -> Reply:
+def receive_webhook(
+    deps: ConnectDeps, body: bytes, headers: Mapping[str, str], now: datetime
+) -> Reply:
     """Verify the signature over the raw body, then store it whole in one write before 200."""
-    secret = svc.settings.webhook_secret()
+    secret = deps.app_secret()
     if not verify_webhook(
         body, secret, headers.get("x-hub-signature-256"), headers.get("x-hub-signature")
     ):
         return Reply.error(401, "Missing or invalid X-Hub-Signature-256 / X-Hub-Signature.")
     try:
-        svc.inbox.put(SOURCE, body, now)
+        deps.inbox.put(SOURCE, body, now)
     except BodyTooLarge as exc:
         return Reply.error(413, str(exc))
     return Reply(200, "EVENT_RECEIVED")
 
 
-def receive_uninstall(svc: Services, body: bytes, now: datetime) -> Reply:
+def receive_uninstall(deps: ConnectDeps, body: bytes, now: datetime) -> Reply:
     """Workplace's deauthorization callback: verify `signed_request`, forget the token.
 
     The install is marked uninstalled and no longer synced; everything collected is kept.
@@ -194,19 +218,19 @@ def receive_uninstall(svc: Services, body: bytes, now: datetime) -> Reply:
     if not signed:
         return Reply.error(400, "Missing form field `signed_request`.")
     try:
-        payload = parse_signed_request(signed, svc.settings.webhook_secret())
+        payload = parse_signed_request(signed, deps.app_secret())
     except InvalidSignedRequest as exc:
         return Reply.error(401, str(exc))
     community_id = str(payload.get("community_id") or "")
     if not community_id.isdigit():
         return Reply.error(400, "signed_request carries no numeric `community_id`.")
-    install = svc.installs.get(community_id)
-    svc.secrets.delete(secret_name(community_id))
+    install = deps.installs.get(community_id)
+    deps.secrets().delete(secret_name(community_id))
     if install is None:
         log.warning("uninstall for unknown community %s", quoted(community_id))
         return Reply.json(200, {"community_id": community_id, "status": "unknown"})
     if install.status != "uninstalled":
-        svc.installs.set_status(
+        deps.installs.set_status(
             community_id,
             "uninstalled",
             "Uninstalled in Workplace (deauthorization callback); its data is kept.",

@@ -806,7 +806,8 @@ def test_temporary_ca_directory_is_removed_on_stop() -> None:
     assert ca_path.read_text().startswith("-----BEGIN CERTIFICATE-----")
     with graph:
         assert graph.authority_host.startswith("https://localhost:")
-        assert graph.graph_url == f"{graph.authority_host}/v1.0"
+        assert graph.graph_url == f"https://localhost:{graph.port}/v1.0"
+        assert graph.entra.port != graph.port  # the token endpoint is a server of its own
         with graph.make_session() as session:
             response = session.get(f"{graph.authority}/v2.0/.well-known/openid-configuration")
             assert response.status_code == 200

@@ -62,36 +62,21 @@ WEBHOOK_USER_AGENT = "facebookexternalua"
 # Every event of workplace-events.md mapped to its change `field`. Only CUSTOM_INTEGRATION_EDIT is
 # attested; the rest are Vigil's assumed names, kept as data.
 EVENT_FIELDS: dict[str, str] = {
-    "LOGIN": "login",
-    "LOGIN_FAILED": "login",
-    "LOGOUT": "login",
-    "FORCED_LOGOUT": "login",
-    "SSO_REAUTHENTICATION": "login",
-    "PASSWORD_CHANGED": "password",
-    "PASSWORD_RESET_SUCCEEDED": "password",
-    "PASSWORD_RESET_CODE_REQUESTED": "password",
-    "PASSWORD_RESET_INCORRECT_CODE": "password",
-    "FORCED_PASSWORD_RESET": "password",
-    "TWO_FACTOR_ENABLED": "two_factor",
-    "TWO_FACTOR_DISABLED": "two_factor",
-    "TWO_FACTOR_CODE_SUCCEEDED": "two_factor",
-    "TWO_FACTOR_CODE_FAILED": "two_factor",
-    "ACCOUNT_AT_RISK": "account",
-    "ACCOUNT_UNCLAIMED": "account",
-    "ACCOUNT_DEACTIVATED": "account",
-    "ACCOUNT_ACTIVATED": "account",
-    "ACCOUNT_DELETED": "account",
-    "ACCOUNT_CREATED": "account",
-    "EMAIL_CHANGED": "account",
-    "ADMIN_ROLE_CHANGED": "admin",
-    "ADMIN_CREATED": "admin",
-    "ADMIN_REMOVED": "admin",
-    "ACCOUNT_PROMOTED_TO_ADMIN": "admin",
-    "DOMAIN_ADDED": "domain",
-    "DOMAIN_REMOVED": "domain",
-    "CUSTOM_INTEGRATION_EDIT": "integrations",
-    "FILE_DOWNLOADED": "files",
-    "FILE_UPLOADED": "files",
+    event: change_field
+    for change_field, events in {
+        "login": "LOGIN LOGIN_FAILED LOGOUT FORCED_LOGOUT SSO_REAUTHENTICATION",
+        "password": "PASSWORD_CHANGED PASSWORD_RESET_SUCCEEDED PASSWORD_RESET_CODE_REQUESTED "
+        "PASSWORD_RESET_INCORRECT_CODE FORCED_PASSWORD_RESET",
+        "two_factor": "TWO_FACTOR_ENABLED TWO_FACTOR_DISABLED TWO_FACTOR_CODE_SUCCEEDED "
+        "TWO_FACTOR_CODE_FAILED",
+        "account": "ACCOUNT_AT_RISK ACCOUNT_UNCLAIMED ACCOUNT_DEACTIVATED ACCOUNT_ACTIVATED "
+        "ACCOUNT_DELETED ACCOUNT_CREATED EMAIL_CHANGED",
+        "admin": "ADMIN_ROLE_CHANGED ADMIN_CREATED ADMIN_REMOVED ACCOUNT_PROMOTED_TO_ADMIN",
+        "domain": "DOMAIN_ADDED DOMAIN_REMOVED",
+        "integrations": "CUSTOM_INTEGRATION_EDIT",
+        "files": "FILE_DOWNLOADED FILE_UPLOADED",
+    }.items()
+    for event in events.split()
 }
 
 # What the simulated app is configured with on developers.facebook.com; an install grants all of
@@ -114,36 +99,12 @@ _FORM = "application/x-www-form-urlencoded"
 # Fields the member node has. Those Workplace has but the simulator does not model are accepted
 # and simply absent from the answer, as Graph omits unset fields.
 _MEMBER_FIELDS = frozenset(
-    {
-        "id",
-        "name",
-        "first_name",
-        "last_name",
-        "email",
-        "title",
-        "department",
-        "active",
-        "account_invite_time",
-        "account_claim_time",
-        "employee_number",
-        "external_id",
-        "division",
-        "cost_center",
-        "organization",
-        "locale",
-        "manager",
-        "updated_time",
-        "link",
-        "picture",
-        "primary_phone",
-        "primary_address",
-        "frontline",
-    }
+    """id name first_name last_name email title department active account_invite_time
+    account_claim_time employee_number external_id division cost_center organization locale
+    manager updated_time link picture primary_phone primary_address frontline""".split()
 )
 _COMMUNITY_FIELDS = frozenset({"id", "name", "install"})
-_GROUP_FIELDS = frozenset(
-    {"id", "name", "description", "privacy", "purpose", "email", "updated_time", "archived"}
-)
+_GROUP_FIELDS = frozenset("id name description privacy purpose email updated_time archived".split())
 # Reading groups needs one of these (the community node's rule, workplace-api.md §3; inferred).
 _GROUP_PERMISSIONS = frozenset({"READ_GROUP_CONTENT", "MANAGE_GROUPS"})
 _INSTALL_FIELDS = frozenset({"id", "permissions", "install_type"})

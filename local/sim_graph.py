@@ -645,7 +645,7 @@ class SimulatedGraph(Simulator):
         )
 
     def _audit_log(self, call: _Call, log: str) -> _Result:
-        base = f"{self.authority_host}/{'beta' if call.beta else 'v1.0'}"
+        base = f"https://localhost:{self.port}/{'beta' if call.beta else 'v1.0'}"
         try:
             return _Result(200, self.audit_logs.answer(log, call.query, base, call.beta))
         except ReportError as exc:

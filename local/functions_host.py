@@ -1,55 +1,40 @@
 """A local stand-in for the Azure Functions host (Core Tools cannot be installed here).
 
 ``LocalFunctionsHost`` indexes a v2 ``func.FunctionApp`` the way the Python worker does
-(``app.get_functions()`` -> ``get_function_json()``) and drives the *real* user functions:
+(``app.get_functions()`` -> ``get_function_json()``) and drives the *real* user functions, with
+what Vigil's functions use and nothing more (anything else is refused when indexing):
 
-* **HTTP** (``httpTrigger``): a ``ThreadingHTTPServer`` serving ``/<routePrefix>/<route>``
-  (``extensions.http.routePrefix``, default ``api``). Route templates support ``{name}``,
-  ``{name?}``, ``{name=default}``, ``{*catchall}`` and the ``int``/``long``/``alpha``/``bool``/
-  ``guid``/``double`` constraints (other constraints are accepted and not enforced). Literals are
-  case-insensitive. Unknown path -> 404; known path but method not in ``methods`` -> 405 (the real
-  host answers 404 there, see azure-functions-host#10098). ``FUNCTION``/``ADMIN`` need the key in
-  ``?code=`` or ``x-functions-key`` -> otherwise 401. Handler exception -> 500 (logged). The query
-  string is never logged.
-  App Service Authentication is played too (``sign_ins``): a request with ``Authorization: Bearer
-  <token>`` for a known token reaches the function with that person's ``X-MS-CLIENT-PRINCIPAL``,
-  and principal headers a client sends itself are removed, as App Service does. A browser signs
-  in at ``/.auth/login/aad`` (choose one of those people; no password) and is then known by its
-  ``AppServiceAuthSession`` cookie, as on App Service.
-* **Timer** (``timerTrigger``): 6-field NCRONTAB (UTC, day-of-month AND day-of-week like NCrontab)
-  or a ``hh:mm:ss`` TimeSpan. One scheduler thread per function; executions of a function never
-  overlap (a per-function lock is shared with :meth:`LocalFunctionsHost.run_timer`). Missed
-  occurrences are skipped, ``past_due`` is true when an occurrence fires more than 1 s late.
-  ``runOnStartup`` is honoured. A function-level ``@retry`` policy (``fixed_delay`` /
-  ``exponential_backoff``) is applied to timers, as the host does.
+* **HTTP** (``httpTrigger``, answering through ``$return``): served on the shared werkzeug layer at
+  ``/api/<route>``. Route templates have literal segments, ``{name}`` and
+  ``{name:regex(...)}`` (matched case-insensitively, as ASP.NET does). Unknown path -> 404; known
+  path but method not in ``methods`` -> 405 (the real host answers 404 there, see
+  azure-functions-host#10098). ``FUNCTION``/``ADMIN`` need the key in ``?code=`` or
+  ``x-functions-key`` -> otherwise 401. Handler exception -> 500 (logged). The query string is
+  never logged. App Service Authentication is played too (``sign_ins``): a request with
+  ``Authorization: Bearer <token>`` for a known token reaches the function with that person's
+  ``X-MS-CLIENT-PRINCIPAL``, and principal headers a client sends itself are removed, as App
+  Service does. A browser signs in at ``/.auth/login/aad`` (choose one of those people; no
+  password) and is then known by its ``AppServiceAuthSession`` cookie.
+* **Timer** (``timerTrigger``): 6-field NCRONTAB (UTC, day-of-month AND day-of-week like NCrontab).
+  One scheduler thread per function; executions of a function never overlap (a per-function lock
+  is shared with :meth:`LocalFunctionsHost.run_timer`). Missed occurrences are skipped,
+  ``past_due`` is true when an occurrence fires more than 1 s late.
 * **Queue** (``queueTrigger``): one poller thread per function. It receives up to ``batchSize``
-  messages (leased for ``functionTimeout`` + 1 min, 10 min when unbounded; the lease is not
-  renewed) and runs them **concurrently** on a thread pool; a new batch is fetched when the number
-  of in-flight messages drops to ``newBatchThreshold`` (so at most ``batchSize +
-  newBatchThreshold`` run at once, as in the host). Success -> delete. Failure -> if
-  ``dequeue_count >= maxDequeueCount`` the original raw message text is copied to
-  ``<queue>-poison`` and the message deleted, else its visibility is set to ``visibilityTimeout``.
-  A body that is not valid base64 (with ``messageEncoding: base64``) goes to the poison queue at
-  once, like the host's ``MessageDecodingFailed`` handler. Empty polls back off exponentially
-  (randomised) from 100 ms to ``maxPollingInterval``.
+  messages (leased for ``functionTimeout`` + 1 min) and runs them concurrently on a thread pool; a
+  new batch is fetched when the number of in-flight messages drops to ``newBatchThreshold``.
+  Success -> delete. Failure -> if ``dequeue_count >= maxDequeueCount`` the original raw message
+  text is copied to ``<queue>-poison`` and the message deleted, else its visibility is set to
+  ``visibilityTimeout``. A body that is not valid base64 goes to the poison queue at once, like
+  the host's ``MessageDecodingFailed`` handler. Empty polls back off exponentially (randomised)
+  from 100 ms to ``maxPollingInterval``. Messages are read as raw text and base64-decoded here, so
+  the poison copy is byte-for-byte the original.
 
-Queue messages are read and written as *raw* text (no SDK encode/decode policy) and the host's
-``messageEncoding`` is applied here. This keeps a non-base64 message from breaking the whole
-receive call and lets the poison copy be byte-for-byte the original text.
-
-``queue`` output bindings (``func.Out`` parameters or ``$return``) are written after a successful
-invocation with the same encoding; other output bindings get a discarding ``func.Out`` and a
-warning at start-up. Non-trigger input bindings are passed as ``None`` (with a warning). A
-parameter named ``context`` receives a minimal ``func.Context``. ``async def`` functions are run
-with ``asyncio.run`` in the invoking thread. ``functionTimeout`` is not enforced.
-
-``host.json`` values can be overridden with ``AzureFunctionsJobHost__a__b`` settings and a function
-is skipped when ``AzureWebJobs.<name>.Disabled`` is ``true``/``1`` (both as in the host).
+``%NAME%`` in a binding is the app setting ``NAME``, and ``host.json`` values can be overridden
+with ``AzureFunctionsJobHost__a__b`` settings (both as in the host).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -57,37 +42,32 @@ import copy
 import functools
 import hmac
 import html
-import inspect
 import json
 import logging
-import os
 import random
 import re
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Final, cast
+from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
-from azure.functions import _abc as func_abc
-from azure.functions.decorators.function_app import Function
 from azure.functions.queue import QueueMessage as _FunctionsQueueMessage
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
 from azure.storage.queue import QueueMessage as StorageQueueMessage
 from croniter import croniter
 
+from local.http import Request, Response, Server
 from shared import storage
 
 __all__ = [
@@ -110,26 +90,13 @@ _MAX_VISIBILITY: Final = timedelta(days=7)
 _PAST_DUE_TOLERANCE: Final = timedelta(seconds=1)
 _SCHEDULER_TICK_SECONDS: Final = 0.5
 _STOP_GRACE_SECONDS: Final = 1.5
-_MAX_REQUEST_BODY: Final = 100 * 1024 * 1024
 _HOST_OVERRIDE_PREFIX: Final = "AzureFunctionsJobHost__"
-_HTTP_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 _QUEUE_NAME: Final = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
 _SETTING_REFERENCE: Final = re.compile(r"%([^%]+)%")
-_TIMESPAN: Final = re.compile(
-    r"^(?P<neg>-)?(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2})(?::(?P<s>\d{1,2})"
-    r"(?:\.(?P<frac>\d{1,7}))?)?$"
-)
-_ROUTE_TYPE_CONSTRAINTS: Final[Mapping[str, re.Pattern[str]]] = {
-    "int": re.compile(r"-?\d+"),
-    "long": re.compile(r"-?\d+"),
-    "alpha": re.compile(r"[A-Za-z]+"),
-    "bool": re.compile(r"true|false", re.IGNORECASE),
-    "guid": re.compile(r"\{?[0-9A-Fa-f]{8}(?:-?[0-9A-Fa-f]{4}){3}-?[0-9A-Fa-f]{12}\}?"),
-    "double": re.compile(r"-?\d+(?:\.\d+)?"),
-    "float": re.compile(r"-?\d+(?:\.\d+)?"),
-    "decimal": re.compile(r"-?\d+(?:\.\d+)?"),
-}
+_TIMESPAN: Final = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})$")
+_ROUTE_PARAM: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::regex\((.*)\))?\}")
 _HOP_BY_HOP: Final = frozenset({"content-length", "transfer-encoding", "connection"})
+_SESSION_COOKIE: Final = "AppServiceAuthSession"
 
 
 @dataclass(frozen=True)
@@ -146,48 +113,22 @@ class HostConfigurationError(ValueError):
     """The app, ``host.json`` or the settings cannot be run (the host would fail to index)."""
 
 
-# --------------------------------------------------------------------------------------------
-# Pure helpers
-# --------------------------------------------------------------------------------------------
-
-
 def parse_timespan(value: str | int | float) -> timedelta:
-    """Parse a .NET TimeSpan as used in host.json (``"00:00:30"``, ``"1.02:00:00"``).
-
-    Numbers are taken as seconds.
-    """
-    if isinstance(value, bool):
-        raise HostConfigurationError(f"not a TimeSpan: {value!r}")
-    if isinstance(value, int | float):
+    """A host.json TimeSpan (``"00:00:30"``, ``"1.02:00:00"``); numbers are seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)
-    match = _TIMESPAN.fullmatch(value.strip())
+    match = _TIMESPAN.fullmatch(str(value).strip())
     if match is None:
-        raise HostConfigurationError(f"not a TimeSpan ('[d.]hh:mm[:ss[.fffffff]]'): {value!r}")
-    frac = match["frac"] or "0"
-    span = timedelta(
-        days=int(match["days"] or 0),
-        hours=int(match["h"]),
-        minutes=int(match["m"]),
-        seconds=int(match["s"] or 0),
-        microseconds=int(frac.ljust(7, "0")) // 10,
-    )
-    return -span if match["neg"] else span
+        raise HostConfigurationError(f"not a TimeSpan ('[d.]hh:mm:ss'): {value!r}")
+    days, hours, minutes, seconds = (int(match[k] or 0) for k in ("days", "h", "m", "s"))
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def next_occurrence(schedule: str, after: datetime) -> datetime:
-    """Return the first occurrence of ``schedule`` strictly after ``after``, in UTC.
-
-    ``schedule`` is a 6-field NCRONTAB expression ``{second} {minute} {hour} {day} {month}
-    {day-of-week}`` or a TimeSpan interval (``"00:05:00"``, occurrence = ``after`` + interval).
-    A naive ``after`` is taken as UTC.
-    """
+    """The first occurrence of a 6-field NCRONTAB ``schedule`` strictly after ``after``, in UTC
+    (a naive ``after`` is taken as UTC)."""
     after_utc = after.replace(tzinfo=UTC) if after.tzinfo is None else after.astimezone(UTC)
     expression = schedule.strip()
-    if _TIMESPAN.fullmatch(expression):
-        interval = parse_timespan(expression)
-        if interval <= timedelta(0):
-            raise HostConfigurationError(f"timer interval must be positive: {schedule!r}")
-        return after_utc + interval
     fields = expression.split()
     if len(fields) != 6:
         raise HostConfigurationError(
@@ -197,8 +138,9 @@ def next_occurrence(schedule: str, after: datetime) -> datetime:
     if not croniter.is_valid(expression, second_at_beginning=True):
         raise HostConfigurationError(f"invalid NCRONTAB schedule: {schedule!r}")
     # NCrontab matches a day only if day-of-month AND day-of-week match (unlike Vixie cron).
-    itr = croniter(expression, after_utc, second_at_beginning=True, day_or=False)
-    occurrence = itr.get_next(datetime)
+    occurrence = croniter(expression, after_utc, second_at_beginning=True, day_or=False).get_next(
+        datetime
+    )
     if not isinstance(occurrence, datetime):  # pragma: no cover - croniter contract
         raise TypeError("croniter returned a non-datetime")
     return occurrence.astimezone(UTC)
@@ -206,20 +148,7 @@ def next_occurrence(schedule: str, after: datetime) -> datetime:
 
 def _get_ci(mapping: Mapping[str, Any], key: str, default: Any = None) -> Any:
     """Case-insensitive lookup (host.json keys are case-insensitive)."""
-    if key in mapping:
-        return mapping[key]
-    lowered = key.lower()
-    for name, value in mapping.items():
-        if name.lower() == lowered:
-            return value
-    return default
-
-
-def _section(root: Mapping[str, Any], *path: str) -> Mapping[str, Any]:
-    node: Any = root
-    for key in path:
-        node = _get_ci(node, key, {}) if isinstance(node, Mapping) else {}
-    return node if isinstance(node, Mapping) else {}
+    return next((v for k, v in mapping.items() if k.lower() == key.lower()), default)
 
 
 def _apply_host_overrides(
@@ -228,96 +157,59 @@ def _apply_host_overrides(
     """Apply ``AzureFunctionsJobHost__a__b=value`` settings to a copy of host.json."""
     merged: dict[str, Any] = copy.deepcopy(dict(host_json))
     for name, value in settings.items():
-        if not name.startswith(_HOST_OVERRIDE_PREFIX):
-            continue
-        path = [part for part in name[len(_HOST_OVERRIDE_PREFIX) :].split("__") if part]
-        if not path:
+        path = [p for p in name.removeprefix(_HOST_OVERRIDE_PREFIX).split("__") if p]
+        if not name.startswith(_HOST_OVERRIDE_PREFIX) or not path:
             continue
         node = merged
         for part in path[:-1]:
             key = next((k for k in node if k.lower() == part.lower()), part)
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = {}
-                node[key] = child
-            node = child
-        leaf = next((k for k in node if k.lower() == path[-1].lower()), path[-1])
-        node[leaf] = value
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[next((k for k in node if k.lower() == path[-1].lower()), path[-1])] = value
     return merged
 
 
 def _as_int(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise HostConfigurationError(f"{what} must be an integer, got {value!r}")
     try:
+        if isinstance(value, bool):
+            raise ValueError
         return int(value)
     except (TypeError, ValueError):
         raise HostConfigurationError(f"{what} must be an integer, got {value!r}") from None
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"true", "1", "yes"}
-    return bool(value)
-
-
-def _resolve_setting_refs(value: str, settings: Mapping[str, str], where: str) -> str:
-    """Replace ``%NAME%`` with the app setting ``NAME`` (the host's binding expressions)."""
+def _resolve(binding: Mapping[str, Any], settings: Mapping[str, str], where: str) -> dict[str, Any]:
+    """The binding with each ``%NAME%`` replaced by the app setting ``NAME``."""
 
     def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in settings:
+        if match.group(1) not in settings:
             raise HostConfigurationError(
-                f"{where}: app setting {name!r} (referenced as '%{name}%') is not defined"
+                f"{where}: app setting {match.group(1)!r} (referenced as '%{match.group(1)}%') "
+                "is not defined"
             )
-        return settings[name]
+        return settings[match.group(1)]
 
-    return _SETTING_REFERENCE.sub(replace, value)
-
-
-def _resolve_binding(
-    binding: Mapping[str, Any], settings: Mapping[str, str], where: str
-) -> dict[str, Any]:
     return {
-        key: _resolve_setting_refs(value, settings, f"{where}, binding property {key!r}")
-        if isinstance(value, str)
-        else value
-        for key, value in binding.items()
+        k: _SETTING_REFERENCE.sub(replace, v) if isinstance(v, str) else v
+        for k, v in binding.items()
     }
-
-
-def _lease_for(host_json: Mapping[str, Any]) -> timedelta:
-    raw = _get_ci(host_json, "functionTimeout")
-    if raw is None or str(raw).strip() == "-1":
-        return _DEFAULT_LEASE
-    timeout = parse_timespan(raw)
-    if timeout <= timedelta(0):
-        return _DEFAULT_LEASE
-    return min(timeout + timedelta(minutes=1), _MAX_VISIBILITY)
-
-
-# --------------------------------------------------------------------------------------------
-# Options and indexed functions
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class QueueOptions:
-    """``extensions.queues`` of host.json, with the host's defaults."""
+    """``extensions.queues`` of host.json, with the host's defaults (base64 messages only)."""
 
     batch_size: int = 16
     new_batch_threshold: int = 8
     max_dequeue_count: int = 5
     visibility_timeout: timedelta = timedelta(0)
     max_polling_interval: timedelta = timedelta(minutes=1)
-    message_encoding: str = "base64"
 
     @classmethod
     def from_host_json(cls, host_json: Mapping[str, Any]) -> QueueOptions:
-        queues = _section(host_json, "extensions", "queues")
+        queues = _get_ci(_get_ci(host_json, "extensions", {}), "queues", {})
         batch_size = _as_int(_get_ci(queues, "batchSize", 16), "extensions.queues.batchSize")
-        if not 1 <= batch_size <= 32:
-            raise HostConfigurationError("extensions.queues.batchSize must be between 1 and 32")
         threshold = _as_int(
             _get_ci(queues, "newBatchThreshold", batch_size // 2),
             "extensions.queues.newBatchThreshold",
@@ -325,114 +217,60 @@ class QueueOptions:
         max_dequeue = _as_int(
             _get_ci(queues, "maxDequeueCount", 5), "extensions.queues.maxDequeueCount"
         )
-        if threshold < 0 or max_dequeue < 1:
-            raise HostConfigurationError(
-                "extensions.queues: newBatchThreshold must be >= 0 and maxDequeueCount >= 1"
-            )
         visibility = parse_timespan(_get_ci(queues, "visibilityTimeout", "00:00:00"))
-        if not timedelta(0) <= visibility <= _MAX_VISIBILITY:
-            raise HostConfigurationError("extensions.queues.visibilityTimeout must be 0..7 days")
         polling = parse_timespan(_get_ci(queues, "maxPollingInterval", "00:01:00"))
-        if polling < _MIN_POLLING_INTERVAL:
-            raise HostConfigurationError("extensions.queues.maxPollingInterval must be >= 100 ms")
-        encoding = str(_get_ci(queues, "messageEncoding", "base64")).strip().lower()
-        if encoding not in {"base64", "none"}:
+        encoding = str(_get_ci(queues, "messageEncoding", "base64")).lower()
+        if not (1 <= batch_size <= 32 and threshold >= 0 and max_dequeue >= 1):
             raise HostConfigurationError(
-                f"extensions.queues.messageEncoding must be 'base64' or 'none', got {encoding!r}"
+                "extensions.queues: batchSize must be 1..32, newBatchThreshold >= 0 and "
+                "maxDequeueCount >= 1"
             )
-        return cls(batch_size, threshold, max_dequeue, visibility, polling, encoding)
+        if not timedelta(0) <= visibility <= _MAX_VISIBILITY or polling < _MIN_POLLING_INTERVAL:
+            raise HostConfigurationError(
+                "extensions.queues: visibilityTimeout must be 0..7 days and maxPollingInterval "
+                ">= 100 ms"
+            )
+        if encoding != "base64":
+            raise HostConfigurationError("extensions.queues.messageEncoding must be 'base64'")
+        return cls(batch_size, threshold, max_dequeue, visibility, polling)
 
 
 @dataclass(frozen=True)
-class _RetryPolicy:
-    strategy: str
-    max_retry_count: int  # -1: retry forever
-    delay_interval: timedelta
-    minimum_interval: timedelta
-    maximum_interval: timedelta
-
-    @classmethod
-    def from_settings(cls, raw: Mapping[str, Any], where: str) -> _RetryPolicy:
-        strategy = str(raw.get("strategy", "")).lower()
-        count = _as_int(raw.get("max_retry_count", 0), f"{where}: retry max_retry_count")
-        if strategy == "fixed_delay":
-            delay = parse_timespan(raw.get("delay_interval") or "00:00:00")
-            return cls(strategy, count, delay, delay, delay)
-        if strategy == "exponential_backoff":
-            minimum = parse_timespan(raw.get("minimum_interval") or "00:00:00")
-            maximum = parse_timespan(raw.get("maximum_interval") or "00:15:00")
-            return cls(strategy, count, minimum, minimum, maximum)
-        raise HostConfigurationError(f"{where}: unknown retry strategy {strategy!r}")
-
-    def allows(self, retry_number: int) -> bool:
-        return self.max_retry_count < 0 or retry_number <= self.max_retry_count
-
-    def delay_for(self, retry_number: int) -> timedelta:
-        if self.strategy == "fixed_delay":
-            return self.delay_interval
-        return min(self.maximum_interval, self.minimum_interval * (1 << max(retry_number - 1, 0)))
-
-
-@dataclass(frozen=True)
-class _IndexedFunction:
+class _Indexed:
     name: str
     trigger_type: str
     trigger: Mapping[str, Any]
     user_function: Callable[..., Any]
-    out_bindings: tuple[Mapping[str, Any], ...]
-    null_inputs: tuple[str, ...]
-    wants_context: bool
-    retry: _RetryPolicy | None
-
-
-@dataclass(frozen=True)
-class _RouteParam:
-    name: str
-    group: str
-    default: str | None
-    checks: tuple[Callable[[str], bool], ...] = ()
 
 
 @dataclass(frozen=True)
 class _HttpRoute:
-    function: _IndexedFunction
+    function: _Indexed
     template: str
     pattern: re.Pattern[str]
-    params: tuple[_RouteParam, ...]
-    methods: frozenset[str] | None
+    checks: Mapping[str, re.Pattern[str]]  # {name:regex(...)} constraints, searched in the value
+    methods: frozenset[str]
     auth_level: str
-    specificity: tuple[int, int, int, int]
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.fullmatch(path)
-        if found is None:
-            return None
-        values: dict[str, str] = {}
-        for param in self.params:
-            raw = found.group(param.group)
-            if raw is None or (raw == "" and param.default is not None):
-                if param.default is not None:
-                    values[param.name] = param.default
-                continue
-            value = unquote(raw)
-            if not all(check(value) for check in param.checks):
-                return None  # a route constraint rejects the value: the route does not match
-            values[param.name] = value
+        values = {k: unquote(v) for k, v in found.groupdict().items()} if found else None
+        if values is None or any(not c.search(values[k]) for k, c in self.checks.items()):
+            return None  # a constraint rejects the value: the route does not match
         return values
 
 
 @dataclass
 class _TimerFunction:
-    function: _IndexedFunction
+    function: _Indexed
     schedule: str
-    run_on_startup: bool
     lock: threading.Lock = field(default_factory=threading.Lock)
     last: datetime | None = None
 
 
 @dataclass
 class _QueueFunction:
-    function: _IndexedFunction
+    function: _Indexed
     queue_name: str
     poison_queue_name: str
     wake: threading.Event = field(default_factory=threading.Event)
@@ -440,172 +278,21 @@ class _QueueFunction:
     condition: threading.Condition = field(default_factory=threading.Condition)
 
 
-@dataclass(frozen=True)
-class _HttpResult:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-@dataclass(frozen=True)
-class _Invocation:
-    result: Any
-    outputs: Mapping[str, _Out]
-
-
-def _scan_route_segment(segment: str, where: str) -> list[tuple[bool, str]]:
-    """Split one route segment into literal text and ``{parameter}`` tokens.
-
-    ``{{`` and ``}}`` are escaped braces, inside and outside tokens (ASP.NET routing syntax).
-    """
-    parts: list[tuple[bool, str]] = []
-    literal: list[str] = []
-    index = 0
-    while index < len(segment):
-        char = segment[index]
-        if segment.startswith("{{", index) or segment.startswith("}}", index):
-            literal.append(char)
-            index += 2
-        elif char == "{":
-            token: list[str] = []
-            index += 1
-            while True:
-                if index >= len(segment):
-                    raise HostConfigurationError(f"{where}: unterminated route parameter")
-                if segment.startswith("{{", index) or segment.startswith("}}", index):
-                    token.append(segment[index])
-                    index += 2
-                elif segment[index] == "}":
-                    index += 1
-                    break
-                else:
-                    token.append(segment[index])
-                    index += 1
-            if literal:
-                parts.append((False, "".join(literal)))
-                literal = []
-            parts.append((True, "".join(token)))
-        elif char == "}":
-            raise HostConfigurationError(f"{where}: unbalanced '}}' in route")
-        else:
-            literal.append(char)
-            index += 1
-    if literal:
-        parts.append((False, "".join(literal)))
-    return parts
-
-
-def _route_constraint(text: str, where: str) -> Callable[[str], bool] | None:
-    """A predicate for one inline route constraint (``int``, ``regex(...)``, ``min(1)``...)."""
-    match = re.fullmatch(r"([A-Za-z]+)(?:\((.*)\))?", text, re.DOTALL)
-    if match is None:
-        raise HostConfigurationError(f"{where}: invalid route constraint {text!r}")
-    kind, argument = match.group(1).lower(), match.group(2)
-    type_pattern = _ROUTE_TYPE_CONSTRAINTS.get(kind)
-    if type_pattern is not None and argument is None:
-        return lambda value: type_pattern.fullmatch(value) is not None
-    if kind == "regex" and argument is not None:
-        try:
-            # ASP.NET: Regex.IsMatch, case-insensitive, so anchors are the template's business.
-            compiled = re.compile(argument, re.IGNORECASE)
-        except re.error as exc:
-            raise HostConfigurationError(
-                f"{where}: invalid route regex {argument!r}: {exc}"
-            ) from None
-        return lambda value: compiled.search(value) is not None
-    numbers = [a.strip() for a in (argument or "").split(",") if a.strip()]
-    if kind in {"min", "max", "range", "length", "minlength", "maxlength"} and all(
-        re.fullmatch(r"-?\d+", n) for n in numbers
-    ):
-        bounds = [int(n) for n in numbers]
-        if kind in {"min", "max", "range"}:
-            low = bounds[0] if kind in {"min", "range"} else None
-            high = bounds[-1] if kind in {"max", "range"} else None
-
-            def in_range(value: str) -> bool:
-                if not re.fullmatch(r"-?\d+", value):
-                    return False
-                number = int(value)
-                return (low is None or number >= low) and (high is None or number <= high)
-
-            return in_range
-        shortest = bounds[0] if kind in {"minlength", "length"} else None
-        longest = bounds[-1] if kind in {"maxlength", "length"} else None
-        return lambda value: (shortest is None or len(value) >= shortest) and (
-            longest is None or len(value) <= longest
-        )
-    _LOG.warning("%s: route constraint %r is not enforced by the local host", where, text)
-    return None
-
-
-def _split_route_token(body: str) -> tuple[list[str], str | None]:
-    """Split ``name:c1:c2(...)=default`` on top-level ``:`` and ``=`` (not inside parentheses)."""
-    pieces: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for index, char in enumerate(body):
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth = max(0, depth - 1)
-        elif depth == 0 and char == ":":
-            pieces.append("".join(current))
-            current = []
-            continue
-        elif depth == 0 and char == "=":
-            pieces.append("".join(current))
-            return pieces, body[index + 1 :]
-        current.append(char)
-    pieces.append("".join(current))
-    return pieces, None
-
-
-def _compile_route(template: str, where: str) -> tuple[re.Pattern[str], tuple[_RouteParam, ...]]:
-    """Compile an ASP.NET-style route template into a case-insensitive regex plus checks."""
-    params: list[_RouteParam] = []
-
-    def param_regex(token: str, lazy: bool) -> tuple[str, bool]:
-        catch_all = token.startswith("*")
-        pieces, default = _split_route_token(token.lstrip("*"))
-        optional = default is not None
-        if default is None and pieces[-1].endswith("?"):
-            pieces[-1], optional = pieces[-1][:-1], True
-        name, *constraints = pieces
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", name):
-            raise HostConfigurationError(f"{where}: invalid route parameter {{{token}}}")
-        checks = tuple(
-            check for c in constraints if (check := _route_constraint(c, where)) is not None
-        )
-        group = f"p{len(params)}"
-        params.append(_RouteParam(name, group, default, checks))
-        inner = ".*" if catch_all else ("[^/]+?" if lazy else "[^/]+")
-        return f"(?P<{group}>{inner})", optional or catch_all
-
-    stripped = template.strip("/")
-    regex = ""
-    for index, segment in enumerate(stripped.split("/") if stripped else []):
-        separator = "/" if index else ""
-        parts = _scan_route_segment(segment, where)
-        if len(parts) == 1 and parts[0][0]:
-            group_regex, optional = param_regex(parts[0][1], lazy=False)
-            regex += f"(?:{separator}{group_regex})?" if optional else separator + group_regex
-            continue
-        pieces = [
-            param_regex(text, lazy=True)[0] if is_param else re.escape(text)
-            for is_param, text in parts
-        ]
-        regex += separator + "".join(pieces)
-    return re.compile(regex, re.IGNORECASE), tuple(params)
-
-
-def _route_specificity(template: str) -> tuple[int, int, int, int]:
-    """Sort key, most specific first: no catch-all, more literals, more constrained parameters."""
-    segments = [s for s in template.strip("/").split("/") if s]
-    literal = sum(1 for s in segments if "{" not in s.replace("{{", ""))
-    catch_all = sum(1 for s in segments if s.startswith("{*"))
-    constrained = sum(1 for s in segments if s.startswith("{") and ":" in s)
-    optional = sum(1 for s in segments if s.endswith("?}") or (s.startswith("{") and "=" in s))
-    return catch_all, -literal, -constrained, optional
+def _compile_route(template: str, where: str) -> tuple[re.Pattern[str], dict[str, re.Pattern[str]]]:
+    """A route template as a case-insensitive regex (literals, ``{name}``) and the constraints
+    of its ``{name:regex(...)}`` parameters (case-insensitive ``Regex.IsMatch``, as ASP.NET)."""
+    regex, checks, position, stripped = "", {}, 0, template.strip("/")
+    for match in [*_ROUTE_PARAM.finditer(stripped), None]:
+        literal = stripped[position : match.start() if match else None]
+        if "{" in literal or "}" in literal:
+            raise HostConfigurationError(f"{where}: route syntax the local host does not support")
+        regex += re.escape(literal)
+        if match is not None:
+            regex += f"(?P<{match.group(1)}>[^/]+)"
+            if match.group(2) is not None:
+                checks[match.group(1)] = re.compile(match.group(2), re.IGNORECASE)
+            position = match.end()
+    return re.compile(regex, re.IGNORECASE), checks
 
 
 def _joined(pairs: Iterable[tuple[str, str]], separator: str, *, lower: bool) -> dict[str, str]:
@@ -616,300 +303,29 @@ def _joined(pairs: Iterable[tuple[str, str]], separator: str, *, lower: bool) ->
     return merged
 
 
-# --------------------------------------------------------------------------------------------
-# Minimal implementations of the worker-provided objects
-# --------------------------------------------------------------------------------------------
-
-
-class _Out(func.Out[Any]):
-    """Holds the value a function sets on an output binding."""
-
-    def __init__(self) -> None:
-        self._value: Any = None
-
-    def set(self, val: Any) -> None:
-        self._value = val
-
-    def get(self) -> Any:
-        return self._value
-
-
-class _RpcException(func_abc.RpcException):
-    @property
-    def source(self) -> str:
-        return ""
-
-    @property
-    def stack_trace(self) -> str:
-        return ""
-
-    @property
-    def message(self) -> str:
-        return ""
-
-
-class _TraceContext(func_abc.TraceContext):
-    def __init__(self) -> None:
-        self._parent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
-
-    @property
-    def trace_state(self) -> str:
-        return ""
-
-    @property
-    def trace_parent(self) -> str:
-        return self._parent
-
-    @property
-    def attributes(self) -> dict[str, str]:
-        return {}
-
-
-class _RetryContext(func_abc.RetryContext):
-    def __init__(self, retry_count: int, max_retry_count: int) -> None:
-        self._retry_count = retry_count
-        self._max_retry_count = max_retry_count
-
-    @property
-    def retry_count(self) -> int:
-        return self._retry_count
-
-    @property
-    def max_retry_count(self) -> int:
-        return self._max_retry_count
-
-    @property
-    def exception(self) -> func_abc.RpcException:
-        return _RpcException()
-
-
-_THREAD_LOCAL: Final = threading.local()
-
-
-class _Context(func.Context):
-    def __init__(self, invocation_id: str, function_name: str, retry: _RetryContext) -> None:
-        self._invocation_id = invocation_id
-        self._function_name = function_name
-        self._retry = retry
-        self._trace = _TraceContext()
-
-    @property
-    def invocation_id(self) -> str:
-        return self._invocation_id
-
-    @property
-    def thread_local_storage(self) -> type[threading.local]:
-        # The abstract property is annotated as a type, but the worker returns an instance.
-        return cast(type[threading.local], _THREAD_LOCAL)
-
-    @property
-    def function_name(self) -> str:
-        return self._function_name
-
-    @property
-    def function_directory(self) -> str:
-        return os.getcwd()
-
-    @property
-    def trace_context(self) -> func_abc.TraceContext:
-        return self._trace
-
-    @property
-    def retry_context(self) -> func_abc.RetryContext:
-        return self._retry
-
-
-def _run_awaitable(value: Awaitable[Any]) -> Any:
-    async def wrapper() -> Any:
-        return await value
-
-    return asyncio.run(wrapper())
-
-
-# --------------------------------------------------------------------------------------------
-# HTTP server plumbing
-# --------------------------------------------------------------------------------------------
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], owner: LocalFunctionsHost) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.owner = owner
-        super().__init__(address, _RequestHandler)
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "VigilLocalFunctionsHost/1.0"
-    timeout = 60
-    # Headers and body go out in separate writes; with Nagle on, the body waits for the
-    # client's delayed ACK (~40 ms on Linux) on every keep-alive request.
-    disable_nagle_algorithm = True
-
-    def _serve(self) -> None:
-        started = time.perf_counter()
-        path = urlsplit(self.path).path  # never log the query string: it may carry a key
-        try:
-            body = self._read_body()
-        except _BadRequest as exc:
-            result = _HttpResult(exc.status, [("Content-Type", "text/plain")], str(exc).encode())
-            self.close_connection = True
-        else:
-            owner = cast(_Server, self.server).owner
-            try:
-                result = owner._dispatch_http(
-                    self.command, self.path, list(self.headers.items()), body, self._authority()
-                )
-            except Exception:
-                _LOG.exception("HTTP %s %s: the local host failed", self.command, path)
-                result = _text_result(500, "Internal Server Error")
-        # Logged before answering, so a caller that has its answer finds the line written.
-        _LOG.info(
-            "HTTP %s %s -> %d (%.1f ms)",
-            self.command,
-            path,
-            result.status,
-            (time.perf_counter() - started) * 1000,
-            extra={"http_method": self.command, "http_path": path, "http_status": result.status},
-        )
-        try:
-            self._write(result)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_TRACE = _serve
-
-    def _authority(self) -> str:
-        host = self.headers.get("Host")
-        if host:
-            return str(host)
-        return urlsplit(cast(_Server, self.server).owner.base_url).netloc
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_line, 16)
-                except ValueError:
-                    raise _BadRequest(400, "bad chunked encoding") from None
-                if size == 0:
-                    while self.rfile.readline(1024).strip():
-                        pass  # trailers
-                    return b"".join(chunks)
-                total += size
-                if total > _MAX_REQUEST_BODY:
-                    raise _BadRequest(413, "request body too large")
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(1024)
-        length_header = self.headers.get("Content-Length")
-        if not length_header:
-            return b""
-        try:
-            length = int(length_header)
-        except ValueError:
-            raise _BadRequest(400, "bad Content-Length") from None
-        if length < 0:
-            raise _BadRequest(400, "bad Content-Length")
-        if length > _MAX_REQUEST_BODY:
-            raise _BadRequest(413, "request body too large")
-        return self.rfile.read(length)
-
-    def _write(self, result: _HttpResult) -> None:
-        self.send_response(result.status)
-        for name, value in result.headers:
-            self.send_header(name, value)
-        no_body = self.command == "HEAD" or result.status in (204, 304) or result.status < 200
-        if result.status not in (204, 304) and result.status >= 200:
-            self.send_header("Content-Length", str(len(result.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if not no_body:
-            self.wfile.write(result.body)
-        self.wfile.flush()
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Silenced: the request line contains the query string. ``_serve`` logs instead."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # ``args`` may contain the raw request line (and so a key): log the template only.
-        _LOG.debug("http server: %s", format)
-
-
-_SESSION_COOKIE = "AppServiceAuthSession"
+def _text(status: int, text: str, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(text, status, headers, mimetype="text/plain")
 
 
 def _principal_label(encoded: str) -> str:
     """ "name (roles)" of an `X-MS-CLIENT-PRINCIPAL` the host signs in with."""
-    data = json.loads(base64.b64decode(encoded))
-    claims = [(c["typ"], c["val"]) for c in data["claims"]]
+    claims = [(c["typ"], c["val"]) for c in json.loads(base64.b64decode(encoded))["claims"]]
     name = next((v for t, v in claims if t == "preferred_username"), "?")
-    roles = ", ".join(v for t, v in claims if t == "roles")
-    return f"{name} ({roles})"
+    return f"{name} ({', '.join(v for t, v in claims if t == 'roles')})"
 
 
-def _text_result(status: int, text: str, extra: Iterable[tuple[str, str]] = ()) -> _HttpResult:
-    headers = [("Content-Type", "text/plain; charset=utf-8"), *extra]
-    return _HttpResult(status, headers, text.encode())
-
-
-def _http_result_from(value: Any) -> _HttpResult:
-    """Convert what an HTTP function returned, as the worker's ``HttpResponseConverter`` does."""
-    if isinstance(value, func.HttpResponse):
-        headers: list[tuple[str, str]] = []
-        for name, header_value in value.headers.items():
-            if str(name).lower() not in _HOP_BY_HOP:
-                headers.append((str(name), str(header_value)))
-        if not any(name.lower() == "content-type" for name, _ in headers):
-            mimetype = str(value.mimetype)
-            content_type = (
-                f"{mimetype}; charset={value.charset}" if mimetype.startswith("text/") else mimetype
-            )
-            headers.append(("Content-Type", content_type))
-        return _HttpResult(int(value.status_code), headers, value.get_body() or b"")
-    if isinstance(value, str):
-        return _text_result(200, value)
-    if value is None:
-        return _HttpResult(204, [], b"")
-    raise TypeError(f"HTTP function returned an unsupported type: {type(value).__name__}")
-
-
-def _queue_output_bodies(value: Any) -> list[bytes]:
-    """Messages for a ``queue`` output binding value (str, bytes, QueueMessage or a list)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value.encode("utf-8")]
-    if isinstance(value, bytes | bytearray):
-        return [bytes(value)]
-    if isinstance(value, func.QueueMessage):
-        return [value.get_body()]
-    if isinstance(value, Iterable) and not isinstance(value, Mapping):
-        bodies: list[bytes] = []
-        for item in value:
-            if isinstance(item, Iterable) and not isinstance(item, str | bytes | bytearray):
-                raise TypeError("nested iterables are not valid queue output messages")
-            bodies.extend(_queue_output_bodies(item))
-        return bodies
-    raise TypeError(f"unsupported queue output value: {type(value).__name__}")
-
-
-# --------------------------------------------------------------------------------------------
-# The host
-# --------------------------------------------------------------------------------------------
+def _http_response(value: Any) -> Response:
+    """What an HTTP function returned, as the worker's ``HttpResponseConverter`` answers it."""
+    if not isinstance(value, func.HttpResponse):
+        raise TypeError(f"HTTP function returned {type(value).__name__}, not func.HttpResponse")
+    headers = [(str(k), str(v)) for k, v in value.headers.items() if k.lower() not in _HOP_BY_HOP]
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        mimetype = str(value.mimetype)
+        text = mimetype.startswith("text/")
+        headers.append(
+            ("Content-Type", f"{mimetype}; charset={value.charset}" if text else mimetype)
+        )
+    return Response(value.get_body() or b"", int(value.status_code), headers)
 
 
 class LocalFunctionsHost:
@@ -929,24 +345,24 @@ class LocalFunctionsHost:
         sign_ins: Mapping[str, str] | None = None,
     ) -> None:
         """`sign_ins` plays App Service Authentication: a request with `Authorization: Bearer
-        <token>` for a token in it reaches the function with that `X-MS-CLIENT-PRINCIPAL`;
-        principal headers a client sends itself are removed, as App Service does."""
+        <token>` for a token in it reaches the function with that `X-MS-CLIENT-PRINCIPAL`."""
         if not function_key:
             raise HostConfigurationError("function_key must not be empty")
         self._settings: Mapping[str, str] = dict(settings)
-        self._host_json = _apply_host_overrides(host_json, self._settings)
+        host_json = _apply_host_overrides(host_json, self._settings)
         self._connection_string = storage_connection_string
         self._function_key = function_key.encode("utf-8")
         self._sign_ins: Mapping[str, str] = dict(sign_ins or {})
         self._host = host
         self._port = port
         self._clock_source: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self._queue_options = QueueOptions.from_host_json(self._host_json)
-        self._lease = _lease_for(self._host_json)
-        self._route_prefix = str(
-            _get_ci(_section(self._host_json, "extensions", "http"), "routePrefix", "api")
-        ).strip("/")
-
+        self._queue_options = QueueOptions.from_host_json(host_json)
+        timeout = _get_ci(host_json, "functionTimeout")
+        self._lease = (
+            _DEFAULT_LEASE
+            if timeout is None or str(timeout).strip() == "-1"
+            else min(parse_timespan(timeout) + timedelta(minutes=1), _MAX_VISIBILITY)
+        )
         self._routes: list[_HttpRoute] = []
         self._timers: dict[str, _TimerFunction] = {}
         self._queues: dict[str, _QueueFunction] = {}
@@ -956,7 +372,7 @@ class LocalFunctionsHost:
         self._lifecycle_lock = threading.Lock()
         self._started = False
         self._stopped = False
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._threads: list[threading.Thread] = []
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._futures: set[Future[None]] = set()
@@ -979,118 +395,50 @@ class LocalFunctionsHost:
             app.functions_bindings = remembered
         for function in functions:
             name = function.get_function_name() or function.get_user_function().__name__
-            if _as_bool(self._settings.get(f"AzureWebJobs.{name}.Disabled", "false")):
-                _LOG.info("Function '%s' is disabled by app setting", name)
-                continue
-            indexed = self._index_function(name, function)
-            if indexed.trigger_type == "httpTrigger":
-                self._routes.append(self._http_route(indexed))
-            elif indexed.trigger_type == "timerTrigger":
-                schedule = str(indexed.trigger.get("schedule", ""))
-                next_occurrence(schedule, datetime.now(UTC))  # validate now, like the host
-                run_on_startup = _as_bool(indexed.trigger.get("runOnStartup", False))
-                self._timers[name] = _TimerFunction(indexed, schedule, run_on_startup)
-            else:
-                # The host lower-cases queue names before validating them.
-                queue_name = str(indexed.trigger.get("queueName", "")).lower()
-                poison = f"{queue_name}-poison"
-                for candidate in (queue_name, poison):
-                    if not _QUEUE_NAME.fullmatch(candidate):
-                        raise HostConfigurationError(
-                            f"function '{name}': invalid queue name {candidate!r}"
-                        )
-                self._queues[name] = _QueueFunction(indexed, queue_name, poison)
-        self._routes.sort(key=lambda route: route.specificity)
-
-    def _index_function(self, name: str, function: Function) -> _IndexedFunction:
-        where = f"function '{name}'"
-        description = function.get_function_json()
-        bindings: list[Mapping[str, Any]] = json.loads(description)["bindings"]
-        triggers = [b for b in bindings if str(b.get("type", "")).endswith("Trigger")]
-        if len(triggers) != 1:
-            raise HostConfigurationError(f"{where} must have exactly one trigger")
-        trigger_type = str(triggers[0]["type"])
-        if trigger_type not in {"httpTrigger", "timerTrigger", "queueTrigger"}:
-            raise HostConfigurationError(
-                f"{where}: trigger type {trigger_type!r} is not supported by LocalFunctionsHost"
-            )
-        trigger = _resolve_binding(triggers[0], self._settings, where)
-        out_bindings: list[Mapping[str, Any]] = []
-        null_inputs: list[str] = []
-        for binding in bindings:
-            if binding is triggers[0]:
-                continue
-            binding_type = str(binding.get("type", ""))
-            binding_name = str(binding.get("name", ""))
-            if str(binding.get("direction", "")).upper() == "OUT":
-                resolved = _resolve_binding(binding, self._settings, where)
-                out_bindings.append(resolved)
-                if binding_type not in {"http", "queue"}:
-                    _LOG.warning(
-                        "%s: output binding '%s' (type %s) is not emulated; its value is discarded",
-                        where,
-                        binding_name,
-                        binding_type,
-                    )
-            else:
-                null_inputs.append(binding_name)
-                _LOG.warning(
-                    "%s: input binding '%s' (type %s) is not emulated; the function gets None",
-                    where,
-                    binding_name,
-                    binding_type,
+            where = f"function '{name}'"
+            bindings: list[Mapping[str, Any]] = json.loads(function.get_function_json())["bindings"]
+            triggers = [b for b in bindings if str(b.get("type", "")).endswith("Trigger")]
+            others = [b for b in bindings if b not in triggers]
+            if len(triggers) != 1 or any(
+                (b.get("type"), b.get("name")) != ("http", "$return") for b in others
+            ):
+                raise HostConfigurationError(
+                    f"{where}: the local host runs one trigger and an HTTP $return, no other "
+                    "bindings"
                 )
-        user_function: Callable[..., Any] = function.get_user_function()
-        binding_names = {str(b.get("name")) for b in bindings}
-        wants_context = (
-            "context" in inspect.signature(user_function).parameters
-            and "context" not in binding_names
-        )
-        retry: _RetryPolicy | None = None
-        retry_settings = function.get_settings_dict("retry_policy")
-        if retry_settings:
-            if trigger_type == "timerTrigger":
-                retry = _RetryPolicy.from_settings(retry_settings, where)
+            trigger = _resolve(triggers[0], self._settings, where)
+            indexed = _Indexed(name, str(trigger["type"]), trigger, function.get_user_function())
+            if indexed.trigger_type == "httpTrigger":
+                template = str(trigger.get("route") or name)
+                methods = frozenset(str(m).upper() for m in trigger.get("methods") or ())
+                if not methods:
+                    raise HostConfigurationError(f"{where}: list the HTTP methods it answers")
+                pattern, checks = _compile_route(template, where)
+                auth_level = str(trigger.get("authLevel", "FUNCTION")).upper()
+                self._routes.append(
+                    _HttpRoute(indexed, template, pattern, checks, methods, auth_level)
+                )
+            elif indexed.trigger_type == "timerTrigger" and not trigger.get("runOnStartup"):
+                schedule = str(trigger.get("schedule", ""))
+                next_occurrence(schedule, datetime.now(UTC))  # validate now, like the host
+                self._timers[name] = _TimerFunction(indexed, schedule)
+            elif indexed.trigger_type == "queueTrigger":
+                # The host lower-cases queue names before validating them.
+                queue_name = str(trigger.get("queueName", "")).lower()
+                for candidate in (queue_name, f"{queue_name}-poison"):
+                    if not _QUEUE_NAME.fullmatch(candidate):
+                        raise HostConfigurationError(f"{where}: invalid queue name {candidate!r}")
+                self._queues[name] = _QueueFunction(indexed, queue_name, f"{queue_name}-poison")
             else:
-                _LOG.warning("%s: retry policies apply to timer triggers only; ignored", where)
-        return _IndexedFunction(
-            name=name,
-            trigger_type=trigger_type,
-            trigger=trigger,
-            user_function=user_function,
-            out_bindings=tuple(out_bindings),
-            null_inputs=tuple(null_inputs),
-            wants_context=wants_context,
-            retry=retry,
-        )
-
-    def _http_route(self, indexed: _IndexedFunction) -> _HttpRoute:
-        where = f"function '{indexed.name}'"
-        template = str(indexed.trigger.get("route") or indexed.name)
-        pattern, params = _compile_route(template, where)
-        raw_methods = indexed.trigger.get("methods")
-        methods = frozenset(str(m).upper() for m in raw_methods) if raw_methods else None
-        auth_level = str(indexed.trigger.get("authLevel", "FUNCTION")).upper()
-        return _HttpRoute(
-            function=indexed,
-            template=template,
-            pattern=pattern,
-            params=params,
-            methods=methods,
-            auth_level=auth_level,
-            specificity=_route_specificity(template),
-        )
+                raise HostConfigurationError(f"{where}: not supported by the local host")
+        # Literal segments before parameters, as ASP.NET orders them.
+        self._routes.sort(key=lambda r: -sum("{" not in s for s in r.template.split("/")))
 
     @property
     def http_routes(self) -> list[HttpRouteInfo]:
         """Every HTTP route indexed from the app (what a test can enumerate to cover them all)."""
         return [
-            HttpRouteInfo(
-                r.function.name,
-                r.template,
-                tuple(sorted(r.methods or _HTTP_METHODS)),
-                r.auth_level,
-            )
+            HttpRouteInfo(r.function.name, r.template, tuple(sorted(r.methods)), r.auth_level)
             for r in self._routes
         ]
 
@@ -1099,11 +447,8 @@ class LocalFunctionsHost:
     @property
     def base_url(self) -> str:
         """``http://host:port``; with ``port=0`` the ephemeral port is known after ``start()``."""
-        if self._server is not None:
-            port = int(self._server.server_address[1])
-        elif self._port:
-            port = self._port
-        else:
+        port = self._server.port if self._server is not None else self._port
+        if not port:
             raise RuntimeError("port 0: the port is chosen by start()")
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{port}"
@@ -1117,10 +462,10 @@ class LocalFunctionsHost:
         with self._lifecycle_lock:
             if self._started or self._stopped:
                 raise RuntimeError("LocalFunctionsHost can be started once")
-            server = _Server((self._host, self._port), self)  # OSError if the port is taken
-            self._server = server
+            self._server = Server(
+                self._wsgi, name="vigil-local-http", host=self._host, port=self._port
+            )
             self._started = True
-            self._spawn("http", lambda: server.serve_forever(poll_interval=0.1))
             for name, timer in (self._timers if triggers else {}).items():
                 self._spawn(f"timer-{name}", functools.partial(self._timer_loop, timer))
             for name, queue in (self._queues if triggers else {}).items():
@@ -1153,8 +498,7 @@ class LocalFunctionsHost:
             with queue.condition:
                 queue.condition.notify_all()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
@@ -1197,29 +541,9 @@ class LocalFunctionsHost:
 
     # ---- invocation -----------------------------------------------------------------------
 
-    def _invoke(
-        self,
-        indexed: _IndexedFunction,
-        trigger_value: Any,
-        reason: str,
-        *,
-        retry_count: int = 0,
-    ) -> _Invocation:
-        """Call the user function with its bindings; raises what the function raised."""
+    def _invoke(self, indexed: _Indexed, trigger_value: Any, reason: str) -> Any:
+        """Call the user function with its trigger; raises what the function raised."""
         invocation_id = str(uuid.uuid4())
-        kwargs: dict[str, Any] = {str(indexed.trigger["name"]): trigger_value}
-        outputs: dict[str, _Out] = {}
-        for binding in indexed.out_bindings:
-            name = str(binding.get("name"))
-            if name != "$return":
-                outputs[name] = kwargs[name] = _Out()
-        for name in indexed.null_inputs:
-            kwargs[name] = None
-        if indexed.wants_context:
-            max_retries = indexed.retry.max_retry_count if indexed.retry else 0
-            kwargs["context"] = _Context(
-                invocation_id, indexed.name, _RetryContext(retry_count, max_retries)
-            )
         extra = {"function_name": indexed.name, "invocation_id": invocation_id}
         _LOG.info(
             "Executing 'Functions.%s' (Reason='%s', Id=%s)",
@@ -1229,12 +553,8 @@ class LocalFunctionsHost:
             extra=extra,
         )
         started = time.perf_counter()
-        _THREAD_LOCAL.invocation_id = invocation_id
         try:
-            result = indexed.user_function(**kwargs)
-            if inspect.isawaitable(result):
-                result = _run_awaitable(result)
-            self._write_queue_outputs(indexed, outputs, result)
+            result = indexed.user_function(**{str(indexed.trigger["name"]): trigger_value})
         except Exception:
             _LOG.exception(
                 "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
@@ -1244,8 +564,6 @@ class LocalFunctionsHost:
                 extra=extra,
             )
             raise
-        finally:
-            _THREAD_LOCAL.invocation_id = None
         _LOG.info(
             "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)",
             indexed.name,
@@ -1253,100 +571,91 @@ class LocalFunctionsHost:
             (time.perf_counter() - started) * 1000,
             extra=extra,
         )
-        return _Invocation(result, outputs)
-
-    def _write_queue_outputs(
-        self, indexed: _IndexedFunction, outputs: Mapping[str, _Out], result: Any
-    ) -> None:
-        for binding in indexed.out_bindings:
-            if binding.get("type") != "queue":
-                continue
-            name = str(binding.get("name"))
-            value = result if name == "$return" else outputs[name].get()
-            bodies = _queue_output_bodies(value)
-            if not bodies:
-                continue
-            queue_name = str(binding.get("queueName", "")).lower()
-            client = self._client(queue_name)
-            for body in bodies:
-                client.send_message(self._encode(body))
-            for queue in self._queues.values():
-                if queue.queue_name == queue_name:
-                    queue.wake.set()  # the host's SharedQueueWatcher: poll that queue now
+        return result
 
     # ---- HTTP -----------------------------------------------------------------------------
 
-    def _dispatch_http(
-        self,
-        method: str,
-        raw_path: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        authority: str,
-    ) -> _HttpResult:
-        split = urlsplit(raw_path)
-        path = split.path
-        if path.lower() == "/.auth/login/aad" and self._sign_ins:
-            return self._sign_in(method, split.query, body)
-        if path in ("", "/") and method in ("GET", "HEAD"):
-            return _text_result(200, "Your Functions app is up and running (local host).")
-        route_path = self._strip_route_prefix(path)
-        if route_path is None:
-            return _text_result(404, "Not Found")
-        matches = [(r, p) for r in self._routes if (p := r.match(route_path)) is not None]
-        if not matches:
-            return _text_result(404, "Not Found")
-        allowed = [(r, p) for r, p in matches if r.methods is None or method in r.methods]
-        if not allowed:
-            methods = sorted(set().union(*(r.methods or _HTTP_METHODS for r, _ in matches)))
-            return _text_result(405, "Method Not Allowed", [("Allow", ", ".join(methods))])
-        route, route_params = allowed[0]
-        query = _joined(parse_qsl(split.query, keep_blank_values=True), ",", lower=False)
-        request_headers = self._authenticated(_joined(headers, ", ", lower=True))
-        if route.auth_level != "ANONYMOUS" and not self._key_matches(query, request_headers):
-            return _HttpResult(401, [], b"")
-        request = func.HttpRequest(
-            method,
-            f"http://{authority}{raw_path}",
-            headers=request_headers,
-            params=query,
-            route_params=route_params,
-            body=body,
-        )
-        indexed = route.function
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        started = time.perf_counter()
+        path = request.path  # never log the query string: it may carry a key
         try:
-            invocation = self._invoke(
-                indexed, request, "This function was programmatically called via the host APIs."
-            )
-        except Exception:  # logged with its traceback by _invoke
-            return _text_result(500, "Internal Server Error")
-        value = invocation.result
-        for binding in indexed.out_bindings:
-            name = str(binding.get("name"))
-            if binding.get("type") == "http" and name != "$return":
-                value = invocation.outputs[name].get()
-        try:
-            return _http_result_from(value)
+            response = self._dispatch_http(request)
         except Exception:
-            _LOG.exception("HTTP function '%s' returned an unusable response", indexed.name)
-            return _text_result(500, "Internal Server Error")
+            _LOG.exception("HTTP %s %s: the local host failed", request.method, path)
+            response = _text(500, "Internal Server Error")
+        # Logged before answering, so a caller that has its answer finds the line written.
+        _LOG.info(
+            "HTTP %s %s -> %d (%.1f ms)",
+            request.method,
+            path,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+            extra={
+                "http_method": request.method,
+                "http_path": path,
+                "http_status": response.status_code,
+            },
+        )
+        return response(environ, start_response)
 
-    def _sign_in(self, method: str, query: str, body: bytes) -> _HttpResult:
+    def _dispatch_http(self, request: Request) -> Response:
+        raw_path = str(request.environ.get("RAW_URI") or request.full_path)
+        split, method = urlsplit(raw_path), request.method
+        path = split.path.rstrip("/")
+        if path.lower() == "/.auth/login/aad" and self._sign_ins:
+            return self._sign_in(request)
+        if path == "" and method in ("GET", "HEAD"):
+            return _text(200, "Your Functions app is up and running (local host).")
+        if not path.lower().startswith("/api/"):
+            return _text(404, "Not Found")
+        matches = [(r, m) for r in self._routes if (m := r.match(path[5:])) is not None]
+        if not matches:
+            return _text(404, "Not Found")
+        allowed = [(r, m) for r, m in matches if method in r.methods]
+        if not allowed:
+            methods = ", ".join(sorted(set().union(*(r.methods for r, _ in matches))))
+            return _text(405, "Method Not Allowed", {"Allow": methods})
+        route, found = allowed[0]
+        query = _joined(parse_qsl(split.query, keep_blank_values=True), ",", lower=False)
+        headers = self._authenticated(_joined(request.headers.items(), ", ", lower=True))
+        if route.auth_level != "ANONYMOUS" and not self._key_matches(query, headers):
+            return Response(status=401)
+        http_request = func.HttpRequest(
+            method,
+            f"http://{request.headers.get('Host') or urlsplit(self.base_url).netloc}{raw_path}",
+            headers=headers,
+            params=query,
+            route_params=found,
+            body=request.get_data(),
+        )
+        reason = "This function was programmatically called via the host APIs."
+        try:
+            value = self._invoke(route.function, http_request, reason)
+        except Exception:  # logged with its traceback by _invoke
+            return _text(500, "Internal Server Error")
+        try:
+            return _http_response(value)
+        except Exception:
+            _LOG.exception("HTTP function '%s' returned an unusable response", route.function.name)
+            return _text(500, "Internal Server Error")
+
+    def _sign_in(self, request: Request) -> Response:
         """App Service's `/.auth/login/aad`, played: a page to choose one of the people the host
         signs in (no password: it is the local stand-in for Entra's sign-in), then the session
         cookie and a redirect to `post_login_redirect_uri` (a path on this host only)."""
         people = list(self._sign_ins.items())
-        if method == "POST":
-            form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        if request.method == "POST":
+            form = dict(parse_qsl(request.get_data().decode("utf-8", "replace")))
             back = form.get("post_login_redirect_uri", "/")
             if not back.startswith("/") or back.startswith("//"):
                 back = "/"
             index = form.get("who", "")
             if not index.isdigit() or int(index) >= len(people):
-                return _text_result(400, "choose who signs in")
+                return _text(400, "choose who signs in")
             cookie = f"{_SESSION_COOKIE}={people[int(index)][0]}; Path=/; HttpOnly; SameSite=Strict"
-            return _HttpResult(302, [("Location", back), ("Set-Cookie", cookie)], b"")
-        back = html.escape(dict(parse_qsl(query)).get("post_login_redirect_uri", "/"))
+            return Response(status=302, headers={"Location": back, "Set-Cookie": cookie})
+        back = html.escape(request.args.get("post_login_redirect_uri", "/"))
         buttons = "".join(
             f'<p><button name="who" value="{i}">{html.escape(_principal_label(p))}</button></p>'
             for i, (_, p) in enumerate(people)
@@ -1356,7 +665,7 @@ class LocalFunctionsHost:
             f'<form method="post"><input type="hidden" name="post_login_redirect_uri" '
             f'value="{back}">{buttons}</form>'
         )
-        return _HttpResult(200, [("Content-Type", "text/html; charset=utf-8")], page.encode())
+        return Response(page, 200, mimetype="text/html")
 
     def _authenticated(self, headers: dict[str, str]) -> dict[str, str]:
         kept = {k: v for k, v in headers.items() if not k.startswith("x-ms-client-principal")}
@@ -1372,32 +681,17 @@ class LocalFunctionsHost:
             kept["x-ms-client-principal-idp"] = "aad"
         return kept
 
-    def _strip_route_prefix(self, path: str) -> str | None:
-        trimmed = path.rstrip("/")
-        if not self._route_prefix:
-            return trimmed.lstrip("/")
-        prefix = f"/{self._route_prefix}"
-        if trimmed.lower() == prefix.lower():
-            return ""
-        if trimmed.lower().startswith(prefix.lower() + "/"):
-            return trimmed[len(prefix) + 1 :]
-        return None
-
     def _key_matches(self, query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
-        for candidate in (query.get("code"), headers.get("x-functions-key")):
-            if candidate is not None and hmac.compare_digest(
-                candidate.encode("utf-8"), self._function_key
-            ):
-                return True
-        return False
+        return any(
+            candidate is not None and hmac.compare_digest(candidate.encode(), self._function_key)
+            for candidate in (query.get("code"), headers.get("x-functions-key"))
+        )
 
     # ---- timers ---------------------------------------------------------------------------
 
     def run_timer(self, function_name: str, past_due: bool = False) -> None:
-        """Invoke a timer function now (waiting for a running execution of it to finish).
-
-        The retry policy applies; if the function still fails its last exception is raised.
-        """
+        """Invoke a timer function now (waiting for a running execution of it to finish); what
+        the function raises is raised."""
         timer = self._timers.get(function_name)
         if timer is None:
             raise KeyError(f"no timer function named {function_name!r}")
@@ -1423,58 +717,30 @@ class LocalFunctionsHost:
                 past_due=past_due, schedule_status=status, schedule={"AdjustForDST": True}
             )
             timer.last = occurrence
-            retry_count = 0
-            while True:
-                try:
-                    self._invoke(timer.function, request, reason, retry_count=retry_count)
-                    return
-                except Exception:
-                    policy = timer.function.retry
-                    if policy is None or not policy.allows(retry_count + 1):
-                        raise
-                    retry_count += 1
-                    delay = policy.delay_for(retry_count)
-                    _LOG.warning(
-                        "Timer function '%s' failed; retry %d in %.1f s",
-                        timer.function.name,
-                        retry_count,
-                        delay.total_seconds(),
-                    )
-                    if self._stop_event.wait(delay.total_seconds()):
-                        raise
+            self._invoke(timer.function, request, reason)
 
     def _timer_loop(self, timer: _TimerFunction) -> None:
-        name = timer.function.name
-        if timer.run_on_startup:
-            self._fire_timer_logged(timer, past_due=False, reason="Timer fired on startup.")
         upcoming = next_occurrence(timer.schedule, self._clock())
-        _LOG.info("Timer '%s': next occurrence %s", name, upcoming.isoformat())
+        _LOG.info("Timer '%s': next occurrence %s", timer.function.name, upcoming.isoformat())
         while not self._stop_event.is_set():
             now = self._clock()
             if now < upcoming:
-                wait = min((upcoming - now).total_seconds(), _SCHEDULER_TICK_SECONDS)
-                self._stop_event.wait(wait)
+                self._stop_event.wait(
+                    min((upcoming - now).total_seconds(), _SCHEDULER_TICK_SECONDS)
+                )
                 continue
-            self._fire_timer_logged(
-                timer,
-                past_due=now - upcoming > _PAST_DUE_TOLERANCE,
-                reason=f"Timer fired at {now.isoformat()}",
-                scheduled=upcoming,
-            )
+            try:
+                self._fire_timer(
+                    timer,
+                    past_due=now - upcoming > _PAST_DUE_TOLERANCE,
+                    reason=f"Timer fired at {now.isoformat()}",
+                    scheduled=upcoming,
+                )
+            except Exception:  # already logged with its traceback by _invoke
+                _LOG.warning(
+                    "Timer function '%s' failed; the schedule continues", timer.function.name
+                )
             upcoming = next_occurrence(timer.schedule, max(self._clock(), upcoming))
-
-    def _fire_timer_logged(
-        self,
-        timer: _TimerFunction,
-        *,
-        past_due: bool,
-        reason: str,
-        scheduled: datetime | None = None,
-    ) -> None:
-        try:
-            self._fire_timer(timer, past_due=past_due, reason=reason, scheduled=scheduled)
-        except Exception:  # already logged with its traceback by _invoke
-            _LOG.warning("Timer function '%s' failed; the schedule continues", timer.function.name)
 
     # ---- queues ---------------------------------------------------------------------------
 
@@ -1487,12 +753,11 @@ class LocalFunctionsHost:
         if queue is None:
             raise KeyError(f"no queue-triggered function named {function_name!r}")
         messages = self._receive(queue, self._queue_options.batch_size)
-        if not messages:
-            return 0
-        with ThreadPoolExecutor(
-            max_workers=len(messages), thread_name_prefix=f"vigil-local-once-{function_name}"
-        ) as pool:
-            list(pool.map(lambda message: self._process_message(queue, message), messages))
+        if messages:
+            with ThreadPoolExecutor(
+                max_workers=len(messages), thread_name_prefix=f"vigil-local-once-{function_name}"
+            ) as pool:
+                list(pool.map(lambda message: self._process_message(queue, message), messages))
         return len(messages)
 
     def _queue_loop(self, queue: _QueueFunction) -> None:
@@ -1513,8 +778,11 @@ class LocalFunctionsHost:
                 _LOG.warning("Polling queue '%s' failed: %s", queue.queue_name, exc)
                 messages = []
             if not messages:
+                # Randomised exponential backoff: 100 ms doubling up to maxPollingInterval.
                 failures += 1
-                queue.wake.wait(self._polling_delay(failures))
+                base = _MIN_POLLING_INTERVAL.total_seconds() * (1 << min(failures - 1, 30))
+                maximum = options.max_polling_interval.total_seconds()
+                queue.wake.wait(min(maximum, base * random.uniform(0.8, 1.2)))
                 queue.wake.clear()
                 continue
             failures = 0
@@ -1538,12 +806,6 @@ class LocalFunctionsHost:
             queue.in_flight -= 1
             queue.condition.notify_all()
 
-    def _polling_delay(self, empty_polls: int) -> float:
-        """Randomised exponential backoff: 100 ms doubling up to maxPollingInterval."""
-        maximum = self._queue_options.max_polling_interval.total_seconds()
-        base = _MIN_POLLING_INTERVAL.total_seconds() * (1 << min(max(empty_polls - 1, 0), 30))
-        return min(maximum, base * random.uniform(0.8, 1.2))
-
     def _receive(self, queue: _QueueFunction, count: int) -> list[StorageQueueMessage]:
         client = self._client(queue.queue_name)
         pages = client.receive_messages(
@@ -1566,7 +828,7 @@ class LocalFunctionsHost:
             client.update_message(message.id, pop_receipt=message.pop_receipt, visibility_timeout=0)
             return
         try:
-            body = self._decode(raw)
+            body = base64.b64decode("".join(raw.split()), validate=True)
         except (binascii.Error, ValueError):
             _LOG.warning(
                 "Message decoding has failed! Check MessageEncoding settings. MessageId=%s. "
@@ -1593,8 +855,7 @@ class LocalFunctionsHost:
                 f"New queue message detected on '{queue.queue_name}'.",
             )
         except Exception:
-            dequeue_count = message.dequeue_count or 1
-            if dequeue_count >= self._queue_options.max_dequeue_count:
+            if (message.dequeue_count or 1) >= self._queue_options.max_dequeue_count:
                 _LOG.warning(
                     "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
                     self._queue_options.max_dequeue_count,
@@ -1611,25 +872,13 @@ class LocalFunctionsHost:
             return
         client.delete_message(message.id, message.pop_receipt)
 
-    def _decode(self, raw: str) -> bytes:
-        if self._queue_options.message_encoding == "none":
-            return raw.encode("utf-8")
-        return base64.b64decode("".join(raw.split()), validate=True)
-
-    def _encode(self, body: bytes) -> str:
-        if self._queue_options.message_encoding == "none":
-            return body.decode("utf-8")
-        return base64.b64encode(body).decode("ascii")
-
     def _client(self, queue_name: str) -> QueueClient:
         """A raw-text client for ``queue_name``; the queue is created the first time."""
         with self._clients_lock:
             client = self._clients.get(queue_name)
             if client is None:
                 client = QueueClient.from_connection_string(
-                    self._connection_string,
-                    queue_name,
-                    raw_request_hook=storage.on_request,
+                    self._connection_string, queue_name, raw_request_hook=storage.on_request
                 )
                 self._clients[queue_name] = client
             created = queue_name in self._created_queues

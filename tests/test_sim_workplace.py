@@ -6,39 +6,26 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
+from local.http import Request, Response, Server
 from local.sim_workplace import EVENT_FIELDS, FIREFOX_USERAGENT, SimulatedWorkplace
 
 APP_ID = "1234567890"
 APP_SECRET = "wp-app-secret-for-tests"
 REDIRECT_URI = "http://127.0.0.1:7071/api/workplace/callback"
-ATTESTED_VALUE_FIELDS = {
-    "actor_community_id",
-    "actor_scim_company_id",
-    "actor_id",
-    "actor_email",
-    "target_id",
-    "target_email",
-    "ip",
-    "timestamp",
-    "event",
-    "browser_name",
-    "browser_os",
-    "ip_country",
-    "useragent",
-    "target_community_id",
-    "target_company_id",
-}
+ATTESTED_VALUE_FIELDS = set(
+    """actor_community_id actor_scim_company_id actor_id actor_email target_id target_email ip
+    timestamp event browser_name browser_os ip_country useragent target_community_id
+    target_company_id""".split()
+)
 
 
 class FakeClock:
@@ -649,29 +636,17 @@ class Captured:
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, Captured]]:
-    """A tiny webhook endpoint that records each POST before answering 200."""
+    """A tiny webhook endpoint (on the simulators' serving layer) that records each POST."""
     captured = Captured()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            captured.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        captured.posts.append(({k.lower(): v for k, v in request.headers}, request.get_data()))
+        return Response(status=200)(environ, start_response)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api/workplace/webhook", captured
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    server = Server(app, name="webhook-receiver")
+    yield f"http://127.0.0.1:{server.port}/api/workplace/webhook", captured
+    server.stop()
 
 
 def login_envelope(sim: SimulatedWorkplace) -> dict[str, Any]:

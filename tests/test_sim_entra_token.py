@@ -1,0 +1,179 @@
+"""The simulated Entra ID token endpoint (local/sim_entra_token.py), on its own, driven by MSAL."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import msal
+import pytest
+import requests
+import trustme
+
+from local.sim_entra_token import GRAPH_SCOPE, SimulatedEntraToken
+
+
+@pytest.fixture
+def entra() -> Iterator[SimulatedEntraToken]:
+    with SimulatedEntraToken() as sim:
+        yield sim
+
+
+@pytest.fixture
+def http(entra: SimulatedEntraToken) -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.trust_env = False
+        session.verify = entra.ca_path
+        yield session
+
+
+def app(
+    entra: SimulatedEntraToken, http: requests.Session, credential: Any = None, **kw: str
+) -> msal.ConfidentialClientApplication:
+    return msal.ConfidentialClientApplication(
+        kw.get("client_id", entra.client_id),
+        authority=kw.get("authority", entra.authority),
+        client_credential=entra.client_secret if credential is None else credential,
+        instance_discovery=False,
+        http_client=http,
+    )
+
+
+def test_msal_first_call_hits_identity_provider_then_cache(
+    entra: SimulatedEntraToken, http: requests.Session
+) -> None:
+    client = app(entra, http)
+    # MSAL performs OIDC discovery while constructing the app, and nothing else.
+    discovery_path = f"/{entra.tenant_id}/v2.0/.well-known/openid-configuration"
+    assert [(r.method, r.path) for r in entra.requests] == [("GET", discovery_path)]
+    first = client.acquire_token_for_client(scopes=[GRAPH_SCOPE])
+    assert (first["token_source"], first["token_type"]) == ("identity_provider", "Bearer")
+    assert first["expires_in"] > 3000 and entra.token_requests == 1
+    second = client.acquire_token_for_client(scopes=[GRAPH_SCOPE])
+    assert second["token_source"] == "cache"
+    assert second["access_token"] == first["access_token"] and entra.token_requests == 1
+    (post,) = [r for r in entra.requests if r.path.endswith("/oauth2/v2.0/token")]
+    assert (post.path, post.status) == (f"/{entra.tenant_id}/oauth2/v2.0/token", 200)
+    assert post.form is not None
+    assert post.form["grant_type"] == "client_credentials"
+    assert (post.form["client_id"], post.form["scope"]) == (entra.client_id, GRAPH_SCOPE)
+    assert post.form["client_secret"] == "***"  # recorded, but redacted
+    assert "client-request-id" in post.headers  # MSAL's correlation id
+    assert entra.issued_tokens == [first["access_token"]]
+    assert entra.token_problem(first["access_token"]) is None
+    entra.invalidate_tokens()
+    assert "expired" in (entra.token_problem(first["access_token"]) or "")
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "code"),
+    [
+        ({"credential": "not-the-secret"}, "invalid_client", 7000215),
+        ({"client_id": "aaaaaaaa-0000-0000-0000-000000000000"}, "unauthorized_client", 700016),
+        ({"scope": "https://graph.microsoft.com/User.Read.All"}, "invalid_scope", 1002012),
+        ({"scope": "https://management.azure.com/.default"}, "invalid_resource", 500011),
+    ],
+)
+def test_msal_errors_are_entras(
+    entra: SimulatedEntraToken, http: requests.Session, kw: dict[str, str], error: str, code: int
+) -> None:
+    scope = kw.pop("scope", GRAPH_SCOPE)
+    result = app(entra, http, kw.pop("credential", None), **kw).acquire_token_for_client([scope])
+    assert (result["error"], result["error_codes"]) == (error, [code])
+    assert result["error_description"].startswith(f"AADSTS{code}: ")
+    assert "access_token" not in result and entra.token_requests == 0
+    assert [r.status for r in entra.requests if r.method == "POST"] == [
+        400 if code != 7000215 else 401
+    ]
+
+
+def test_graph_app_id_scope_is_accepted(entra: SimulatedEntraToken, http: requests.Session) -> None:
+    scopes = ["00000003-0000-0000-c000-000000000000/.default"]
+    assert "access_token" in app(entra, http).acquire_token_for_client(scopes=scopes)
+
+
+def test_unknown_tenant(entra: SimulatedEntraToken, http: requests.Session) -> None:
+    response = http.get(
+        f"{entra.authority_host}/contoso-nope/v2.0/.well-known/openid-configuration"
+    )
+    assert response.status_code == 400
+    assert (response.json()["error"], response.json()["error_codes"]) == ("invalid_tenant", [90002])
+    with pytest.raises(ValueError, match="Unable to get authority configuration"):
+        app(entra, http, authority=f"{entra.authority_host}/contoso-nope")
+
+
+def test_openid_configuration_points_at_the_simulator(
+    entra: SimulatedEntraToken, http: requests.Session
+) -> None:
+    config = http.get(f"{entra.authority}/v2.0/.well-known/openid-configuration").json()
+    assert config["token_endpoint"] == f"{entra.authority}/oauth2/v2.0/token"
+    assert config["authorization_endpoint"] == f"{entra.authority}/oauth2/v2.0/authorize"
+    assert config["issuer"] == f"{entra.authority}/v2.0"
+    assert config["jwks_uri"].startswith(entra.authority_host)
+    assert http.get(config["jwks_uri"]).json() == {"keys": []}
+
+
+def test_client_secret_basic_and_form_errors(
+    entra: SimulatedEntraToken, http: requests.Session
+) -> None:
+    basic = base64.b64encode(f"{entra.client_id}:{entra.client_secret}".encode()).decode()
+    ok = http.post(
+        entra.token_endpoint,
+        data={"grant_type": "client_credentials", "scope": GRAPH_SCOPE},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert ok.status_code == 200 and ok.json()["expires_in"] == 3599
+    assert set(ok.json()) == {"token_type", "expires_in", "ext_expires_in", "access_token"}
+    form = {"grant_type": "client_credentials", "client_id": entra.client_id, "scope": GRAPH_SCOPE}
+    missing = http.post(entra.token_endpoint, data=form)
+    assert (missing.status_code, missing.json()["error_codes"]) == (401, [7000218])
+    grant = http.post(entra.token_endpoint, data={"grant_type": "password"})
+    assert (grant.status_code, grant.json()["error"]) == (400, "unsupported_grant_type")
+    recorded = [r for r in entra.requests if r.method == "POST"]
+    assert recorded[0].headers["authorization"] == "Basic ***"
+
+
+def test_msal_with_client_certificate(entra: SimulatedEntraToken, http: requests.Session) -> None:
+    cert = trustme.CA().issue_cert("vigil-graph-client", key_type=trustme.KeyType.RSA)
+    credential = {
+        "private_key": cert.private_key_pem.bytes().decode(),
+        "public_certificate": cert.cert_chain_pems[0].bytes().decode(),
+    }
+    rejected = app(entra, http, credential).acquire_token_for_client(scopes=[GRAPH_SCOPE])
+    assert (rejected["error"], rejected["error_codes"]) == ("invalid_client", [700027])
+    entra.add_client_certificate(cert.cert_chain_pems[0].bytes())
+    result = app(entra, http, credential).acquire_token_for_client(scopes=[GRAPH_SCOPE])
+    assert result["token_source"] == "identity_provider", result
+    post = [r for r in entra.requests if r.method == "POST"][-1]
+    assert post.form is not None and post.form["client_assertion"] == "***"
+    assert post.form["client_assertion_type"].endswith("jwt-bearer")
+
+
+def test_managed_identity_endpoint(entra: SimulatedEntraToken, http: requests.Session) -> None:
+    params = {"api-version": "2019-08-01", "resource": "https://graph.microsoft.com"}
+    url, header = entra.identity_endpoint, {"X-IDENTITY-HEADER": entra.identity_header}
+    assert http.get(url, params=params, headers={"X-IDENTITY-HEADER": "x"}).status_code == 401
+    vault = {**params, "resource": "https://vault.azure.net"}
+    assert http.get(url, params=vault, headers=header).status_code == 400
+    resp = http.get(url, params=params, headers=header)
+    assert resp.status_code == 200 and resp.json()["token_type"] == "Bearer"
+    assert entra.token_problem(resp.json()["access_token"]) is None
+    (recorded,) = [r for r in entra.requests if r.path == "/msi/token" and r.status == 200]
+    assert recorded.headers["x-identity-header"] == "***"
+
+
+def test_untrusted_client_cannot_connect_and_the_ca_is_removed_on_stop() -> None:
+    entra = SimulatedEntraToken()
+    ca_path = entra.ca_path
+    with entra, requests.Session() as session:
+        session.trust_env = False
+        discovery = f"{entra.authority}/v2.0/.well-known/openid-configuration"
+        with pytest.raises(requests.exceptions.SSLError):
+            session.get(discovery)
+        # The server keeps serving trusted clients after a failed handshake.
+        assert session.get(discovery, verify=ca_path).ok
+    with pytest.raises(RuntimeError):
+        _ = entra.authority_host
+    with pytest.raises(FileNotFoundError):
+        open(ca_path).close()

@@ -65,6 +65,7 @@ import requests
 import trustme
 
 from local.sim_auditlogs import AuditLogs, ReportError
+from local.sim_users_delta import DeltaError, UsersDelta
 
 __all__ = [
     "DEFAULT_CLIENT_ID",
@@ -310,6 +311,7 @@ class SimulatedGraph:
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
         self.audit_logs = AuditLogs()  # sign-ins and directory audits (local/sim_auditlogs.py)
+        self.users_delta = UsersDelta()  # GET /users/delta (local/sim_users_delta.py)
 
         self._ca = trustme.CA()
         self._server_cert = self._ca.issue_cert("localhost", "127.0.0.1")
@@ -1049,6 +1051,9 @@ class SimulatedGraph:
             case ["users"]:
                 self._allow(method, "GET")
                 return self._list_users(call)
+            case ["users", "delta"]:
+                self._allow(method, "GET")
+                return self._users_delta(call)
             case ["users", key]:
                 self._allow(method, "GET", "PATCH")
                 user = self._require_user(key)
@@ -1212,6 +1217,17 @@ class SimulatedGraph:
                 "value": [self._user_json(u, select, entity=False) for u in candidates],
             },
         )
+
+    def _users_delta(self, call: _Call) -> _Result:
+        select = self._select(call.query.get("$select"))
+        with self._lock:
+            users = {u.id: self._user_properties(u) for u in self.users.values()}
+        try:
+            body = self.users_delta.answer(call.query, users, select, f"{self.authority_host}/v1.0")
+        except DeltaError as exc:
+            ids = (call.request_id, call.client_request_id)
+            return _Result(exc.status, self._graph_error(exc.code, exc.message, *ids))
+        return _Result(200, body)
 
     def _audit_log(self, call: _Call, log: str) -> _Result:
         base = f"{self.authority_host}/{'beta' if call.beta else 'v1.0'}"

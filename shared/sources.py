@@ -66,8 +66,9 @@ class Entra:
         pull(svc, now)
 
     def sync_directory(self, svc: Services, now: datetime) -> None:
-        """The Entra directory is read per user when needed (governance and the directory
-        lookup ask Graph for `accountEnabled`); disable and delete come from the audit log."""
+        from shared.entra.users_delta import sync_users
+
+        sync_users(svc, now)  # Graph's /users delta query into the user records
 
     def status(self, svc: Services, now: datetime) -> dict[str, Any]:
         from shared.entra.status import report

@@ -8,6 +8,8 @@ from typing import Any
 from shared import storage as st
 from shared.entra.pull import LOGS
 from shared.entra.state import LogState, LogStateStore
+from shared.entra.users_delta import DirectoryStateStore
+from shared.entra.users_delta import report as directory_report
 from shared.services import Services
 
 
@@ -51,4 +53,7 @@ def report(svc: Services, now: datetime) -> dict[str, Any]:
             )
     for s in store.all():
         tenants.setdefault(s.tenant_id, {})[s.log] = log_report(s, now)
+    directories = DirectoryStateStore(svc.storage.table(st.ENTRA_SYNC))
+    for tenant, logs in tenants.items():
+        logs["directory"] = directory_report(directories.get(tenant))
     return {"tenants": tenants}

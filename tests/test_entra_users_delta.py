@@ -1,4 +1,4 @@
-"""The Entra directory from Graph's `/users` delta query, against the simulated Graph and Azurite."""
+"""The Entra directory from Graph's `/users` delta query, on the simulated Graph and Azurite."""
 
 from __future__ import annotations
 

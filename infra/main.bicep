@@ -372,7 +372,8 @@ module rbac 'app/rbac.bicep' = {
 // Mail.Send only when there is a sender to send from (and it is not scoped in Exchange instead).
 var grantMailSend = !empty(governanceMailSender) && grantMailSendTenantWide
 // The Entra source (VIGIL_SOURCES, no spaces) reads the reporting APIs: AuditLog.Read.All only
-// (least privilege; the Directory.Read.All that older pages also list is not needed).
+// (least privilege; the Directory.Read.All that older pages also list is not needed). Its
+// /users delta query needs User.Read.All, which governance is granted anyway.
 var entraSource = contains(split(vigilSources, ','), 'entra')
 
 module graphRoles 'app/graph-roles.bicep' = if (enableGraphRoleAssignment) {

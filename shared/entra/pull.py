@@ -34,6 +34,7 @@ from shared import storage as st
 from shared import telemetry
 from shared.activities import partition_key, row_key, work_items
 from shared.entra.normalize import RecordError, audit_activity, signin_activity
+from shared.entra.pending import PendingDetection
 from shared.entra.state import LogState, LogStateStore
 from shared.governance.graph import GraphError
 from shared.logsafe import quoted
@@ -175,14 +176,19 @@ def _store(
     unknown.update(names[a.event_id] for a in fresh if a.event_id in names)  # counted once
     batches = work_items(fresh)
     # Carried in the message (v2) ones are queued before the write: a crash in between queues
-    # them again (detection is idempotent), never not at all. By-key ones need the row first.
+    # them again (detection is idempotent), never not at all. By-key ones need the row first:
+    # kept as pending before the write, forgotten once queued (shared/entra/pending.py).
     for b in batches:
         if b.activities:
             svc.enqueue_detection(b.to_message())
+    by_key = [b.to_message() for b in batches if not b.activities]
+    pending = PendingDetection(svc.storage.table(st.ENTRA_SYNC))
+    waiting = pending.keep(by_key) if by_key else []
     svc.activities.write(acts)
-    for b in batches:
-        if not b.activities:
-            svc.enqueue_detection(b.to_message())
+    for message in by_key:
+        svc.enqueue_detection(message)
+    if waiting:
+        pending.done(waiting)
     result.quarantined += kept
     result.records += len(records)
     result.stored += len(fresh)
@@ -267,6 +273,9 @@ def pull(svc: Services, now: datetime, graph: Any = None, pacer: Pacer | None = 
     pacer = pacer or Pacer()
     store = LogStateStore(svc.storage.table(st.ENTRA_SYNC))
     result = PullResult()
+    requeued = PendingDetection(svc.storage.table(st.ENTRA_SYNC)).requeue(svc.enqueue_detection)
+    if requeued:
+        log.warning("entra: %d detection messages an interrupted pull left queued now", requeued)
     states = [store.get(tenant, name) for name in LOGS]
     # The limit is per app and tenant: after a 429 on either log, neither is asked before then.
     if any(s.state == "throttled" and s.resume_after and now < s.resume_after for s in states):

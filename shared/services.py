@@ -247,7 +247,12 @@ class Services:
             self.ip_intel,
             alert_lookup,
             lambda: [i.community_id for i in self.installs.all()],
+            entra_tenants=self._entra_tenants,
         )
+
+    def _entra_tenants(self) -> list[str]:
+        s = self.settings
+        return [s.graph_tenant_id] if "entra" in s.sources and s.graph_tenant_id else []
 
     @functools.cached_property
     def user_page(self) -> UserPage:

@@ -218,8 +218,10 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def measure(days: int) -> dict[str, Any]:
-    """The real pull and detection over the first `days` of the rendered month, on Azurite."""
+def measure(days: int, shared_azurite: bool = False) -> dict[str, Any]:
+    """The real pull and detection over the first `days` of the rendered month, on an Azurite
+    of its own (or, `shared_azurite`, the one already listening on 10000-10002: its own tables
+    and queues there, timings then shared with whatever else uses it)."""
     from bench.pipeline import measured
     from local.stack import free_port, local_stack
     from shared.services import get_services
@@ -229,8 +231,8 @@ def measure(days: int) -> dict[str, Any]:
     end = month.START + timedelta(days=days)
     chosen = [r for r in records if r[0] < end]
     shift = datetime.now(UTC) - timedelta(minutes=5) - max(at for at, _, _ in chosen)
-    ports = {name: free_port() for name in ("blob", "queue", "table")}
-    counter = StorageCounter(table_port=ports["table"])
+    ports = None if shared_azurite else {n: free_port() for n in ("blob", "queue", "table")}
+    counter = StorageCounter(table_port=ports["table"] if ports else 10002)
     st.REQUEST_HOOKS[:] = [counter]
     # The time the pull waits for Graph's reporting limit (4 requests per 10 s), to tell Vigil's
     # own work apart from it: the pacer's `take` timed, nothing else changed.
@@ -291,6 +293,7 @@ def measure(days: int) -> dict[str, Any]:
     per = 1_000_000 / max(stored, 1)
     return {
         "days": days,
+        "azurite": "the Azurite shared with other runs" if shared_azurite else "its own Azurite",
         "records": len(chosen),
         "stored": stored,
         "alerts": alerts,
@@ -334,7 +337,7 @@ def report_measure(m: dict[str, Any]) -> str:
             "the records (1,000 a page); the real `sync_timer` back-fills them in "
             f"{m['timer_runs']} runs ({m['graph_requests']} reporting requests, paced at 4 per "
             "10 s) and detection drains the queue after each run, in the local functions host "
-            "on Azurite.",
+            f"on {m['azurite']}.",
             "",
             f"- Pull: {m['records_per_s']:.0f} records/s of `sync_timer`'s own work "
             f"({m['sync_seconds']} s, of which {m['paced_seconds']} s waiting for Graph's "
@@ -378,6 +381,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=3, help="days of the month the pull reads")
     parser.add_argument("--quality-only", action="store_true", help="only the labelled replay")
+    parser.add_argument(
+        "--shared-azurite",
+        action="store_true",
+        help="measure on the Azurite already listening on 10000-10002 instead of its own",
+    )
     args = parser.parse_args()
     quality = run()
     print(report(quality), flush=True)
@@ -386,7 +394,7 @@ def main() -> int:
     text = _placed(text, QUALITY_HEADING, report(quality), NOTES_MARKER)
     if not args.quality_only:
         started = time.perf_counter()
-        m = measure(args.days)
+        m = measure(args.days, args.shared_azurite)
         print(report_measure(m), flush=True)
         print(f"(measured in {time.perf_counter() - started:.0f} s)")
         figures.update(flat_measure(m))

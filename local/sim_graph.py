@@ -311,7 +311,7 @@ class SimulatedGraph:
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
         self.audit_logs = AuditLogs()  # sign-ins and directory audits (local/sim_auditlogs.py)
-        self.users_delta = UsersDelta()  # GET /users/delta (local/sim_users_delta.py)
+        self.users_delta = UsersDelta()  # GET /users|groups/delta (local/sim_users_delta.py)
 
         self._ca = trustme.CA()
         self._server_cert = self._ca.issue_cert("localhost", "127.0.0.1")
@@ -1051,9 +1051,9 @@ class SimulatedGraph:
             case ["users"]:
                 self._allow(method, "GET")
                 return self._list_users(call)
-            case ["users", "delta"]:
+            case [("users" | "groups") as kind, "delta"]:
                 self._allow(method, "GET")
-                return self._users_delta(call)
+                return self._delta(call, kind)
             case ["users", key]:
                 self._allow(method, "GET", "PATCH")
                 user = self._require_user(key)
@@ -1218,12 +1218,19 @@ class SimulatedGraph:
             },
         )
 
-    def _users_delta(self, call: _Call) -> _Result:
-        select = self._select(call.query.get("$select"))
-        with self._lock:
-            users = {u.id: self._user_properties(u) for u in self.users.values()}
+    def _delta(self, call: _Call, kind: str) -> _Result:
+        """`/users/delta` and `/groups/delta` (local/sim_users_delta.py)."""
+        if kind == "users":
+            select = self._select(call.query.get("$select"))
+            with self._lock:
+                objects = {u.id: self._user_properties(u) for u in self.users.values()}
+        else:
+            wanted = (call.query.get("$select") or "displayName,members").split(",")
+            select = [p for p in ("displayName", "members") if p in wanted]
+            objects = self.users_delta.group_objects()
+        base = f"{self.authority_host}/v1.0"
         try:
-            body = self.users_delta.answer(call.query, users, select, f"{self.authority_host}/v1.0")
+            body = self.users_delta.answer(kind, call.query, objects, select, base)
         except DeltaError as exc:
             ids = (call.request_id, call.client_request_id)
             return _Result(exc.status, self._graph_error(exc.code, exc.message, *ids))

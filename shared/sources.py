@@ -66,9 +66,11 @@ class Entra:
         pull(svc, now)
 
     def sync_directory(self, svc: Services, now: datetime) -> None:
+        from shared.entra.groups_delta import sync_groups
         from shared.entra.users_delta import sync_users
 
-        sync_users(svc, now)  # Graph's /users delta query into the user records
+        sync_users(svc, now)  # Graph's /users delta query into the user records,
+        sync_groups(svc, now)  # then /groups/delta into their groups
 
     def status(self, svc: Services, now: datetime) -> dict[str, Any]:
         from shared.entra.status import report

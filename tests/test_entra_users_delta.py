@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from local.sim_graph import SimulatedGraph, SimUser
+from local.sim_users_delta import SimGroup
 from shared import storage as st
 from shared.entra import users_delta
+from shared.entra.groups_delta import sync_groups
 from shared.entra.users_delta import DirectoryStateStore, sync_users
 from shared.services import Services
 from tests.conftest import use_simulated_graph
@@ -130,3 +132,49 @@ def test_a_refused_delta_query_is_a_clear_state_and_not_asked_again_at_once(
     assert len(delta_requests(graph)) == 1
     assert sync_users(entra, t0 + timedelta(minutes=16)).state == "current"
     assert len(entra.users.for_tenant(graph.tenant_id)) == 5
+
+
+def test_groups_and_their_members_come_from_the_groups_delta(
+    graph: SimulatedGraph, entra: Services
+) -> None:
+    tenant, ids = graph.tenant_id, sorted(graph.users)
+    finance, sales = str(uuid.UUID(int=101)), str(uuid.UUID(int=102))
+    graph.users_delta.groups[finance] = SimGroup("Finance", {ids[0], ids[1]})
+    graph.users_delta.groups[sales] = SimGroup("Sales", {ids[1], ids[2]})
+    graph.users_delta.page_size = 1
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    sync_users(entra, t0)
+    state = sync_groups(entra, t0)
+    assert state.state == "current" and state.kind == "groups"
+
+    def groups_of() -> dict[str, tuple[str, ...]]:
+        return {u.user_id: u.groups for u in entra.users.for_tenant(tenant) if u.groups}
+
+    assert groups_of() == {ids[0]: (finance,), ids[1]: (finance, sales), ids[2]: (sales,)}
+    assert entra.groups.names(tenant) == {finance: "Finance", sales: "Sales"}
+    seen = entra.directory.lookup_many(tenant, {ids[1]: ""}, entra=False)[ids[1]]
+    assert {"finance", "sales"} <= seen.groups  # what a policy's group scope matches
+
+    graph.users_delta.groups[finance].members = {ids[1], ids[3]}  # ids[0] out, ids[3] in
+    graph.users_delta.groups[finance].display_name = "Finance EMEA"
+    del graph.users_delta.groups[sales]
+    graph.clear_requests()
+    sync_groups(entra, t0 + timedelta(minutes=5))
+    asked = [r.query for r in graph.requests if r.path == "/v1.0/groups/delta"]
+    assert "$deltatoken" in asked[0]
+    assert groups_of() == {ids[1]: (finance,), ids[3]: (finance,)}
+    assert entra.groups.names(tenant) == {finance: "Finance EMEA"}
+    users = {u.user_id: u for u in entra.users.for_tenant(tenant)}
+    assert users[ids[0]].email == "user0@contoso.example"  # the rest of the record kept
+
+
+def test_groups_refused_leave_the_users_synced(graph: SimulatedGraph, entra: Services) -> None:
+    graph.inject_fault("GET", "/v1.0/groups/delta", 403)
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    assert sync_users(entra, t0).state == "current"
+    state = sync_groups(entra, t0)
+    assert state.state == "forbidden" and "GroupMember.Read.All" in state.reason
+    assert len(entra.users.for_tenant(graph.tenant_id)) == 5
+    assert DirectoryStateStore(entra.storage.table(st.ENTRA_SYNC)).get(graph.tenant_id).state == (
+        "current"
+    )

@@ -56,4 +56,5 @@ def report(svc: Services, now: datetime) -> dict[str, Any]:
     directories = DirectoryStateStore(svc.storage.table(st.ENTRA_SYNC))
     for tenant, logs in tenants.items():
         logs["directory"] = directory_report(directories.get(tenant))
+        logs["groups"] = directory_report(directories.get(tenant, "groups"))
     return {"tenants": tenants}

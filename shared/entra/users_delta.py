@@ -13,12 +13,14 @@ kept from the stored record. `accountEnabled: false` makes the record `deactivat
 it `deleted`; terminated-user detection reads these records as it reads Workplace's. An expired
 delta token (400 `syncStateNotFound` after seven days, or 410) starts a full round again.
 
-Permission: User.Read.All (application). Groups (`/groups/delta`, `members@delta`) are not read.
+Permission: User.Read.All (application). Groups come the same way (`run_delta`), from
+`/groups/delta`: shared/entra/groups_delta.py.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +45,7 @@ FORBIDDEN_RECHECK = timedelta(minutes=15)
 @dataclass(frozen=True)
 class DirectoryState:
     tenant_id: str
+    kind: str = "users"  # users | groups: which delta query
     link: str = ""  # the nextLink of the round being read, or the deltaLink once it is done
     state: str = "not_started"  # not_started | syncing | current | throttled | forbidden | error
     reason: str = ""
@@ -58,17 +61,22 @@ class DirectoryStateStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
 
-    def get(self, tenant_id: str) -> DirectoryState:
+    @staticmethod
+    def _row(tenant_id: str, kind: str) -> str:
+        return tenant_id if kind == "users" else f"{tenant_id}_{kind}"
+
+    def get(self, tenant_id: str, kind: str = "users") -> DirectoryState:
         try:
-            e = self._table.get_entity(PARTITION, tenant_id)
+            e = self._table.get_entity(PARTITION, self._row(tenant_id, kind))
         except ResourceNotFoundError:
-            return DirectoryState(tenant_id)
+            return DirectoryState(tenant_id, kind)
 
         def when(name: str) -> datetime | None:
             return utc(e[name]) if e.get(name) else None
 
         return DirectoryState(
             tenant_id,
+            kind,
             link=str(e.get("Link", "")),
             state=str(e.get("State", "not_started")),
             reason=str(e.get("Reason", "")),
@@ -87,7 +95,7 @@ class DirectoryStateStore:
         self._table.upsert_entity(
             {
                 "PartitionKey": PARTITION,
-                "RowKey": s.tenant_id,
+                "RowKey": self._row(s.tenant_id, s.kind),
                 "Link": s.link,
                 "State": s.state,
                 "Reason": s.reason,
@@ -101,7 +109,7 @@ class DirectoryStateStore:
         )
 
 
-def _usable_id(value: Any) -> str:
+def usable_id(value: Any) -> str:
     text = value if isinstance(value, str) else ""
     return "" if not text or any(c in text for c in "/\\#?,") or not text.isprintable() else text
 
@@ -132,7 +140,7 @@ def merge(
 
 def apply_page(svc: Services, tenant_id: str, entries: list[Any], now: datetime) -> tuple[int, int]:
     """Merge one page into the user records; (entries applied, entries skipped)."""
-    usable = [e for e in entries if isinstance(e, dict) and _usable_id(e.get("id"))]
+    usable = [e for e in entries if isinstance(e, dict) and usable_id(e.get("id"))]
     skipped = len(entries) - len(usable)
     if skipped:
         log.warning("entra directory: %d user entries without a usable id skipped", skipped)
@@ -148,14 +156,14 @@ def apply_page(svc: Services, tenant_id: str, entries: list[Any], now: datetime)
     return len(usable), skipped
 
 
-def _failed(s: DirectoryState, exc: GraphError, now: datetime) -> DirectoryState:
+def _failed(s: DirectoryState, exc: GraphError, now: datetime, permission: str) -> DirectoryState:
     if exc.status == 429:
         wait = timedelta(seconds=exc.retry_after if exc.retry_after is not None else 60)
         reason = f"Graph answered 429 (Retry-After {wait.total_seconds():.0f} s)"
         return replace(s, state="throttled", reason=reason, resume_after=now + wait)
     if exc.status in (401, 403):
         reason = (
-            f"Graph refused ({exc.status} {exc.code}): grant the app User.Read.All "
+            f"Graph refused ({exc.status} {exc.code}): grant the app {permission} "
             "(application permission, admin consent)"
         )
         return replace(s, state="forbidden", reason=reason, resume_after=now + FORBIDDEN_RECHECK)
@@ -166,33 +174,49 @@ def _expired(exc: GraphError) -> bool:
     return exc.status == 410 or (exc.status == 400 and exc.code in EXPIRED)
 
 
+Apply = Callable[[Services, str, list[Any], datetime], tuple[int, int]]
+
+
 def sync_users(svc: Services, now: datetime, graph: Any = None) -> DirectoryState:
     """One run of the tenant's users delta: from the saved link, at most MAX_PAGES_PER_RUN pages."""
+    return run_delta(svc, now, "users", SELECT, apply_page, "User.Read.All", graph)
+
+
+def run_delta(
+    svc: Services,
+    now: datetime,
+    kind: str,
+    select: str,
+    apply: Apply,
+    permission: str,
+    graph: Any = None,
+) -> DirectoryState:
+    """One run of `/{kind}/delta` for the tenant: each page applied, then its link saved."""
     tenant, _ = svc.settings.graph_app()
     graph = graph if graph is not None else svc.graph
     store = DirectoryStateStore(svc.storage.table(st.ENTRA_SYNC))
-    s = store.get(tenant)
+    s = store.get(tenant, kind)
     if s.resume_after is not None and now < s.resume_after:
         return s
     s = replace(s, last_run_at=now, resume_after=None)
     for _ in range(MAX_PAGES_PER_RUN):
         if not s.link:
             s = replace(s, rounds=s.rounds + 1, state="syncing")
-        url, params = (s.link, None) if s.link else ("/users/delta", {"$select": SELECT})
+        url, params = (s.link, None) if s.link else (f"/{kind}/delta", {"$select": select})
         try:
             page = graph.report_page(url, params)
         except GraphError as exc:
             if _expired(exc) and s.link:
-                log.warning("entra directory: the delta token expired; reading all users again")
+                log.warning("entra directory: the %s delta token expired; reading all again", kind)
                 s = replace(s, link="", reason="the delta token expired: a full round again")
                 store.save(s)
                 continue
-            s = _failed(s, exc, now)
+            s = _failed(s, exc, now, permission)
             store.save(s)
-            log.warning("entra directory of tenant %s: %s", tenant, s.reason)
+            log.warning("entra directory (%s) of tenant %s: %s", kind, tenant, s.reason)
             return s
         values = page.get("value")
-        applied, skipped = apply_page(svc, tenant, values if isinstance(values, list) else [], now)
+        applied, skipped = apply(svc, tenant, values if isinstance(values, list) else [], now)
         s = replace(s, changes=s.changes + applied, skipped=s.skipped + skipped)
         next_link, delta_link = page.get("@odata.nextLink"), page.get("@odata.deltaLink")
         if isinstance(next_link, str) and next_link:

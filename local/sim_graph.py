@@ -10,8 +10,9 @@ MSAL accepts only an ``https`` authority, so this server speaks HTTPS with a thr
   ``graph-governance.md``): user lookup, ``revokeSignInSessions`` (200 with the documented
   known-issue body), ``PATCH accountEnabled`` (204), ``sendMail`` (202, kept in the sender's Sent
   Items under its ``internetMessageId``), Sent Items listed with ``$filter`` on
-  ``internetMessageId``, ``riskyUsers`` (state, ``confirmCompromised`` / ``dismiss``, 204) and
-  ``$batch`` (with ``dependsOn`` and 424s).
+  ``internetMessageId``, ``riskyUsers`` (state, ``confirmCompromised`` / ``dismiss``, 204),
+  ``$batch`` (with ``dependsOn`` and 424s), the reporting APIs (``local/sim_auditlogs.py``) and the
+  ``/users`` and ``/groups`` delta queries (``local/sim_users_delta.py``).
 
 Every request is recorded (Authorization and client secrets redacted) and tests can script
 faults (429 with or without ``Retry-After``, 503, 504, 401, 403, 404, ...) with

@@ -221,6 +221,10 @@ class ActivityLog:
             position = Position(str(p.get("pk", "")), str(p.get("rk", "")))
         return query, position, top, fmt
 
+    def source_of(self, tenant: str) -> str:
+        """The source a tenant's activities come from (its Entra tenant, else Workplace)."""
+        return "entra" if tenant in self.entra_tenants() else "workplace"
+
     def _scopes(self, tenant: str, source: str) -> tuple[tuple[str, str], ...]:
         """The (source, tenant) pairs asked for: a tenant of the source (or of either), or every
         Workplace community and Entra tenant of the source (or of both)."""

@@ -10,7 +10,7 @@ import pytest
 
 from shared import services
 from shared.activity_log import ActivityQuery, Position
-from shared.models import Activity, Alert, Evidence, Install
+from shared.models import Activity, Alert, Evidence, Install, UserRecord
 from shared.services import Services
 from tests.detect_samples import act
 
@@ -90,3 +90,22 @@ def test_an_entra_alert_finds_its_activities(both: Services) -> None:
     assert sorted(a.event_id for _, a in rows) == sorted(a.event_id for a in related)
     both.alerts.save(alert)
     assert sorted(ids(both, alert="alert-entra")) == sorted(a.event_id for a in related)
+
+
+def test_an_entra_users_page_shows_their_activities(both: Services) -> None:
+    now = datetime.now(UTC)
+    uid = "8e3c7a51-1b2f-4d6e-9c0a-6f5e4d3c2b1a"
+    mine = [
+        replace(
+            act("login", at=now - timedelta(hours=h), user=uid, email="ana@contoso.example"),
+            tenant_id=ENTRA_TENANT,
+            source="entra",
+            event_id=f"5b1f0c3e-7d2a-4c55-9a61-2f4e8b0d131{h}",
+        )
+        for h in (1, 2, 3)
+    ]
+    both.activities.write(mine)
+    both.users.save(UserRecord(ENTRA_TENANT, uid, "ana@contoso.example"))
+    user = both.user_page.find("ana@contoso.example", "")
+    assert user is not None
+    assert both.user_page.answer(user, now)["last30Days"]["activities"] == 3

@@ -33,6 +33,7 @@ from local.sim_workplace import EVENT_FIELDS
 from shared.detection import builtins, incidents
 from shared.detection.fold import DetectorSet, Raised, fold_user, users_of
 from shared.detection.profiles import TenantProfile, UserProfile
+from shared.ipintel import IpIntel
 from shared.models import Activity, utc
 from shared.workplace.normalize import activity_from_change
 from tests.detect_samples import office_intel
@@ -353,7 +354,7 @@ class Raise:
     delay_s: float
 
 
-def replay(arrivals: list[tuple[datetime, Activity]]) -> list[Raise]:
+def replay(arrivals: list[tuple[datetime, Activity]], intel: IpIntel = INTEL) -> list[Raise]:
     """The engine's fold (`users_of`, `fold_user`), batch by batch; every alert raised or grown."""
     arrived = {a.event_id: when for when, a in arrivals}
     profiles: dict[str, UserProfile] = {}
@@ -364,7 +365,7 @@ def replay(arrivals: list[tuple[datetime, Activity]]) -> list[Raise]:
         raised: list[Raised] = []
         for user, (own, switched) in users_of(batch).items():
             fold = fold_user(
-                profiles.get(user, UserProfile()), view, own, DETECTIONS, INTEL, None, switched
+                profiles.get(user, UserProfile()), view, own, DETECTIONS, intel, None, switched
             )
             profiles[user], view = fold.profile, view.merge(fold.learned)
             raised += fold.raised
@@ -386,16 +387,27 @@ def replay(arrivals: list[tuple[datetime, Activity]]) -> list[Raise]:
     return out
 
 
-def run() -> dict[str, Any]:
+def scenario() -> tuple[Traffic, list[Incident]]:
+    """The month's changes (ordinary work, traps, attacks) and the labelled attacks."""
     rng = random.Random(5)
     crowd = people()
     t = Traffic()
     ordinary(rng, crowd, t)
     traps(crowd, t)
-    labelled = attacks(crowd, t)
-    arrivals = activities(t)
+    return t, attacks(crowd, t)
+
+
+def run() -> dict[str, Any]:
+    t, labelled = scenario()
+    return score(activities(t), labelled)
+
+
+def score(
+    arrivals: list[tuple[datetime, Activity]], labelled: list[Incident], intel: IpIntel = INTEL
+) -> dict[str, Any]:
+    """Replay the arrivals as deployed and score the alerts against the labelled attacks."""
     started = time.perf_counter()
-    raised = replay(arrivals)
+    raised = replay(arrivals, intel)
     seconds = time.perf_counter() - started
     alerts: dict[str, Raise] = {}
     for r in raised:

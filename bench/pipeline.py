@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from bench import detection, labelled
+from bench import detection, entra, labelled
 from bench.community import Shape, deliveries, members
 from bench.counting import StorageCounter
 from local.stack import APP_SECRET, Stack, free_port, local_stack, seed_graph_users
@@ -346,15 +346,24 @@ def kept_notes(path: Path) -> str:
 
 
 QUALITY_HEADING = "## Detection quality"
+ENTRA_DAYS = 21  # the whole labelled month through the Entra pull (bench/entra.py)
 
 
 def quality_only() -> int:
     """The detection-quality part alone: figures merged, its report section replaced."""
     quality = detection.run()
     month = labelled.run()
-    section = detection.report(quality) + "\n" + labelled.report(month) + "\n"
+    on_entra = entra.run()
+    section = (
+        detection.report(quality)
+        + "\n"
+        + labelled.report(month)
+        + "\n"
+        + entra.report(on_entra)
+        + "\n"
+    )
     print(section, flush=True)
-    write_results([], {**detection.flat(quality), **labelled.flat(month)})
+    write_results([], {**detection.flat(quality), **labelled.flat(month), **entra.flat(on_entra)})
     text = REPORT.read_text() if REPORT.exists() else ""
     start = text.find(QUALITY_HEADING)
     end = text.find(NOTES_MARKER)
@@ -394,7 +403,11 @@ def main() -> int:
         return 0
     quality = detection.run()
     month = labelled.run()
+    on_entra = entra.run()
     print(detection.report(quality) + "\n" + labelled.report(month), flush=True)
+    print(entra.report(on_entra), flush=True)
+    pulled = entra.measure(ENTRA_DAYS)
+    print(entra.report_measure(pulled), flush=True)
     runs = [run_scale(base, BASE)]
     if not args.no_x10:
         runs.append(run_scale(x10, X10))
@@ -403,13 +416,18 @@ def main() -> int:
         if args.scale == 1.0 and not args.no_x10
         else "python -m bench.pipeline " + " ".join(sys.argv[1:])
     )
-    write_results(runs, {**detection.flat(quality), **labelled.flat(month)})
+    figures = {**detection.flat(quality), **labelled.flat(month), **entra.flat(on_entra)}
+    write_results(runs, {**figures, **entra.flat_measure(pulled)})
     REPORT.write_text(
         report(runs, command)
+        + "\n"
+        + entra.report_measure(pulled)  # before the quality part, which --quality-only rewrites
         + "\n"
         + detection.report(quality)
         + "\n"
         + labelled.report(month)
+        + "\n"
+        + entra.report(on_entra)
         + "\n"
         + kept_notes(REPORT)
     )

@@ -75,6 +75,7 @@ async function alertsView(params) {
   const filters = h("form", { class: "filters", "aria-label": "filters" },
     h("label", {}, "Status", select("status", ["", ...STATUSES], params.get("status"))),
     h("label", {}, "Severity", select("severity", ["", ...SEVERITIES], params.get("severity"))),
+    h("label", {}, "Source", select("source", ["", "workplace", "entra"], params.get("source"))),
     h("label", {}, "Detector", h("input", { name: "detector", value: params.get("detector") || "", placeholder: "vigil.impossible_travel" })),
     h("label", {}, "User", h("input", { name: "user", value: params.get("user") || "", placeholder: "e-mail or id" })),
     h("button", { type: "submit" }, "Filter"));

@@ -73,7 +73,7 @@ param governanceMode string = 'dry-run'
 @description('GOVERNANCE_MAIL_SENDER: mailbox that notification mail is sent from. Empty: notify is unavailable.')
 param governanceMailSender string = ''
 
-@description('VIGIL_SOURCES: the sources sync_timer feeds the engine from, comma-separated: workplace, entra or both. With entra, the managed identity is granted AuditLog.Read.All (sign-in and directory-audit logs; sign-ins need Entra ID P1 or P2).')
+@description('VIGIL_SOURCES: the sources sync_timer feeds the engine from, comma-separated: workplace, entra or both. With entra, the managed identity is granted AuditLog.Read.All (sign-in and directory-audit logs; sign-ins need Entra ID P1 or P2) and GroupMember.Read.All (groups and their members).')
 param vigilSources string = 'workplace'
 
 @description('SYNC_SCHEDULE: NCRONTAB (six fields, UTC) of the timer that drains the webhook inbox.')
@@ -372,7 +372,9 @@ module rbac 'app/rbac.bicep' = {
 // Mail.Send only when there is a sender to send from (and it is not scoped in Exchange instead).
 var grantMailSend = !empty(governanceMailSender) && grantMailSendTenantWide
 // The Entra source (VIGIL_SOURCES, no spaces) reads the reporting APIs: AuditLog.Read.All only
-// (least privilege; the Directory.Read.All that older pages also list is not needed).
+// (least privilege; the Directory.Read.All that older pages also list is not needed). Its
+// /users delta query needs User.Read.All, which governance is granted anyway, and its
+// /groups/delta (groups and their members) GroupMember.Read.All.
 var entraSource = contains(split(vigilSources, ','), 'entra')
 
 module graphRoles 'app/graph-roles.bicep' = if (enableGraphRoleAssignment) {
@@ -384,7 +386,7 @@ module graphRoles 'app/graph-roles.bicep' = if (enableGraphRoleAssignment) {
       ['User.Read.All', 'User.RevokeSessions.All', 'User.EnableDisableAccount.All'],
       grantMailSend ? ['Mail.Send', 'Mail.ReadBasic.All'] : [],
       enableIdentityProtection ? ['IdentityRiskyUser.ReadWrite.All'] : [],
-      entraSource ? ['AuditLog.Read.All'] : []
+      entraSource ? ['AuditLog.Read.All', 'GroupMember.Read.All'] : []
     )
   }
 }

@@ -5,7 +5,8 @@ Microsoft Graph under ``/v1.0``: the calls Vigil's governance needs (see
 known-issue body), ``PATCH accountEnabled`` (204), ``sendMail`` (202, kept in the sender's Sent
 Items under its ``internetMessageId``), Sent Items listed with ``$filter`` on
 ``internetMessageId``, ``riskyUsers`` (state, ``confirmCompromised`` / ``dismiss``, 204),
-``$batch`` (with ``dependsOn`` and 424s) and the reporting APIs (``local/sim_auditlogs.py``).
+``$batch`` (with ``dependsOn`` and 424s), the reporting APIs (``local/sim_auditlogs.py``) and the
+``/users`` and ``/groups`` delta queries (``local/sim_users_delta.py``).
 
 Bearer tokens are those of :attr:`SimulatedGraph.entra`, a :class:`SimulatedEntraToken` on its
 own port that this simulator starts and stops with itself, sharing its CA and request log; the
@@ -60,6 +61,7 @@ from local.sim_entra_token import (
     media_type,
     single_query,
 )
+from local.sim_users_delta import DeltaError, UsersDelta
 
 __all__ = [
     "DEFAULT_CLIENT_ID",
@@ -212,6 +214,7 @@ class SimulatedGraph(Simulator):
         self._last_risk_call = float("-inf")
         self.audit_logs = AuditLogs()  # sign-ins and directory audits (local/sim_auditlogs.py)
         self.ca_path: Path = self._ca.ca_path
+        self.users_delta = UsersDelta()  # GET /users|groups/delta (local/sim_users_delta.py)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -480,6 +483,9 @@ class SimulatedGraph(Simulator):
             case ["users"]:
                 self._allow(method, "GET")
                 return self._list_users(call)
+            case [("users" | "groups") as kind, "delta"]:
+                self._allow(method, "GET")
+                return self._delta(call, kind)
             case ["users", key]:
                 self._allow(method, "GET", "PATCH")
                 user = self._require_user(key)
@@ -643,6 +649,24 @@ class SimulatedGraph(Simulator):
                 "value": [self._user_json(u, select, entity=False) for u in candidates],
             },
         )
+
+    def _delta(self, call: _Call, kind: str) -> _Result:
+        """`/users/delta` and `/groups/delta` (local/sim_users_delta.py)."""
+        if kind == "users":
+            select = self._select(call.query.get("$select"))
+            with self._lock:
+                objects = {u.id: self._user_properties(u) for u in self.users.values()}
+        else:
+            wanted = (call.query.get("$select") or "displayName,members").split(",")
+            select = [p for p in ("displayName", "members") if p in wanted]
+            objects = self.users_delta.group_objects()
+        base = f"https://localhost:{self.port}/v1.0"
+        try:
+            body = self.users_delta.answer(kind, call.query, objects, select, base)
+        except DeltaError as exc:
+            ids = (call.request_id, call.client_request_id)
+            return _Result(exc.status, self._graph_error(exc.code, exc.message, *ids))
+        return _Result(200, body)
 
     def _audit_log(self, call: _Call, log: str) -> _Result:
         base = f"https://localhost:{self.port}/{'beta' if call.beta else 'v1.0'}"

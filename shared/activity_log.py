@@ -1,7 +1,8 @@
 """The activity log as an analyst reads it: a time range (at most 31 days) of one or all
-communities, filtered, newest first, paged; the same rows as CSV for an auditor.
+tenants (Workplace communities, Entra tenants), of one source or all, filtered, newest first,
+paged; the same rows as CSV for an auditor.
 
-Only the day partitions in range are read (`workplace_<community>_<YYYYMMDD>`), each with a
+Only the day partitions in range are read (`<source>_<tenant>_<YYYYMMDD>`), each with a
 row-key range for the exact times; filters reach Table Storage only as query parameters. An IP
 range (CIDR) is checked here, on the rows of the partitions in range.
 """
@@ -28,6 +29,7 @@ from shared.storage import inverted_ticks
 MAX_RANGE = timedelta(days=31)
 MAX_TOP = 1000
 MAX_CSV_ROWS = 10_000
+SOURCES = ("workplace", "entra")
 PARAMS = (
     "from",
     "to",
@@ -38,6 +40,7 @@ PARAMS = (
     "ip",
     "country",
     "alert",
+    "source",
     "top",
     "next",
     "format",
@@ -69,7 +72,9 @@ class ActivityQuery:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     country: str = ""
     event_ids: frozenset[str] | None = None  # an alert's related activities
-    source: str = "workplace"
+    source: str = "workplace"  # the source of `tenants`
+    # (source, tenant) pairs to read instead of `tenants` of `source` (several sources at once)
+    scopes: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def related_to(cls, alert: Alert) -> ActivityQuery:
@@ -79,6 +84,7 @@ class ActivityQuery:
             end=alert.last_activity_time + timedelta(microseconds=1),
             tenants=(alert.tenant_id,),
             event_ids=frozenset(alert.evidence.activity_ids),
+            source=alert.source or "workplace",
         )
 
     def partitions(self) -> list[str]:
@@ -88,7 +94,8 @@ class ActivityQuery:
         while day.date() >= self.start.date():
             days.append(f"{day:%Y%m%d}")
             day -= timedelta(days=1)
-        return [f"{self.source}_{t}_{d}" for d in days for t in sorted(self.tenants)]
+        scopes = sorted(self.scopes or {(self.source, t) for t in self.tenants})
+        return [f"{s}_{t}_{d}" for d in days for s, t in scopes]
 
     def table_filter(self, pk: str, after: str | None) -> tuple[str, dict[str, Any]]:
         low = inverted_ticks(self.end) + "~"  # newer than `end` sorts below this
@@ -139,6 +146,7 @@ class ActivityLog:
     intel: Callable[[], IpIntel]
     alert_lookup: Callable[[str], Alert | None]
     communities: Callable[[], list[str]]
+    entra_tenants: Callable[[], list[str]] = list  # the Entra tenants read (the Entra source on)
     scanned: list[str] = field(default_factory=list)  # partitions read (tests check the range)
 
     def rows(self, query: ActivityQuery, start: Position) -> Iterator[tuple[Position, Activity]]:
@@ -171,7 +179,8 @@ class ActivityLog:
             raise q.BadInput("to: at most 31 days after from (ask for several ranges)")
         top = q.integer(params, "top", 100, 1, MAX_CSV_ROWS if fmt == "csv" else MAX_TOP)
         tenant = q.text(params, "tenant", key=True)
-        tenants = (tenant,) if tenant else tuple(self.communities())
+        source = q.choice(params, "source", SOURCES)
+        scopes = self._scopes(tenant, source)
         ip_text, network, ip = q.text(params, "ip", 64), None, ""
         if "/" in ip_text:
             network = q.network(params, "ip")
@@ -188,14 +197,16 @@ class ActivityLog:
             alert = self.alert_lookup(alert_id)
             if alert is None:
                 raise q.BadInput(f"alert: no alert {alert_id!r}")
-            tenants, event_ids = (alert.tenant_id,), frozenset(alert.evidence.activity_ids)
+            event_ids = frozenset(alert.evidence.activity_ids)
+            scopes = ((alert.source or "workplace", alert.tenant_id),)
         country = q.text(params, "country", 2)
         if country and not country.isalpha():
             raise q.BadInput("country: expected a two-letter ISO country code such as GB")
         query = ActivityQuery(
             start=start,
             end=end,
-            tenants=tenants,
+            tenants=tuple(t for _, t in scopes),
+            scopes=scopes,
             user=q.text(params, "user"),
             event=q.text(params, "event", 100),
             outcome=q.choice(params, "outcome", ("success", "failure")),
@@ -209,6 +220,20 @@ class ActivityLog:
             p = self.signer.verify(params["next"], query_digest(params, ignore=("next", "code")))
             position = Position(str(p.get("pk", "")), str(p.get("rk", "")))
         return query, position, top, fmt
+
+    def source_of(self, tenant: str) -> str:
+        """The source a tenant's activities come from (its Entra tenant, else Workplace)."""
+        return "entra" if tenant in self.entra_tenants() else "workplace"
+
+    def _scopes(self, tenant: str, source: str) -> tuple[tuple[str, str], ...]:
+        """The (source, tenant) pairs asked for: a tenant of the source (or of either), or every
+        Workplace community and Entra tenant of the source (or of both)."""
+        known = [("workplace", c) for c in self.communities()]
+        known += [("entra", t) for t in self.entra_tenants()]
+        if tenant:
+            named = [(s, t) for s, t in known if t == tenant and source in ("", s)]
+            return tuple(named) or ((source or "workplace", tenant),)
+        return tuple((s, t) for s, t in known if source in ("", s))
 
     def page(self, params: Mapping[str, str]) -> tuple[list[Activity], str | None, str]:
         """One page: the activities, the next token (None at the end) and the format."""

@@ -1,4 +1,4 @@
-"""Workplace groups per tenant in Table Storage (id and name, as the directory sync last saw them).
+"""Groups per tenant in Table Storage (id and name, as the directory sync last saw them).
 
 Who is in which group lives on the user records (`UserRecord.groups`); this table only lets a
 policy name a group by its name.
@@ -6,8 +6,10 @@ policy name a group by its name.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from shared.storage import transaction_batches, upsert_batches
@@ -45,3 +47,11 @@ class GroupStore:
         deletes = [{"PartitionKey": tenant_id, "RowKey": k} for k in stale]
         for batch in transaction_batches(deletes):
             submit(self._table, [("delete", e) for e in batch])
+
+    def save(self, tenant_id: str, group_id: str, name: str) -> None:
+        """One group's name (a directory delta changes groups one at a time)."""
+        self._table.upsert_entity({"PartitionKey": tenant_id, "RowKey": group_id, "Name": name})
+
+    def delete(self, tenant_id: str, group_id: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self._table.delete_entity(tenant_id, group_id)

@@ -157,6 +157,7 @@ class GovernanceAction:
     intent_at: datetime | None = None  # set while a sent request's answer is not yet saved
     check: str = ""  # how a later attempt learns whether that request was carried out
     attempt_log: tuple[ActionAttempt, ...] = ()  # the last attempts, oldest first
+    source: str = "workplace"  # the source of the alert's activity (workplace | entra)
 
     @staticmethod
     def make_id(alert_id: str, action: str, target: str) -> str:

@@ -122,7 +122,9 @@ def document() -> dict[str, Any]:
         _query("from", "Start of the range (ISO 8601, inclusive)", required=True),
         _query("to", "End of the range (ISO 8601, exclusive), at most 31 days after from",
                required=True),
-        _query("tenant", "One Workplace community id (default: every installed community)"),
+        _query("tenant", "One Workplace community or Entra tenant id (default: every one)"),
+        _query("source", "One source (default: every enabled one)",
+               {"enum": ["workplace", "entra"]}),
         _query("user", "The actor: Workplace id or e-mail"),
         _query("event", "Workplace event name (LOGIN_FAILED) or Vigil kind (login_failed)"),
         _query("outcome", "success or failure", {"enum": ["success", "failure"]}),
@@ -238,7 +240,10 @@ def document() -> dict[str, Any]:
                     _query(n, f"Filter: {n}")
                     for n in ("tenant", "status", "action", "user", "alert", "limit")
                 ]
-                + [_query("next", NEXT_DOC)],
+                + [
+                    _query("source", "The alert's source", {"enum": ["workplace", "entra"]}),
+                    _query("next", NEXT_DOC),
+                ],
             )  # fmt: skip
         },
         "/suppressions": {

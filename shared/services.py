@@ -25,7 +25,9 @@ from shared.detection.fold import DetectorSet
 from shared.detection.state import ProfileStore
 from shared.entra import pull as entra_pull
 from shared.entra import status as entra_status
+from shared.entra.pending import PendingDetection
 from shared.entra.state import LogStateStore
+from shared.entra.users_delta import DirectoryDeps, DirectoryStateStore
 from shared.governance.actions import ACTIONS
 from shared.governance.dependencies import Governance, GovernancePolicy
 from shared.governance.graph import GraphClient
@@ -300,7 +302,12 @@ class Services:
             self.ip_intel_with_tor,
             alert_lookup,
             lambda: [i.community_id for i in self.installs.all()],
+            entra_tenants=self._entra_tenants,
         )
+
+    def _entra_tenants(self) -> list[str]:
+        s = self.settings
+        return [s.graph_tenant_id] if "entra" in s.sources and s.graph_tenant_id else []
 
     @functools.cached_property
     def user_page(self) -> UserPage:
@@ -426,12 +433,24 @@ class Services:
             quarantine=self.quarantine_deps,
             enqueue_detection=self.enqueue_detection,
             graph=lambda: self.graph,
+            pending=PendingDetection(self.storage.table(st.ENTRA_SYNC)),
         )
 
     @property
     def entra_status_deps(self) -> entra_status.StatusDeps:
+        table = self.storage.table(st.ENTRA_SYNC)
         return entra_status.StatusDeps(
-            LogStateStore(self.storage.table(st.ENTRA_SYNC)), self.settings.graph_tenant_id
+            LogStateStore(table), DirectoryStateStore(table), self.settings.graph_tenant_id
+        )
+
+    @property
+    def entra_directory_deps(self) -> DirectoryDeps:
+        return DirectoryDeps(
+            settings=self.settings,
+            states=DirectoryStateStore(self.storage.table(st.ENTRA_SYNC)),
+            users=self.users,
+            groups=self.groups,
+            graph=lambda: self.graph,
         )
 
     @property
@@ -443,6 +462,7 @@ class Services:
             workplace_status=lambda: self.workplace_status_deps,
             entra_pull=lambda: self.entra_pull_deps,
             entra_status=lambda: self.entra_status_deps,
+            entra_directory=lambda: self.entra_directory_deps,
         )
 
     @property

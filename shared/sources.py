@@ -19,6 +19,7 @@ from shared.web import Reply, refuses_bad_input
 if TYPE_CHECKING:
     from shared.entra import pull as entra_pull
     from shared.entra import status as entra_status
+    from shared.entra import users_delta
     from shared.workplace import directory_sync, inbox_drain
     from shared.workplace import status as workplace_status
 
@@ -33,6 +34,7 @@ class SourceDeps:
     workplace_status: Callable[[], workplace_status.StatusDeps]
     entra_pull: Callable[[], entra_pull.PullDeps]
     entra_status: Callable[[], entra_status.StatusDeps]
+    entra_directory: Callable[[], users_delta.DirectoryDeps]
 
 
 class Source(Protocol):
@@ -84,8 +86,12 @@ class Entra:
         pull(deps.entra_pull(), now)
 
     def sync_directory(self, deps: SourceDeps, now: datetime) -> None:
-        """The Entra directory is read per user when needed (governance and the directory
-        lookup ask Graph for `accountEnabled`); disable and delete come from the audit log."""
+        from shared.entra.groups_delta import sync_groups
+        from shared.entra.users_delta import sync_users
+
+        directory = deps.entra_directory()
+        sync_users(directory, now)  # Graph's /users delta query into the user records,
+        sync_groups(directory, now)  # then /groups/delta into their groups
 
     def status(self, deps: SourceDeps, now: datetime) -> dict[str, Any]:
         from shared.entra.status import report

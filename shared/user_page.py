@@ -58,7 +58,11 @@ class UserPage:
     def answer(self, user: UserRecord, now: datetime) -> dict[str, Any]:
         end = utc(now)
         query = ActivityQuery(
-            start=end - WINDOW, end=end, tenants=(user.tenant_id,), user=user.user_id
+            start=end - WINDOW,
+            end=end,
+            tenants=(user.tenant_id,),
+            user=user.user_id,
+            source=self.activities.source_of(user.tenant_id),
         )
         countries: Counter[str] = Counter()
         ips: Counter[str] = Counter()

@@ -406,7 +406,8 @@ def graph_roles(d: Deployment) -> Iterator[str]:
         if ev.param("enableIdentityProtection"):
             want.add("IdentityRiskyUser.ReadWrite.All")
         if "entra" in str(ev.param("vigilSources")).split(","):
-            want.add("AuditLog.Read.All")  # the Entra source's pull, nothing broader
+            # The Entra source's pull and its directory's groups, nothing broader.
+            want |= {"AuditLog.Read.All", "GroupMember.Read.All"}
         mail = {r for r in granted if r.startswith("Mail.")}
         if mail and "Mail.Send" not in want:
             yield f"graph roles ({scenario}): {sorted(mail)} granted without a mail sender"

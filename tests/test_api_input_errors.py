@@ -83,6 +83,7 @@ CASES: dict[str, list[Case]] = {
         Case("GET", "governance/actions", "user", {"user": LONG}),
         Case("GET", "governance/actions", "alert", {"alert": "a\nb"}),
         Case("GET", "governance/actions", "colour", {"colour": "red"}),
+        Case("GET", "governance/actions", "source", {"source": "okta"}),
     ],
     "governance_command": [
         # The approver is the caller (shared/access.py): the body is not read at all.
@@ -191,6 +192,12 @@ CASES: dict[str, list[Case]] = {
                 "to": "2026-03-02T00:00:00Z",
                 "next": token({"pk": "x"}),
             },
+        ),
+        Case(
+            "GET",
+            "activities",
+            "source",
+            {"from": "2026-03-01T00:00:00Z", "to": "2026-03-02T00:00:00Z", "source": "okta"},
         ),
         Case(
             "GET",

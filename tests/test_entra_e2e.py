@@ -257,3 +257,29 @@ def test_an_account_disabled_in_the_audit_log_then_signing_in_is_a_terminated_us
     alerts = get_services().alerts.for_tenant(stack.graph.tenant_id)
     assert [a.detector_id for a in alerts] == ["vigil.terminated_user"]
     assert alerts[0].user_id == user
+
+
+def test_an_account_disabled_in_the_directory_is_synced_and_its_sign_in_is_a_terminated_user(
+    stack: Stack,
+) -> None:
+    """No audit record of the disable: the `/users` delta query brings it into the user record."""
+    (user, upn), (other, _) = people(stack)[:2]
+    drain(stack)  # the first round: every user, active
+    assert status(stack)["directory"]["state"] == "current"
+    record = get_services().users.get(stack.graph.tenant_id, user)
+    assert record is not None and (record.email, record.status) == (upn, "active")
+    stack.graph.users[user].account_enabled = False
+    del stack.graph.users[other]
+    drain(stack)
+    users = get_services().users
+    off, gone = users.get(stack.graph.tenant_id, user), users.get(stack.graph.tenant_id, other)
+    assert off is not None and off.status == "deactivated" and off.deactivated_at is not None
+    assert gone is not None and gone.status == "deleted"
+    at = off.deactivated_at + timedelta(milliseconds=1)  # the run that saw it, and after
+    stack.graph.audit_logs.add("signIns", sign_in(at, user_id=user, upn=upn))
+    for _ in range(2):
+        drain(stack)
+    alerts = get_services().alerts.for_tenant(stack.graph.tenant_id)
+    assert [a.detector_id for a in alerts] == ["vigil.terminated_user"]
+    assert alerts[0].user_id == user
+    assert alerts[0].evidence.facts["workplace_status"] == "deactivated"

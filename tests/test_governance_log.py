@@ -9,7 +9,10 @@ import uuid
 from dataclasses import replace
 from datetime import timedelta
 
+from azure.data.tables import UpdateMode
+
 from shared import services
+from shared import storage as st
 from shared.governance.records import ActionFilter
 from shared.models import ActionAttempt, GovernanceAction
 from shared.services import Services
@@ -102,3 +105,22 @@ def test_a_bad_next_token_is_a_400(vigil_env: dict[str, str]) -> None:
     for token in ("not-a-token", "eyJ4IjogMX0="):
         status, body = http("GET", "governance/actions", next=token)
         assert status == 400 and "next" in body["error"]["message"]
+
+
+def test_the_source_filter_keeps_its_records_and_older_ones_count_as_workplace(
+    svc: Services,
+) -> None:
+    made = records(svc, 12)
+    entra = [replace(r, source="entra") for r in made[::3]]
+    for r in entra:
+        svc.actions.save(r)
+    old = made[1]  # as written before records carried their source: no Source property
+    table = svc.storage.table(st.ACTIONS)
+    for row in table.query_entities("AlertId eq @a", parameters={"a": old.alert_id}):
+        table.upsert_entity({k: v for k, v in row.items() if k != "Source"}, UpdateMode.REPLACE)
+    assert [i for p in walk(2, source="entra") for i in p] == [r.id for r in entra]
+    workplace = [i for p in walk(3, source="workplace") for i in p]
+    assert workplace == [r.id for r in made if r.id not in {e.id for e in entra}]
+    assert old.id in workplace
+    stored = svc.actions.get(entra[0].tenant_id, entra[0].id)
+    assert stored is not None and stored.source == "entra"

@@ -7,8 +7,9 @@
 # Default permissions: User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All, and
 # Mail.Send with Mail.ReadBasic.All (notify reads its Sent Items before it could send twice) only
 # when GOVERNANCE_MAIL_SENDER is set (as infra/main.bicep grants them). Add
-# IdentityRiskyUser.ReadWrite.All on Entra ID P2 tenants; AuditLog.Read.All is added when
-# VIGIL_SOURCES includes entra (the sign-in and directory-audit logs); leave the two Mail ones out to scope them
+# IdentityRiskyUser.ReadWrite.All on Entra ID P2 tenants; AuditLog.Read.All and GroupMember.Read.All
+# are added when VIGIL_SOURCES includes entra (the sign-in and directory-audit logs, the directory's
+# groups); leave the two Mail ones out to scope them
 # to the sender mailbox with Exchange RBAC for Applications instead (README, "Deploy").
 set -eu
 
@@ -18,7 +19,9 @@ principal="${1:-${AZURE_MANAGED_IDENTITY_PRINCIPAL_ID:-}}"
 if [ "$#" -eq 0 ]; then
   set -- User.Read.All User.RevokeSessions.All User.EnableDisableAccount.All
   [ -z "${GOVERNANCE_MAIL_SENDER:-}" ] || set -- "$@" Mail.Send Mail.ReadBasic.All
-  case ",${VIGIL_SOURCES:-workplace}," in *,entra,*) set -- "$@" AuditLog.Read.All ;; esac
+  case ",${VIGIL_SOURCES:-workplace}," in
+    *,entra,*) set -- "$@" AuditLog.Read.All GroupMember.Read.All ;;
+  esac
 fi
 
 graph_app_id=00000003-0000-0000-c000-000000000000

@@ -131,13 +131,16 @@ def first_use(profile: UserProfile, term: Termination) -> Stamp | None:
     return min(found, key=lambda s: (s.time, s.event_id)) if found else None
 
 
-def from_directory(profile: UserProfile, d: Directory, t: datetime) -> UserProfile:
-    """What the directories said while judging activity at `t`, as switches at event times."""
+def from_directory(
+    profile: UserProfile, d: Directory, t: datetime, source: str = "workplace"
+) -> UserProfile:
+    """What the directories said while judging activity at `t`, as switches at event times
+    (the synced record's as the `source` of the activity, whose directory it is)."""
     if not d.entra and d.workplace_deactivated_at is None:
         return profile
     switches: list[Lifecycle] = []
     if d.workplace_status in ("deactivated", "deleted") and d.workplace_deactivated_at:
-        switches.append(Lifecycle(utc(d.workplace_deactivated_at), "workplace", False, "record"))
+        switches.append(Lifecycle(utc(d.workplace_deactivated_at), source, False, "record"))
     entra = [x for x in profile.lifecycle if x.source == "entra" and x.time <= t]
     off_now = bool(entra) and not entra[-1].enabled
     if d.entra_terminated and not off_now:
@@ -184,7 +187,7 @@ def detect(
     who = a.actor_email or a.actor_id
     found: list[Finding] = []
     if d.workplace_deactivated_at is not None or d.entra or profile.lifecycle:
-        recorded = from_directory(profile, d, t)
+        recorded = from_directory(profile, d, t, a.source)
         if recorded is not profile:  # the directories said something new: look back too
             found = recheck(recorded, profile, who, cfg, d)
         profile = recorded

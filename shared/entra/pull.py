@@ -35,6 +35,7 @@ from shared import telemetry
 from shared.activities import ActivityStore, partition_key, row_key, work_items
 from shared.config import Settings
 from shared.entra.normalize import RecordError, audit_activity, signin_activity
+from shared.entra.pending import PendingDetection
 from shared.entra.state import LogState, LogStateStore
 from shared.governance.graph import GraphClient
 from shared.governance.graph_results import GraphError
@@ -111,6 +112,7 @@ class PullDeps:
     quarantine: QuarantineDeps
     enqueue_detection: Callable[[str], None]
     graph: Callable[[], GraphClient]
+    pending: PendingDetection  # by-key detection messages not yet known to be queued
 
 
 def _beta(graph_url: str) -> str:
@@ -189,14 +191,18 @@ def _store(
     unknown.update(names[a.event_id] for a in fresh if a.event_id in names)  # counted once
     batches = work_items(fresh)
     # Carried in the message (v2) ones are queued before the write: a crash in between queues
-    # them again (detection is idempotent), never not at all. By-key ones need the row first.
+    # them again (detection is idempotent), never not at all. By-key ones need the row first:
+    # kept as pending before the write, forgotten once queued (shared/entra/pending.py).
     for b in batches:
         if b.activities:
             deps.enqueue_detection(b.to_message())
+    by_key = [b.to_message() for b in batches if not b.activities]
+    waiting = deps.pending.keep(by_key) if by_key else []
     deps.activities.write(acts)
-    for b in batches:
-        if not b.activities:
-            deps.enqueue_detection(b.to_message())
+    for message in by_key:
+        deps.enqueue_detection(message)
+    if waiting:
+        deps.pending.done(waiting)
     result.quarantined += kept
     result.records += len(records)
     result.stored += len(fresh)
@@ -283,6 +289,9 @@ def pull(
     pacer = pacer or Pacer()
     store = deps.log_states
     result = PullResult()
+    requeued = deps.pending.requeue(deps.enqueue_detection)
+    if requeued:
+        log.warning("entra: %d detection messages an interrupted pull left queued now", requeued)
     states = [store.get(tenant, name) for name in LOGS]
     # The limit is per app and tenant: after a 429 on either log, neither is asked before then.
     if any(s.state == "throttled" and s.resume_after and now < s.resume_after for s in states):

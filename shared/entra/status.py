@@ -8,6 +8,8 @@ from typing import Any
 
 from shared.entra.pull import LOGS
 from shared.entra.state import LogState, LogStateStore
+from shared.entra.users_delta import DirectoryStateStore
+from shared.entra.users_delta import report as directory_report
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,7 @@ class StatusDeps:
     """What the Entra status report reads."""
 
     log_states: LogStateStore
+    directories: DirectoryStateStore
     tenant_id: str | None  # GRAPH_TENANT_ID: its logs are listed even before their first read
 
 
@@ -58,4 +61,8 @@ def report(deps: StatusDeps, now: datetime) -> dict[str, Any]:
             )
     for s in store.all():
         tenants.setdefault(s.tenant_id, {})[s.log] = log_report(s, now)
+    directories = deps.directories
+    for tenant, logs in tenants.items():
+        logs["directory"] = directory_report(directories.get(tenant))
+        logs["groups"] = directory_report(directories.get(tenant, "groups"))
     return {"tenants": tenants}

@@ -17,7 +17,8 @@ from shared.models import ActionStatus, GovernanceAction
 from shared.web import Reply, refuses_bad_input
 
 COMMANDS = {"approve": approve, "retry": retry, "revert": revert}
-FILTERS = ("tenant", "status", "action", "user", "alert", "limit", "next")
+FILTERS = ("tenant", "source", "status", "action", "user", "alert", "limit", "next")
+SOURCES = ("workplace", "entra")
 MAX_LIMIT = 1000
 
 
@@ -38,8 +39,8 @@ def record_json(record: GovernanceAction) -> dict[str, Any]:
 
 @refuses_bad_input
 def list_actions(gov: Governance, params: Mapping[str, str]) -> Reply:
-    """`GET /api/governance/actions?status=&action=&user=&alert=&tenant=&limit=&next=`: newest
-    first (by creation), `limit` at a time, with `next` the token of the following page."""
+    """`GET /api/governance/actions?status=&action=&user=&alert=&tenant=&source=&limit=&next=`:
+    newest first (by creation), `limit` at a time, with `next` the token of the following page."""
     q.known(params, FILTERS)
     where = ActionFilter(
         tenant_id=q.text(params, "tenant", key=True),
@@ -47,6 +48,7 @@ def list_actions(gov: Governance, params: Mapping[str, str]) -> Reply:
         action=q.choice(params, "action", ACTIONS),
         user=q.text(params, "user"),
         alert_id=q.text(params, "alert"),
+        source=q.choice(params, "source", SOURCES),
     )
     page = gov.actions.page(
         where,

@@ -62,6 +62,7 @@ def _new_record(request: ActionRequest, alert: Alert, now: datetime, mode: str) 
         approval_required=request.approval_required,
         event_time=alert.last_activity_time,
         updated_at=now,
+        source=alert.source or "workplace",
     )
 
 

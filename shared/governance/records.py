@@ -66,6 +66,7 @@ def _to_entity(a: GovernanceAction) -> dict[str, Any]:
         "RevertedBy": a.reverted_by,
         "Intent": a.intent,
         "Check": a.check,
+        "Source": a.source,
         "AttemptLog": json.dumps(
             [{**asdict(t), "at": utc(t.at).isoformat()} for t in a.attempt_log],
             separators=(",", ":"),
@@ -123,6 +124,7 @@ def _from_entity(e: dict[str, Any]) -> GovernanceAction:
         updated_at=when("UpdatedAt"),
         lease_until=when("LeaseUntil"),
         intent=e.get("Intent", ""),
+        source=e.get("Source", "workplace"),  # records from before sources were recorded
         intent_at=when("IntentAt"),
         check=e.get("Check", ""),
         attempt_log=tuple(
@@ -158,6 +160,7 @@ class ActionFilter:
     alert_id: str = ""
     event_after: datetime | None = None  # the alert's event time, exclusive...
     event_until: datetime | None = None  # ...to inclusive
+    source: str = ""  # workplace | entra (the alert's source)
 
 
 class ActionStore:
@@ -256,6 +259,8 @@ class ActionStore:
         rows = self._table.query_entities(" and ".join(clauses), parameters=params)
         found: list[dict[str, Any]] = []
         for row in rows:
+            if where.source and row.get("Source", "workplace") != where.source:
+                continue  # checked here: records older than the property have none
             found.append(row)
             if where.tenant_id and len(found) > limit:
                 break  # one partition comes back in key order: nothing later is newer

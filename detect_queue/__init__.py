@@ -45,4 +45,6 @@ def detect_queue(msg: func.QueueMessage) -> None:
         directory=svc.directory,
         quarantine=quarantine,
         suppressions=svc.suppressions.for_tenant,
+        notify=svc.notify_alert,
     )
+    svc.siem_activities(msg.get_body())  # the batch's activities wait for the SIEM, if asked

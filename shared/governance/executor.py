@@ -159,6 +159,7 @@ class Governance:
     workplace_token: Callable[[str], str | None]
     enqueue: Callable[[ActionRequest, int], None]  # (request, visibility delay in seconds)
     rng: random.Random = field(default_factory=random.Random)
+    notify: Callable[[Alert], None] | None = None  # queues a guardrail alert's notification
 
 
 class _Failure(Exception):
@@ -732,7 +733,7 @@ def _guardrail_alert(
     gov: Governance, alert: Alert, record: GovernanceAction, kind: str, text: str
 ) -> None:
     gov.alerts.save(
-        Alert(
+        guardrail := Alert(
             id=short_hash("governance", kind, record.id),
             tenant_id=alert.tenant_id,
             source="vigil",
@@ -760,6 +761,8 @@ def _guardrail_alert(
             dedup_key=f"governance:{kind}:{record.id}",
         )
     )
+    if gov.notify is not None:  # guardrail alerts are always notified
+        gov.notify(guardrail)
 
 
 # ---------------------------------------------------------------- the queue consumer

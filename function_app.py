@@ -15,8 +15,10 @@ import govern_queue
 import governance_http
 import intel_timer
 import investigate_http
+import notify_queue
 import posture_timer
 import retention_timer
+import siem_timer
 import sync_timer
 from shared import telemetry
 
@@ -32,6 +34,8 @@ BLUEPRINTS = (
     investigate_http.bp,
     posture_timer.bp,
     console_http.bp,
+    notify_queue.bp,
+    siem_timer.bp,
 )
 
 

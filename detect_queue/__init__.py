@@ -34,3 +34,4 @@ def detect_queue(msg: func.QueueMessage) -> None:
         svc.enqueue_detection(msg.get_body().decode(), POLICY_RETRY_SECONDS)
         return
     svc.detection_deps(quarantine).run_batch(batch)
+    svc.siem_activities(msg.get_body())  # the batch's activities wait for the SIEM, if asked

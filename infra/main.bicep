@@ -133,6 +133,24 @@ param keyVaultSalt string = ''
 @description('VNET_ENABLED: put the function app in a virtual network and reach storage (blob, queue, table) and Key Vault only through private endpoints, with their public network access off. False (default): public endpoints, identity-only access.')
 param vnetEnabled bool = false
 
+@description('Where new alerts at or above notifyMinSeverity are announced: an e-mail address (sent from governanceMailSender); empty: no e-mail.')
+param notifyEmailTo string = ''
+
+@allowed(['informational', 'low', 'medium', 'high'])
+param notifyMinSeverity string = 'medium'
+
+@description('Announce alerts in a Teams channel: the postprovision hook stores NOTIFY_TEAMS_WEBHOOK_URL in Key Vault.')
+param enableTeamsNotifications bool = false
+
+@description('Announce alerts to a signed webhook: the postprovision hook stores NOTIFY_WEBHOOK_URL and NOTIFY_WEBHOOK_SECRET in Key Vault.')
+param enableWebhookNotifications bool = false
+
+@description('Send alerts to Log Analytics tables through the Logs Ingestion API (a data collection endpoint and rule).')
+param siemEnabled bool = false
+
+@description('With siemEnabled, also send every detected activity.')
+param siemActivities bool = false
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -155,6 +173,7 @@ var publicAcls = { defaultAction: 'Allow', bypass: 'AzureServices' }
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var activityQueueName = 'activity'
 var governQueueName = 'govern'
+var notifyQueueName = 'notify'
 
 var storageSuffix = environment().suffixes.storage
 var blobServiceUri = 'https://${storageAccountName}.blob.${storageSuffix}'
@@ -202,7 +221,7 @@ module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
     }
     // The triggers' queues; `<queue>-poison` is created by the host on first use.
     queueServices: {
-      queues: [{ name: activityQueueName }, { name: governQueueName }]
+      queues: [{ name: activityQueueName }, { name: governQueueName }, { name: notifyQueueName }]
     }
     // Tables are created by shared/storage.py on first use (names carry STORAGE_PREFIX).
     tableServices: {
@@ -278,6 +297,18 @@ module monitoring 'br/public:avm/res/insights/component:0.4.1' = {
   }
 }
 
+module siem 'app/siem.bicep' = if (siemEnabled) {
+  name: 'siem'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceName: logAnalytics.outputs.name
+    endpointName: '${abbrs.insightsDataCollectionEndpoints}vigil-${resourceToken}'
+    ruleName: '${abbrs.insightsDataCollectionRules}vigil-${resourceToken}'
+  }
+}
+
 module plan 'br/public:avm/res/web/serverfarm:0.1.1' = {
   name: 'plan'
   scope: rg
@@ -326,6 +357,17 @@ var appSettings = {
   APP_SERVICE_AUTH: enableAppServiceAuth ? 'true' : 'false'
   AUTOMATION_KEY: enableAutomationKey ? '${kv}automation-key)' : ''
   VIGIL_SOURCES: vigilSources
+  NOTIFY_QUEUE: notifyQueueName
+  NOTIFY_MIN_SEVERITY: notifyMinSeverity
+  NOTIFY_EMAIL_TO: notifyEmailTo
+  NOTIFY_TEAMS_WEBHOOK_URL: enableTeamsNotifications ? '${kv}notify-teams-webhook-url)' : ''
+  NOTIFY_WEBHOOK_URL: enableWebhookNotifications ? '${kv}notify-webhook-url)' : ''
+  NOTIFY_WEBHOOK_SECRET: enableWebhookNotifications ? '${kv}notify-webhook-secret)' : ''
+  LOG_ANALYTICS_DCE_ENDPOINT: siemEnabled ? siem.outputs.endpoint : ''
+  LOG_ANALYTICS_DCR_ID: siemEnabled ? siem.outputs.ruleId : ''
+  LOG_ANALYTICS_ACTIVITIES: siemActivities ? 'true' : 'false'
+  LOG_ANALYTICS_SCHEDULE: '0 * * * * *'
+  LOG_ANALYTICS_CLIENT_ID: identity.outputs.clientId
 }
 
 module api 'app/api.bicep' = {
@@ -364,6 +406,7 @@ module rbac 'app/rbac.bicep' = {
     keyVaultName: keyVault.outputs.name
     appInsightsName: monitoring.outputs.name
     identityPrincipalId: identity.outputs.principalId
+    dataCollectionRuleName: siemEnabled ? siem.outputs.ruleName : ''
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
   }

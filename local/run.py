@@ -88,6 +88,12 @@ def main() -> None:
             stack.graph.graph_url,
         )
         log.info("sources: %s (status: %s/sources/status)", ", ".join(sources), stack.api)
+        if stack.notify and stack.notify.receiver:
+            log.info(
+                "notifications: local Teams/webhook receiver on %s", stack.notify.receiver.base_url
+            )
+        if stack.notify and stack.notify.ingestion:
+            log.info("SIEM: local Logs Ingestion endpoint %s", stack.notify.ingestion.endpoint)
         if "workplace" in sources:
             reply = stack.install()
             log.info(

@@ -22,6 +22,7 @@ import requests
 
 from local.azurite import ROOT, ensure_azurite
 from local.functions_host import LocalFunctionsHost
+from local.notify_sims import NotifySims, notify_simulators
 from local.sim_graph import SimulatedGraph, SimUser
 from local.sim_workplace import SimulatedWorkplace
 from shared import services
@@ -50,6 +51,7 @@ class Stack:
     function_key: str
     analyst_token: str = ""  # `Authorization: Bearer <it>`: signed in as ANALYST (Responder)
     reader_token: str = ""  # ...as READER_ONLY (Vigil.Reader)
+    notify: NotifySims | None = None  # the webhook receiver and Logs Ingestion endpoint, if asked
 
     def as_analyst(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.analyst_token}"}
@@ -112,6 +114,7 @@ def stack_env(
         "STORAGE_PREFIX": prefix,
         "ACTIVITY_QUEUE": f"{prefix}-activity",
         "GOVERN_QUEUE": f"{prefix}-govern",
+        "NOTIFY_QUEUE": f"{prefix}-notify",
         "WORKPLACE_APP_ID": APP_ID,
         "WORKPLACE_APP_SECRET": APP_SECRET,
         "WORKPLACE_REDIRECT_URI": f"http://127.0.0.1:{port}/api/workplace/callback",
@@ -127,8 +130,10 @@ def stack_env(
         "SYNC_SCHEDULE": schedule,
         "TOR_REFRESH_SCHEDULE": "0 0 * * * *",  # hourly; unreachable offline: last copy kept
         "RETENTION_SCHEDULE": "0 30 3 * * *",
+        "LOG_ANALYTICS_SCHEDULE": "0 * * * * *",  # siem_timer: idle unless the SIEM is set
         "GOVERNANCE_MODE": "enforce",
         "APP_SERVICE_AUTH": "true",  # the local host plays App Service Authentication
+        "VIGIL_CONSOLE_URL": f"http://127.0.0.1:{port}/api/console",  # notifications link to it
     }
 
 
@@ -178,6 +183,7 @@ def local_stack(
             schedule=schedule,
         )
         env.update(extra_env or {})
+        sims = stack.enter_context(notify_simulators(env))  # settings that say `local`
         os.environ.update(env)
         services.reset()
         stack.callback(_restore_environ, saved)
@@ -200,7 +206,7 @@ def local_stack(
         )
         host.start(triggers=triggers)
         stack.callback(host.stop)
-        yield Stack(host, workplace, graph, env, key, analyst, reader)
+        yield Stack(host, workplace, graph, env, key, analyst, reader, sims)
 
 
 def _restore_environ(saved: dict[str, str]) -> None:

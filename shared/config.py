@@ -17,6 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from typing import Annotated, ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
 from shared.settings_schema import ConfigError as ConfigError
 from shared.settings_schema import (
@@ -712,6 +713,231 @@ class TelemetrySettings(SettingsGroup):
     ]
 
 
+Severity = Literal["informational", "low", "medium", "high"]
+SEVERITIES: tuple[str, ...] = ("informational", "low", "medium", "high")
+LOOPBACK_HOSTS = ("localhost", "::1")
+WEBHOOK_URL_DOC = "an https:// URL (plain http only to a loopback address)"
+
+
+def is_loopback_http(url: str) -> bool:
+    """Plain HTTP to a loopback address (the local receivers and simulators)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "http" and (host in LOOPBACK_HOSTS or host.startswith("127."))
+
+
+def allowed_webhook_url(url: str) -> bool:
+    """HTTPS, or plain HTTP to a loopback address; never credentials in the authority."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.username or parts.password:
+        return False
+    return parts.scheme == "https" or is_loopback_http(url)
+
+
+def _not_plain_http_elsewhere(url: str) -> bool:
+    return urlsplit(url).scheme != "http" or is_loopback_http(url)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class NotifySettings(SettingsGroup):
+    FEATURE = "Notifications"
+
+    notify_queue: Annotated[
+        str,
+        Setting(
+            "NOTIFY_QUEUE",
+            "notify",
+            "Queue of alert notifications (the trigger's `%NOTIFY_QUEUE%`). See "
+            "[Notifications and SIEM](#notifications-and-siem).",
+        ),
+    ]
+    notify_min_severity: Annotated[
+        Severity,
+        Setting(
+            "NOTIFY_MIN_SEVERITY",
+            "medium",
+            "Lowest severity notified: `informational`, `low`, `medium`, `high` (governance "
+            "guardrail alerts always are).",
+        ),
+    ]
+    notify_email_to: Annotated[
+        str | None,
+        Setting(
+            "NOTIFY_EMAIL_TO",
+            None,
+            "Address (a person, shared mailbox or distribution list) alert e-mails go to, sent "
+            "with Graph `sendMail` from `GOVERNANCE_MAIL_SENDER`. Empty: no e-mail.",
+        ),
+    ]
+    notify_teams_url: Annotated[
+        str | None,
+        Setting(
+            "NOTIFY_TEAMS_WEBHOOK_URL",
+            None,
+            "Microsoft Teams incoming webhook (HTTPS) that gets an Adaptive Card per alert. Its "
+            "URL is its credential: a Key Vault reference in Azure, never logged. Empty: no "
+            "Teams.",
+            secret=True,
+            check=allowed_webhook_url,
+            check_doc=WEBHOOK_URL_DOC,
+        ),
+    ]
+    notify_webhook_url: Annotated[
+        str | None,
+        Setting(
+            "NOTIFY_WEBHOOK_URL",
+            None,
+            "Generic webhook (HTTPS; plain HTTP only to a loopback address) that gets each alert "
+            "as JSON, signed in `X-Vigil-Signature-256`. Empty: none.",
+            secret=True,
+            check=allowed_webhook_url,
+            check_doc=WEBHOOK_URL_DOC,
+        ),
+    ]
+    notify_webhook_secret: Annotated[
+        str | None,
+        Setting(
+            "NOTIFY_WEBHOOK_SECRET",
+            None,
+            "Key of the HMAC-SHA256 signature of the generic webhook's body (required with "
+            "`NOTIFY_WEBHOOK_URL`: without it nothing is sent there).",
+            secret=True,
+        ),
+    ]
+    notify_daily_cap: Annotated[
+        int,
+        Setting(
+            "NOTIFY_DAILY_CAP",
+            "100",
+            "Alerts notified per destination per UTC day of sending; the first one over it "
+            'sends one "cap reached" message instead.',
+            maximum=10_000,
+        ),
+    ]
+    notify_max_attempts: Annotated[
+        int,
+        Setting(
+            "NOTIFY_MAX_ATTEMPTS",
+            "6",
+            "Attempts per alert and destination (backoff through the queue) before the record "
+            "says failed.",
+            maximum=50,
+        ),
+    ]
+    vigil_console_url: Annotated[
+        str | None,
+        Setting(
+            "VIGIL_CONSOLE_URL",
+            None,
+            "The console's address in notification links (`<it>#/alert/<id>`).",
+            url=True,
+            shown_default="`https://<WEBSITE_HOSTNAME>/api/console`",
+        ),
+    ]
+    website_hostname: Annotated[
+        str | None,
+        Setting(
+            "WEBSITE_HOSTNAME",
+            None,
+            "Set by App Service: the app's host name (the default console address).",
+        ),
+    ]
+
+    @property
+    def console_url(self) -> str | None:
+        if self.vigil_console_url:
+            return self.vigil_console_url
+        return f"https://{self.website_hostname}/api/console" if self.website_hostname else None
+
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        """The configured destinations, in the order they are tried."""
+        named = (
+            ("email", self.notify_email_to),
+            ("teams", self.notify_teams_url),
+            ("webhook", self.notify_webhook_url),
+        )
+        return tuple(name for name, value in named if value)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SiemSettings(SettingsGroup):
+    FEATURE = "SIEM (Log Analytics)"
+
+    siem_endpoint: Annotated[
+        str | None,
+        Setting(
+            "LOG_ANALYTICS_DCE_ENDPOINT",
+            None,
+            "The data collection endpoint's logs ingestion URL (`infra/` sets it when "
+            "`siemEnabled`). Set with `LOG_ANALYTICS_DCR_ID`, alerts go to Log Analytics.",
+            url=True,
+            check=_not_plain_http_elsewhere,
+            check_doc="an https:// URL (plain http only to a loopback address)",
+        ),
+    ]
+    siem_rule_id: Annotated[
+        str | None,
+        Setting(
+            "LOG_ANALYTICS_DCR_ID",
+            None,
+            "The data collection rule's immutable id (`dcr-...`).",
+        ),
+    ]
+    siem_stream: Annotated[
+        str,
+        Setting(
+            "LOG_ANALYTICS_STREAM",
+            "Custom-VigilAlerts_CL",
+            "The rule's stream for alerts (table `VigilAlerts_CL`).",
+        ),
+    ]
+    siem_activities: Annotated[
+        bool,
+        Setting(
+            "LOG_ANALYTICS_ACTIVITIES",
+            "false",
+            "`true` also sends the activities of every detected batch.",
+        ),
+    ]
+    siem_activity_stream: Annotated[
+        str,
+        Setting(
+            "LOG_ANALYTICS_ACTIVITY_STREAM",
+            "Custom-VigilActivities_CL",
+            "The rule's stream for activities (table `VigilActivities_CL`).",
+        ),
+    ]
+    siem_schedule: Annotated[
+        str,
+        Setting(
+            "LOG_ANALYTICS_SCHEDULE",
+            "0 * * * * *",
+            "NCRONTAB schedule of `siem_timer`, which sends what waits in batches (UTC, six "
+            "fields).",
+        ),
+    ]
+    siem_client_id: Annotated[
+        str | None,
+        Setting(
+            "LOG_ANALYTICS_CLIENT_ID",
+            None,
+            "Client id of the user-assigned managed identity that sends (default: "
+            "`AzureWebJobsStorage__clientId`; neither: the system-assigned one).",
+        ),
+    ]
+
+    @property
+    def siem_enabled(self) -> bool:
+        """Both the endpoint and the rule are set (one without the other is an error)."""
+        if bool(self.siem_endpoint) != bool(self.siem_rule_id):
+            raise ConfigError(
+                "LOG_ANALYTICS_DCE_ENDPOINT and LOG_ANALYTICS_DCR_ID are set together (or "
+                "neither): only one of them is set"
+            )
+        return bool(self.siem_endpoint)
+
+
 @dataclass(frozen=True, kw_only=True, repr=False)
 class Settings(
     StorageSettings,
@@ -725,6 +951,8 @@ class Settings(
     RetentionSettings,
     AnalystApiSettings,
     TelemetrySettings,
+    NotifySettings,
+    SiemSettings,
 ):
     """Every feature's settings: what the composition root reads and hands to each feature."""
 

@@ -12,7 +12,7 @@ from shared import clock
 from shared import storage as st
 from shared.activities import ActivityBatch, ActivityStore
 from shared.activity_log import ActivityLog
-from shared.alerts import AlertStore
+from shared.alerts import AlertStore, alert_row_key
 from shared.alerts import from_entity as alert_from_entity
 from shared.analyst_api import AnalystDeps
 from shared.audit import AuditLog
@@ -43,10 +43,14 @@ from shared.ipintel import IpDatabase, IpIntel
 from shared.ipintel.ranges import load_ranges
 from shared.ipintel.tor import TorExitStore
 from shared.models import Alert
+from shared.notify.delivery import Notifier
+from shared.notify.requests import NotifyRequest
 from shared.paging import TokenSigner, stored_key
 from shared.posture import PostureStore
 from shared.quarantine import QuarantineDeps
 from shared.secrets import SecretStore, secret_store_for
+from shared.siem.export import Ingestion
+from shared.siem.outbox import SiemOutbox
 from shared.sources import SourceDeps
 from shared.suppressions import Suppression, SuppressionStore
 from shared.triage import TriageStore
@@ -79,6 +83,7 @@ class DetectionDeps:
     directory: DirectoryLookup | None = None
     quarantine: Quarantine | None = None
     suppressions: Callable[[str], list[Suppression]] | None = None
+    notify: Callable[[Alert], None] | None = None  # queues a new alert's notification
 
     def run_batch(self, batch: ActivityBatch) -> DetectionResult:
         """Load the batch's activities and run the detections over them."""
@@ -93,6 +98,7 @@ class DetectionDeps:
             directory=self.directory,
             quarantine=self.quarantine,
             suppressions=self.suppressions,
+            notify=self.notify,
         )
 
 
@@ -268,6 +274,7 @@ class Services:
             workplace=lambda: self.governance_workplace,
             workplace_token=self.workplace_token,
             enqueue=self.enqueue_action,
+            notify=self.notify_alert,
         )
 
     @functools.cached_property
@@ -322,6 +329,58 @@ class Services:
             learning=timedelta(days=self.settings.learning_period_days),
         )
 
+    def notify_alert(self, alert: Alert) -> None:
+        """Queue a new alert's notifications (and its SIEM copy); nothing when neither is on or
+        the alert is below NOTIFY_MIN_SEVERITY (and not a guardrail) and no SIEM is set."""
+        from shared.notify.render import wanted
+
+        s = self.settings
+        notified = bool(s.destinations) and wanted(alert, s.notify_min_severity)
+        if notified or s.siem_enabled:
+            self.enqueue_notification(NotifyRequest(alert.tenant_id, alert_row_key(alert)))
+
+    def enqueue_notification(self, request: NotifyRequest, visibility_timeout: int = 0) -> None:
+        self.storage.queue(self.settings.notify_queue).send_message(
+            request.to_message(), visibility_timeout=visibility_timeout or None
+        )
+
+    @functools.cached_property
+    def notifier(self) -> Notifier:
+        from shared.notify.channels import Mailer
+        from shared.notify.records import NotifyStore
+
+        s = self.settings
+        return Notifier(
+            settings=s,
+            alerts=self.alerts,
+            records=NotifyStore(self.storage.table(st.NOTIFICATIONS)),
+            mailer=Mailer(lambda: self.graph, s.governance_mail_sender),
+            enqueue=self.enqueue_notification,
+            siem=self.siem_outbox.add_alert if s.siem_enabled else None,
+        )
+
+    @functools.cached_property
+    def siem_outbox(self) -> SiemOutbox:
+        return SiemOutbox(self.storage.table(st.SIEM_OUTBOX))
+
+    def siem_activities(self, detect_message: bytes) -> None:
+        """A detected batch's activities wait in the SIEM outbox (LOG_ANALYTICS_ACTIVITIES)."""
+        if self.settings.siem_enabled and self.settings.siem_activities:
+            self.siem_outbox.add_batch(detect_message)
+
+    @functools.cached_property
+    def siem_client(self) -> Ingestion:
+        """The Logs Ingestion client, signed in as the app's managed identity (its token is
+        cached by the credential until it expires)."""
+        from azure.identity import ManagedIdentityCredential
+        from azure.monitor.ingestion import LogsIngestionClient
+
+        s = self.settings
+        if not s.siem_endpoint:
+            raise ConfigError("LOG_ANALYTICS_DCE_ENDPOINT is not set: it is needed to send to SIEM")
+        credential = ManagedIdentityCredential(client_id=s.siem_client_id or s.storage_client_id)
+        return LogsIngestionClient(s.siem_endpoint, credential, logging_enable=False)
+
     def enqueue_detection(self, message: str, visibility_timeout: int = 0) -> None:
         self.storage.queue(self.settings.activity_queue).send_message(
             message, visibility_timeout=visibility_timeout or None
@@ -343,6 +402,7 @@ class Services:
             directory=self.directory,
             quarantine=quarantine,
             suppressions=self.suppressions.for_tenant,
+            notify=self.notify_alert,
         )
 
     @property

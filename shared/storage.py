@@ -64,6 +64,8 @@ API_STATE = "ApiState"  # the key that signs the API's continuation tokens
 SUPPRESSIONS = "Suppressions"  # analysts' "not again for N days", per tenant
 POSTURE = "Posture"  # each recommendation per community, as posture_timer last computed it
 ENTRA_SYNC = "EntraSync"  # per Entra tenant and log: watermark, paging cursor, state
+NOTIFICATIONS = "Notifications"  # per alert and destination: sent once; each day's cap
+SIEM_OUTBOX = "SiemOutbox"  # what waits for Log Analytics, and what was sent
 TABLES = (
     INSTALLS,
     INSTALL_STATES,
@@ -89,6 +91,8 @@ TABLES = (
     SUPPRESSIONS,
     POSTURE,
     ENTRA_SYNC,
+    NOTIFICATIONS,
+    SIEM_OUTBOX,
 )
 
 # Callables that see every storage request Vigil makes (the benchmark counts transactions

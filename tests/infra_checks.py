@@ -49,6 +49,8 @@ NOT_SET_IN_AZURE = {
     "set it after deploying (README, Deploy)",
     "GEOIP_ASN_DB": "optional licensed MaxMind database (as GEOIP_CITY_DB)",
     "GEOIP_ANONYMOUS_DB": "optional licensed MaxMind database (as GEOIP_CITY_DB)",
+    "WEBSITE_HOSTNAME": "App Service sets it",
+    "VIGIL_CONSOLE_URL": "its default comes from WEBSITE_HOSTNAME",
 }
 # Settings whose default is right locally but wrong in Azure: the Bicep must set them.
 WRONG_DEFAULT_IN_AZURE = {
@@ -80,6 +82,7 @@ IDENTITY_ROLES = {
     ("Microsoft.Storage/storageAccounts", "Storage Table Data Contributor"),  # Vigil's tables
     ("Microsoft.KeyVault/vaults", "Key Vault Secrets Officer"),  # references + install tokens
     ("Microsoft.Insights/components", "Monitoring Metrics Publisher"),  # Entra telemetry
+    ("Microsoft.Insights/dataCollectionRules", "Monitoring Metrics Publisher"),  # SIEM
 }
 
 # Microsoft Graph application permission each Graph action needs (graph-governance reference).
@@ -107,6 +110,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "vigilSources": "workplace,entra",
         "vnetEnabled": True,
         "keyVaultSalt": "a1b2c3d4",
+        "notifyEmailTo": "soc@contoso.com",
+        "enableTeamsNotifications": True,
+        "enableWebhookNotifications": True,
+        "siemEnabled": True,
+        "siemActivities": True,
     },
     "sender scoped in Exchange": {
         "governanceMailSender": "vigil@contoso.com",
@@ -557,6 +565,98 @@ def azure_yaml(d: Deployment) -> Iterator[str]:
             yield f"module {m.name}: {m.type} is not a pinned Azure Verified Module"
 
 
+# --- SIEM -------------------------------------------------------------------------------------
+
+
+def siem(d: Deployment) -> Iterator[str]:
+    """Only with siemEnabled: the endpoint, the tables and the rule, their streams' columns the
+    ones shared/siem/rows.py writes, and the app settings that point Vigil at them."""
+    from datetime import UTC, datetime
+
+    from shared.models import Activity, Alert, Evidence
+    from shared.siem.rows import activity_row, alert_row
+
+    module = d.app["siem"]
+    ev = Evaluator(
+        module,
+        {
+            "location": "x",
+            "tags": {},
+            "workspaceName": "log",
+            "endpointName": "dce",
+            "ruleName": "dcr",
+        },
+    )
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    written = {
+        "Custom-VigilAlerts_CL": set(
+            alert_row(
+                Alert(
+                    "a",
+                    "t",
+                    "s",
+                    "d",
+                    "x",
+                    "x",
+                    "low",
+                    "c",
+                    (),
+                    "u",
+                    "e",
+                    t,
+                    t,
+                    t,
+                    Evidence({}, ()),
+                    "k",
+                )
+            )
+        ),
+        "Custom-VigilActivities_CL": set(
+            activity_row(Activity("s", "t", "e", t, "login", "LOGIN", "login", "success", "u"))
+        ),
+    }
+    (rule,) = [r for r in module.resources.values() if "dataCollectionRules@" in r.type]
+    props = ev.eval(rule.body.get("properties"))
+    streams = props["streamDeclarations"]
+    for stream, columns in written.items():
+        declared = {c["name"] for c in streams.get(stream, {}).get("columns", [])}
+        if declared != columns:
+            differ = sorted(declared ^ columns)
+            yield f"siem.bicep: stream {stream}: columns {differ} differ from rows.py"
+        flows = [f for f in props["dataFlows"] if stream in f["streams"]]
+        if [f.get("outputStream") for f in flows] != [stream]:
+            yield f"siem.bicep: stream {stream} does not flow to its table"
+    tables = {
+        ev.eval(r.body.get("name")): ev.eval(r.body.get("properties"))["schema"]["columns"]
+        for r in module.resources.values()
+        if "workspaces/tables@" in r.type
+    }
+    for stream in written:
+        table = stream.removeprefix("Custom-")
+        if tables.get(table) != streams.get(stream, {}).get("columns"):
+            yield f"siem.bicep: table {table} does not have its stream's columns"
+    defaults = {s.name: s.default for s in SETTINGS}
+    for setting, stream in (
+        ("LOG_ANALYTICS_STREAM", "Custom-VigilAlerts_CL"),
+        ("LOG_ANALYTICS_ACTIVITY_STREAM", "Custom-VigilActivities_CL"),
+    ):
+        if defaults[setting] != stream:
+            yield f"{setting} defaults to {defaults[setting]}, not the rule's stream {stream}"
+    for scenario in SCENARIOS:
+        on = bool(d.evaluator(scenario).param("siemEnabled"))
+        env = d.app_settings(scenario)
+        if bool(env.get("LOG_ANALYTICS_DCE_ENDPOINT")) != on:
+            yield f"app settings ({scenario}): LOG_ANALYTICS_DCE_ENDPOINT set unlike siemEnabled"
+        if on and env.get("LOG_ANALYTICS_DCR_ID") != "<siem.outputs.ruleId>":
+            yield f"app settings ({scenario}): LOG_ANALYTICS_DCR_ID is not the rule's immutable id"
+    condition = d.module("siem").condition
+    if condition is None or path_of(condition) != "siemEnabled":
+        yield "main.bicep: the siem module is not deployed only when siemEnabled"
+    wired = d.module_param("rbac", "dataCollectionRuleName")
+    if "siem.outputs.ruleName" not in members(wired):
+        yield "main.bicep: the rbac module is not given the SIEM's data collection rule"
+
+
 CHECKS: tuple[Callable[[Deployment], Iterator[str]], ...] = (
     app_settings,
     bindings_and_queues,
@@ -567,4 +667,5 @@ CHECKS: tuple[Callable[[Deployment], Iterator[str]], ...] = (
     network,
     region_and_names,
     azure_yaml,
+    siem,
 )

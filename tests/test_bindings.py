@@ -63,6 +63,20 @@ def test_the_app_indexes_every_function_once_with_its_trigger() -> None:
             "schedule": "%SYNC_SCHEDULE%",
             "runOnStartup": False,
         },
+        "notify_queue": {
+            "direction": "IN",
+            "type": "queueTrigger",
+            "name": "msg",
+            "queueName": "%NOTIFY_QUEUE%",
+            "connection": "AzureWebJobsStorage",
+        },
+        "siem_timer": {
+            "direction": "IN",
+            "type": "timerTrigger",
+            "name": "timer",
+            "schedule": "%LOG_ANALYTICS_SCHEDULE%",
+            "runOnStartup": False,
+        },
         "detect_queue": {
             "direction": "IN",
             "type": "queueTrigger",

@@ -128,8 +128,8 @@ BREAKAGES = [
     ),
     (
         "infra/main.bicep",
-        "queues: [{ name: activityQueueName }, { name: governQueueName }]",
-        "queues: [{ name: activityQueueName }]",
+        "{ name: governQueueName }, { name: notifyQueueName }",
+        "{ name: notifyQueueName }",
         "govern",
     ),
     (
@@ -231,6 +231,43 @@ BREAKAGES = [
         "VNET_ENABLED",
     ),
     ("azure.yaml", 'azd: ">= 1.18.0"', 'azd: ">= 1.10.0"', "requiredVersions"),
+    # The SIEM: its role, its columns, its condition, its settings and secrets.
+    (
+        "infra/app/rbac.bicep",
+        "  scope: dataCollectionRule\n",
+        "  scope: appInsights\n",
+        "dataCollectionRules",
+    ),
+    (
+        "infra/app/siem.bicep",
+        "  { name: 'AlertId', type: 'string' }\n",
+        "",
+        "Custom-VigilAlerts_CL",
+    ),
+    (
+        "infra/main.bicep",
+        "module siem 'app/siem.bicep' = if (siemEnabled) {",
+        "module siem 'app/siem.bicep' = {",
+        "siemEnabled",
+    ),
+    (
+        "infra/main.bicep",
+        "  LOG_ANALYTICS_DCR_ID: siemEnabled ? siem.outputs.ruleId : ''\n",
+        "  LOG_ANALYTICS_DCR_ID: siemEnabled ? siem.outputs.ruleName : ''\n",
+        "LOG_ANALYTICS_DCR_ID",
+    ),
+    (
+        "infra/main.bicep",
+        "enableWebhookNotifications ? '${kv}notify-webhook-secret)' : ''",
+        "'plain-text-secret'",
+        "NOTIFY_WEBHOOK_SECRET",
+    ),
+    (
+        "infra/hooks/postprovision.sh",
+        'put_secret notify-webhook-url "$NOTIFY_WEBHOOK_URL"',
+        'put_secret notify-webhook "$NOTIFY_WEBHOOK_URL"',
+        "notify-webhook-url",
+    ),
 ]
 
 

@@ -4,6 +4,8 @@ param storageAccountName string
 param keyVaultName string
 param appInsightsName string
 param identityPrincipalId string
+@description('The SIEM data collection rule the identity sends to (siemEnabled); empty: none.')
+param dataCollectionRuleName string = ''
 @description('Object id of the person or pipeline running azd; empty: none.')
 param deployerPrincipalId string = ''
 @allowed(['User', 'ServicePrincipal'])
@@ -18,7 +20,8 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   // Key Vault references today; per-install secrets Vigil writes tomorrow.
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
-  // Entra-authenticated telemetry (the component has local auth disabled).
+  // Entra-authenticated telemetry (the component has local auth disabled), and the SIEM's
+  // Logs Ingestion API on its data collection rule.
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
@@ -65,6 +68,20 @@ resource keyVaultAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01'
 resource telemetryAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(appInsights.id, identityPrincipalId, roles.monitoringMetricsPublisher)
   scope: appInsights
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+  }
+}
+
+resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2022-06-01' existing = {
+  name: empty(dataCollectionRuleName) ? 'none' : dataCollectionRuleName
+}
+
+resource siemAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(dataCollectionRuleName)) {
+  name: guid(dataCollectionRule.id, identityPrincipalId, roles.monitoringMetricsPublisher)
+  scope: dataCollectionRule
   properties: {
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'

@@ -81,6 +81,10 @@ put_secret() {
 [ -z "${WORKPLACE_WEBHOOK_VERIFY_TOKEN:-}" ] ||
   put_secret workplace-webhook-verify-token "$WORKPLACE_WEBHOOK_VERIFY_TOKEN"
 [ -z "${WORKPLACE_ACCESS_TOKEN:-}" ] || put_secret workplace-access-token "$WORKPLACE_ACCESS_TOKEN"
+[ -z "${NOTIFY_TEAMS_WEBHOOK_URL:-}" ] ||
+  put_secret notify-teams-webhook-url "$NOTIFY_TEAMS_WEBHOOK_URL"
+[ -z "${NOTIFY_WEBHOOK_URL:-}" ] || put_secret notify-webhook-url "$NOTIFY_WEBHOOK_URL"
+[ -z "${NOTIFY_WEBHOOK_SECRET:-}" ] || put_secret notify-webhook-secret "$NOTIFY_WEBHOOK_SECRET"
 
 # Make the app resolve its references now, and check that it did.
 check_references() {

@@ -44,8 +44,10 @@ class AlertWriter:
         daily_limits: DailyLimits,
         enqueue: Callable[[ActionRequest], None],
         suppressions: Callable[[str], list[Suppression]] | None = None,
+        notify: Callable[[Alert], None] | None = None,  # queues the alert's notification
     ) -> None:
         self.alerts, self.daily_limits, self.enqueue = alerts, daily_limits, enqueue
+        self.notify = notify
         self._suppressions = suppressions
         self._tenant_suppressions: dict[str, list[Suppression]] = {}
 
@@ -110,6 +112,8 @@ class AlertWriter:
             )
             telemetry.alerts_raised(1, alert.detector_id)
         result.created.append(alert)
+        if self.notify is not None:
+            self.notify(alert)
         for step in cfg.governance:
             request = ActionRequest(
                 tenant, key, step.action, alert.policy_id, step.approval_required

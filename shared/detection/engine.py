@@ -29,7 +29,7 @@ from shared.detection.profiles import TenantProfile, UserProfile
 from shared.detection.state import ProfileStore, StateConflict
 from shared.governance.message import ActionRequest
 from shared.ipintel import IpIntel
-from shared.models import Activity, utc
+from shared.models import Activity, Alert, utc
 from shared.suppressions import Suppression
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def run_batch(
     directory: DirectorySource | None = None,
     quarantine: Quarantine | None = None,
     suppressions: Callable[[str], list[Suppression]] | None = None,
+    notify: Callable[[Alert], None] | None = None,
 ) -> DetectionResult:
     """Load the batch's activities and run the detections over them."""
     engine = Engine(
@@ -69,6 +70,7 @@ def run_batch(
         directory=directory,
         quarantine=quarantine,
         suppressions=suppressions,
+        notify=notify,
     )
     return engine.run_activities(activities.load(batch))
 
@@ -87,11 +89,12 @@ class Engine:
         directory: DirectorySource | None = None,
         quarantine: Quarantine | None = None,
         suppressions: Callable[[str], list[Suppression]] | None = None,
+        notify: Callable[[Alert], None] | None = None,  # queues each new alert's notification
     ) -> None:
         self.profiles, self.detections, self.intel = profiles, detections, intel
         self.directory = directory
         self.quarantine = quarantine
-        self.writer = AlertWriter(alerts, profiles.daily_limits, enqueue, suppressions)
+        self.writer = AlertWriter(alerts, profiles.daily_limits, enqueue, suppressions, notify)
         self._terminated_on = any(
             d.id == "vigil.terminated_user" and c.enabled for d, c in detections.builtins
         )

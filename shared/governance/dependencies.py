@@ -15,6 +15,7 @@ from shared.governance.identity import EntraUserCache
 from shared.governance.message import ActionRequest
 from shared.governance.records import ActionStore
 from shared.governance.throttle import TenantRateLimit
+from shared.models import Alert
 
 
 class GraphActions(Protocol):
@@ -75,3 +76,4 @@ class Governance:
     workplace_token: Callable[[str], str | None]
     enqueue: Callable[[ActionRequest, int], None]  # (request, visibility delay in seconds)
     rng: random.Random = field(default_factory=random.Random)
+    notify: Callable[[Alert], None] | None = None  # queues a guardrail alert's notification

@@ -132,7 +132,7 @@ def _guardrail_alert(
     gov: Governance, alert: Alert, record: GovernanceAction, kind: str, text: str
 ) -> None:
     gov.alerts.save(
-        Alert(
+        guardrail := Alert(
             id=short_hash("governance", kind, record.id),
             tenant_id=alert.tenant_id,
             source="vigil",
@@ -160,3 +160,5 @@ def _guardrail_alert(
             dedup_key=f"governance:{kind}:{record.id}",
         )
     )
+    if gov.notify is not None:  # guardrail alerts are always notified
+        gov.notify(guardrail)

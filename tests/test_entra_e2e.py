@@ -257,6 +257,9 @@ def test_an_account_disabled_in_the_audit_log_then_signing_in_is_a_terminated_us
     alerts = get_services().alerts.for_tenant(stack.graph.tenant_id)
     assert [a.detector_id for a in alerts] == ["vigil.terminated_user"]
     assert alerts[0].user_id == user
+    assert "in Entra ID" in alerts[0].description
+    assert "Entra ID" in alerts[0].recommended_actions
+    assert "Workplace" not in alerts[0].recommended_actions
 
 
 def test_an_account_disabled_in_the_directory_is_synced_and_its_sign_in_is_a_terminated_user(

@@ -231,8 +231,8 @@ def _finding(term: Termination, use: Stamp, who: str, cfg: DetectorConfig, d: Di
         last=use.time,
         activity_ids=(use.event_id,),
         recommended_actions=(
-            "Deactivate the account in Workplace and revoke its sessions. Dismiss if the "
-            "account was only temporarily disabled or deleted and re-registered."
+            f"Make sure the account stays disabled in {where} and revoke its sessions. Dismiss "
+            "if the account was only temporarily disabled or deleted and re-registered."
         ),
     )
 

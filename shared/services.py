@@ -201,10 +201,16 @@ class Services:
         )
 
     def _directory_generation(self, tenant_id: str) -> object:
-        """When the tenant's directory sync last completed: its user records change only then
-        (and a login's auth method in between, which DirectoryLookup ages out)."""
+        """When the tenant's directory sync (Workplace's, and with the Entra source its users
+        delta round) last completed: its user records change only then (and a login's auth
+        method in between, which DirectoryLookup ages out)."""
         states = SyncStateStore(self.storage.table(st.WORKPLACE_SYNC))
-        return states.get(tenant_id).directory_synced_at
+        workplace = states.get(tenant_id).directory_synced_at
+        if "entra" not in self.settings.sources:
+            return workplace
+        # An Entra tenant's records change when a users delta round completes.
+        entra = DirectoryStateStore(self.storage.table(st.ENTRA_SYNC)).get(tenant_id).synced_at
+        return (workplace, entra)
 
     @functools.cached_property
     def alerts(self) -> AlertStore:

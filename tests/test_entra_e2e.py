@@ -280,11 +280,11 @@ def test_an_account_disabled_in_the_directory_is_synced_and_its_sign_in_is_a_ter
     assert off is not None and off.status == "deactivated" and off.deactivated_at is not None
     assert gone is not None and gone.status == "deleted"
     at = off.deactivated_at + timedelta(milliseconds=1)  # the run that saw it, and after
-    record = sign_in(at, user_id=user, upn=upn)
-    stack.graph.audit_logs.add("signIns", record)
+    late = sign_in(at, user_id=user, upn=upn)
+    stack.graph.audit_logs.add("signIns", late)
     # A run reads records up to its own time: drain until a run has read this one.
     deadline = time.monotonic() + 60
-    while record["id"] not in {r["event_id"] for r in entra_activities()}:
+    while late["id"] not in {r["event_id"] for r in entra_activities()}:
         assert time.monotonic() < deadline, "the sign-in was never pulled"
         drain(stack)
     drain(stack)

@@ -289,7 +289,7 @@ def report(runs: list[dict[str, Any]], command: str) -> str:
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}` on {platform.node() and 'this machine'}: "
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}` on a machine with "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         "a private Azurite 3.37.0 in memory started for the run, everything in one process (the local functions host calling the real "
         "handlers) except Azurite.",

@@ -4,30 +4,27 @@
 (``app.get_functions()`` -> ``get_function_json()``) and drives the *real* user functions, with
 what Vigil's functions use and nothing more (anything else is refused when indexing):
 
-* **HTTP** (``httpTrigger``, answering through ``$return``): served on the shared werkzeug layer at
-  ``/api/<route>``. Route templates have literal segments, ``{name}`` and
-  ``{name:regex(...)}`` (matched case-insensitively, as ASP.NET does). Unknown path -> 404; known
-  path but method not in ``methods`` -> 405 (the real host answers 404 there, see
-  azure-functions-host#10098). ``FUNCTION``/``ADMIN`` need the key in ``?code=`` or
-  ``x-functions-key`` -> otherwise 401. Handler exception -> 500 (logged). The query string is
-  never logged. App Service Authentication is played too (``sign_ins``): a request with
-  ``Authorization: Bearer <token>`` for a known token reaches the function with that person's
-  ``X-MS-CLIENT-PRINCIPAL``, and principal headers a client sends itself are removed, as App
-  Service does. A browser signs in at ``/.auth/login/aad`` (choose one of those people; no
-  password) and is then known by its ``AppServiceAuthSession`` cookie.
+* **HTTP** (``httpTrigger``, answering through ``$return``) at ``/api/<route>``, on the shared
+  werkzeug layer. Route templates have literal segments, ``{name}`` and ``{name:regex(...)}``
+  (matched case-insensitively, as ASP.NET does). Unknown path -> 404; known path but another
+  method -> 405 (the real host answers 404 there, see azure-functions-host#10098). ``FUNCTION``
+  (and ``ADMIN``) need the key in ``?code=`` or ``x-functions-key``, else 401. Handler exception
+  -> 500 (logged). The query string is never logged. App Service Authentication is played too
+  (``sign_ins``): ``Authorization: Bearer <token>`` for a known token reaches the function with
+  that person's ``X-MS-CLIENT-PRINCIPAL``, and principal headers a client sends itself are
+  removed, as App Service does. A browser signs in at ``/.auth/login/aad`` (choose one of those
+  people; no password) and is then known by its ``AppServiceAuthSession`` cookie.
 * **Timer** (``timerTrigger``): 6-field NCRONTAB (UTC, day-of-month AND day-of-week like NCrontab).
-  One scheduler thread per function; executions of a function never overlap (a per-function lock
-  is shared with :meth:`LocalFunctionsHost.run_timer`). Missed occurrences are skipped,
-  ``past_due`` is true when an occurrence fires more than 1 s late.
+  One scheduler thread per function; executions of a function never overlap (a lock shared with
+  :meth:`LocalFunctionsHost.run_timer`). Missed occurrences are skipped; ``past_due`` is true when
+  an occurrence fires more than 1 s late.
 * **Queue** (``queueTrigger``): one poller thread per function. It receives up to ``batchSize``
-  messages (leased for ``functionTimeout`` + 1 min) and runs them concurrently on a thread pool; a
-  new batch is fetched when the number of in-flight messages drops to ``newBatchThreshold``.
-  Success -> delete. Failure -> if ``dequeue_count >= maxDequeueCount`` the original raw message
-  text is copied to ``<queue>-poison`` and the message deleted, else its visibility is set to
-  ``visibilityTimeout``. A body that is not valid base64 goes to the poison queue at once, like
-  the host's ``MessageDecodingFailed`` handler. Empty polls back off exponentially (randomised)
-  from 100 ms to ``maxPollingInterval``. Messages are read as raw text and base64-decoded here, so
-  the poison copy is byte-for-byte the original.
+  messages (leased for ``functionTimeout`` + 1 min) and runs them concurrently; a new batch is
+  fetched when the messages in flight drop to ``newBatchThreshold``. Success -> delete. Failure ->
+  at ``maxDequeueCount`` the original raw text goes to ``<queue>-poison`` and the message is
+  deleted, else it becomes visible again after ``visibilityTimeout``. A body that is not base64
+  goes to the poison queue at once (the host's ``MessageDecodingFailed``). Empty polls back off
+  exponentially (randomised) from 100 ms to ``maxPollingInterval``.
 
 ``%NAME%`` in a binding is the app setting ``NAME``, and ``host.json`` values can be overridden
 with ``AzureFunctionsJobHost__a__b`` settings (both as in the host).
@@ -36,9 +33,7 @@ with ``AzureFunctionsJobHost__a__b`` settings (both as in the host).
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
-import copy
 import functools
 import hmac
 import html
@@ -50,14 +45,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from types import TracebackType
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
@@ -67,7 +61,7 @@ from azure.storage.queue import QueueClient
 from azure.storage.queue import QueueMessage as StorageQueueMessage
 from croniter import croniter
 
-from local.http import Request, Response, Server
+from local.http import RecordedRequest, Request, Response, Server, raw_target
 from shared import storage
 
 __all__ = [
@@ -85,12 +79,11 @@ _LOG: Final = logging.getLogger(__name__)
 _make_queue_message: Callable[..., func.QueueMessage] = _FunctionsQueueMessage
 
 _MIN_POLLING_INTERVAL: Final = timedelta(milliseconds=100)
-_DEFAULT_LEASE: Final = timedelta(minutes=10)
 _MAX_VISIBILITY: Final = timedelta(days=7)
 _PAST_DUE_TOLERANCE: Final = timedelta(seconds=1)
 _SCHEDULER_TICK_SECONDS: Final = 0.5
 _STOP_GRACE_SECONDS: Final = 1.5
-_HOST_OVERRIDE_PREFIX: Final = "AzureFunctionsJobHost__"
+_HOST_OVERRIDE_PREFIX: Final = "azurefunctionsjobhost__"
 _QUEUE_NAME: Final = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
 _SETTING_REFERENCE: Final = re.compile(r"%([^%]+)%")
 _TIMESPAN: Final = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})$")
@@ -129,54 +122,77 @@ def next_occurrence(schedule: str, after: datetime) -> datetime:
     (a naive ``after`` is taken as UTC)."""
     after_utc = after.replace(tzinfo=UTC) if after.tzinfo is None else after.astimezone(UTC)
     expression = schedule.strip()
-    fields = expression.split()
-    if len(fields) != 6:
+    if len(expression.split()) != 6:
         raise HostConfigurationError(
-            f"NCRONTAB schedule {schedule!r} has {len(fields)} fields; it needs 6 "
+            f"NCRONTAB schedule {schedule!r} has {len(expression.split())} fields; it needs 6 "
             "('{second} {minute} {hour} {day} {month} {day-of-week}', e.g. '0 */15 * * * *')"
         )
     if not croniter.is_valid(expression, second_at_beginning=True):
         raise HostConfigurationError(f"invalid NCRONTAB schedule: {schedule!r}")
     # NCrontab matches a day only if day-of-month AND day-of-week match (unlike Vixie cron).
-    occurrence = croniter(expression, after_utc, second_at_beginning=True, day_or=False).get_next(
-        datetime
-    )
-    if not isinstance(occurrence, datetime):  # pragma: no cover - croniter contract
-        raise TypeError("croniter returned a non-datetime")
+    cron = croniter(expression, after_utc, second_at_beginning=True, day_or=False)
+    occurrence: datetime = cron.get_next(datetime)
     return occurrence.astimezone(UTC)
 
 
-def _get_ci(mapping: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """Case-insensitive lookup (host.json keys are case-insensitive)."""
-    return next((v for k, v in mapping.items() if k.lower() == key.lower()), default)
+def _lower(value: Any) -> Any:
+    """host.json with its keys lower-cased (the host reads them case-insensitively)."""
+    return {k.lower(): _lower(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
-def _apply_host_overrides(
-    host_json: Mapping[str, Any], settings: Mapping[str, str]
-) -> dict[str, Any]:
-    """Apply ``AzureFunctionsJobHost__a__b=value`` settings to a copy of host.json."""
-    merged: dict[str, Any] = copy.deepcopy(dict(host_json))
+def _host_config(host_json: Mapping[str, Any], settings: Mapping[str, str]) -> dict[str, Any]:
+    """host.json (keys lower-cased) with the ``AzureFunctionsJobHost__a__b=value`` settings."""
+    merged: dict[str, Any] = _lower(dict(host_json))
     for name, value in settings.items():
-        path = [p for p in name.removeprefix(_HOST_OVERRIDE_PREFIX).split("__") if p]
-        if not name.startswith(_HOST_OVERRIDE_PREFIX) or not path:
+        path = name.lower().removeprefix(_HOST_OVERRIDE_PREFIX).split("__")
+        if not name.lower().startswith(_HOST_OVERRIDE_PREFIX) or not all(path):
             continue
         node = merged
         for part in path[:-1]:
-            key = next((k for k in node if k.lower() == part.lower()), part)
-            if not isinstance(node.get(key), dict):
-                node[key] = {}
-            node = node[key]
-        node[next((k for k in node if k.lower() == path[-1].lower()), path[-1])] = value
+            node[part] = node[part] if isinstance(node.get(part), dict) else {}
+            node = node[part]
+        node[path[-1]] = value
     return merged
 
 
-def _as_int(value: Any, what: str) -> int:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        return int(value)
-    except (TypeError, ValueError):
-        raise HostConfigurationError(f"{what} must be an integer, got {value!r}") from None
+@dataclass(frozen=True)
+class QueueOptions:
+    """``extensions.queues`` of host.json, with the host's defaults (base64 messages only)."""
+
+    batch_size: int = 16
+    new_batch_threshold: int = 8
+    max_dequeue_count: int = 5
+    visibility_timeout: timedelta = timedelta(0)
+    max_polling_interval: timedelta = timedelta(minutes=1)
+
+    @classmethod
+    def from_host_json(cls, host_json: Mapping[str, Any]) -> QueueOptions:
+        queues = _lower(dict(host_json)).get("extensions", {}).get("queues", {})
+        if str(queues.get("messageencoding", "base64")).lower() != "base64":
+            raise HostConfigurationError("extensions.queues.messageEncoding must be 'base64'")
+        try:
+            batch_size = int(queues.get("batchsize", 16))
+            options = cls(
+                batch_size,
+                int(queues.get("newbatchthreshold", batch_size // 2)),
+                int(queues.get("maxdequeuecount", 5)),
+                parse_timespan(queues.get("visibilitytimeout", 0)),
+                parse_timespan(queues.get("maxpollinginterval", 60)),
+            )
+        except ValueError as error:
+            raise HostConfigurationError(f"extensions.queues: {error}") from None
+        if not (
+            1 <= options.batch_size <= 32
+            and options.new_batch_threshold >= 0
+            and options.max_dequeue_count >= 1
+            and timedelta(0) <= options.visibility_timeout <= _MAX_VISIBILITY
+            and options.max_polling_interval >= _MIN_POLLING_INTERVAL
+        ):
+            raise HostConfigurationError(
+                "extensions.queues: batchSize must be 1..32, newBatchThreshold >= 0, "
+                "maxDequeueCount >= 1, visibilityTimeout 0..7 days, maxPollingInterval >= 100 ms"
+            )
+        return options
 
 
 def _resolve(binding: Mapping[str, Any], settings: Mapping[str, str], where: str) -> dict[str, Any]:
@@ -197,55 +213,15 @@ def _resolve(binding: Mapping[str, Any], settings: Mapping[str, str], where: str
 
 
 @dataclass(frozen=True)
-class QueueOptions:
-    """``extensions.queues`` of host.json, with the host's defaults (base64 messages only)."""
-
-    batch_size: int = 16
-    new_batch_threshold: int = 8
-    max_dequeue_count: int = 5
-    visibility_timeout: timedelta = timedelta(0)
-    max_polling_interval: timedelta = timedelta(minutes=1)
-
-    @classmethod
-    def from_host_json(cls, host_json: Mapping[str, Any]) -> QueueOptions:
-        queues = _get_ci(_get_ci(host_json, "extensions", {}), "queues", {})
-        batch_size = _as_int(_get_ci(queues, "batchSize", 16), "extensions.queues.batchSize")
-        threshold = _as_int(
-            _get_ci(queues, "newBatchThreshold", batch_size // 2),
-            "extensions.queues.newBatchThreshold",
-        )
-        max_dequeue = _as_int(
-            _get_ci(queues, "maxDequeueCount", 5), "extensions.queues.maxDequeueCount"
-        )
-        visibility = parse_timespan(_get_ci(queues, "visibilityTimeout", "00:00:00"))
-        polling = parse_timespan(_get_ci(queues, "maxPollingInterval", "00:01:00"))
-        encoding = str(_get_ci(queues, "messageEncoding", "base64")).lower()
-        if not (1 <= batch_size <= 32 and threshold >= 0 and max_dequeue >= 1):
-            raise HostConfigurationError(
-                "extensions.queues: batchSize must be 1..32, newBatchThreshold >= 0 and "
-                "maxDequeueCount >= 1"
-            )
-        if not timedelta(0) <= visibility <= _MAX_VISIBILITY or polling < _MIN_POLLING_INTERVAL:
-            raise HostConfigurationError(
-                "extensions.queues: visibilityTimeout must be 0..7 days and maxPollingInterval "
-                ">= 100 ms"
-            )
-        if encoding != "base64":
-            raise HostConfigurationError("extensions.queues.messageEncoding must be 'base64'")
-        return cls(batch_size, threshold, max_dequeue, visibility, polling)
-
-
-@dataclass(frozen=True)
-class _Indexed:
+class _Function:
     name: str
-    trigger_type: str
-    trigger: Mapping[str, Any]
-    user_function: Callable[..., Any]
+    trigger: Mapping[str, Any]  # the trigger binding, settings resolved
+    run: Callable[..., Any]
 
 
 @dataclass(frozen=True)
 class _HttpRoute:
-    function: _Indexed
+    function: _Function
     template: str
     pattern: re.Pattern[str]
     checks: Mapping[str, re.Pattern[str]]  # {name:regex(...)} constraints, searched in the value
@@ -261,21 +237,22 @@ class _HttpRoute:
 
 
 @dataclass
-class _TimerFunction:
-    function: _Indexed
+class _Timer:
+    function: _Function
     schedule: str
     lock: threading.Lock = field(default_factory=threading.Lock)
     last: datetime | None = None
 
 
 @dataclass
-class _QueueFunction:
-    function: _Indexed
-    queue_name: str
-    poison_queue_name: str
-    wake: threading.Event = field(default_factory=threading.Event)
-    in_flight: int = 0
-    condition: threading.Condition = field(default_factory=threading.Condition)
+class _Queue:
+    function: _Function
+    name: str
+    in_flight: int = 0  # guarded by the host's `_busy` condition
+
+    @property
+    def poison(self) -> str:
+        return f"{self.name}-poison"
 
 
 def _compile_route(template: str, where: str) -> tuple[re.Pattern[str], dict[str, re.Pattern[str]]]:
@@ -293,14 +270,6 @@ def _compile_route(template: str, where: str) -> tuple[re.Pattern[str], dict[str
                 checks[match.group(1)] = re.compile(match.group(2), re.IGNORECASE)
             position = match.end()
     return re.compile(regex, re.IGNORECASE), checks
-
-
-def _joined(pairs: Iterable[tuple[str, str]], separator: str, *, lower: bool) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for key, value in pairs:
-        name = key.lower() if lower else key
-        merged[name] = f"{merged[name]}{separator}{value}" if name in merged else value
-    return merged
 
 
 def _text(status: int, text: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -328,6 +297,10 @@ def _http_response(value: Any) -> Response:
     return Response(value.get_body() or b"", int(value.status_code), headers)
 
 
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
 class LocalFunctionsHost:
     """Runs the functions of a ``func.FunctionApp`` locally, like the Functions host would."""
 
@@ -349,36 +322,33 @@ class LocalFunctionsHost:
         if not function_key:
             raise HostConfigurationError("function_key must not be empty")
         self._settings: Mapping[str, str] = dict(settings)
-        host_json = _apply_host_overrides(host_json, self._settings)
+        config = _host_config(host_json, self._settings)
         self._connection_string = storage_connection_string
         self._function_key = function_key.encode("utf-8")
         self._sign_ins: Mapping[str, str] = dict(sign_ins or {})
-        self._host = host
-        self._port = port
+        self._host, self._port = host, port
         self._clock_source: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self._queue_options = QueueOptions.from_host_json(host_json)
-        timeout = _get_ci(host_json, "functionTimeout")
-        self._lease = (
-            _DEFAULT_LEASE
-            if timeout is None or str(timeout).strip() == "-1"
-            else min(parse_timespan(timeout) + timedelta(minutes=1), _MAX_VISIBILITY)
+        self._queue_options = QueueOptions.from_host_json(config)
+        timeout = str(config.get("functiontimeout", "-1")).strip()
+        lease = (
+            timedelta(minutes=10)
+            if timeout == "-1"
+            else parse_timespan(timeout) + timedelta(minutes=1)
         )
+        self._lease = int(min(lease, _MAX_VISIBILITY).total_seconds())
         self._routes: list[_HttpRoute] = []
-        self._timers: dict[str, _TimerFunction] = {}
-        self._queues: dict[str, _QueueFunction] = {}
+        self._timers: dict[str, _Timer] = {}
+        self._queues: dict[str, _Queue] = {}
         self._index(app)
 
         self._stop_event = threading.Event()
         self._lifecycle_lock = threading.Lock()
-        self._started = False
-        self._stopped = False
+        self._started = self._stopped = False
         self._server: Server | None = None
         self._threads: list[threading.Thread] = []
-        self._executors: dict[str, ThreadPoolExecutor] = {}
-        self._futures: set[Future[None]] = set()
-        self._futures_lock = threading.Lock()
+        self._pools: list[ThreadPoolExecutor] = []
+        self._busy = threading.Condition()  # guards every queue's `in_flight`
         self._clients: dict[str, QueueClient] = {}
-        self._created_queues: set[str] = set()
         self._clients_lock = threading.Lock()
 
     # ---- indexing -------------------------------------------------------------------------
@@ -387,8 +357,7 @@ class LocalFunctionsHost:
         # FunctionApp.get_functions() remembers the names it has seen in ``functions_bindings``
         # and raises "does not have a unique function name" on a second call. Index with a
         # clean slate and put the attribute back, so this host neither fails nor changes the app.
-        remembered = app.functions_bindings
-        app.functions_bindings = None
+        remembered, app.functions_bindings = app.functions_bindings, None
         try:
             functions = app.get_functions()
         finally:
@@ -407,28 +376,25 @@ class LocalFunctionsHost:
                     "bindings"
                 )
             trigger = _resolve(triggers[0], self._settings, where)
-            indexed = _Indexed(name, str(trigger["type"]), trigger, function.get_user_function())
-            if indexed.trigger_type == "httpTrigger":
+            indexed = _Function(name, trigger, function.get_user_function())
+            if trigger["type"] == "httpTrigger":
                 template = str(trigger.get("route") or name)
                 methods = frozenset(str(m).upper() for m in trigger.get("methods") or ())
                 if not methods:
                     raise HostConfigurationError(f"{where}: list the HTTP methods it answers")
                 pattern, checks = _compile_route(template, where)
-                auth_level = str(trigger.get("authLevel", "FUNCTION")).upper()
-                self._routes.append(
-                    _HttpRoute(indexed, template, pattern, checks, methods, auth_level)
-                )
-            elif indexed.trigger_type == "timerTrigger" and not trigger.get("runOnStartup"):
+                level = str(trigger.get("authLevel", "FUNCTION")).upper()
+                self._routes.append(_HttpRoute(indexed, template, pattern, checks, methods, level))
+            elif trigger["type"] == "timerTrigger" and not trigger.get("runOnStartup"):
                 schedule = str(trigger.get("schedule", ""))
                 next_occurrence(schedule, datetime.now(UTC))  # validate now, like the host
-                self._timers[name] = _TimerFunction(indexed, schedule)
-            elif indexed.trigger_type == "queueTrigger":
-                # The host lower-cases queue names before validating them.
-                queue_name = str(trigger.get("queueName", "")).lower()
-                for candidate in (queue_name, f"{queue_name}-poison"):
+                self._timers[name] = _Timer(indexed, schedule)
+            elif trigger["type"] == "queueTrigger":
+                queue = _Queue(indexed, str(trigger.get("queueName", "")).lower())  # as the host
+                for candidate in (queue.name, queue.poison):
                     if not _QUEUE_NAME.fullmatch(candidate):
                         raise HostConfigurationError(f"{where}: invalid queue name {candidate!r}")
-                self._queues[name] = _QueueFunction(indexed, queue_name, f"{queue_name}-poison")
+                self._queues[name] = queue
             else:
                 raise HostConfigurationError(f"{where}: not supported by the local host")
         # Literal segments before parameters, as ASP.NET orders them.
@@ -469,11 +435,13 @@ class LocalFunctionsHost:
             for name, timer in (self._timers if triggers else {}).items():
                 self._spawn(f"timer-{name}", functools.partial(self._timer_loop, timer))
             for name, queue in (self._queues if triggers else {}).items():
-                workers = self._queue_options.batch_size + self._queue_options.new_batch_threshold
-                self._executors[name] = ThreadPoolExecutor(
-                    max_workers=workers, thread_name_prefix=f"vigil-local-queue-{name}"
+                options = self._queue_options
+                pool = ThreadPoolExecutor(
+                    options.batch_size + options.new_batch_threshold,
+                    thread_name_prefix=f"vigil-local-queue-{name}",
                 )
-                self._spawn(f"queue-{name}", functools.partial(self._queue_loop, queue))
+                self._pools.append(pool)
+                self._spawn(f"queue-{name}", functools.partial(self._queue_loop, queue, pool))
         _LOG.info(
             "Local Functions host started on %s: %d HTTP, %d timer, %d queue function(s)",
             self.base_url,
@@ -493,23 +461,23 @@ class LocalFunctionsHost:
             self._stopped = True
         deadline = time.monotonic() + _STOP_GRACE_SECONDS
         self._stop_event.set()
-        for queue in self._queues.values():
-            queue.wake.set()
-            with queue.condition:
-                queue.condition.notify_all()
+        with self._busy:
+            self._busy.notify_all()
         if self._server is not None:
             self._server.stop()
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 _LOG.warning("%s is still running after stop(); left behind", thread.name)
-        for executor in self._executors.values():
-            executor.shutdown(wait=False)
-        with self._futures_lock:
-            pending = set(self._futures)
-        _, not_done = wait_futures(pending, timeout=max(0.0, deadline - time.monotonic()))
-        if not_done:
-            _LOG.warning("%d queue message(s) still being processed after stop()", len(not_done))
+        for pool in self._pools:
+            pool.shutdown(wait=False)
+        with self._busy:
+            idle = self._busy.wait_for(
+                lambda: not any(q.in_flight for q in self._queues.values()),
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+        if not idle:
+            _LOG.warning("queue messages still being processed after stop()")
         else:
             with self._clients_lock:
                 for client in self._clients.values():
@@ -539,45 +507,32 @@ class LocalFunctionsHost:
         self._threads.append(thread)
         thread.start()
 
-    # ---- invocation -----------------------------------------------------------------------
-
-    def _invoke(self, indexed: _Indexed, trigger_value: Any, reason: str) -> Any:
+    def _invoke(self, function: _Function, trigger_value: Any, reason: str) -> Any:
         """Call the user function with its trigger; raises what the function raised."""
-        invocation_id = str(uuid.uuid4())
-        extra = {"function_name": indexed.name, "invocation_id": invocation_id}
-        _LOG.info(
-            "Executing 'Functions.%s' (Reason='%s', Id=%s)",
-            indexed.name,
-            reason,
-            invocation_id,
-            extra=extra,
-        )
-        started = time.perf_counter()
+        name, invocation, started = function.name, str(uuid.uuid4()), time.perf_counter()
+        _LOG.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", name, reason, invocation)
         try:
-            result = indexed.user_function(**{str(indexed.trigger["name"]): trigger_value})
+            result = function.run(**{str(function.trigger["name"]): trigger_value})
         except Exception:
             _LOG.exception(
                 "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
-                indexed.name,
-                invocation_id,
-                (time.perf_counter() - started) * 1000,
-                extra=extra,
+                name,
+                invocation,
+                _ms(started),
             )
             raise
         _LOG.info(
             "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)",
-            indexed.name,
-            invocation_id,
-            (time.perf_counter() - started) * 1000,
-            extra=extra,
+            name,
+            invocation,
+            _ms(started),
         )
         return result
 
     # ---- HTTP -----------------------------------------------------------------------------
 
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        request = Request(environ)
-        started = time.perf_counter()
+        request, started = Request(environ), time.perf_counter()
         path = request.path  # never log the query string: it may carry a key
         try:
             response = self._dispatch_http(request)
@@ -586,30 +541,19 @@ class LocalFunctionsHost:
             response = _text(500, "Internal Server Error")
         # Logged before answering, so a caller that has its answer finds the line written.
         _LOG.info(
-            "HTTP %s %s -> %d (%.1f ms)",
-            request.method,
-            path,
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-            extra={
-                "http_method": request.method,
-                "http_path": path,
-                "http_status": response.status_code,
-            },
+            "HTTP %s %s -> %d (%d ms)", request.method, path, response.status_code, _ms(started)
         )
         return response(environ, start_response)
 
     def _dispatch_http(self, request: Request) -> Response:
-        raw_path = str(request.environ.get("RAW_URI") or request.full_path)
-        split, method = urlsplit(raw_path), request.method
-        path = split.path.rstrip("/")
+        incoming = RecordedRequest.of(request)
+        method, path = incoming.method, incoming.path.rstrip("/")
         if path.lower() == "/.auth/login/aad" and self._sign_ins:
             return self._sign_in(request)
-        if path == "" and method in ("GET", "HEAD"):
-            return _text(200, "Your Functions app is up and running (local host).")
-        if not path.lower().startswith("/api/"):
-            return _text(404, "Not Found")
-        matches = [(r, m) for r in self._routes if (m := r.match(path[5:])) is not None]
+        api = path[5:] if path.lower().startswith("/api/") else None
+        matches = [
+            (r, m) for r in self._routes if api is not None and (m := r.match(api)) is not None
+        ]
         if not matches:
             return _text(404, "Not Found")
         allowed = [(r, m) for r, m in matches if method in r.methods]
@@ -617,28 +561,24 @@ class LocalFunctionsHost:
             methods = ", ".join(sorted(set().union(*(r.methods for r, _ in matches))))
             return _text(405, "Method Not Allowed", {"Allow": methods})
         route, found = allowed[0]
-        query = _joined(parse_qsl(split.query, keep_blank_values=True), ",", lower=False)
-        headers = self._authenticated(_joined(request.headers.items(), ", ", lower=True))
+        query = {k: ",".join(v) for k, v in incoming.query_lists.items()}
+        headers = self._authenticated(incoming.headers)
         if route.auth_level != "ANONYMOUS" and not self._key_matches(query, headers):
             return Response(status=401)
         http_request = func.HttpRequest(
             method,
-            f"http://{request.headers.get('Host') or urlsplit(self.base_url).netloc}{raw_path}",
+            f"http://{request.host}{raw_target(request)}",
             headers=headers,
             params=query,
             route_params=found,
-            body=request.get_data(),
+            body=incoming.body,
         )
         reason = "This function was programmatically called via the host APIs."
         try:
             value = self._invoke(route.function, http_request, reason)
         except Exception:  # logged with its traceback by _invoke
             return _text(500, "Internal Server Error")
-        try:
-            return _http_response(value)
-        except Exception:
-            _LOG.exception("HTTP function '%s' returned an unusable response", route.function.name)
-            return _text(500, "Internal Server Error")
+        return _http_response(value)  # not an HttpResponse: _wsgi logs it and answers 500
 
     def _sign_in(self, request: Request) -> Response:
         """App Service's `/.auth/login/aad`, played: a page to choose one of the people the host
@@ -668,14 +608,16 @@ class LocalFunctionsHost:
         return Response(page, 200, mimetype="text/html")
 
     def _authenticated(self, headers: dict[str, str]) -> dict[str, str]:
+        """The headers as App Service passes them on: principal headers only of its own making,
+        for a known bearer token or session cookie."""
         kept = {k: v for k, v in headers.items() if not k.startswith("x-ms-client-principal")}
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             cookies = SimpleCookie()
             cookies.load(headers.get("cookie", ""))
             session = cookies.get(_SESSION_COOKIE)
-            scheme, token = ("bearer", session.value) if session else ("", "")
-        principal = self._sign_ins.get(token.strip()) if scheme.lower() == "bearer" else None
+            token = session.value if session else ""
+        principal = self._sign_ins.get(token.strip())
         if principal is not None:
             kept["x-ms-client-principal"] = principal
             kept["x-ms-client-principal-idp"] = "aad"
@@ -695,15 +637,10 @@ class LocalFunctionsHost:
         timer = self._timers.get(function_name)
         if timer is None:
             raise KeyError(f"no timer function named {function_name!r}")
-        self._fire_timer(timer, past_due=past_due, reason="This function was called manually.")
+        self._fire_timer(timer, past_due, "This function was called manually.")
 
     def _fire_timer(
-        self,
-        timer: _TimerFunction,
-        *,
-        past_due: bool,
-        reason: str,
-        scheduled: datetime | None = None,
+        self, timer: _Timer, past_due: bool, reason: str, scheduled: datetime | None = None
     ) -> None:
         with timer.lock:  # singleton: executions of one timer function never overlap
             now = self._clock()
@@ -719,26 +656,21 @@ class LocalFunctionsHost:
             timer.last = occurrence
             self._invoke(timer.function, request, reason)
 
-    def _timer_loop(self, timer: _TimerFunction) -> None:
+    def _timer_loop(self, timer: _Timer) -> None:
         upcoming = next_occurrence(timer.schedule, self._clock())
         _LOG.info("Timer '%s': next occurrence %s", timer.function.name, upcoming.isoformat())
         while not self._stop_event.is_set():
             now = self._clock()
             if now < upcoming:
-                self._stop_event.wait(
-                    min((upcoming - now).total_seconds(), _SCHEDULER_TICK_SECONDS)
-                )
+                wait = min((upcoming - now).total_seconds(), _SCHEDULER_TICK_SECONDS)
+                self._stop_event.wait(wait)
                 continue
+            late = now - upcoming > _PAST_DUE_TOLERANCE
             try:
-                self._fire_timer(
-                    timer,
-                    past_due=now - upcoming > _PAST_DUE_TOLERANCE,
-                    reason=f"Timer fired at {now.isoformat()}",
-                    scheduled=upcoming,
-                )
+                self._fire_timer(timer, late, f"Timer fired at {now.isoformat()}", upcoming)
             except Exception:  # already logged with its traceback by _invoke
                 _LOG.warning(
-                    "Timer function '%s' failed; the schedule continues", timer.function.name
+                    "Timer function '%s' failed; the schedule goes on", timer.function.name
                 )
             upcoming = next_occurrence(timer.schedule, max(self._clock(), upcoming))
 
@@ -752,94 +684,79 @@ class LocalFunctionsHost:
         queue = self._queues.get(function_name)
         if queue is None:
             raise KeyError(f"no queue-triggered function named {function_name!r}")
-        messages = self._receive(queue, self._queue_options.batch_size)
+        messages = self._receive(queue)
         if messages:
-            with ThreadPoolExecutor(
-                max_workers=len(messages), thread_name_prefix=f"vigil-local-once-{function_name}"
-            ) as pool:
-                list(pool.map(lambda message: self._process_message(queue, message), messages))
+            with ThreadPoolExecutor(len(messages)) as pool:
+                list(pool.map(functools.partial(self._process, queue), messages))
         return len(messages)
 
-    def _queue_loop(self, queue: _QueueFunction) -> None:
-        options = self._queue_options
-        executor = self._executors[queue.function.name]
-        failures = 0  # consecutive empty or failed polls
-        while not self._stop_event.is_set():
-            with queue.condition:
-                queue.condition.wait_for(
+    def _queue_loop(self, queue: _Queue, pool: ThreadPoolExecutor) -> None:
+        options, idle = self._queue_options, 0  # idle: consecutive empty or failed polls
+        while True:
+            with self._busy:
+                self._busy.wait_for(
                     lambda: queue.in_flight <= options.new_batch_threshold
                     or self._stop_event.is_set()
                 )
             if self._stop_event.is_set():
                 return
             try:
-                messages = self._receive(queue, options.batch_size)
+                messages = self._receive(queue)
             except Exception as exc:  # storage down, bad connection string, ...: keep polling
-                _LOG.warning("Polling queue '%s' failed: %s", queue.queue_name, exc)
+                _LOG.warning("Polling queue '%s' failed: %s", queue.name, exc)
                 messages = []
             if not messages:
                 # Randomised exponential backoff: 100 ms doubling up to maxPollingInterval.
-                failures += 1
-                base = _MIN_POLLING_INTERVAL.total_seconds() * (1 << min(failures - 1, 30))
+                idle += 1
+                backoff = _MIN_POLLING_INTERVAL.total_seconds() * (1 << min(idle - 1, 30))
                 maximum = options.max_polling_interval.total_seconds()
-                queue.wake.wait(min(maximum, base * random.uniform(0.8, 1.2)))
-                queue.wake.clear()
+                self._stop_event.wait(min(maximum, backoff * random.uniform(0.8, 1.2)))
                 continue
-            failures = 0
+            idle = 0
             for message in messages:
-                with queue.condition:
-                    queue.in_flight += 1
                 try:
-                    future = executor.submit(self._process_message, queue, message)
-                except RuntimeError:  # stop() shut the pool down meanwhile
-                    with queue.condition:
-                        queue.in_flight -= 1
-                    return
-                with self._futures_lock:
-                    self._futures.add(future)
-                future.add_done_callback(functools.partial(self._message_done, queue))
+                    pool.submit(self._process, queue, message)
+                except RuntimeError:  # stop() shut the pool down meanwhile: give it back
+                    self._process(queue, message)
 
-    def _message_done(self, queue: _QueueFunction, future: Future[None]) -> None:
-        with self._futures_lock:
-            self._futures.discard(future)
-        with queue.condition:
-            queue.in_flight -= 1
-            queue.condition.notify_all()
+    def _receive(self, queue: _Queue) -> list[StorageQueueMessage]:
+        """Up to batchSize messages, leased; each counts as in flight until `_process` ends."""
+        pages = self._client(queue.name).receive_messages(
+            messages_per_page=self._queue_options.batch_size, visibility_timeout=self._lease
+        )
+        messages = list(next(pages.by_page(), []))
+        with self._busy:
+            queue.in_flight += len(messages)
+        return messages
 
-    def _receive(self, queue: _QueueFunction, count: int) -> list[StorageQueueMessage]:
-        client = self._client(queue.queue_name)
-        pages = client.receive_messages(
-            messages_per_page=count, visibility_timeout=int(self._lease.total_seconds())
-        ).by_page()
-        first = next(pages, None)
-        return list(first) if first is not None else []
-
-    def _process_message(self, queue: _QueueFunction, message: StorageQueueMessage) -> None:
+    def _process(self, queue: _Queue, message: StorageQueueMessage) -> None:
         """Run the function for one message and settle it; never raises."""
         try:
             self._settle(queue, message)
         except Exception:
-            _LOG.exception("Settling message %s of queue '%s' failed", message.id, queue.queue_name)
+            _LOG.exception("Settling message %s of queue '%s' failed", message.id, queue.name)
+        finally:
+            with self._busy:
+                queue.in_flight -= 1
+                self._busy.notify_all()
 
-    def _settle(self, queue: _QueueFunction, message: StorageQueueMessage) -> None:
-        client = self._client(queue.queue_name)
-        raw = str(message.content or "")
+    def _settle(self, queue: _Queue, message: StorageQueueMessage) -> None:
+        client, raw = self._client(queue.name), str(message.content or "")
         if self._stop_event.is_set():  # shutting down: give the message back right away
-            client.update_message(message.id, pop_receipt=message.pop_receipt, visibility_timeout=0)
+            client.update_message(message.id, message.pop_receipt, visibility_timeout=0)
             return
         try:
             body = base64.b64decode("".join(raw.split()), validate=True)
-        except (binascii.Error, ValueError):
+        except ValueError:  # binascii.Error
             _LOG.warning(
                 "Message decoding has failed! Check MessageEncoding settings. MessageId=%s. "
                 "Moving message to queue '%s'.",
                 message.id,
-                queue.poison_queue_name,
+                queue.poison,
             )
-            self._client(queue.poison_queue_name).send_message(raw)
-            client.delete_message(message.id, message.pop_receipt)
+            self._to_poison(queue, message, raw)
             return
-        functions_message = _make_queue_message(
+        value = _make_queue_message(
             id=message.id,
             body=body,
             dequeue_count=message.dequeue_count,
@@ -849,42 +766,35 @@ class LocalFunctionsHost:
             pop_receipt=message.pop_receipt,
         )
         try:
-            self._invoke(
-                queue.function,
-                functions_message,
-                f"New queue message detected on '{queue.queue_name}'.",
-            )
+            self._invoke(queue.function, value, f"New queue message detected on '{queue.name}'.")
         except Exception:
-            if (message.dequeue_count or 1) >= self._queue_options.max_dequeue_count:
-                _LOG.warning(
-                    "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
-                    self._queue_options.max_dequeue_count,
-                    queue.poison_queue_name,
-                )
-                self._client(queue.poison_queue_name).send_message(raw)
-                client.delete_message(message.id, message.pop_receipt)
-            else:
-                client.update_message(
-                    message.id,
-                    pop_receipt=message.pop_receipt,
-                    visibility_timeout=int(self._queue_options.visibility_timeout.total_seconds()),
-                )
+            limit = self._queue_options.max_dequeue_count
+            if (message.dequeue_count or 1) < limit:
+                delay = int(self._queue_options.visibility_timeout.total_seconds())
+                client.update_message(message.id, message.pop_receipt, visibility_timeout=delay)
+                return
+            _LOG.warning(
+                "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
+                limit,
+                queue.poison,
+            )
+            self._to_poison(queue, message, raw)
             return
         client.delete_message(message.id, message.pop_receipt)
+
+    def _to_poison(self, queue: _Queue, message: StorageQueueMessage, raw: str) -> None:
+        """The original raw text to `<queue>-poison`, then the message deleted."""
+        self._client(queue.poison).send_message(raw)
+        self._client(queue.name).delete_message(message.id, message.pop_receipt)
 
     def _client(self, queue_name: str) -> QueueClient:
         """A raw-text client for ``queue_name``; the queue is created the first time."""
         with self._clients_lock:
-            client = self._clients.get(queue_name)
-            if client is None:
+            if queue_name not in self._clients:
                 client = QueueClient.from_connection_string(
                     self._connection_string, queue_name, raw_request_hook=storage.on_request
                 )
+                with contextlib.suppress(ResourceExistsError):
+                    client.create_queue()
                 self._clients[queue_name] = client
-            created = queue_name in self._created_queues
-        if not created:
-            with contextlib.suppress(ResourceExistsError):
-                client.create_queue()
-            with self._clients_lock:
-                self._created_queues.add(queue_name)
-        return client
+            return self._clients[queue_name]

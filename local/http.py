@@ -38,6 +38,7 @@ __all__ = [
     "Server",
     "Simulator",
     "TestCA",
+    "raw_target",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,28 @@ class RecordedRequest:
     request_id: str = ""
     via_batch: bool = False
     batch_item_id: str | None = None
+
+    @classmethod
+    def of(cls, request: Request) -> RecordedRequest:
+        """A request as it arrived: path and query as sent (not normalised), headers (lower-case
+        names; werkzeug has joined repeated ones), body."""
+        split = urlsplit(raw_target(request))
+        lists = parse_qs(split.query, keep_blank_values=True)
+        return cls(
+            method=request.method,
+            path=split.path,
+            query={k: v[-1] for k, v in lists.items()},
+            headers={k.lower(): v for k, v in request.headers.items()},
+            query_lists=lists,
+            endpoint=split.path,
+            body=request.get_data(),
+            at=time.time(),
+        )
+
+
+def raw_target(request: Request) -> str:
+    """The request target (path and query) as the client sent it."""
+    return str(request.environ.get("RAW_URI") or request.full_path)
 
 
 @dataclass
@@ -298,18 +321,7 @@ class Simulator:
 
     def _record(self, request: Request) -> RecordedRequest:
         """The record of a request as it arrives (subclasses redact their secrets)."""
-        split = urlsplit(request.environ.get("RAW_URI") or request.full_path)
-        lists = parse_qs(split.query, keep_blank_values=True)
-        return RecordedRequest(
-            method=request.method,
-            path=split.path,
-            query={k: v[-1] for k, v in lists.items()},
-            headers={k.lower(): v for k, v in request.headers.items()},
-            query_lists=lists,
-            endpoint=split.path,
-            body=request.get_data(),
-            at=time.time(),
-        )
+        return RecordedRequest.of(request)
 
     def _answer(self, request: Request, record: RecordedRequest) -> Response:
         raise NotImplementedError

@@ -1,5 +1,5 @@
 """A local receiver for Vigil's notification webhooks: a Microsoft Teams incoming webhook and a
-generic signed webhook, on werkzeug, recording every request, with injectable faults.
+generic signed webhook, on the shared serving layer (`local.http`), recording every request.
 
 * ``POST /teams/<id>``: what a Teams incoming webhook accepts: JSON ``{"type": "message",
   "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content":
@@ -20,43 +20,28 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
-import threading
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
+from local.http import Fault, RecordedRequest, Request, Response, Simulator
 
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 log = logging.getLogger("vigil.run")
-
-
-class _Quiet(WSGIRequestHandler):
-    """No request lines in the log: a webhook's path is its credential."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
 
 
 @dataclass(frozen=True)
 class Received:
     kind: str  # "teams" or "hooks"
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # as sent (not lower-cased)
     body: bytes
     status: int  # what the receiver answered
     signature_valid: bool | None = None  # generic hooks, when the receiver knows the secret
 
     def json(self) -> Any:
         return json.loads(self.body)
-
-
-@dataclass
-class _Fault:
-    status: int
-    retry_after: str | None
 
 
 def teams_problem(payload: Any) -> str | None:
@@ -77,22 +62,19 @@ def teams_problem(payload: Any) -> str | None:
     return None
 
 
-class WebhookReceiver:
+class WebhookReceiver(Simulator):
+    name = "sim-webhooks"
+
     def __init__(self, secret: str | None = None, port: int = 0) -> None:
+        super().__init__(port=port)
         self.secret = secret
         self.teams_path = f"/teams/{secrets.token_hex(8)}"  # its URL is its credential
         self.hooks_path = f"/hooks/{secrets.token_hex(8)}"
         self._received: list[Received] = []
-        self._faults: list[_Fault] = []
-        self._lock = threading.Lock()
-        self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, self._app, threaded=True, request_handler=_Quiet
-        )
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def teams_url(self) -> str:
@@ -102,81 +84,50 @@ class WebhookReceiver:
     def hooks_url(self) -> str:
         return self.base_url + self.hooks_path
 
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sim-webhooks", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def fail(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
-        with self._lock:
-            self._faults += [_Fault(status, retry_after) for _ in range(times)]
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        self.faults.add(Fault("POST", re.compile(""), status, headers, times=times))
 
     def received(self, kind: str | None = None, *, accepted: bool | None = None) -> list[Received]:
         with self._lock:
-            out = list(self._received)
-        if kind is not None:
-            out = [r for r in out if r.kind == kind]
-        if accepted is not None:
-            out = [r for r in out if (r.status < 300) == accepted]
-        return out
+            return [
+                r
+                for r in self._received
+                if kind in (None, r.kind) and accepted in (None, r.status < 300)
+            ]
 
-    def _record(self, request: Request, kind: str, status: int, valid: bool | None) -> None:
-        log.info("webhook receiver: %s request answered %d", kind, status)  # never the path
-        with self._lock:
-            self._received.append(
-                Received(
-                    kind, request.path, dict(request.headers), request.get_data(), status, valid
-                )
-            )
-
-    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        response = self._answer(request)
-        return response(environ, start_response)
-
-    def _answer(self, request: Request) -> Response:
-        kind = request.path.split("/")[1] if request.path.count("/") >= 2 else ""
-        if request.path not in (self.teams_path, self.hooks_path):
+    def _answer(self, request: Request, record: RecordedRequest) -> Response:
+        if record.path not in (self.teams_path, self.hooks_path):
             return Response("not found", 404)
-        if request.method != "POST":
+        if record.method != "POST":
             return Response("method not allowed", 405)
+        kind = record.path.split("/")[1]
+        response, valid = self._check(kind, request, record.body)
+        log.info("webhook receiver: %s request answered %d", kind, response.status_code)  # no path
+        received = Received(
+            kind, record.path, dict(request.headers), record.body, response.status_code, valid
+        )
         with self._lock:
-            fault = self._faults.pop(0) if self._faults else None
+            self._received.append(received)
+        return response
+
+    def _check(self, kind: str, request: Request, body: bytes) -> tuple[Response, bool | None]:
+        """The answer (a scripted fault first), and whether the signature held (None: unchecked)."""
+        fault = self.faults.take("POST", request.path)
         if fault is not None:
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            self._record(request, kind, fault.status, None)
-            return Response("injected fault", fault.status, headers=headers)
-        body = request.get_data()
+            return Response("injected fault", fault.status, fault.headers), None
         try:
             payload = json.loads(body)
         except ValueError:
-            self._record(request, kind, 400, None)
-            return Response("body is not JSON", 400)
+            return Response("body is not JSON", 400), None
         if kind == "teams":
             problem = teams_problem(payload)
-            self._record(request, kind, 400 if problem else 200, None)
-            return Response(problem or "1", 400 if problem else 200)
-        valid: bool | None = None
-        if self.secret is not None:
-            expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
-            offered = request.headers.get("X-Vigil-Signature-256", "")
-            valid = hmac.compare_digest(expected, offered)
-        status = 401 if valid is False else 204
-        self._record(request, kind, status, valid)
-        return Response("bad signature" if valid is False else None, status)
+            return Response(problem or "1", 400 if problem else 200), None
+        if self.secret is None:
+            return Response(None, 204), None
+        digest = hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(
+            f"sha256={digest}", request.headers.get("X-Vigil-Signature-256", "")
+        ):
+            return Response(None, 204), True
+        return Response("bad signature", 401), False

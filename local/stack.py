@@ -1,6 +1,9 @@
 """The embedded default stack: Azurite, simulated Workplace and Graph, and the local host.
 
-`make run`, `make demo` and the end-to-end test all start Vigil through `local_stack()`.
+`make run`, `make demo` and the end-to-end test all start Vigil through `local_stack()`. Settings
+that say `local` (`NOTIFY_TEAMS_WEBHOOK_URL`, `NOTIFY_WEBHOOK_URL`, `LOG_ANALYTICS_DCE_ENDPOINT`)
+get a local simulator (the webhook receiver, the Logs Ingestion endpoint with its managed identity
+endpoint) instead of a real service.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import requests
 
 from local.azurite import ROOT, ensure_azurite
 from local.functions_host import LocalFunctionsHost
-from local.notify_sims import NotifySims, notify_simulators
 from local.sim_graph import SimulatedGraph, SimUser
+from local.sim_logs_ingestion import SimulatedLogsIngestion
+from local.sim_webhooks import WebhookReceiver
 from local.sim_workplace import SimulatedWorkplace
 from shared import services
 from shared.access import READER, RESPONDER, encode_principal
@@ -40,6 +44,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@dataclass
+class NotifySims:
+    receiver: WebhookReceiver | None = None
+    ingestion: SimulatedLogsIngestion | None = None
+
+
+def _local(env: dict[str, str], name: str) -> bool:
+    return (env.get(name) or os.environ.get(name, "")).strip().lower() == "local"
+
+
+@contextlib.contextmanager
+def notify_simulators(env: dict[str, str]) -> Iterator[NotifySims]:
+    """Start the simulators the settings ask for, and point those settings (in `env`) at them."""
+    sims = NotifySims()
+    with contextlib.ExitStack() as stack:
+        teams, hooks = _local(env, "NOTIFY_TEAMS_WEBHOOK_URL"), _local(env, "NOTIFY_WEBHOOK_URL")
+        if teams or hooks:
+            secret = env.get("NOTIFY_WEBHOOK_SECRET") or secrets.token_urlsafe(24)
+            sims.receiver = stack.enter_context(WebhookReceiver(secret=secret))
+            if teams:
+                env["NOTIFY_TEAMS_WEBHOOK_URL"] = sims.receiver.teams_url
+            if hooks:
+                env["NOTIFY_WEBHOOK_URL"] = sims.receiver.hooks_url
+                env["NOTIFY_WEBHOOK_SECRET"] = secret
+        if _local(env, "LOG_ANALYTICS_DCE_ENDPOINT"):
+            sims.ingestion = stack.enter_context(SimulatedLogsIngestion())
+            env["LOG_ANALYTICS_DCE_ENDPOINT"] = sims.ingestion.endpoint
+            env["LOG_ANALYTICS_DCR_ID"] = sims.ingestion.rule_id
+            # azure-identity's ManagedIdentityCredential finds App Service's endpoint by these.
+            env["IDENTITY_ENDPOINT"] = sims.ingestion.identity_endpoint
+            env["IDENTITY_HEADER"] = sims.ingestion.identity_header
+        yield sims
 
 
 @dataclass

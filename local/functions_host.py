@@ -19,8 +19,9 @@ what Vigil's functions use and nothing more (anything else is refused when index
   :meth:`LocalFunctionsHost.run_timer`). Missed occurrences are skipped; ``past_due`` is true when
   an occurrence fires more than 1 s late.
 * **Queue** (``queueTrigger``): one poller thread per function. It receives up to ``batchSize``
-  messages (leased for ``functionTimeout`` + 1 min) and runs them concurrently; a new batch is
-  fetched when the messages in flight drop to ``newBatchThreshold``. Success -> delete. Failure ->
+  messages (leased for ``functionTimeout`` + 1 min), runs them concurrently and fetches the next
+  batch when they are done (``newBatchThreshold`` 0, as Vigil's host.json sets it; the local host
+  refuses any other value). Success -> delete. Failure ->
   at ``maxDequeueCount`` the original raw text goes to ``<queue>-poison`` and the message is
   deleted, else it becomes visible again after ``visibilityTimeout``. A body that is not base64
   goes to the poison queue at once (the host's ``MessageDecodingFailed``). Empty polls back off
@@ -49,7 +50,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
-from types import TracebackType
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
 
@@ -63,15 +63,6 @@ from croniter import croniter
 
 from local.http import RecordedRequest, Request, Response, Server, raw_target
 from shared import storage
-
-__all__ = [
-    "HostConfigurationError",
-    "HttpRouteInfo",
-    "LocalFunctionsHost",
-    "QueueOptions",
-    "next_occurrence",
-    "parse_timespan",
-]
 
 _LOG: Final = logging.getLogger(__name__)
 
@@ -106,10 +97,8 @@ class HostConfigurationError(ValueError):
     """The app, ``host.json`` or the settings cannot be run (the host would fail to index)."""
 
 
-def parse_timespan(value: str | int | float) -> timedelta:
-    """A host.json TimeSpan (``"00:00:30"``, ``"1.02:00:00"``); numbers are seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+def parse_timespan(value: str) -> timedelta:
+    """A host.json TimeSpan (``"00:00:30"``, ``"1.02:00:00"``)."""
     match = _TIMESPAN.fullmatch(str(value).strip())
     if match is None:
         raise HostConfigurationError(f"not a TimeSpan ('[d.]hh:mm:ss'): {value!r}")
@@ -122,13 +111,11 @@ def next_occurrence(schedule: str, after: datetime) -> datetime:
     (a naive ``after`` is taken as UTC)."""
     after_utc = after.replace(tzinfo=UTC) if after.tzinfo is None else after.astimezone(UTC)
     expression = schedule.strip()
-    if len(expression.split()) != 6:
+    if len(expression.split()) != 6 or not croniter.is_valid(expression, second_at_beginning=True):
         raise HostConfigurationError(
-            f"NCRONTAB schedule {schedule!r} has {len(expression.split())} fields; it needs 6 "
-            "('{second} {minute} {hour} {day} {month} {day-of-week}', e.g. '0 */15 * * * *')"
+            f"invalid NCRONTAB schedule {schedule!r}: it needs 6 fields ('{{second}} {{minute}} "
+            "{hour} {day} {month} {day-of-week}', e.g. '0 */15 * * * *')"
         )
-    if not croniter.is_valid(expression, second_at_beginning=True):
-        raise HostConfigurationError(f"invalid NCRONTAB schedule: {schedule!r}")
     # NCrontab matches a day only if day-of-month AND day-of-week match (unlike Vixie cron).
     cron = croniter(expression, after_utc, second_at_beginning=True, day_or=False)
     occurrence: datetime = cron.get_next(datetime)
@@ -176,22 +163,13 @@ class QueueOptions:
                 batch_size,
                 int(queues.get("newbatchthreshold", batch_size // 2)),
                 int(queues.get("maxdequeuecount", 5)),
-                parse_timespan(queues.get("visibilitytimeout", 0)),
-                parse_timespan(queues.get("maxpollinginterval", 60)),
+                parse_timespan(queues.get("visibilitytimeout", "00:00:00")),
+                parse_timespan(queues.get("maxpollinginterval", "00:01:00")),
             )
         except ValueError as error:
             raise HostConfigurationError(f"extensions.queues: {error}") from None
-        if not (
-            1 <= options.batch_size <= 32
-            and options.new_batch_threshold >= 0
-            and options.max_dequeue_count >= 1
-            and timedelta(0) <= options.visibility_timeout <= _MAX_VISIBILITY
-            and options.max_polling_interval >= _MIN_POLLING_INTERVAL
-        ):
-            raise HostConfigurationError(
-                "extensions.queues: batchSize must be 1..32, newBatchThreshold >= 0, "
-                "maxDequeueCount >= 1, visibilityTimeout 0..7 days, maxPollingInterval >= 100 ms"
-            )
+        if not (1 <= options.batch_size <= 32 and options.max_dequeue_count >= 1):
+            raise HostConfigurationError("extensions.queues: batchSize 1..32, maxDequeueCount >= 1")
         return options
 
 
@@ -199,12 +177,9 @@ def _resolve(binding: Mapping[str, Any], settings: Mapping[str, str], where: str
     """The binding with each ``%NAME%`` replaced by the app setting ``NAME``."""
 
     def replace(match: re.Match[str]) -> str:
-        if match.group(1) not in settings:
-            raise HostConfigurationError(
-                f"{where}: app setting {match.group(1)!r} (referenced as '%{match.group(1)}%') "
-                "is not defined"
-            )
-        return settings[match.group(1)]
+        if match[1] not in settings:
+            raise HostConfigurationError(f"{where}: app setting {match[1]!r} is not defined")
+        return settings[match[1]]
 
     return {
         k: _SETTING_REFERENCE.sub(replace, v) if isinstance(v, str) else v
@@ -244,11 +219,10 @@ class _Timer:
     last: datetime | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Queue:
     function: _Function
     name: str
-    in_flight: int = 0  # guarded by the host's `_busy` condition
 
     @property
     def poison(self) -> str:
@@ -312,7 +286,6 @@ class LocalFunctionsHost:
         settings: Mapping[str, str],
         storage_connection_string: str,
         function_key: str,
-        host: str = "127.0.0.1",
         port: int = 7071,
         clock: Callable[[], datetime] | None = None,
         sign_ins: Mapping[str, str] | None = None,
@@ -326,28 +299,24 @@ class LocalFunctionsHost:
         self._connection_string = storage_connection_string
         self._function_key = function_key.encode("utf-8")
         self._sign_ins: Mapping[str, str] = dict(sign_ins or {})
-        self._host, self._port = host, port
+        self._port = port
         self._clock_source: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._queue_options = QueueOptions.from_host_json(config)
-        timeout = str(config.get("functiontimeout", "-1")).strip()
-        lease = (
-            timedelta(minutes=10)
-            if timeout == "-1"
-            else parse_timespan(timeout) + timedelta(minutes=1)
-        )
-        self._lease = int(min(lease, _MAX_VISIBILITY).total_seconds())
+        if self._queue_options.new_batch_threshold != 0:
+            raise HostConfigurationError(
+                "extensions.queues.newBatchThreshold: the local host fetches the next batch when "
+                "the last is done; set it to 0"
+            )
+        timeout = parse_timespan(str(config.get("functiontimeout", "00:30:00")))
+        self._lease = int(min(timeout + timedelta(minutes=1), _MAX_VISIBILITY).total_seconds())
         self._routes: list[_HttpRoute] = []
         self._timers: dict[str, _Timer] = {}
         self._queues: dict[str, _Queue] = {}
         self._index(app)
 
-        self._stop_event = threading.Event()
-        self._lifecycle_lock = threading.Lock()
-        self._started = self._stopped = False
+        self._stop_event = threading.Event()  # set by stop(): the host runs once
         self._server: Server | None = None
         self._threads: list[threading.Thread] = []
-        self._pools: list[ThreadPoolExecutor] = []
-        self._busy = threading.Condition()  # guards every queue's `in_flight`
         self._clients: dict[str, QueueClient] = {}
         self._clients_lock = threading.Lock()
 
@@ -416,8 +385,7 @@ class LocalFunctionsHost:
         port = self._server.port if self._server is not None else self._port
         if not port:
             raise RuntimeError("port 0: the port is chosen by start()")
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{port}"
 
     def start(self, *, triggers: bool = True) -> None:
         """Start the HTTP server, one scheduler thread per timer and one poller per queue.
@@ -425,23 +393,13 @@ class LocalFunctionsHost:
         With `triggers=False` only HTTP is served: timers and queues then run only when a test
         calls `run_timer()` / `process_queue_once()`, which makes end-to-end tests deterministic.
         """
-        with self._lifecycle_lock:
-            if self._started or self._stopped:
-                raise RuntimeError("LocalFunctionsHost can be started once")
-            self._server = Server(
-                self._wsgi, name="vigil-local-http", host=self._host, port=self._port
-            )
-            self._started = True
-            for name, timer in (self._timers if triggers else {}).items():
-                self._spawn(f"timer-{name}", functools.partial(self._timer_loop, timer))
-            for name, queue in (self._queues if triggers else {}).items():
-                options = self._queue_options
-                pool = ThreadPoolExecutor(
-                    options.batch_size + options.new_batch_threshold,
-                    thread_name_prefix=f"vigil-local-queue-{name}",
-                )
-                self._pools.append(pool)
-                self._spawn(f"queue-{name}", functools.partial(self._queue_loop, queue, pool))
+        if self._server is not None or self._stop_event.is_set():
+            raise RuntimeError("LocalFunctionsHost can be started once")
+        self._server = Server(self._wsgi, name="vigil-local-http", port=self._port)
+        for name, timer in (self._timers if triggers else {}).items():
+            self._spawn(f"timer-{name}", functools.partial(self._timer_loop, timer))
+        for name, queue in (self._queues if triggers else {}).items():
+            self._spawn(f"queue-{name}", functools.partial(self._queue_loop, queue))
         _LOG.info(
             "Local Functions host started on %s: %d HTTP, %d timer, %d queue function(s)",
             self.base_url,
@@ -455,47 +413,22 @@ class LocalFunctionsHost:
 
         Idempotent; also closes the storage clients of a host that was never started.
         """
-        with self._lifecycle_lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        deadline = time.monotonic() + _STOP_GRACE_SECONDS
+        if self._stop_event.is_set():
+            return
         self._stop_event.set()
-        with self._busy:
-            self._busy.notify_all()
+        deadline = time.monotonic() + _STOP_GRACE_SECONDS
         if self._server is not None:
             self._server.stop()
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 _LOG.warning("%s is still running after stop(); left behind", thread.name)
-        for pool in self._pools:
-            pool.shutdown(wait=False)
-        with self._busy:
-            idle = self._busy.wait_for(
-                lambda: not any(q.in_flight for q in self._queues.values()),
-                timeout=max(0.0, deadline - time.monotonic()),
-            )
-        if not idle:
-            _LOG.warning("queue messages still being processed after stop()")
-        else:
+        if not any(thread.is_alive() for thread in self._threads):
             with self._clients_lock:
                 for client in self._clients.values():
                     client.close()
                 self._clients.clear()
         _LOG.info("Local Functions host stopped")
-
-    def __enter__(self) -> LocalFunctionsHost:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _clock(self) -> datetime:
         """The injected clock, as an aware UTC datetime (naive values are taken as UTC)."""
@@ -511,22 +444,13 @@ class LocalFunctionsHost:
         """Call the user function with its trigger; raises what the function raised."""
         name, invocation, started = function.name, str(uuid.uuid4()), time.perf_counter()
         _LOG.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", name, reason, invocation)
+        executed = "Executed 'Functions.%s' (%s, Id=%s, Duration=%dms)"
         try:
             result = function.run(**{str(function.trigger["name"]): trigger_value})
         except Exception:
-            _LOG.exception(
-                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
-                name,
-                invocation,
-                _ms(started),
-            )
+            _LOG.exception(executed, name, "Failed", invocation, _ms(started))
             raise
-        _LOG.info(
-            "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)",
-            name,
-            invocation,
-            _ms(started),
-        )
+        _LOG.info(executed, name, "Succeeded", invocation, _ms(started))
         return result
 
     # ---- HTTP -----------------------------------------------------------------------------
@@ -684,50 +608,28 @@ class LocalFunctionsHost:
         queue = self._queues.get(function_name)
         if queue is None:
             raise KeyError(f"no queue-triggered function named {function_name!r}")
-        messages = self._receive(queue)
+        pages = self._client(queue.name).receive_messages(
+            messages_per_page=self._queue_options.batch_size, visibility_timeout=self._lease
+        )
+        messages = list(next(pages.by_page(), []))
         if messages:
             with ThreadPoolExecutor(len(messages)) as pool:
                 list(pool.map(functools.partial(self._process, queue), messages))
         return len(messages)
 
-    def _queue_loop(self, queue: _Queue, pool: ThreadPoolExecutor) -> None:
-        options, idle = self._queue_options, 0  # idle: consecutive empty or failed polls
-        while True:
-            with self._busy:
-                self._busy.wait_for(
-                    lambda: queue.in_flight <= options.new_batch_threshold
-                    or self._stop_event.is_set()
-                )
-            if self._stop_event.is_set():
-                return
+    def _queue_loop(self, queue: _Queue) -> None:
+        idle = 0  # consecutive empty or failed polls
+        while not self._stop_event.is_set():
             try:
-                messages = self._receive(queue)
+                handled = self.process_queue_once(queue.function.name)
             except Exception as exc:  # storage down, bad connection string, ...: keep polling
                 _LOG.warning("Polling queue '%s' failed: %s", queue.name, exc)
-                messages = []
-            if not messages:
-                # Randomised exponential backoff: 100 ms doubling up to maxPollingInterval.
-                idle += 1
+                handled = 0
+            idle = 0 if handled else idle + 1
+            if idle:  # randomised exponential backoff: 100 ms doubling up to maxPollingInterval
                 backoff = _MIN_POLLING_INTERVAL.total_seconds() * (1 << min(idle - 1, 30))
-                maximum = options.max_polling_interval.total_seconds()
+                maximum = self._queue_options.max_polling_interval.total_seconds()
                 self._stop_event.wait(min(maximum, backoff * random.uniform(0.8, 1.2)))
-                continue
-            idle = 0
-            for message in messages:
-                try:
-                    pool.submit(self._process, queue, message)
-                except RuntimeError:  # stop() shut the pool down meanwhile: give it back
-                    self._process(queue, message)
-
-    def _receive(self, queue: _Queue) -> list[StorageQueueMessage]:
-        """Up to batchSize messages, leased; each counts as in flight until `_process` ends."""
-        pages = self._client(queue.name).receive_messages(
-            messages_per_page=self._queue_options.batch_size, visibility_timeout=self._lease
-        )
-        messages = list(next(pages.by_page(), []))
-        with self._busy:
-            queue.in_flight += len(messages)
-        return messages
 
     def _process(self, queue: _Queue, message: StorageQueueMessage) -> None:
         """Run the function for one message and settle it; never raises."""
@@ -735,10 +637,6 @@ class LocalFunctionsHost:
             self._settle(queue, message)
         except Exception:
             _LOG.exception("Settling message %s of queue '%s' failed", message.id, queue.name)
-        finally:
-            with self._busy:
-                queue.in_flight -= 1
-                self._busy.notify_all()
 
     def _settle(self, queue: _Queue, message: StorageQueueMessage) -> None:
         client, raw = self._client(queue.name), str(message.content or "")

@@ -103,6 +103,7 @@ def build_app(rec: Recorder) -> func.FunctionApp:
 def host_json(**queues: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "batchSize": 8,
+        "newBatchThreshold": 0,
         "maxDequeueCount": 2,
         "visibilityTimeout": "00:00:00",
         "maxPollingInterval": "00:00:01",

@@ -7,8 +7,6 @@ import contextlib
 import json
 import logging
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+import requests
 from azure.core.exceptions import ResourceExistsError
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
@@ -32,6 +31,7 @@ from local.functions_host import (
 # ---- the app under test -----------------------------------------------------------------------
 
 FUNCTION_KEY = "test-function-key"
+ANONYMOUS = func.AuthLevel.ANONYMOUS
 
 
 @dataclass
@@ -50,7 +50,7 @@ def build_app(rec: Recorder) -> func.FunctionApp:
     bp = func.Blueprint()
 
     @bp.function_name("echo")
-    @bp.route(route="echo/{name}", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+    @bp.route(route="echo/{name}", methods=["GET", "POST"], auth_level=ANONYMOUS)
     def echo(req: func.HttpRequest) -> func.HttpResponse:
         rec.requests.append(req)
         payload = {
@@ -74,9 +74,21 @@ def build_app(rec: Recorder) -> func.FunctionApp:
         return func.HttpResponse("classified")
 
     @bp.function_name("boom")
-    @bp.route(route="boom", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    @bp.route(route="boom", methods=["GET"], auth_level=ANONYMOUS)
     def boom(req: func.HttpRequest) -> func.HttpResponse:
         raise RuntimeError("kaboom")
+
+    def route_params(name: str, route: str) -> None:
+        def handler(req: func.HttpRequest) -> func.HttpResponse:
+            return func.HttpResponse(json.dumps({"fn": name, **req.route_params}))
+
+        bp.function_name(name)(
+            bp.route(route=route, methods=["GET"], auth_level=ANONYMOUS)(handler)
+        )
+
+    route_params("by_action", "hooks/{action:regex(^(callback|webhook)$)}")  # like connect_http
+    route_params("install", "hooks/install")
+    route_params("item", "items/{id}/{verb:regex(^(approve|retry)$)}")  # like governance_http
 
     @bp.function_name("tick")
     @bp.timer_trigger(arg_name="mytimer", schedule="%TEST_SCHEDULE%")
@@ -108,12 +120,13 @@ def host_json(**queues: Any) -> dict[str, Any]:
         "visibilityTimeout": "00:00:00",
         "maxPollingInterval": "00:00:01",
         "messageEncoding": "base64",
+        **queues,
     }
-    options.update(queues)
     return {"version": "2.0", "functionTimeout": "00:05:00", "extensions": {"queues": options}}
 
 
 HostFactory = Callable[..., LocalFunctionsHost]
+QueueFactory = Callable[..., QueueClient]
 
 
 @pytest.fixture
@@ -160,106 +173,119 @@ def make_host(
         host.stop()
 
 
-_open_clients: list[QueueClient] = []
+@pytest.fixture
+def queue(azurite_connection_string: str, queue_name: str) -> Iterator[QueueFactory]:
+    """Clients of the test's queue (`suffix` "-poison": its poison queue): `raw` ones see the
+    message text as stored, the others encode and decode as Vigil's producers do (base64)."""
+    clients: list[QueueClient] = []
+
+    def client(suffix: str = "", *, raw: bool = False) -> QueueClient:
+        made = QueueClient.from_connection_string(
+            azurite_connection_string,
+            queue_name + suffix,
+            message_encode_policy=None if raw else TextBase64EncodePolicy(),
+            message_decode_policy=None if raw else TextBase64DecodePolicy(),
+        )
+        clients.append(made)
+        with contextlib.suppress(ResourceExistsError):
+            made.create_queue()
+        return made
+
+    yield client
+    for made in clients:
+        made.close()
 
 
-@pytest.fixture(autouse=True)
-def _close_test_clients() -> Iterator[None]:
-    yield
-    while _open_clients:
-        _open_clients.pop().close()
+# ---- pure helpers and configuration ----------------------------------------------------------
+
+AT = datetime(2024, 5, 1, 12, 0, 3, tzinfo=UTC)
+QUARTER = "0 */15 * * * *"
 
 
-def producer(connection: str, name: str) -> QueueClient:
-    """How Vigil's producers enqueue: the SDK with the base64 policies."""
-    client = QueueClient.from_connection_string(
-        connection,
-        name,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy(),
-    )
-    _open_clients.append(client)
-    with contextlib.suppress(ResourceExistsError):
-        client.create_queue()
-    return client
+@pytest.mark.parametrize(
+    ("schedule", "after", "expected"),
+    [
+        ("*/5 * * * * *", AT, AT.replace(second=5)),
+        ("*/5 * * * * *", AT.replace(second=5), AT.replace(second=10)),
+        (QUARTER, AT.replace(minute=7), AT.replace(minute=15, second=0)),
+        (QUARTER, AT.replace(hour=23, minute=45, second=0), datetime(2024, 5, 2, tzinfo=UTC)),
+        (QUARTER, AT.replace(minute=7, tzinfo=None), AT.replace(minute=15, second=0)),  # naive
+        # NCrontab: day-of-month AND day-of-week -> the next Friday the 13th.
+        ("0 0 9 13 * 5", datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 9, 13, 9, tzinfo=UTC)),
+    ],
+)
+def test_next_occurrence_is_utc_and_ncrontab_flavoured(
+    schedule: str, after: datetime, expected: datetime
+) -> None:
+    assert next_occurrence(schedule, after) == expected
 
 
-def raw_client(connection: str, name: str) -> QueueClient:
-    """A client without encoding policies: sees the raw message text."""
-    client = QueueClient.from_connection_string(connection, name)
-    _open_clients.append(client)
-    return client
-
-
-def call(
-    method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, dict(response.headers.items()), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers.items()), error.read()
-
-
-# ---- pure helpers ---------------------------------------------------------------------------
-
-
-def test_next_occurrence_every_five_seconds() -> None:
-    at = datetime(2024, 5, 1, 12, 0, 3, tzinfo=UTC)
-    assert next_occurrence("*/5 * * * * *", at) == datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)
-    on_the_dot = datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)
-    assert next_occurrence("*/5 * * * * *", on_the_dot) == datetime(
-        2024, 5, 1, 12, 0, 10, tzinfo=UTC
-    )
-
-
-def test_next_occurrence_every_fifteen_minutes() -> None:
-    at = datetime(2024, 5, 1, 12, 7, 3, tzinfo=UTC)
-    assert next_occurrence("0 */15 * * * *", at) == datetime(2024, 5, 1, 12, 15, tzinfo=UTC)
-    at = datetime(2024, 5, 1, 23, 45, 0, tzinfo=UTC)
-    assert next_occurrence("0 */15 * * * *", at) == datetime(2024, 5, 2, 0, 0, tzinfo=UTC)
-
-
-def test_next_occurrence_is_utc_and_ncrontab_flavoured() -> None:
-    naive = datetime(2024, 5, 1, 12, 7, 3)
-    assert next_occurrence("0 */15 * * * *", naive) == datetime(2024, 5, 1, 12, 15, tzinfo=UTC)
-    # NCrontab: day-of-month AND day-of-week -> the next Friday the 13th.
-    friday_13th = next_occurrence("0 0 9 13 * 5", datetime(2024, 1, 1, tzinfo=UTC))
-    assert friday_13th == datetime(2024, 9, 13, 9, 0, tzinfo=UTC)
-    with pytest.raises(HostConfigurationError, match="6"):
-        next_occurrence("*/15 * * * *", naive)
-
-
-def test_parse_timespan_and_queue_defaults() -> None:
+def test_timespans_and_queue_defaults() -> None:
     assert parse_timespan("00:00:30") == timedelta(seconds=30)
     assert parse_timespan("1.02:03:04") == timedelta(days=1, hours=2, minutes=3, seconds=4)
-    defaults = QueueOptions.from_host_json({"version": "2.0"})
-    assert defaults == QueueOptions(
+    assert QueueOptions.from_host_json({"version": "2.0"}) == QueueOptions(
         batch_size=16,
         new_batch_threshold=8,
         max_dequeue_count=5,
         visibility_timeout=timedelta(0),
         max_polling_interval=timedelta(minutes=1),
     )
-    with pytest.raises(HostConfigurationError, match="messageEncoding"):
-        QueueOptions.from_host_json({"extensions": {"queues": {"messageEncoding": "utf8"}}})
 
 
-def test_missing_setting_is_named(azurite_connection_string: str, rec: Recorder) -> None:
-    with pytest.raises(HostConfigurationError, match="TEST_QUEUE"):
-        LocalFunctionsHost(
-            build_app(rec),
-            host_json=host_json(),
-            settings={"TEST_SCHEDULE": "0 0 0 1 1 *"},
-            storage_connection_string=azurite_connection_string,
-            function_key=FUNCTION_KEY,
-        )
+def _only(register: Callable[[func.FunctionApp], Any]) -> Callable[[Recorder], func.FunctionApp]:
+    """An app of the one function `register` adds."""
+
+    def build(rec: Recorder) -> func.FunctionApp:
+        app = func.FunctionApp(http_auth_level=ANONYMOUS)
+        register(app)
+        return app
+
+    return build
+
+
+def _route(route: str) -> Callable[[Recorder], func.FunctionApp]:
+    return _only(lambda a: a.function_name("f")(a.route(route=route, methods=["GET"])(lambda r: r)))
+
+
+def _timer(schedule: str) -> Callable[[Recorder], func.FunctionApp]:
+    return _only(lambda a: a.function_name("t")(a.timer_trigger("t", schedule)(lambda t: None)))
+
+
+def _fanout(app: func.FunctionApp) -> None:
+    @app.function_name("fanout")
+    @app.queue_trigger(arg_name="msg", queue_name="%TEST_QUEUE%", connection="AzureWebJobsStorage")
+    @app.queue_output(arg_name="out", queue_name="out", connection="AzureWebJobsStorage")
+    def fanout(msg: func.QueueMessage, out: func.Out[str]) -> None:
+        out.set("x")
+
+
+@pytest.mark.parametrize(
+    ("build", "options", "match"),
+    [
+        (_route("files/{*path}"), {}, "route syntax"),  # route syntax no function uses
+        (_route("greet/{name=world}"), {}, "route syntax"),
+        (_route("items/{id:int}"), {}, "route syntax"),
+        (_only(_fanout), {}, "no other bindings"),  # bindings no function uses
+        (_timer("%NOT_SET%"), {}, "app setting 'NOT_SET' is not defined"),
+        (build_app, {"newBatchThreshold": 4}, "newBatchThreshold"),
+        (build_app, {"messageEncoding": "utf8"}, "messageEncoding"),
+        (_timer("*/15 * * * *"), {}, "6 fields"),
+    ],
+)
+def test_what_the_local_host_does_not_run_is_refused(
+    make_host: HostFactory,
+    rec: Recorder,
+    build: Callable[[Recorder], func.FunctionApp],
+    options: dict[str, Any],
+    match: str,
+) -> None:
+    with pytest.raises(HostConfigurationError, match=match):
+        make_host(app=build(rec), **options)
 
 
 def test_app_can_be_indexed_more_than_once(make_host: HostFactory, rec: Recorder) -> None:
     app = build_app(rec)
-    assert len(app.get_functions()) == 5  # e.g. the bindings contract test, same process
+    assert len(app.get_functions()) == 8  # e.g. the bindings contract test, same process
     # azure-functions 1.26 quirk: a second get_functions() on one app raises.
     with pytest.raises(ValueError, match="unique function name"):
         app.get_functions()
@@ -274,115 +300,87 @@ def test_app_can_be_indexed_more_than_once(make_host: HostFactory, rec: Recorder
 
 def test_http_route_params_query_body_and_headers(make_host: HostFactory, rec: Recorder) -> None:
     host = make_host(start=True)
-    status, headers, body = call(
-        "POST",
-        f"{host.base_url}/api/echo/J%C3%BCrgen?q=search%20me",
-        body=b"hello body",
-        headers={"X-Test": "header-value"},
-    )
-    assert status == 201
-    assert headers["X-Reply"] == "yes"
-    assert headers["Content-Type"] == "application/json"
-    payload = json.loads(body)
-    assert payload == {
+    url = f"{host.base_url}/api/echo/J%C3%BCrgen?q=search%20me"
+    answer = requests.post(url, data=b"hello body", headers={"X-Test": "header-value"}, timeout=10)
+    assert (answer.status_code, answer.headers["X-Reply"]) == (201, "yes")
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.json() == {
         "name": "Jürgen",
         "q": "search me",
         "body": "hello body",
         "header": "header-value",
         "method": "POST",
-        "url": f"{host.base_url}/api/echo/J%C3%BCrgen?q=search%20me",
+        "url": url,
     }
     assert isinstance(rec.requests[0], func.HttpRequest)
 
 
-def test_http_function_key(make_host: HostFactory, caplog: pytest.LogCaptureFixture) -> None:
-    host = make_host(start=True)
-    url = f"{host.base_url}/api/secret"
-    caplog.set_level(logging.DEBUG, logger="local.functions_host")
-    assert call("GET", url)[0] == 401
-    assert call("GET", f"{url}?code=wrong")[0] == 401
-    assert call("GET", url, headers={"x-functions-key": "wrong"})[0] == 401
-    status, headers, body = call("GET", f"{url}?code={FUNCTION_KEY}")
-    assert (status, body) == (200, b"classified")
-    assert headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert call("GET", url, headers={"x-functions-key": FUNCTION_KEY})[0:3:2] == (
-        200,
-        b"classified",
-    )
-    assert any("GET /api/secret -> 200" in r.getMessage() for r in caplog.records)
-    assert not any(
-        FUNCTION_KEY in r.getMessage() or "code=" in r.getMessage() for r in caplog.records
-    )
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "expected"),
+    [
+        # function keys: `?code=` or `x-functions-key`
+        ("GET", "secret", {}, 401, None),
+        ("GET", "secret?code=wrong", {}, 401, None),
+        ("GET", "secret", {"x-functions-key": "wrong"}, 401, None),
+        (
+            "GET",
+            f"secret?code={FUNCTION_KEY}",
+            {},
+            200,
+            ("Content-Type", "text/plain; charset=utf-8"),
+        ),
+        ("GET", "secret", {"x-functions-key": FUNCTION_KEY}, 200, b"classified"),
+        # not found, method not allowed
+        ("GET", "nope", {}, 404, None),
+        ("GET", "/elsewhere/echo/x", {}, 404, None),
+        ("GET", "echo", {}, 404, None),  # route parameter missing
+        ("DELETE", "echo/x", {}, 405, ("Allow", "GET, POST")),
+        ("GET", "echo/x/", {}, 201, None),  # trailing slash tolerated
+        ("GET", "boom", {}, 500, b"Internal Server Error"),  # the handler raised
+        # literal segments, parameters and regex constraints (case-insensitive, like ASP.NET)
+        ("GET", "hooks/webhook", {}, 200, {"fn": "by_action", "action": "webhook"}),
+        ("GET", "HOOKS/Callback", {}, 200, {"fn": "by_action", "action": "Callback"}),
+        ("GET", "hooks/install", {}, 200, {"fn": "install"}),
+        ("GET", "hooks/other", {}, 404, None),
+        ("GET", "items/a%2Fb/retry", {}, 200, {"fn": "item", "id": "a/b", "verb": "retry"}),
+        ("GET", "items/7/revert", {}, 404, None),
+    ],
+)
+def test_http_answers(
+    make_host: HostFactory,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    status: int,
+    expected: bytes | dict[str, str] | tuple[str, str] | None,
+) -> None:
+    """`expected`: the body (bytes), its JSON (dict) or a header (name, value)."""
+    url = make_host(start=True).base_url + (path if path.startswith("/") else f"/api/{path}")
+    answer = requests.request(method, url, headers=headers, timeout=10)
+    assert answer.status_code == status
+    if isinstance(expected, bytes):
+        assert answer.content == expected
+    elif isinstance(expected, dict):
+        assert answer.json() == expected
+    elif expected is not None:
+        assert answer.headers[expected[0]] == expected[1]
 
 
-def test_http_not_found_and_method_not_allowed(make_host: HostFactory) -> None:
-    host = make_host(start=True)
-    assert call("GET", f"{host.base_url}/api/nope")[0] == 404
-    assert call("GET", f"{host.base_url}/elsewhere/echo/x")[0] == 404
-    assert call("GET", f"{host.base_url}/api/echo")[0] == 404  # route parameter missing
-    status, headers, _ = call("DELETE", f"{host.base_url}/api/echo/x")
-    assert status == 405
-    assert headers["Allow"] == "GET, POST"
-    assert call("GET", f"{host.base_url}/api/echo/x/")[0] == 201  # trailing slash tolerated
-
-
-def test_http_handler_exception_is_500(
+def test_http_log_names_the_path_never_the_key_and_keeps_handler_tracebacks(
     make_host: HostFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    host = make_host(start=True)
-    status, _, body = call("GET", f"{host.base_url}/api/boom")
-    assert status == 500
-    assert body == b"Internal Server Error"
+    caplog.set_level(logging.DEBUG, logger="local.functions_host")
+    url = f"{make_host(start=True).base_url}/api"
+    assert (
+        requests.get(f"{url}/secret", params={"code": FUNCTION_KEY}, timeout=10).status_code == 200
+    )
+    assert requests.get(f"{url}/boom", timeout=10).status_code == 500
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("GET /api/secret -> 200" in m for m in messages)
+    assert not any(FUNCTION_KEY in m or "code=" in m for m in messages)
     failures = [r for r in caplog.records if r.exc_info and "boom" in r.getMessage()]
     assert failures
     assert "kaboom" in str(failures[0].exc_info[1])  # type: ignore[index]
-
-
-def test_http_routes_literals_parameters_and_regex_constraints(make_host: HostFactory) -> None:
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-
-    def register(name: str, route: str) -> None:
-        def handler(req: func.HttpRequest) -> func.HttpResponse:
-            return func.HttpResponse(json.dumps({"fn": name, **req.route_params}))
-
-        app.function_name(name)(app.route(route=route, methods=["GET"])(handler))
-
-    register("by_action", "hooks/{action:regex(^(callback|webhook)$)}")  # like connect_http
-    register("install", "hooks/install")
-    register("item", "items/{id}/{verb:regex(^(approve|retry)$)}")  # like governance_http
-    host = make_host(app=app, start=True)
-
-    def get(path: str) -> tuple[int, Any]:
-        status, _, body = call("GET", f"{host.base_url}/api/{path}")
-        return status, json.loads(body) if status == 200 else None
-
-    assert get("hooks/webhook") == (200, {"fn": "by_action", "action": "webhook"})
-    assert get("HOOKS/Callback") == (200, {"fn": "by_action", "action": "Callback"})
-    assert get("hooks/install") == (200, {"fn": "install"})
-    assert get("hooks/other")[0] == 404
-    assert get("items/a%2Fb/retry") == (200, {"fn": "item", "id": "a/b", "verb": "retry"})
-    assert get("items/7/revert")[0] == 404
-
-
-@pytest.mark.parametrize("route", ["files/{*path}", "greet/{name=world}", "items/{id:int}"])
-def test_route_syntax_no_function_uses_is_refused(make_host: HostFactory, route: str) -> None:
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-    app.function_name("f")(app.route(route=route, methods=["GET"])(lambda req: req))
-    with pytest.raises(HostConfigurationError, match="route syntax"):
-        make_host(app=app)
-
-
-def test_bindings_no_function_uses_are_refused(make_host: HostFactory) -> None:
-    app = func.FunctionApp()
-
-    @app.function_name("fanout")
-    @app.queue_trigger(arg_name="msg", queue_name="%TEST_QUEUE%", connection="AzureWebJobsStorage")
-    @app.queue_output(arg_name="out", queue_name="out", connection="AzureWebJobsStorage")
-    def fanout(msg: func.QueueMessage, out: func.Out[str]) -> None:
-        out.set("x")
-
-    with pytest.raises(HostConfigurationError, match="no other bindings"):
-        make_host(app=app)
 
 
 # ---- timers ---------------------------------------------------------------------------------
@@ -410,7 +408,7 @@ def test_scheduler_follows_the_injected_clock_and_flags_late_runs(
     make_host: HostFactory, rec: Recorder
 ) -> None:
     now = [datetime(2024, 5, 1, 12, 0, 1, tzinfo=UTC)]
-    make_host(schedule="0 */15 * * * *", clock=lambda: now[0], start=True)
+    make_host(schedule=QUARTER, clock=lambda: now[0], start=True)
     assert not rec.timer_fired.wait(timeout=0.2)  # next occurrence is 12:15:00
     now[0] = datetime(2024, 5, 1, 12, 15, 30, tzinfo=UTC)  # the process "slept" past it
     assert rec.timer_fired.wait(timeout=5)
@@ -421,8 +419,7 @@ def test_scheduler_follows_the_injected_clock_and_flags_late_runs(
 
 
 def test_timer_executions_never_overlap(make_host: HostFactory) -> None:
-    entered = [threading.Event(), threading.Event()]
-    release = threading.Event()
+    entered, release = [threading.Event(), threading.Event()], threading.Event()
     calls: list[int] = []
     app = func.FunctionApp()
 
@@ -434,8 +431,7 @@ def test_timer_executions_never_overlap(make_host: HostFactory) -> None:
         release.wait(timeout=10)
 
     host = make_host(app=app)
-    first = threading.Thread(target=host.run_timer, args=("slow",))
-    second = threading.Thread(target=host.run_timer, args=("slow",))
+    first, second = [threading.Thread(target=host.run_timer, args=("slow",)) for _ in range(2)]
     first.start()
     assert entered[0].wait(timeout=5)
     second.start()
@@ -449,101 +445,80 @@ def test_timer_executions_never_overlap(make_host: HostFactory) -> None:
 # ---- queues ---------------------------------------------------------------------------------
 
 
-def test_base64_message_is_decoded_processed_and_deleted(
-    make_host: HostFactory, rec: Recorder, azurite_connection_string: str, queue_name: str
+def test_a_batch_of_base64_messages_is_decoded_processed_together_and_deleted(
+    make_host: HostFactory, rec: Recorder, queue: QueueFactory
 ) -> None:
-    host = make_host()
-    sender = producer(azurite_connection_string, queue_name)
-    sender.send_message('{"pk": "p1", "rk": "r1"}')
-    assert host.process_queue_once("work") == 1
-    assert rec.processed == [b'{"pk": "p1", "rk": "r1"}']
-    assert rec.attempts == [(b'{"pk": "p1", "rk": "r1"}', 1)]
+    host, sender = make_host(), queue()
+    for body in ("m1", "m2", '{"pk": "p1", "rk": "r1"}'):
+        sender.send_message(body)
+    assert host.process_queue_once("work") == 3
+    assert sorted(rec.processed) == [b"m1", b"m2", b'{"pk": "p1", "rk": "r1"}']
+    assert sorted(rec.attempts) == [(b"m1", 1), (b"m2", 1), (b'{"pk": "p1", "rk": "r1"}', 1)]
     assert list(sender.peek_messages(max_messages=32)) == []
     assert host.process_queue_once("work") == 0
 
 
-def test_a_batch_is_received_and_processed_together(
-    make_host: HostFactory, rec: Recorder, azurite_connection_string: str, queue_name: str
-) -> None:
-    host = make_host()
-    sender = producer(azurite_connection_string, queue_name)
-    for index in range(3):
-        sender.send_message(f"m{index}")
-    assert host.process_queue_once("work") == 3
-    assert sorted(rec.processed) == [b"m0", b"m1", b"m2"]
-
-
 def test_failing_message_is_retried_then_poisoned(
-    make_host: HostFactory, rec: Recorder, azurite_connection_string: str, queue_name: str
+    make_host: HostFactory, rec: Recorder, queue: QueueFactory
 ) -> None:
-    host = make_host(maxDequeueCount=2, visibilityTimeout="00:00:00")
-    sender = producer(azurite_connection_string, queue_name)
+    host, sender = make_host(maxDequeueCount=2, visibilityTimeout="00:00:00"), queue()
     sender.send_message("please fail")
-    original_raw = next(iter(raw_client(azurite_connection_string, queue_name).peek_messages()))
+    original_raw = next(iter(queue(raw=True).peek_messages()))
 
     assert host.process_queue_once("work") == 1
     assert rec.attempts == [(b"please fail", 1)]
     [still_there] = list(sender.peek_messages())
-    assert still_there.content == "please fail"
-    assert still_there.dequeue_count == 1
+    assert (still_there.content, still_there.dequeue_count) == ("please fail", 1)
 
     assert host.process_queue_once("work") == 1
     assert rec.attempts == [(b"please fail", 1), (b"please fail", 2)]
     assert list(sender.peek_messages()) == []
     assert rec.processed == []
 
-    poison = producer(azurite_connection_string, f"{queue_name}-poison")
-    [poisoned] = list(poison.peek_messages())
+    [poisoned] = list(queue("-poison").peek_messages())
     assert poisoned.content == "please fail"
-    [poisoned_raw] = list(
-        raw_client(azurite_connection_string, f"{queue_name}-poison").peek_messages()
-    )
+    [poisoned_raw] = list(queue("-poison", raw=True).peek_messages())
     assert poisoned_raw.content == original_raw.content == base64.b64encode(b"please fail").decode()
 
 
 def test_failed_message_waits_for_the_visibility_timeout(
-    make_host: HostFactory, rec: Recorder, azurite_connection_string: str, queue_name: str
+    make_host: HostFactory, queue: QueueFactory
 ) -> None:
     host = make_host(maxDequeueCount=5, visibilityTimeout="00:01:00")
-    producer(azurite_connection_string, queue_name).send_message("fail later")
+    queue().send_message("fail later")
     assert host.process_queue_once("work") == 1
     assert host.process_queue_once("work") == 0  # invisible for a minute: the host's retry spacing
-    props = raw_client(azurite_connection_string, queue_name).get_queue_properties()
-    assert props.approximate_message_count == 1
+    assert queue(raw=True).get_queue_properties().approximate_message_count == 1
 
 
 def test_message_that_is_not_base64_goes_to_poison_at_once(
-    make_host: HostFactory, rec: Recorder, azurite_connection_string: str, queue_name: str
+    make_host: HostFactory, rec: Recorder, queue: QueueFactory
 ) -> None:
-    host = make_host()
-    raw = raw_client(azurite_connection_string, queue_name)
-    raw.create_queue()
+    host, raw = make_host(), queue(raw=True)
     raw.send_message('{"not": "base64"}')  # the base64 trap of the reference, section 3.2
     assert host.process_queue_once("work") == 1
     assert rec.attempts == []
     assert list(raw.peek_messages()) == []
-    [poisoned] = list(raw_client(azurite_connection_string, f"{queue_name}-poison").peek_messages())
+    [poisoned] = list(queue("-poison", raw=True).peek_messages())
     assert poisoned.content == '{"not": "base64"}'
 
 
 def test_host_json_can_be_overridden_by_settings(
-    make_host: HostFactory, rec: Recorder, azurite_connection_string: str, queue_name: str
+    make_host: HostFactory, queue: QueueFactory
 ) -> None:
-    host = make_host(
-        maxDequeueCount=5,
-        settings={"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "1"},
-    )
-    producer(azurite_connection_string, queue_name).send_message("fail now")
+    override = {"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "1"}
+    host = make_host(maxDequeueCount=5, settings=override)
+    queue().send_message("fail now")
     assert host.process_queue_once("work") == 1
-    [poisoned] = list(producer(azurite_connection_string, f"{queue_name}-poison").peek_messages())
+    [poisoned] = list(queue("-poison").peek_messages())
     assert poisoned.content == "fail now"
 
 
 def test_background_poller_processes_messages(
-    make_host: HostFactory, rec: Recorder, azurite_connection_string: str, queue_name: str
+    make_host: HostFactory, rec: Recorder, queue: QueueFactory
 ) -> None:
     host = make_host(start=True)
-    producer(azurite_connection_string, queue_name).send_message("in the background")
+    queue().send_message("in the background")
     assert rec.message_processed.wait(timeout=10)
     assert rec.processed == [b"in the background"]
     host.stop()

@@ -31,6 +31,19 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+class Checks:
+    """The demo's checks, each said as it is made."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self.failed: list[str] = []
+
+    def __call__(self, name: str, ok: bool, detail: str) -> None:
+        self.made += 1
+        self.failed += [] if ok else [name]
+        say(f"  {'ok ' if ok else 'FAIL'} {name}: {detail}")
+
+
 def wait_for(what: str, check: Callable[[], bool], deadline: float) -> bool:
     while time.monotonic() < deadline:
         if check():
@@ -40,13 +53,20 @@ def wait_for(what: str, check: Callable[[], bool], deadline: float) -> bool:
     return False
 
 
-def play(stack: Stack) -> list[tuple[str, bool, str]]:
-    results: list[tuple[str, bool, str]] = []
-    wp = stack.workplace
+def wait_for_the_pipeline(source: str, tenant: str, stored: Callable[[], bool]) -> None:
+    """Until `stored()` holds, the tenant has an alert and a governance action ended (or time)."""
+    svc, deadline = get_services(), time.monotonic() + DEADLINE_S
+    wait_for(f"{source} activities", stored, deadline)
+    wait_for(f"an {source} alert", lambda: len(svc.alerts.for_tenant(tenant)) >= 1, deadline)
+    wait_for(
+        f"an {source} governance action",
+        lambda: any(a.status in ("succeeded", "failed") for a in svc.actions.for_tenant(tenant)),
+        deadline,
+    )
 
-    def check(name: str, ok: bool, detail: str) -> None:
-        results.append((name, ok, detail))
-        say(f"  {'ok ' if ok else 'FAIL'} {name}: {detail}")
+
+def play(stack: Stack, check: Checks) -> None:
+    wp = stack.workplace
 
     say("1. An admin installs Vigil (the simulated Workplace admin approves).")
     reply = stack.install()
@@ -78,21 +98,13 @@ def play(stack: Stack) -> list[tuple[str, bool, str]]:
     check("forgery refused", forged == 401, f"{forged}")
 
     say("5. Waiting for sync_timer, detect_queue and govern_queue to do their work...")
-    svc = get_services()
-    deadline = time.monotonic() + DEADLINE_S
+    svc, tenant = get_services(), wp.community_id
     activities = svc.storage.table(st.ACTIVITIES)
-    tenant = wp.community_id
 
     def count_activities() -> int:
         return sum(1 for _ in activities.list_entities(select=["RowKey"]))
 
-    wait_for("activities", lambda: count_activities() >= len(sent), deadline)
-    wait_for("an alert", lambda: len(svc.alerts.for_tenant(tenant)) >= 1, deadline)
-    wait_for(
-        "a governance action",
-        lambda: any(a.status in ("succeeded", "failed") for a in svc.actions.for_tenant(tenant)),
-        deadline,
-    )
+    wait_for_the_pipeline("Workplace", tenant, lambda: count_activities() >= len(sent))
     stored = count_activities()
     check(
         "activities stored once", stored == len(sent), f"{stored} stored, {len(sent)} distinct sent"
@@ -120,16 +132,9 @@ def play(stack: Stack) -> list[tuple[str, bool, str]]:
     )
     revokes = [r for r in stack.graph.graph_requests() if r.path.endswith("/revokeSignInSessions")]
     check("Graph saw one revoke", len(revokes) == 1, f"{len(revokes)} revokeSignInSessions call(s)")
-    return results
 
 
-def play_entra(stack: Stack) -> list[tuple[str, bool, str]]:
-    results: list[tuple[str, bool, str]] = []
-
-    def check(name: str, ok: bool, detail: str) -> None:
-        results.append((name, ok, f"(Entra) {detail}"))
-        say(f"  {'ok ' if ok else 'FAIL'} Entra {name}: {detail}")
-
+def play_entra(stack: Stack, check: Checks) -> None:
     graph = stack.graph
     people = list(graph.users.values())
     victim = people[1]
@@ -141,29 +146,21 @@ def play_entra(stack: Stack) -> list[tuple[str, bool, str]]:
     records += entra_scenario.password_guessing(victim, now - timedelta(minutes=12))
     entra_scenario.publish(graph, records)
     say(f"   {len(records)} sign-ins logged; sync_timer pulls them from Graph")
-    svc = get_services()
-    tenant = graph.tenant_id
-    deadline = time.monotonic() + DEADLINE_S
+    svc, tenant = get_services(), graph.tenant_id
     activities = svc.storage.table(st.ACTIVITIES)
 
     def stored() -> int:
         rows = activities.list_entities(select=["RowKey", "source"])
         return sum(1 for r in rows if r["source"] == "entra")
 
-    wait_for("Entra activities", lambda: stored() >= len(records), deadline)
-    wait_for("an Entra alert", lambda: len(svc.alerts.for_tenant(tenant)) >= 1, deadline)
-    wait_for(
-        "an Entra governance action",
-        lambda: any(a.status in ("succeeded", "failed") for a in svc.actions.for_tenant(tenant)),
-        deadline,
-    )
+    wait_for_the_pipeline("Entra", tenant, lambda: stored() >= len(records))
     n = stored()
-    check("sign-ins stored once", n == len(records), f"{n} stored, {len(records)} logged")
+    check("Entra sign-ins stored once", n == len(records), f"{n} stored, {len(records)} logged")
     alerts = svc.alerts.for_tenant(tenant)
     for alert in alerts:
         say(f"   ALERT [{alert.severity}] {alert.title}")
     check(
-        "one alert, about the victim",
+        "one Entra alert, about the victim",
         [a.user_id for a in alerts] == [victim.id],
         f"{len(alerts)} alert(s)",
     )
@@ -173,7 +170,6 @@ def play_entra(stack: Stack) -> list[tuple[str, bool, str]]:
         [(a.action, a.target) for a in actions] == [("revoke_sessions", victim.id)],
         f"{len(actions)} action(s)",
     )
-    return results
 
 
 def main() -> int:
@@ -189,13 +185,13 @@ def main() -> int:
             f"   functions host on {stack.host.base_url}, Workplace sim {stack.workplace.url}, "
             f"Graph sim {stack.graph.graph_url}; sources: {', '.join(sources)}"
         )
-        results = play(stack) if "workplace" in sources else []
+        check = Checks()
+        if "workplace" in sources:
+            play(stack, check)
         if "entra" in sources:
-            results += play_entra(stack)
-    failed = [name for name, ok, _ in results if not ok]
-    say("")
-    held = len(results) - len(failed)
-    say(f"Demo: {held} of {len(results)} checks held" + ("." if not failed else ", not all."))
+            play_entra(stack, check)
+    held, failed = check.made - len(check.failed), check.failed
+    say(f"\nDemo: {held} of {check.made} checks held" + (", not all." if failed else "."))
     if failed:
         say("Failed: " + ", ".join(failed))
     return 1 if failed else 0

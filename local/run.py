@@ -70,35 +70,24 @@ def main() -> None:
         azurite_location=ROOT / ".azurite",
         extra_env={"VIGIL_SOURCES": ",".join(sources)},
     ) as stack:
-        key_file = ROOT / ".local" / "function_key"
+        key_file, token_file = ROOT / ".local" / "function_key", ROOT / ".local" / "analyst_token"
         key_file.parent.mkdir(exist_ok=True)
-        key_file.write_text(stack.function_key)
-        key_file.chmod(0o600)
-        token_file = ROOT / ".local" / "analyst_token"
-        token_file.write_text(stack.analyst_token)
-        token_file.chmod(0o600)
-        log.info("functions host: %s/api (function key in %s)", stack.host.base_url, key_file)
+        for path, secret in ((key_file, stack.function_key), (token_file, stack.analyst_token)):
+            path.write_text(secret)
+            path.chmod(0o600)
+        log.info("functions host: %s (function key in %s)", stack.api, key_file)
         log.info("signed-in analyst: Authorization: Bearer <%s>", token_file)
-        log.info(
-            "analyst console: %s/api/console (sign in as analyst or reader)", stack.host.base_url
-        )
-        log.info(
-            "simulated Workplace: %s, simulated Graph: %s",
-            stack.workplace.url,
-            stack.graph.graph_url,
-        )
+        log.info("analyst console: %s/console (sign in as analyst or reader)", stack.api)
+        log.info("simulated Workplace: %s, Graph: %s", stack.workplace.url, stack.graph.graph_url)
         log.info("sources: %s (status: %s/sources/status)", ", ".join(sources), stack.api)
-        if stack.notify and stack.notify.receiver:
-            log.info(
-                "notifications: local Teams/webhook receiver on %s", stack.notify.receiver.base_url
-            )
-        if stack.notify and stack.notify.ingestion:
-            log.info("SIEM: local Logs Ingestion endpoint %s", stack.notify.ingestion.endpoint)
+        notify = stack.notify
+        if notify and notify.receiver:
+            log.info("notifications: local Teams/webhook receiver on %s", notify.receiver.base_url)
+        if notify and notify.ingestion:
+            log.info("SIEM: local Logs Ingestion endpoint %s", notify.ingestion.endpoint)
         if "workplace" in sources:
-            reply = stack.install()
-            log.info(
-                "install: the simulated admin approved; callback answered %s", reply.status_code
-            )
+            status = stack.install().status_code
+            log.info("install: the simulated admin approved; callback answered %s", status)
         log.info("alerts are raised by detect_queue and acted on by govern_queue; Ctrl-C stops.")
         stop = threading.Event()
         worker = threading.Thread(target=traffic, args=(stack, stop, sources), daemon=True)

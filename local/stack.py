@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -107,72 +106,26 @@ class Stack:
 
     def install(self) -> requests.Response:
         """What an admin does: open the install link, approve in Workplace, land on the callback."""
-        start = requests.get(
-            f"{self.api}/workplace/install",
-            headers={"x-functions-key": self.function_key},
-            allow_redirects=False,
-            timeout=10,
-        )
-        if start.status_code != 302:
-            raise RuntimeError(f"install did not redirect: {start.status_code} {start.text[:300]}")
-        dialog = requests.get(start.headers["Location"], allow_redirects=False, timeout=10)
-        if dialog.status_code != 302:
-            raise RuntimeError(
-                f"the Workplace dialog refused: {dialog.status_code} {dialog.text[:300]}"
-            )
-        callback = dialog.headers["Location"]
+        key = {"x-functions-key": self.function_key}
+        dialog = _redirect(f"{self.api}/workplace/install", "install did not redirect", key)
+        callback = _redirect(dialog, "the Workplace dialog refused")
         if not callback.startswith(self.api):
             raise RuntimeError(f"the dialog redirected elsewhere: {urlsplit(callback).path}")
         return requests.get(callback, allow_redirects=False, timeout=30)
 
     def verify_subscription(self) -> requests.Response:
-        challenge = secrets.token_hex(8)
+        mode = {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN}
         return requests.get(
-            self.webhook_url,
-            params={
-                "hub.mode": "subscribe",
-                "hub.verify_token": VERIFY_TOKEN,
-                "hub.challenge": challenge,
-            },
-            timeout=10,
+            self.webhook_url, params={**mode, "hub.challenge": secrets.token_hex(8)}, timeout=10
         )
 
 
-def stack_env(
-    *,
-    connection: str,
-    port: int,
-    workplace: SimulatedWorkplace,
-    graph: SimulatedGraph,
-    prefix: str,
-    schedule: str,
-) -> dict[str, str]:
-    return {
-        "AzureWebJobsStorage": connection,
-        "STORAGE_PREFIX": prefix,
-        "ACTIVITY_QUEUE": f"{prefix}-activity",
-        "GOVERN_QUEUE": f"{prefix}-govern",
-        "NOTIFY_QUEUE": f"{prefix}-notify",
-        "WORKPLACE_APP_ID": APP_ID,
-        "WORKPLACE_APP_SECRET": APP_SECRET,
-        "WORKPLACE_REDIRECT_URI": f"http://127.0.0.1:{port}/api/workplace/callback",
-        "WORKPLACE_GRAPH_URL": workplace.url,
-        "WORKPLACE_DIALOG_URL": workplace.dialog_url,
-        "WORKPLACE_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
-        "GRAPH_URL": graph.graph_url,
-        "GRAPH_AUTHORITY_HOST": graph.authority_host,
-        "GRAPH_TENANT_ID": graph.tenant_id,
-        "GRAPH_CLIENT_ID": graph.client_id,
-        "GRAPH_CLIENT_SECRET": graph.client_secret,
-        "GRAPH_CA_BUNDLE": str(graph.ca_path),
-        "SYNC_SCHEDULE": schedule,
-        "TOR_REFRESH_SCHEDULE": "0 0 * * * *",  # hourly; unreachable offline: last copy kept
-        "RETENTION_SCHEDULE": "0 30 3 * * *",
-        "LOG_ANALYTICS_SCHEDULE": "0 * * * * *",  # siem_timer: idle unless the SIEM is set
-        "GOVERNANCE_MODE": "enforce",
-        "APP_SERVICE_AUTH": "true",  # the local host plays App Service Authentication
-        "VIGIL_CONSOLE_URL": f"http://127.0.0.1:{port}/api/console",  # notifications link to it
-    }
+def _redirect(url: str, refused: str, headers: dict[str, str] | None = None) -> str:
+    """Where a GET of `url` redirects to; RuntimeError(`refused`, the answer) when it does not."""
+    answer = requests.get(url, headers=headers, allow_redirects=False, timeout=10)
+    if answer.status_code != 302:
+        raise RuntimeError(f"{refused}: {answer.status_code} {answer.text[:300]}")
+    return str(answer.headers["Location"])
 
 
 def seed_graph_users(workplace: SimulatedWorkplace, graph: SimulatedGraph) -> None:
@@ -203,8 +156,8 @@ def local_stack(
 
     `azurite_ports` (blob, queue, table) runs on an Azurite of its own there instead of the one
     on 10000-10002 (the benchmark does, so nothing else shares its storage)."""
-    port = port or free_port()
-    prefix = prefix or f"v{uuid.uuid4().hex[:8]}"
+    port, prefix = port or free_port(), prefix or f"v{uuid.uuid4().hex[:8]}"
+    key, analyst, reader = (secrets.token_urlsafe(24) for _ in range(3))
     saved = dict(os.environ)
     with contextlib.ExitStack() as stack:
         connection = stack.enter_context(ensure_azurite(azurite_location, ports=azurite_ports))
@@ -212,30 +165,43 @@ def local_stack(
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vigil-graph-")))
         graph = stack.enter_context(SimulatedGraph(state_dir=state_dir))
         seed_graph_users(workplace, graph)
-        env = stack_env(
-            connection=connection,
-            port=port,
-            workplace=workplace,
-            graph=graph,
-            prefix=prefix,
-            schedule=schedule,
-        )
-        env.update(extra_env or {})
+        env = {
+            "AzureWebJobsStorage": connection,
+            "STORAGE_PREFIX": prefix,
+            "ACTIVITY_QUEUE": f"{prefix}-activity",
+            "GOVERN_QUEUE": f"{prefix}-govern",
+            "NOTIFY_QUEUE": f"{prefix}-notify",
+            "WORKPLACE_APP_ID": APP_ID,
+            "WORKPLACE_APP_SECRET": APP_SECRET,
+            "WORKPLACE_REDIRECT_URI": f"http://127.0.0.1:{port}/api/workplace/callback",
+            "WORKPLACE_GRAPH_URL": workplace.url,
+            "WORKPLACE_DIALOG_URL": workplace.dialog_url,
+            "WORKPLACE_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
+            "GRAPH_URL": graph.graph_url,
+            "GRAPH_AUTHORITY_HOST": graph.authority_host,
+            "GRAPH_TENANT_ID": graph.tenant_id,
+            "GRAPH_CLIENT_ID": graph.client_id,
+            "GRAPH_CLIENT_SECRET": graph.client_secret,
+            "GRAPH_CA_BUNDLE": str(graph.ca_path),
+            "SYNC_SCHEDULE": schedule,
+            "TOR_REFRESH_SCHEDULE": "0 0 * * * *",  # hourly; unreachable offline: last copy kept
+            "RETENTION_SCHEDULE": "0 30 3 * * *",
+            "LOG_ANALYTICS_SCHEDULE": "0 * * * * *",  # siem_timer: idle unless the SIEM is set
+            "GOVERNANCE_MODE": "enforce",
+            "APP_SERVICE_AUTH": "true",  # the local host plays App Service Authentication
+            "VIGIL_CONSOLE_URL": f"http://127.0.0.1:{port}/api/console",  # notifications link
+            "AUTOMATION_KEY": key,  # automation keeps using the function key
+            **(extra_env or {}),
+        }
         sims = stack.enter_context(notify_simulators(env))  # settings that say `local`
         os.environ.update(env)
         services.reset()
         stack.callback(_restore_environ, saved)
         from function_app import app
 
-        host_json: dict[str, Any] = json.loads((ROOT / "host.json").read_text())
-        key = secrets.token_urlsafe(24)
-        env.setdefault("AUTOMATION_KEY", key)  # automation keeps using the function key
-        os.environ["AUTOMATION_KEY"] = env["AUTOMATION_KEY"]
-        services.reset()
-        analyst, reader = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         host = LocalFunctionsHost(
             app,
-            host_json=host_json,
+            host_json=json.loads((ROOT / "host.json").read_text()),
             settings=env,
             storage_connection_string=connection,
             function_key=key,

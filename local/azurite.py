@@ -18,21 +18,20 @@ PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
 log = logging.getLogger(__name__)
 
 
+AZURITE_HEAP_MB = 12_288
+
+
 def connection_string(ports: dict[str, int]) -> str:
-    return (
-        AZURITE.replace(":10000/", f":{ports['blob']}/")
-        .replace(":10001/", f":{ports['queue']}/")
-        .replace(":10002/", f":{ports['table']}/")
-    )
+    connection = AZURITE
+    for service, port in ports.items():
+        connection = connection.replace(f":{PORTS[service]}/", f":{port}/")
+    return connection
 
 
 def listening(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex((host, port)) == 0
-
-
-AZURITE_HEAP_MB = 12_288
 
 
 @contextlib.contextmanager
@@ -49,8 +48,8 @@ def ensure_azurite(
         return
     if any(up):
         raise RuntimeError(
-            "Some of the Azurite ports 10000-10002 are taken on 127.0.0.1 and others are not: "
-            "stop whatever holds them."
+            f"Some of the Azurite ports {list(ports.values())} are taken on 127.0.0.1 and others "
+            "are not: stop whatever holds them."
         )
     binary = ROOT / "node_modules" / ".bin" / "azurite"
     if not binary.exists():
@@ -58,11 +57,9 @@ def ensure_azurite(
     args = [str(binary), "--silent", "--skipApiVersionCheck", "--loose"]
     for service, port in ports.items():
         args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
-    if location is None:
-        args.append("--inMemoryPersistence")
-    else:
+    if location is not None:
         location.mkdir(parents=True, exist_ok=True)
-        args += ["--location", str(location)]
+    args += ["--inMemoryPersistence"] if location is None else ["--location", str(location)]
     # In memory, Azurite's store is node's heap: node's default limit (~4 GB) makes a store of a
     # million activities spend its time collecting garbage. Room to grow unless told otherwise.
     env = {**os.environ}
@@ -78,7 +75,7 @@ def ensure_azurite(
                 raise RuntimeError(f"Azurite exited with {proc.returncode}: {err[-2000:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"Azurite did not listen on {list(PORTS.values())} in {timeout}s"
+                    f"Azurite did not listen on {list(ports.values())} in {timeout}s"
                 )
             time.sleep(0.1)
         log.info("started Azurite (pid %s)", proc.pid)

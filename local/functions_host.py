@@ -1,34 +1,27 @@
 """A local stand-in for the Azure Functions host (Core Tools cannot be installed here).
 
-``LocalFunctionsHost`` indexes a v2 ``func.FunctionApp`` the way the Python worker does
-(``app.get_functions()`` -> ``get_function_json()``) and drives the *real* user functions, with
-what Vigil's functions use and nothing more (anything else is refused when indexing):
+``LocalFunctionsHost`` indexes a v2 ``func.FunctionApp`` as the Python worker does and drives the
+real user functions, for what Vigil's functions use (anything else is refused when indexing):
 
-* **HTTP** (``httpTrigger``, answering through ``$return``) at ``/api/<route>``, on the shared
-  werkzeug layer. Route templates have literal segments, ``{name}`` and ``{name:regex(...)}``
-  (matched case-insensitively, as ASP.NET does). Unknown path -> 404; known path but another
-  method -> 405 (the real host answers 404 there, see azure-functions-host#10098). ``FUNCTION``
-  (and ``ADMIN``) need the key in ``?code=`` or ``x-functions-key``, else 401. Handler exception
-  -> 500 (logged). The query string is never logged. App Service Authentication is played too
-  (``sign_ins``): ``Authorization: Bearer <token>`` for a known token reaches the function with
-  that person's ``X-MS-CLIENT-PRINCIPAL``, and principal headers a client sends itself are
-  removed, as App Service does. A browser signs in at ``/.auth/login/aad`` (choose one of those
-  people; no password) and is then known by its ``AppServiceAuthSession`` cookie.
-* **Timer** (``timerTrigger``): 6-field NCRONTAB (UTC, day-of-month AND day-of-week like NCrontab).
-  One scheduler thread per function; executions of a function never overlap (a lock shared with
-  :meth:`LocalFunctionsHost.run_timer`). Missed occurrences are skipped; ``past_due`` is true when
-  an occurrence fires more than 1 s late.
-* **Queue** (``queueTrigger``): one poller thread per function. It receives up to ``batchSize``
-  messages (leased for ``functionTimeout`` + 1 min), runs them concurrently and fetches the next
-  batch when they are done (``newBatchThreshold`` 0, as Vigil's host.json sets it; the local host
-  refuses any other value). Success -> delete. Failure ->
-  at ``maxDequeueCount`` the original raw text goes to ``<queue>-poison`` and the message is
-  deleted, else it becomes visible again after ``visibilityTimeout``. A body that is not base64
-  goes to the poison queue at once (the host's ``MessageDecodingFailed``). Empty polls back off
-  exponentially (randomised) from 100 ms to ``maxPollingInterval``.
+* **HTTP** at ``/api/<route>``: literal segments, ``{name}`` and ``{name:regex(...)}``, matched
+  case-insensitively as ASP.NET does; unknown path 404, another method 405 (the real host says
+  404, azure-functions-host#10098); ``FUNCTION`` needs the key in ``?code=`` or
+  ``x-functions-key`` (401); a handler exception is 500. The query string is never logged. App
+  Service Authentication is played (``sign_ins``): a known ``Authorization: Bearer`` token, or
+  the ``AppServiceAuthSession`` cookie set by ``/.auth/login/aad`` (choose a person, no password),
+  reaches the function as that person's ``X-MS-CLIENT-PRINCIPAL``; such headers a client sends
+  itself are removed.
+* **Timer**: 6-field NCRONTAB in UTC (day-of-month AND day-of-week, as NCrontab); executions of a
+  function never overlap; missed occurrences are skipped; ``past_due`` when over 1 s late.
+* **Queue**: a poller per function receives up to ``batchSize`` base64 messages (leased for
+  ``functionTimeout`` + 1 min), runs them concurrently and polls again when they are done
+  (``newBatchThreshold`` 0, Vigil's; any other is refused). Success deletes; a failure makes the
+  message visible again after ``visibilityTimeout``, or at ``maxDequeueCount`` copies its raw text
+  to ``<queue>-poison`` and deletes it (a body that is not base64: at once). Empty polls back off
+  exponentially from 100 ms to ``maxPollingInterval``.
 
-``%NAME%`` in a binding is the app setting ``NAME``, and ``host.json`` values can be overridden
-with ``AzureFunctionsJobHost__a__b`` settings (both as in the host).
+``%NAME%`` in a binding is the app setting ``NAME``; ``AzureFunctionsJobHost__a__b`` settings
+override host.json (both as in the host).
 """
 
 from __future__ import annotations
@@ -658,9 +651,6 @@ class LocalFunctionsHost:
             id=message.id,
             body=body,
             dequeue_count=message.dequeue_count,
-            expiration_time=message.expires_on,
-            insertion_time=message.inserted_on,
-            time_next_visible=message.next_visible_on,
             pop_receipt=message.pop_receipt,
         )
         try:

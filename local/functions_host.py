@@ -56,6 +56,7 @@ from croniter import croniter
 
 from local.http import RecordedRequest, Request, Response, Server, raw_target
 from shared import storage
+from shared.access import decode_principal
 
 _LOG: Final = logging.getLogger(__name__)
 
@@ -245,9 +246,8 @@ def _text(status: int, text: str, headers: Mapping[str, str] | None = None) -> R
 
 def _principal_label(encoded: str) -> str:
     """ "name (roles)" of an `X-MS-CLIENT-PRINCIPAL` the host signs in with."""
-    claims = [(c["typ"], c["val"]) for c in json.loads(base64.b64decode(encoded))["claims"]]
-    name = next((v for t, v in claims if t == "preferred_username"), "?")
-    return f"{name} ({', '.join(v for t, v in claims if t == 'roles')})"
+    who = decode_principal(encoded)
+    return f"{who.name} ({', '.join(sorted(who.roles))})" if who else "?"
 
 
 def _http_response(value: Any) -> Response:

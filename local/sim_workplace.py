@@ -21,7 +21,7 @@ import secrets
 import string
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -30,20 +30,6 @@ import requests
 from requests import Response as ClientResponse
 
 from local.http import Fault, RecordedRequest, Request, Response, Simulator
-
-__all__ = [
-    "EVENT_FIELDS",
-    "FIREFOX_USERAGENT",
-    "Delivery",
-    "Fault",
-    "InstallCode",
-    "IssuedToken",
-    "RecordedRequest",
-    "SimGroup",
-    "SimInstall",
-    "SimMember",
-    "SimulatedWorkplace",
-]
 
 # Workplace's limits (workplace-api.md §3 and §4); a proof stamped at most 5 s ahead is tolerated.
 CODE_TTL_SECONDS = 300
@@ -223,23 +209,18 @@ class Delivery:
     status_code: int
 
 
+@dataclass(eq=False)
 class _GraphError(Exception):
     """A Graph error envelope to send back; `challenge` is the OAuth error keyword of Graph's
     WWW-Authenticate header, e.g. "invalid_token"."""
 
-    def __init__(
-        self,
-        message: str,
-        code: int,
-        subcode: int | None = None,
-        *,
-        error_type: str = "OAuthException",
-        status: int = 400,
-        challenge: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message, self.code, self.subcode = message, code, subcode
-        self.error_type, self.status, self.challenge = error_type, status, challenge
+    message: str
+    code: int
+    subcode: int | None = None
+    _: KW_ONLY
+    error_type: str = "OAuthException"
+    status: int = 400
+    challenge: str | None = None
 
 
 class _DialogError(Exception):
@@ -374,29 +355,19 @@ def _no_permission(what: str, needs: str) -> _GraphError:
 
 
 def _member_values(member: SimMember) -> dict[str, Any]:
+    """The member node's values (attributes that are no node field are never selected)."""
     first, _, last = member.name.partition(" ")
-    return {
-        "id": member.id,
-        "name": member.name,
+    invited, claimed = member.account_invite_time, member.account_claim_time
+    return vars(member) | {
         "first_name": first,
         "last_name": last,
-        "email": member.email,
-        "title": member.title,
-        "department": member.department,
-        "active": member.active,
-        "account_invite_time": _graph_time(member.account_invite_time),
-        "account_claim_time": _graph_time(member.account_claim_time),
+        "account_invite_time": _graph_time(invited),
+        "account_claim_time": _graph_time(claimed),
     }
 
 
 def _group_values(group: SimGroup) -> dict[str, Any]:
-    return {
-        "id": group.id,
-        "name": group.name,
-        "description": group.description,
-        "privacy": group.privacy,
-        "archived": False,
-    }
+    return vars(group) | {"archived": False}
 
 
 def _cursor(edge: str, index: int) -> str:

@@ -455,26 +455,14 @@ class SimulatedWorkplace(Simulator):
     """
 
     name = "sim-workplace"
+    community_id, company_id, community_name = "504942443827307", "504942447160640", "Contoso"
 
     def __init__(
-        self,
-        *,
-        app_id: str,
-        app_secret: str,
-        community_id: str = "504942443827307",
-        company_id: str = "504942447160640",
-        community_name: str = "Contoso",
-        host: str = "127.0.0.1",
-        port: int = 0,
-        clock: Callable[[], float] = time.time,
-        auto_approve: bool = True,
+        self, *, app_id: str, app_secret: str, clock: Callable[[], float] = time.time
     ) -> None:
-        super().__init__(host=host, port=port)
-        self.app_id, self.app_secret = app_id, app_secret
-        self.community_id, self.company_id = community_id, company_id
-        self.community_name = community_name
-        self.clock = clock
-        self.auto_approve = auto_approve
+        super().__init__()
+        self.app_id, self.app_secret, self.clock = app_id, app_secret, clock
+        self.auto_approve = True  # the install dialog's answer: False denies the install
         self.app_permissions: tuple[str, ...] = DEFAULT_APP_PERMISSIONS
         # The app's registered Redirect URLs; None accepts any absolute http(s) URL.
         self.redirect_uris: set[str] | None = None
@@ -514,26 +502,17 @@ class SimulatedWorkplace(Simulator):
             return list(self._deliveries)
 
     def add_member(
-        self,
-        name: str,
-        email: str,
-        *,
-        title: str = "",
-        department: str = "",
-        active: bool = True,
-        admin: bool = False,
-        member_id: str | None = None,
+        self, name: str, email: str, *, member_id: str | None = None, **attributes: Any
     ) -> SimMember:
-        """Add a person to the community and return it."""
+        """Add a person (invited and claimed now) to the community and return it; `attributes`
+        are further `SimMember` fields, e.g. `title="Planner", admin=True`."""
         with self._lock:
             taken = {m.id for m in self.members}
             if member_id in taken:
                 raise ValueError(f"member id {member_id} already exists in the community")
             now = int(self.clock())
-            member = SimMember(
-                member_id or _random_digits(15, taken), name, email, title, department, active,
-                admin, account_invite_time=now, account_claim_time=now,
-            )  # fmt: skip
+            member = SimMember(member_id or _random_digits(15, taken), name, email, **attributes)
+            member.account_invite_time = member.account_claim_time = now
             self.members.append(member)
             return member
 
@@ -586,19 +565,12 @@ class SimulatedWorkplace(Simulator):
             )
         return code
 
-    def add_custom_integration(
-        self,
-        *,
-        name: str = "Vigil",
-        require_proof: bool = False,
-        permissions: Sequence[str] | None = None,
-    ) -> str:
+    def add_custom_integration(self, *, require_proof: bool = False) -> str:
         """Create a custom integration and return its token (appsecret_proof is its toggle)."""
         token = _new_token()
-        granted = tuple(permissions) if permissions is not None else self.app_permissions
         with self._lock:
             self.issued_tokens[token] = IssuedToken(
-                token, _random_digits(15), name, granted, require_proof
+                token, _random_digits(15), "Vigil", self.app_permissions, require_proof
             )
         return token
 
@@ -831,12 +803,13 @@ class SimulatedWorkplace(Simulator):
         reply.headers["facebook-api-version"] = GRAPH_API_VERSION
         reply.headers["x-fb-trace-id"] = _fbtrace_id()
         with self._lock:
-            for header, usage in (
-                ("X-App-Usage", self.app_usage),
-                ("X-Business-Use-Case-Usage", self.business_usage),
-            ):
-                if usage is not None:
-                    reply.headers[header] = json.dumps(usage, separators=(",", ":"))
+            usages = {
+                "X-App-Usage": self.app_usage,
+                "X-Business-Use-Case-Usage": self.business_usage,
+            }
+        for header, usage in usages.items():
+            if usage is not None:
+                reply.headers[header] = json.dumps(usage, separators=(",", ":"))
         return reply
 
     def _error_reply(self, error: _GraphError) -> Response:
@@ -858,30 +831,24 @@ class SimulatedWorkplace(Simulator):
     # -- install dialog and code exchange ----------------------------------------------------
 
     def _install_dialog(self, req: _Incoming) -> Response:
+        app_id, redirect_uri = req.last("app_id"), req.last("redirect_uri")
+        target = urlsplit(redirect_uri or "")
+        requested = req.params.get("permissions[]", [])
+        allowed = {p.lower() for p in self.app_permissions}
         if req.method != "GET":
             raise _DialogError("The install dialog only answers GET requests.")
-        app_id, redirect_uri = req.last("app_id"), req.last("redirect_uri")
         if not app_id:
             raise _DialogError("Missing app_id: the install dialog needs the app's id.")
         if app_id != self.app_id:
             raise _DialogError(f"Invalid App ID: {app_id} is not a Workplace app.")
         if not redirect_uri:
             raise _DialogError("Missing redirect_uri: the install dialog needs the Redirect URL.")
-        target = urlsplit(redirect_uri)
         if target.scheme not in ("http", "https") or not target.netloc:
             raise _DialogError(f"The redirect_uri must be an absolute URL: {redirect_uri}")
         if self.redirect_uris is not None and redirect_uri not in self.redirect_uris:
-            raise _DialogError(
-                f"URL blocked: {redirect_uri} is not one of the app's registered Redirect URLs."
-            )
-        requested = req.params.get("permissions[]", [])
-        allowed = {p.lower() for p in self.app_permissions}
-        for permission in requested:
-            if permission.lower() not in allowed:
-                raise _DialogError(
-                    f"Invalid permission {permission!r}: the app is configured with "
-                    + ", ".join(sorted(allowed))
-                )
+            raise _DialogError(f"URL blocked: {redirect_uri} is not a registered Redirect URL.")
+        if unknown := [p for p in requested if p.lower() not in allowed]:
+            raise _DialogError(f"Invalid permission {unknown[0]!r}: the app has {sorted(allowed)}")
         state = req.last("state")
         answer: dict[str, str] = {
             "error": "access_denied",

@@ -38,15 +38,15 @@ def ordinary_day(wp: SimulatedWorkplace, start: datetime, rng: random.Random) ->
     """Each member logs in from their office, some mistype a password once, some log out."""
     out: list[Delivery] = []
     for i, member in enumerate(wp.members):
-        ip, country = office_of(member)
+        office = office_of(member)
         at = start + timedelta(minutes=i, seconds=rng.randint(0, 50))
         changes: list[Change] = []
         if rng.random() < 0.3:
-            changes.append(_login(wp, "LOGIN_FAILED", member, ip, country, at))
+            changes.append(_login(wp, "LOGIN_FAILED", member, office, at))
             at += timedelta(seconds=15)
-        changes.append(_login(wp, "LOGIN", member, ip, country, at))
+        changes.append(_login(wp, "LOGIN", member, office, at))
         if rng.random() < 0.5:
-            changes.append(_login(wp, "LOGOUT", member, ip, country, at + timedelta(hours=1)))
+            changes.append(_login(wp, "LOGOUT", member, office, at + timedelta(hours=1)))
         out.append(Delivery(tuple(changes), f"{member.email} at the office"))
     return out
 
@@ -55,32 +55,19 @@ def brute_force(
     wp: SimulatedWorkplace, victim: SimMember, start: datetime, attempts: int = 14
 ) -> list[Delivery]:
     """Password guessing from abroad, then a successful login: an account takeover."""
-    guesses = [
-        _login(
-            wp,
-            "LOGIN_FAILED",
-            victim,
-            ATTACKER_IP,
-            ATTACKER_COUNTRY,
-            start + timedelta(seconds=12 * i),
-        )
-        for i in range(attempts)
-    ]
-    success = _login(
-        wp, "LOGIN", victim, ATTACKER_IP, ATTACKER_COUNTRY, start + timedelta(seconds=12 * attempts)
-    )
+    attacker = (ATTACKER_IP, ATTACKER_COUNTRY)
+    times = [start + timedelta(seconds=12 * i) for i in range(attempts + 1)]
+    guesses = [_login(wp, "LOGIN_FAILED", victim, attacker, at) for at in times[:-1]]
     # Workplace batches a few changes per delivery.
-    out = [
-        Delivery(
-            tuple(guesses[i : i + 4]), f"{len(guesses[i : i + 4])} failed logins for {victim.email}"
-        )
-        for i in range(0, len(guesses), 4)
-    ]
+    batches = [tuple(guesses[i : i + 4]) for i in range(0, attempts, 4)]
+    out = [Delivery(b, f"{len(b)} failed logins for {victim.email}") for b in batches]
+    success = _login(wp, "LOGIN", victim, attacker, times[-1])
     out.append(Delivery((success,), f"successful login for {victim.email} from {ATTACKER_COUNTRY}"))
     return out
 
 
 def _login(
-    wp: SimulatedWorkplace, event: str, member: SimMember, ip: str, country: str, at: datetime
+    wp: SimulatedWorkplace, event: str, member: SimMember, where: tuple[str, str], at: datetime
 ) -> Change:
+    ip, country = where
     return wp.change(event, actor=member, ip=ip, ip_country=country, timestamp=at)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -110,7 +111,9 @@ def graph_error(response: requests.Response) -> dict[str, Any]:
 # -- install dialog -------------------------------------------------------------------------
 
 
-def test_dialog_redirects_with_a_one_time_code_and_the_state(sim: SimulatedWorkplace) -> None:
+def test_dialog_redirects_with_a_one_time_code_and_the_state_or_the_denial(
+    sim: SimulatedWorkplace,
+) -> None:
     params = callback_params(dialog(sim, suggested_page_name="Vigil Bot"))
 
     assert set(params) == {"code", "state"} and params["state"] == "nonce-1"
@@ -121,6 +124,13 @@ def test_dialog_redirects_with_a_one_time_code_and_the_state(sim: SimulatedWorkp
     assert set(callback_params(dialog(sim, state=None))) == {"code"}  # no state, none echoed
     kept = urlsplit(dialog(sim, redirect_uri=REDIRECT_URI + "?tenant=a").headers["Location"])
     assert parse_qs(kept.query)["tenant"] == ["a"] and "code" in parse_qs(kept.query)
+    sim.auto_approve, sim.install_codes = False, {}  # the admin denies
+
+    denied = callback_params(dialog(sim))
+
+    assert (denied["error"], denied["error_reason"]) == ("access_denied", "user_denied")
+    assert denied["error_description"] and denied["state"] == "nonce-1"
+    assert "code" not in denied and not sim.install_codes
 
 
 @pytest.mark.parametrize(
@@ -148,16 +158,6 @@ def test_dialog_rejects_an_invalid_request_with_an_html_400(
     assert "code" in callback_params(dialog(sim))  # the registered Redirect URL still works
 
 
-def test_denied_dialog_redirects_with_an_error_and_no_code(sim: SimulatedWorkplace) -> None:
-    sim.auto_approve = False
-
-    params = callback_params(dialog(sim))
-
-    assert (params["error"], params["error_reason"]) == ("access_denied", "user_denied")
-    assert params["error_description"] and params["state"] == "nonce-1"
-    assert "code" not in params and not sim.install_codes
-
-
 def test_dialog_grants_the_requested_permission_subset(
     sim: SimulatedWorkplace, clock: FakeClock
 ) -> None:
@@ -171,7 +171,7 @@ def test_dialog_grants_the_requested_permission_subset(
 # -- code exchange --------------------------------------------------------------------------
 
 
-def test_code_exchanges_once_then_fails_with_code_100(sim: SimulatedWorkplace) -> None:
+def test_code_exchanges_once_and_expires(sim: SimulatedWorkplace, clock: FakeClock) -> None:
     code = callback_params(dialog(sim))["code"]
 
     first, second = exchange(sim, code), exchange(sim, code)
@@ -186,24 +186,13 @@ def test_code_exchanges_once_then_fails_with_code_100(sim: SimulatedWorkplace) -
     error = graph_error(second)
     assert (error["type"], error["code"], error["error_subcode"]) == ("OAuthException", 100, 36009)
     assert len(sim.installs) == 1
-
-
-@pytest.mark.parametrize(("age", "ok"), [(299, True), (301, False)])
-def test_codes_expire_after_300_seconds(
-    sim: SimulatedWorkplace, clock: FakeClock, age: int, ok: bool
-) -> None:
-    code = sim.issue_install_code(REDIRECT_URI)  # Workplace-initiated: exchanges like the dialog's
-    clock.now += age
-
-    response = exchange(sim, code)
-
-    if ok:
-        assert response.status_code == 200
-    else:
-        assert (graph_error(response)["code"], graph_error(response)["error_subcode"]) == (
-            100, 36007
-        )  # fmt: skip
-        assert not sim.installs
+    # A Workplace-initiated code exchanges like the dialog's, until it is 300 seconds old.
+    fresh_code, stale_code = (sim.issue_install_code(REDIRECT_URI) for _ in range(2))
+    clock.now += 299
+    assert exchange(sim, fresh_code).status_code == 200
+    clock.now += 2
+    error = graph_error(exchange(sim, stale_code))
+    assert (error["code"], error["error_subcode"], len(sim.installs)) == (100, 36007, 2)
 
 
 @pytest.mark.parametrize(
@@ -290,6 +279,12 @@ def test_nodes_answer_the_requested_fields(sim: SimulatedWorkplace, clock: FakeC
     assert got("/company", "name") == {"id": COMMUNITY, "name": "Contoso"}
     assert got(f"/{COMMUNITY}", "install{id}") == {"id": COMMUNITY, "install": {"id": made.id}}
     assert got("/me", "id,name") == {"id": made.page_id, "name": "Vigil"}
+    query_token = graph_get(sim, "/me", None, access_token=token, **proof(token, int(clock.now)))
+    assert query_token.json() == {"id": made.page_id, "name": "Vigil"}
+    assert sim.requests_to("/me")[-1].query["access_token"] == "<redacted>"
+    integration = sim.add_custom_integration()  # no proof needed; not an install: no `install`
+    body = graph_get(sim, "/community", integration, fields="id,name,install").json()
+    assert body == {"id": COMMUNITY, "name": "Contoso"}
     megan = sim.member("megan.bowen@contoso.com")
     assert got(f"/{megan.id}", "email,first_name,account_invite_time,manager") == {
         "id": megan.id,
@@ -297,26 +292,6 @@ def test_nodes_answer_the_requested_fields(sim: SimulatedWorkplace, clock: FakeC
         "first_name": "Megan",
         "account_invite_time": "2021-01-01T00:00:00+0000",
     }
-
-
-def test_access_token_may_come_as_a_query_parameter(
-    sim: SimulatedWorkplace, clock: FakeClock
-) -> None:
-    token = install(sim)
-
-    response = graph_get(sim, "/me", None, access_token=token, **proof(token, int(clock.now)))
-
-    assert response.json() == {"id": sim.installs[0].page_id, "name": "Vigil"}
-    [record] = sim.requests_to("/me")
-    assert record.query["access_token"] == "<redacted>"
-
-
-def test_custom_integration_token_needs_no_proof_unless_toggled(sim: SimulatedWorkplace) -> None:
-    open_token = sim.add_custom_integration()
-
-    body = graph_get(sim, "/community", open_token, fields="id,name,install").json()
-
-    assert body == {"id": COMMUNITY, "name": "Contoso"}  # not an install: no `install`
 
 
 def test_proofs_expire_after_300_seconds(sim: SimulatedWorkplace, clock: FakeClock) -> None:
@@ -345,85 +320,75 @@ def token_for(sim: SimulatedWorkplace, kind: str) -> str | None:
     return makers[kind]() if kind in makers else kind
 
 
-def graph_case(
-    name: str,
-    path: str,
-    code: int,
-    subcode: int | None = None,
-    *,
-    token: str = "install",  # noqa: S107 - a kind of token (see token_for)
-    params: dict[str, str] | None = None,
-    signed: Proof = fresh,
-    method: str = "GET",
-    says: str = "",
-    before: Callable[[SimulatedWorkplace], None] = lambda sim: None,
-) -> Any:
-    return pytest.param(token, method, path, params or {}, signed, code, subcode, says, before,
-                        id=name)  # fmt: skip
+@dataclass(frozen=True)
+class GraphCase:
+    """A Graph request that fails: path, expected code and subcode, and how it is sent."""
+
+    path: str
+    code: int
+    subcode: int | None = None
+    token: str = "install"  # a kind of token (see token_for)
+    params: dict[str, str] = field(default_factory=dict)
+    signed: Proof = fresh
+    method: str = "GET"
+    says: str = ""  # part of the message
+    before: Callable[[SimulatedWorkplace], None] = lambda sim: None
+
+
+def unsigned(token: str, now: int) -> dict[str, str]:
+    return {}
 
 
 IT_ADMINS = "1564880947340002"
-GRAPH_ERRORS = [
-    graph_case("no-proof", "/community", 100, signed=lambda t, n: {}, says="appsecret_proof"),
-    graph_case("wrong-key", "/community", 100, signed=lambda t, n: proof(t, n, "other-secret")),
-    graph_case("stale-proof", "/community", 100, signed=lambda t, n: proof(t, n - 301)),
-    graph_case("future-proof", "/community", 100, signed=lambda t, n: proof(t, n + 60)),
-    graph_case("proof-without-time", "/community", 100,
-               signed=lambda t, n: {"appsecret_proof": proof(t, n)["appsecret_proof"]}),
-    graph_case("time-mismatch", "/community", 100,
-               signed=lambda t, n: {**proof(t, n), "appsecret_time": str(n - 1)}),
-    graph_case("unknown-token", "/community", 190, token="DQVJnot-a-token",
-               says="Invalid OAuth access token."),
-    graph_case("missing-token", "/community", 104, token="none"),
-    graph_case("uninstalled", "/community", 190, 458, token="uninstalled"),
-    graph_case("strict-ci-without-proof", "/community", 100, token="strict-ci",
-               signed=lambda t, n: {}),
-    graph_case("unknown-node", "/nonexistent", 100, 33),
-    graph_case("unknown-edge", "/community/nonexistent", 100, says="(nonexistent)"),
-    graph_case("deep-path", "/v3.2/a/b/c", 100, 33),
-    graph_case("unknown-field", "/community", 100, params={"fields": "id,secret_field"}),
-    graph_case("unknown-member-field", "/community/members", 100, params={"fields": "id,bogus"}),
-    graph_case("bad-field-syntax", "/community/members", 2500, params={"fields": "id,name{"}),
-    graph_case("write", "/community", 100, 33, method="POST"),
-    graph_case("unknown-account-action", "/100064094363101/sessions", 100, 33, method="POST"),
-    graph_case("admins-need-manage-accounts", "/community/admins", 10, token="email-only"),
-    graph_case("groups-need-a-group-permission", "/community/groups", 10, token="email-only"),
-    graph_case("group-members-need-it-too", f"/{IT_ADMINS}/members", 10, token="email-only"),
-    graph_case("deleted-group", f"/{IT_ADMINS}/members", 100, 33,
-               before=lambda sim: sim.groups.remove(sim.group(IT_ADMINS))),
-    graph_case("bad-cursor", "/community/members", 100, params={"after": "zzz"}),
-    graph_case("bad-limit", "/community/members", 100, params={"limit": "0"}),
-]  # fmt: skip
+GRAPH_ERRORS = {
+    "no-proof": GraphCase("/community", 100, signed=unsigned, says="appsecret_proof"),
+    "wrong-key": GraphCase("/community", 100, signed=lambda t, n: proof(t, n, "other-secret")),
+    "stale-proof": GraphCase("/community", 100, signed=lambda t, n: proof(t, n - 301)),
+    "future-proof": GraphCase("/community", 100, signed=lambda t, n: proof(t, n + 60)),
+    "proof-without-time": GraphCase(
+        "/community", 100, signed=lambda t, n: {"appsecret_proof": proof(t, n)["appsecret_proof"]}
+    ),
+    "time-mismatch": GraphCase(
+        "/community", 100, signed=lambda t, n: {**proof(t, n), "appsecret_time": str(n - 1)}
+    ),
+    "unknown-token": GraphCase("/community", 190, token="DQVJnot-a", says="Invalid OAuth access"),
+    "missing-token": GraphCase("/community", 104, token="none"),
+    "uninstalled": GraphCase("/community", 190, 458, token="uninstalled"),
+    "strict-ci-without-proof": GraphCase("/community", 100, token="strict-ci", signed=unsigned),
+    "unknown-node": GraphCase("/nonexistent", 100, 33),
+    "unknown-edge": GraphCase("/community/nonexistent", 100, says="(nonexistent)"),
+    "deep-path": GraphCase("/v3.2/a/b/c", 100, 33),
+    "unknown-field": GraphCase("/community", 100, params={"fields": "id,secret_field"}),
+    "unknown-member-field": GraphCase("/community/members", 100, params={"fields": "id,bogus"}),
+    "bad-field-syntax": GraphCase("/community/members", 2500, params={"fields": "id,name{"}),
+    "write": GraphCase("/community", 100, 33, method="POST"),
+    "unknown-account-action": GraphCase("/100064094363101/sessions", 100, 33, method="POST"),
+    "admins-need-manage-accounts": GraphCase("/community/admins", 10, token="email-only"),
+    "groups-need-a-group-permission": GraphCase("/community/groups", 10, token="email-only"),
+    "group-members-need-it-too": GraphCase(f"/{IT_ADMINS}/members", 10, token="email-only"),
+    "deleted-group": GraphCase(
+        f"/{IT_ADMINS}/members", 100, 33, before=lambda sim: sim.groups.remove(sim.group(IT_ADMINS))
+    ),
+    "bad-cursor": GraphCase("/community/members", 100, params={"after": "zzz"}),
+    "bad-limit": GraphCase("/community/members", 100, params={"limit": "0"}),
+}
 
 
-@pytest.mark.parametrize(
-    ("token", "method", "path", "params", "signed", "code", "subcode", "says", "before"),
-    GRAPH_ERRORS,
-)
-def test_graph_errors(
-    sim: SimulatedWorkplace,
-    clock: FakeClock,
-    token: str,
-    method: str,
-    path: str,
-    params: dict[str, str],
-    signed: Proof,
-    code: int,
-    subcode: int | None,
-    says: str,
-    before: Callable[[SimulatedWorkplace], None],
-) -> None:
-    sent = token_for(sim, token)
-    before(sim)
-    query = {**params, **(signed(sent, int(clock.now)) if sent else {})}
-    headers = {"Authorization": f"Bearer {sent}"} if sent else {}
+@pytest.mark.parametrize("case", GRAPH_ERRORS.values(), ids=GRAPH_ERRORS.keys())
+def test_graph_errors(sim: SimulatedWorkplace, clock: FakeClock, case: GraphCase) -> None:
+    token = token_for(sim, case.token)
+    case.before(sim)
+    query = {**case.params, **(case.signed(token, int(clock.now)) if token else {})}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    response = requests.request(method, sim.url + path, params=query, headers=headers, timeout=5)
+    response = requests.request(
+        case.method, sim.url + case.path, params=query, headers=headers, timeout=5
+    )
 
     error = graph_error(response)
-    assert (error["code"], error.get("error_subcode")) == (code, subcode)
-    assert says in error["message"]
-    if code in (104, 190):  # Graph's OAuth errors, with their challenge
+    assert (error["code"], error.get("error_subcode")) == (case.code, case.subcode)
+    assert case.says in error["message"]
+    if case.code in (104, 190):  # Graph's OAuth errors, with their challenge
         assert error["type"] == "OAuthException"
         assert response.headers["WWW-Authenticate"].startswith('OAuth "Facebook Platform" "inval')
 

@@ -509,8 +509,11 @@ def test_groups_and_their_members_are_paged_edges(
 # -- webhooks -------------------------------------------------------------------------------
 
 
+Receiver = tuple[str, list[tuple[dict[str, str], bytes]]]
+
+
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+def receiver() -> Iterator[Receiver]:
     """A tiny webhook endpoint (on the simulators' serving layer) that records each POST."""
     posts: list[tuple[dict[str, str], bytes]] = []
 
@@ -522,9 +525,6 @@ def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
     server = Server(app, name="webhook-receiver")
     yield f"http://127.0.0.1:{server.port}/api/workplace/webhook", posts
     server.stop()
-
-
-Receiver = tuple[str, list[tuple[dict[str, str], bytes]]]
 
 
 def login_envelope(sim: SimulatedWorkplace) -> dict[str, Any]:
@@ -641,7 +641,9 @@ def test_change_defaults_target_to_actor_adds_extras_and_needs_a_field_for_unkno
         sim.event_value("LOGIN", **kw, timestamp=datetime(2024, 5, 1))  # naive on purpose
 
 
-def test_security_envelope_is_keyed_by_the_company(sim: SimulatedWorkplace) -> None:
+def test_security_envelope_is_keyed_by_the_company_and_event_fields_follow_the_catalogue(
+    sim: SimulatedWorkplace,
+) -> None:
     change = {"field": "integrations", "value": {"event": "CUSTOM_INTEGRATION_EDIT"}}
 
     envelope = sim.security_envelope([("integrations", {"event": "CUSTOM_INTEGRATION_EDIT"})])
@@ -651,9 +653,6 @@ def test_security_envelope_is_keyed_by_the_company(sim: SimulatedWorkplace) -> N
         "entry": [{"id": COMPANY, "time": NOW, "changes": [change]}],
     }
     assert sim.security_envelope([], entry_time=5)["entry"][0]["time"] == 5
-
-
-def test_event_fields_follow_the_catalogue() -> None:
     assert EVENT_FIELDS["CUSTOM_INTEGRATION_EDIT"] == "integrations"
     assert EVENT_FIELDS["LOGIN_FAILED"] == "login"
     assert EVENT_FIELDS["TWO_FACTOR_CODE_FAILED"] == "two_factor"

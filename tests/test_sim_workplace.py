@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from local.http import Request, Response, Server
+from local.http import RecordedRequest, Request, Response, Simulator
 from local.sim_workplace import EVENT_FIELDS, FIREFOX_USERAGENT, SimulatedWorkplace
 
 APP_ID = "1234567890"
@@ -420,25 +420,22 @@ def collect(
     """Follow `paging.next` to the end; returns the rows and the number of pages. `edge` is a
     community edge ("members") or a path ("/{group-id}/members")."""
     path = f"/v18.0{edge}" if edge.startswith("/") else f"/v18.0/community/{edge}"
-    response = signed_get(sim, clock, path, token, **params)
+    url: str | None = f"{sim.url}{path}"
     rows: list[dict[str, Any]] = []
     pages = 0
-    while True:
-        assert response.status_code == 200, response.text
-        body = response.json()
-        pages += 1
-        rows.extend(body["data"])
-        next_url = body.get("paging", {}).get("next")
-        if next_url is None:
-            return rows, pages
-        assert next_url.startswith(f"{sim.url}{path}?")
-        assert "appsecret_proof" not in next_url
+    while url is not None:
         response = requests.get(
-            next_url,
-            params=proof(token, int(clock.now)),
+            url,
+            {**params, **fresh(token, int(clock.now))},
             headers={"Authorization": f"Bearer {token}"},
             timeout=5,
         )
+        assert response.status_code == 200, response.text
+        rows.extend(response.json()["data"])
+        pages += 1
+        url, params = response.json().get("paging", {}).get("next"), {}
+        assert url is None or (url.startswith(f"{sim.url}{path}?") and "appsecret" not in url)
+    return rows, pages
 
 
 def test_paging_returns_every_member_once_with_cursors_both_ways(
@@ -509,22 +506,21 @@ def test_groups_and_their_members_are_paged_edges(
 # -- webhooks -------------------------------------------------------------------------------
 
 
-Receiver = tuple[str, list[tuple[dict[str, str], bytes]]]
+class Receiver(Simulator):
+    """A webhook endpoint on the simulators' serving layer: it records each POST, answers 200."""
+
+    def _answer(self, request: Request, record: RecordedRequest) -> Response:
+        return Response(status=200)
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A tiny webhook endpoint (on the simulators' serving layer) that records each POST."""
-    posts: list[tuple[dict[str, str], bytes]] = []
+def receiver() -> Iterator[tuple[str, Receiver]]:
+    with Receiver() as running:
+        yield f"http://127.0.0.1:{running.port}/api/workplace/webhook", running
 
-    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        request = Request(environ)
-        posts.append(({k.lower(): v for k, v in request.headers}, request.get_data()))
-        return Response(status=200)(environ, start_response)
 
-    server = Server(app, name="webhook-receiver")
-    yield f"http://127.0.0.1:{server.port}/api/workplace/webhook", posts
-    server.stop()
+def posts(receiver: Receiver) -> list[tuple[dict[str, str], bytes]]:
+    return [(r.headers, r.body) for r in receiver.requests]
 
 
 def login_envelope(sim: SimulatedWorkplace) -> dict[str, Any]:
@@ -550,14 +546,18 @@ def hub_signature(algorithm: str, body: bytes) -> str:
     ],
 )
 def test_deliver_signs_the_raw_body_as_asked(
-    sim: SimulatedWorkplace, receiver: Receiver, mode: Any, sha256: str | None, sha1: str | None
+    sim: SimulatedWorkplace,
+    receiver: tuple[str, Receiver],
+    mode: Any,
+    sha256: str | None,
+    sha1: str | None,
 ) -> None:
-    url, posts = receiver
+    url, got = receiver
     envelope = login_envelope(sim)
 
     assert sim.deliver(url, envelope, signature=mode).status_code == 200
 
-    [(headers, body)] = posts
+    [(headers, body)] = posts(got)
     assert json.loads(body) == envelope
     assert (headers["content-type"], headers["user-agent"]) == (
         "application/json", "facebookexternalua"
@@ -575,16 +575,16 @@ def test_deliver_signs_the_raw_body_as_asked(
 
 
 def test_deliver_escapes_like_meta_so_reserialising_breaks_the_signature(
-    sim: SimulatedWorkplace, receiver: Receiver
+    sim: SimulatedWorkplace, receiver: tuple[str, Receiver]
 ) -> None:
-    url, posts = receiver
+    url, got = receiver
     envelope = login_envelope(sim)
     envelope["entry"][0]["changes"][0]["value"]["actor_email"] = "zoë/x@contoso.com"
 
     sim.deliver(url, envelope)
     sim.deliver(url, b'{"object": "workplace_security", "entry": [')  # raw bytes go unchanged
 
-    [(headers, body), (raw_headers, raw)] = posts
+    [(headers, body), (raw_headers, raw)] = posts(got)
     assert b"zo\\u00eb\\/x@contoso.com" in body
     assert body.startswith(b'{"object":"workplace_security","entry":[{"id":"504942447160640"')
     assert json.loads(body) == envelope
@@ -687,13 +687,13 @@ def test_uninstall_signed_request_verifies(sim: SimulatedWorkplace, encoding: An
 
 
 def test_deliver_uninstall_posts_the_signed_request_form(
-    sim: SimulatedWorkplace, receiver: Receiver
+    sim: SimulatedWorkplace, receiver: tuple[str, Receiver]
 ) -> None:
-    url, posts = receiver
+    url, got = receiver
 
     sim.deliver_uninstall(url)
 
-    [(headers, body)] = posts
+    [(headers, body)] = posts(got)
     assert headers["content-type"] == "application/x-www-form-urlencoded"
     assert parse_qs(body.decode())["signed_request"] == [sim.uninstall_signed_request()]
 

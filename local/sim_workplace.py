@@ -66,12 +66,9 @@ EVENT_FIELDS: dict[str, str] = {
 
 # What the simulated app is configured with on developers.facebook.com; an install grants all of
 # them unless the dialog asks for a subset with permissions[]=. Upper-case enums are inferred (§3).
-DEFAULT_APP_PERMISSIONS: tuple[str, ...] = (
-    "MANAGE_ACCOUNTS",
-    "MANAGE_WORK_PROFILES",
-    "PROVISION_USER_ACCOUNTS",
-    "READ_GROUP_CONTENT",
-    "READ_USER_EMAIL",
+DEFAULT_APP_PERMISSIONS = tuple(
+    "MANAGE_ACCOUNTS MANAGE_WORK_PROFILES PROVISION_USER_ACCOUNTS READ_GROUP_CONTENT "
+    "READ_USER_EMAIL".split()
 )
 # Reading groups needs one of these (the community node's rule, workplace-api.md §3; inferred).
 _GROUP_PERMISSIONS = frozenset({"READ_GROUP_CONTENT", "MANAGE_GROUPS"})
@@ -813,11 +810,7 @@ class SimulatedWorkplace(Simulator):
         return reply
 
     def _error_reply(self, error: _GraphError) -> Response:
-        body: dict[str, Any] = {
-            "message": error.message,
-            "type": error.error_type,
-            "code": error.code,
-        }
+        body = {"message": error.message, "type": error.error_type, "code": error.code}
         if error.subcode is not None:
             body["error_subcode"] = error.subcode
         body["fbtrace_id"] = _fbtrace_id()

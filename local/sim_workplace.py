@@ -20,7 +20,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
@@ -172,28 +172,17 @@ class InstallCode:
 
 @dataclass
 class SimInstall:
-    """An install made by a successful code exchange."""
+    """An access token the simulator accepts and what it grants: an install's (made by a code
+    exchange) or, with `id` None, a custom integration's."""
 
-    id: str
-    token: str
-    installed_at: float
-    permissions: tuple[str, ...]
-    page_id: str
-    page_name: str
-    uninstalled: bool = False
-
-
-@dataclass
-class IssuedToken:
-    """An access token the simulator accepts: an install's, or a custom integration's."""
-
+    id: str | None
     token: str
     page_id: str
     page_name: str
     permissions: tuple[str, ...]
-    require_proof: bool
-    install_id: str | None = None
-    revoked: bool = False
+    require_proof: bool = True
+    installed_at: float = 0.0
+    uninstalled: bool = False  # its token then fails with 190/458
 
 
 @dataclass(frozen=True)
@@ -242,7 +231,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _random_digits(length: int, taken: Sequence[str] | set[str] = ()) -> str:
+def _random_digits(length: int, taken: Collection[str] = ()) -> str:
     while True:
         digits = str(secrets.choice(range(1, 10)))
         digits += "".join(secrets.choice(string.digits) for _ in range(length - 1))
@@ -472,7 +461,7 @@ class SimulatedWorkplace(Simulator):
         self.members: list[SimMember] = _seed_members()
         self.groups: list[SimGroup] = _seed_groups()
         self.install_codes: dict[str, InstallCode] = {}
-        self.issued_tokens: dict[str, IssuedToken] = {}
+        self.issued_tokens: dict[str, SimInstall] = {}
         self.installs: list[SimInstall] = []
         self._deliveries: list[Delivery] = []
 
@@ -566,8 +555,8 @@ class SimulatedWorkplace(Simulator):
         """Create a custom integration and return its token (appsecret_proof is its toggle)."""
         token = _new_token()
         with self._lock:
-            self.issued_tokens[token] = IssuedToken(
-                token, _random_digits(15), "Vigil", self.app_permissions, require_proof
+            self.issued_tokens[token] = SimInstall(
+                None, token, _random_digits(15), "Vigil", self.app_permissions, require_proof
             )
         return token
 
@@ -615,7 +604,6 @@ class SimulatedWorkplace(Simulator):
             for install in self.installs:
                 if install_id is None or install.id == install_id:
                     install.uninstalled = True
-                    self.issued_tokens[install.token].revoked = True
 
     # -- webhooks and uninstall callbacks ----------------------------------------------------
 
@@ -903,19 +891,16 @@ class SimulatedWorkplace(Simulator):
                 )
             issued.used = True
             install = SimInstall(
-                _random_digits(16), _new_token(), self.clock(), issued.permissions,
-                _random_digits(15), issued.page_name,
+                _random_digits(16), _new_token(), _random_digits(15), issued.page_name,
+                issued.permissions, installed_at=self.clock(),
             )  # fmt: skip
             self.installs.append(install)
-            self.issued_tokens[install.token] = IssuedToken(
-                install.token, install.page_id, install.page_name, install.permissions,
-                require_proof=True, install_id=install.id,
-            )  # fmt: skip
+            self.issued_tokens[install.token] = install
         return {"access_token": install.token, "token_type": "bearer"}
 
     # -- Graph nodes and edges ---------------------------------------------------------------
 
-    def _authenticate(self, req: _Incoming) -> IssuedToken:
+    def _authenticate(self, req: _Incoming) -> SimInstall:
         scheme, _, credentials = req.headers.get("authorization", "").strip().partition(" ")
         header_token = credentials.strip() if scheme.lower() in ("bearer", "oauth") else ""
         query_token = req.last("access_token")
@@ -936,7 +921,7 @@ class SimulatedWorkplace(Simulator):
             issued = self.issued_tokens.get(token)
         if issued is None:
             raise _GraphError("Invalid OAuth access token.", 190, challenge="invalid_token")
-        if issued.revoked:
+        if issued.uninstalled:
             raise _GraphError(
                 f"Error validating access token: The user has not authorized application "
                 f"{self.app_id}.",
@@ -1003,7 +988,7 @@ class SimulatedWorkplace(Simulator):
         raise _unsupported(req.method, node)
 
     def _community_edge(
-        self, req: _Incoming, caller: IssuedToken, edge: str, requested: _Fields
+        self, req: _Incoming, caller: SimInstall, edge: str, requested: _Fields
     ) -> dict[str, Any]:
         if edge == "groups":
             self._check_group_permission(caller, "/community/groups")
@@ -1031,19 +1016,19 @@ class SimulatedWorkplace(Simulator):
                 raise _unsupported(req.method, node)
         return {"success": True}
 
-    def _community_values(self, caller: IssuedToken) -> dict[str, Any]:
+    def _community_values(self, caller: SimInstall) -> dict[str, Any]:
         values: dict[str, Any] = {"id": self.community_id, "name": self.community_name}
         # A custom integration is not an install, so its answer has no `install` (Graph omits
         # what is unset).
-        if caller.install_id is not None:
+        if caller.id is not None:
             values["install"] = {
-                "id": caller.install_id,
+                "id": caller.id,
                 "permissions": list(caller.permissions),
                 "install_type": "COMMUNITY",
             }
         return values
 
-    def _check_group_permission(self, caller: IssuedToken, what: str) -> None:
+    def _check_group_permission(self, caller: SimInstall, what: str) -> None:
         if not _GROUP_PERMISSIONS & set(caller.permissions):
             raise _no_permission(what, "the Read group content or Manage groups permission")
 

@@ -182,7 +182,7 @@ def test_code_exchanges_once_and_expires(sim: SimulatedWorkplace, clock: FakeClo
     assert body["access_token"].startswith("DQVJ")
     [made] = sim.installs
     assert (made.token, made.installed_at) == (body["access_token"], NOW)
-    assert sim.issued_tokens[made.token].install_id == made.id
+    assert sim.issued_tokens[made.token] is made
     error = graph_error(second)
     assert (error["type"], error["code"], error["error_subcode"]) == ("OAuthException", 100, 36009)
     assert len(sim.installs) == 1

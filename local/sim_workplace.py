@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import requests
 from requests import Response as ClientResponse
 
-from local.http import Fault, RecordedRequest, Request, Response, Simulator
+from local.http import Fault, RecordedRequest, Request, Response, Simulator, raw_target
 
 # Workplace's limits (workplace-api.md §3 and §4); a proof stamped at most 5 s ahead is tolerated.
 CODE_TTL_SECONDS = 300
@@ -373,7 +373,7 @@ def _cursor_index(cursor: str, edge: str, name: str) -> int:
 
 def _params(request: Request) -> dict[str, list[str]]:
     """The query's parameters and, as Graph reads them alike, a POST form body's."""
-    raw = urlsplit(request.environ.get("RAW_URI") or request.full_path)
+    raw = urlsplit(raw_target(request))
     params = parse_qs(raw.query, keep_blank_values=True)
     body = request.get_data()
     if body and request.headers.get("Content-Type", "").startswith(_FORM):
@@ -745,7 +745,7 @@ class SimulatedWorkplace(Simulator):
         req = _Incoming(
             request.method,
             record.path,
-            urlsplit(request.environ.get("RAW_URI") or request.full_path).query,
+            urlsplit(raw_target(request)).query,
             record.endpoint.rstrip("/") or "/",
             _params(request),
             {k.lower(): v for k, v in request.headers.items()},

@@ -24,7 +24,7 @@ def entra() -> Iterator[SimulatedEntraToken]:
 def http(entra: SimulatedEntraToken) -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.trust_env = False
-        session.verify = entra.ca_path
+        session.verify = str(entra.ca_path)
         yield session
 
 
@@ -172,7 +172,7 @@ def test_untrusted_client_cannot_connect_and_the_ca_is_removed_on_stop() -> None
         with pytest.raises(requests.exceptions.SSLError):
             session.get(discovery)
         # The server keeps serving trusted clients after a failed handshake.
-        assert session.get(discovery, verify=ca_path).ok
+        assert session.get(discovery, verify=str(ca_path)).ok
     with pytest.raises(RuntimeError):
         _ = entra.authority_host
     with pytest.raises(FileNotFoundError):

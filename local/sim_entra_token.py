@@ -28,16 +28,6 @@ from urllib.parse import parse_qs, unquote
 
 from local.http import RecordedRequest, Request, Response, TestCA, TlsSimulator
 
-__all__ = [
-    "DEFAULT_CLIENT_ID",
-    "DEFAULT_CLIENT_SECRET",
-    "DEFAULT_TENANT_ID",
-    "GRAPH_RESOURCES",
-    "GRAPH_SCOPE",
-    "SimulatedEntraToken",
-    "graph_record",
-]
-
 DEFAULT_TENANT_ID = "7c1d5c6e-3f5a-4c2b-9d8e-1a2b3c4d5e6f"
 DEFAULT_CLIENT_ID = "0f4e2b7a-9c1d-4e8f-a3b5-6d7c8e9f0a1b"
 DEFAULT_CLIENT_SECRET = "sim-graph-secret"

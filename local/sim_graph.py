@@ -1,18 +1,15 @@
 """A simulated Microsoft Graph over TLS, with its own Entra ID token endpoint beside it.
 
-Under ``/v1.0``, the calls Vigil's governance needs (see ``graph-governance.md``): users by id or
-userPrincipalName and ``$filter``, ``PATCH`` (204), ``revokeSignInSessions`` (200 with the
-documented known-issue body), ``sendMail`` (202; kept in the sender's Sent Items under its
-``internetMessageId``, listed with ``$filter``), ``riskyUsers`` (``confirmCompromised`` /
-``dismiss``, 204), ``$batch`` (at most 20 requests, unique ids, ``dependsOn`` and 424s, answered
-in any order), and the paged reads of ``local/sim_graph_feeds.py`` (``/auditLogs``, also on
-``/beta``; ``/users/delta`` and ``/groups/delta``). Errors are Graph's envelope: ``error.code``,
-``message`` and ``innerError`` (``request-id``, ``client-request-id``, ``date``).
+Under ``/v1.0``, what Vigil calls (``graph-governance.md``): users by id, userPrincipalName or
+``$filter``; ``PATCH`` (204); ``revokeSignInSessions`` (200, the documented known-issue body);
+``sendMail`` (202, kept in Sent Items under its ``internetMessageId``, found with ``$filter``);
+``riskyUsers`` actions (204); ``$batch`` (at most 20, unique ids, ``dependsOn`` and 424s, answered
+in any order); the paged reads of ``local/sim_graph_feeds.py``. Errors are Graph's envelope
+(``error.code``, ``message``, ``innerError`` with ``request-id``, ``client-request-id``, ``date``).
 
 Bearer tokens are those of :attr:`SimulatedGraph.entra`, a :class:`SimulatedEntraToken` on its
-own port that this simulator starts and stops with itself, sharing its CA and request log. Every
-request is recorded (credentials redacted); :meth:`SimulatedGraph.inject_fault` scripts answers
-(429 with or without ``Retry-After``, 5xx, 401, 403, 404, delays) and
+own port, started and stopped with this one and sharing its CA and request log. Requests are
+recorded with credentials redacted; :meth:`SimulatedGraph.inject_fault` scripts answers and
 :meth:`SimulatedGraph.before_answer` stops a client after a call was carried out.
 
 Simplification (deliberate): the default user representation includes ``accountEnabled`` and
@@ -47,16 +44,7 @@ from local.sim_entra_token import (
 )
 from local.sim_graph_feeds import AuditLogs, GraphError, SimGroup, UsersDelta
 
-__all__ = [
-    "DEFAULT_CLIENT_ID",
-    "DEFAULT_CLIENT_SECRET",
-    "DEFAULT_TENANT_ID",
-    "GRAPH_SCOPE",
-    "RecordedRequest",
-    "SimGroup",
-    "SimUser",
-    "SimulatedGraph",
-]
+__all__ = ["GRAPH_SCOPE", "SimGroup", "SimUser", "SimulatedGraph"]
 
 _GRAPH_CONTEXT = "https://graph.microsoft.com/v1.0/$metadata"
 _GRAPH_CONTENT_TYPE = (
@@ -77,9 +65,6 @@ _FAULT_CODES: dict[int, tuple[str, str]] = {  # an injected fault's envelope, by
     401: ("InvalidAuthenticationToken", "Access token validation failure."),
     403: ("Authorization_RequestDenied", "Insufficient privileges to complete the operation."),
     404: ("Request_ResourceNotFound", "Resource does not exist."),
-    409: ("Conflict", "Conflict."),
-    412: ("PreconditionFailed", "Precondition failed."),
-    423: ("Locked", "The resource is locked."),
     429: ("TooManyRequests", "Too many requests."),
     500: ("InternalServerError", "Internal server error."),
     502: ("BadGateway", "Bad gateway."),
@@ -239,7 +224,6 @@ class SimulatedGraph(TlsSimulator):
     authority_host = property(lambda self: self.entra.authority_host)
     authority = property(lambda self: self.entra.authority)
     identity_endpoint = property(lambda self: self.entra.identity_endpoint)
-    token_endpoint = property(lambda self: self.entra.token_endpoint)
     token_requests = property(lambda self: self.entra.token_requests)
     issued_tokens = property(lambda self: self.entra.issued_tokens)
 
@@ -360,7 +344,7 @@ class SimulatedGraph(TlsSimulator):
         return Response(json.dumps(error), 500, content_type="application/json; charset=utf-8")
 
     def _bearer_problem(self, authorization: str) -> str | None:
-        # The record's Authorization is redacted: read the request's own.
+        """Why the request's own Authorization (the record's is redacted) is refused."""
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return "Access token is empty."
@@ -404,17 +388,11 @@ class SimulatedGraph(TlsSimulator):
 
     # ------------------------------------------------------------------ users
 
-    def _require_user(self, key: str) -> SimUser:
+    def _require_user(self, key: str, *, by_id: bool = False) -> SimUser:
+        """`by_id`: Identity Protection takes object ids only (a UPN there is a client bug)."""
         user = self.find_user(key)
-        if user is None:
+        if user is None or (by_id and user.id.lower() != key.lower()):
             raise _not_found(key)
-        return user
-
-    def _user_by_id(self, object_id: str) -> SimUser:
-        """Identity Protection takes object ids only (a UPN there is a client bug)."""
-        user = self.find_user(object_id)
-        if user is None or user.id.lower() != object_id.lower():
-            raise _not_found(object_id)
         return user
 
     def _user_json(self, user: SimUser, names: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -578,7 +556,7 @@ class SimulatedGraph(TlsSimulator):
     # ------------------------------------------------------------------ identity protection
 
     def _risky_user(self, call: RecordedRequest, key: str) -> _Result:
-        return _Result(200, self._risky_user_json(self._user_by_id(key)))
+        return _Result(200, self._risky_user_json(self._require_user(key, by_id=True)))
 
     def _risky_action(self, call: RecordedRequest, action: str) -> _Result:
         with self._lock:
@@ -590,7 +568,7 @@ class SimulatedGraph(TlsSimulator):
         ids = body.get("userIds") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
             raise _bad("The request body must contain a non-empty 'userIds' array.")
-        users = [self._user_by_id(object_id) for object_id in ids]
+        users = [self._require_user(object_id, by_id=True) for object_id in ids]
         with self._lock:
             for user in users:
                 user.risk_state = _RISK_STATE_AFTER[action]

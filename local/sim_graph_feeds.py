@@ -1,20 +1,17 @@
 """The simulated Graph's paged reads: `/auditLogs/{signIns,directoryAudits}` and the
-`/users/delta` and `/groups/delta` queries. Pages end with an `@odata.nextLink` carrying an
-opaque `$skiptoken` (a delta round's last page with an `@odata.deltaLink` instead).
+`/users/delta` and `/groups/delta` queries; a page ends with an `@odata.nextLink` (an opaque
+`$skiptoken`), a delta round's last page with an `@odata.deltaLink` instead.
 
-Reporting (see ../shared/reference/entra-signins.md): `$filter` on `createdDateTime` /
-`activityDateTime` with `ge` / `le` / `eq` (a beta sign-in filter may add
-`signInEventTypes/any(...)`), `$top` up to 1,000, newest first. v1.0 returns only interactive
-sign-ins and no `signInEventTypes`; beta returns the types the filter asks for. Records may be
-added at any time (a late arrival); `licensed = False` is a tenant without P1/P2 (403 on
-sign-ins).
+Reporting (../shared/reference/entra-signins.md): `$filter` on the time field with `ge`, `le`,
+`eq` (on beta, sign-ins also by `signInEventTypes/any(...)`), `$top` up to 1,000, newest first;
+v1.0 has only interactive sign-ins and no `signInEventTypes`. Records may come late (`add` at any
+time); `licensed = False` is a tenant without P1/P2 (403 on sign-ins).
 
-Delta (learn.microsoft.com/graph/delta-query-users, delta-query-groups): the first round returns
-every current object with the `$select`ed properties; a round from a deltaLink returns a new
-object in full, a changed one as its `id` and the selected properties that changed (a client must
-merge), a deleted one as `{"id", "@removed": {"reason": "changed"}}`. A group's members come as
-`members@delta` (added; removed with `@removed`). A round reads a snapshot at its first request;
-an unknown or expired delta token is answered 400 `syncStateNotFound`.
+Delta (learn.microsoft.com/graph/delta-query-users, delta-query-groups): a first round returns
+every object with its `$select`ed properties; a later round a new object in full, a changed one
+as its `id` and the properties that changed, a deleted one as `@removed`; a group's members as
+`members@delta` (added, and removed with `@removed`). A round reads a snapshot at its first
+request; an unknown or expired delta token is answered 400 `syncStateNotFound`.
 """
 
 from __future__ import annotations

@@ -201,9 +201,8 @@ class UsersDelta:
             context = f"{base_url}/$metadata#{kind}({','.join(rnd.select)})"
             body, after = _page(context, rnd.entries, offset, self.page_size)
             if after is not None:
-                body["@odata.nextLink"] = f"{base_url}/{kind}/delta?$skiptoken=" + _skiptoken(
-                    [ref, after]
-                )
+                skip = _skiptoken([ref, after])
+                body["@odata.nextLink"] = f"{base_url}/{kind}/delta?$skiptoken={skip}"
             else:
                 delta = secrets.token_urlsafe(12)
                 self._baselines[delta] = self._rounds.pop(ref)

@@ -135,8 +135,7 @@ class SimulatedEntraToken(TlsSimulator):
         # App Service managed identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER).
         self.identity_header = secrets.token_urlsafe(16)
         self.graph_url = "https://graph.microsoft.com/v1.0"  # for the discovery document
-        self._tokens: dict[str, float] = {}  # token -> expiry (monotonic)
-        self._token_count = 0
+        self._tokens: dict[str, float] = {}  # every token issued -> expiry (monotonic)
         self._cert_thumbprints: set[str] = set()
 
     # -- URLs and state ----------------------------------------------------------------------
@@ -164,7 +163,7 @@ class SimulatedEntraToken(TlsSimulator):
     def token_requests(self) -> int:
         """How many access tokens were issued."""
         with self._lock:
-            return self._token_count
+            return len(self._tokens)
 
     @property
     def issued_tokens(self) -> list[str]:
@@ -202,7 +201,6 @@ class SimulatedEntraToken(TlsSimulator):
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[token] = time.monotonic() + _TOKEN_LIFETIME
-            self._token_count += 1
         return token
 
     # -- serving -----------------------------------------------------------------------------

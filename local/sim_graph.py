@@ -323,7 +323,9 @@ class SimulatedGraph(TlsSimulator):
         path, request_id = record.path, record.request_id
         client_request_id = record.headers.get("client-request-id") or request_id
         ids = (request_id, client_request_id)
-        if not (path.startswith("/beta/auditLogs/") or path == "/v1.0" or path[:6] == "/v1.0/"):
+        if not (
+            path.startswith("/beta/auditLogs/") or path == "/v1.0" or path.startswith("/v1.0/")
+        ):
             result = _Result(404, {"error": "not_found"})
         elif problem := self._bearer_problem(request.headers.get("Authorization", "")):
             body = _envelope("InvalidAuthenticationToken", problem, *ids)
@@ -350,7 +352,9 @@ class SimulatedGraph(TlsSimulator):
             return "Access token is empty."
         return self.entra.token_problem(token.strip())
 
-    def _graph_call(self, call: RecordedRequest, client_request_id: str, top_level: bool) -> Any:
+    def _graph_call(
+        self, call: RecordedRequest, client_request_id: str, top_level: bool
+    ) -> _Result:
         """Answer one call, top-level or a ``$batch`` item: a fault if one matches, else route."""
         ids = (call.request_id, client_request_id)
         fault = self.faults.take(call.method, call.path)
@@ -596,15 +600,14 @@ class SimulatedGraph(TlsSimulator):
         responses: list[dict[str, Any]] = []
         for item in _batch_items(_json(call)):
             url = urlsplit(item["url"])
-            body = item.get("body")
+            body, headers = item.get("body"), item["headers"]
+            is_json = media_type(headers.get("content-type", "")) == "application/json"
             sub = RecordedRequest(
                 method=item["method"],
                 path="/v1.0/" + url.path.lstrip("/"),
                 query=single_query(url.query),
-                headers=item["headers"],
-                json=body
-                if media_type(item["headers"].get("content-type", "")) == "application/json"
-                else None,
+                headers=headers,
+                json=body if is_json else None,
                 text=body if isinstance(body, str) else None,
                 request_id=str(uuid.uuid4()),
                 via_batch=True,
@@ -619,11 +622,16 @@ class SimulatedGraph(TlsSimulator):
                 result = self._graph_call(sub, client_request_id, top_level=False)
             sub.status = statuses[item["id"].lower()] = result.status
             self._keep(sub)
-            headers = dict(result.headers)
+            answered = dict(result.headers)
             if result.body is not None:
-                headers.setdefault("Content-Type", _GRAPH_CONTENT_TYPE)
+                answered.setdefault("Content-Type", _GRAPH_CONTENT_TYPE)
             responses.append(
-                {"id": item["id"], "status": result.status, "headers": headers, "body": result.body}
+                {
+                    "id": item["id"],
+                    "status": result.status,
+                    "headers": answered,
+                    "body": result.body,
+                }
             )
         responses.reverse()  # Graph answers in any order; keep clients honest
         return _Result(200, {"responses": responses})

@@ -1,6 +1,6 @@
 """Simulated Entra ID traffic: sign-in and directory-audit records in Graph's documented shape.
 
-What the simulated Graph's `/auditLogs` serve (local/sim_auditlogs.py): ordinary sign-ins from
+What the simulated Graph's `/auditLogs` serve (local/sim_graph_feeds.py): ordinary sign-ins from
 the office, an MFA prompt now and then, and password guessing from abroad (error 50126).
 """
 

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+import requests
 import trustme
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -38,6 +39,7 @@ __all__ = [
     "Server",
     "Simulator",
     "TestCA",
+    "TlsSimulator",
     "raw_target",
 ]
 
@@ -352,3 +354,33 @@ class Simulator:
         if hook is not None:
             hook[2](record)
         return response(environ, start_response)
+
+
+class TlsSimulator(Simulator):
+    """A simulator served over TLS: with the `TestCA` it is given (left to its owner), or with
+    one of its own under `state_dir` (or a temporary directory removed on `stop`)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: TestCA | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        self._own_ca = tls is None
+        self.ca = tls or TestCA(None if state_dir is None else Path(state_dir), prefix=self.name)
+        self.ca_path: Path = self.ca.ca_path
+        super().__init__(host=host, port=port, tls=self.ca)
+
+    def stop(self) -> None:
+        super().stop()
+        if self._own_ca:
+            self.ca.remove()
+
+    def make_session(self) -> requests.Session:
+        """A `requests.Session` that trusts only this CA and ignores proxy and CA settings."""
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self.ca_path)
+        return session

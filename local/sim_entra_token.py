@@ -26,17 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from local.http import RecordedRequest, Request, Response, Simulator, TestCA
-
-__all__ = [
-    "DEFAULT_CLIENT_ID",
-    "DEFAULT_CLIENT_SECRET",
-    "DEFAULT_TENANT_ID",
-    "GRAPH_RESOURCES",
-    "GRAPH_SCOPE",
-    "SimulatedEntraToken",
-    "graph_record",
-]
+from local.http import RecordedRequest, Request, Response, TestCA, TlsSimulator
 
 DEFAULT_TENANT_ID = "7c1d5c6e-3f5a-4c2b-9d8e-1a2b3c4d5e6f"
 DEFAULT_CLIENT_ID = "0f4e2b7a-9c1d-4e8f-a3b5-6d7c8e9f0a1b"
@@ -48,6 +38,7 @@ _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _TOKEN_LIFETIME = 3599
 _REDACTED = "***"
 _FORM = "application/x-www-form-urlencoded"
+_BAD_JWT = (50027, "JWT token is invalid or malformed.")
 
 
 def media_type(content_type: str) -> str:
@@ -79,21 +70,26 @@ def graph_record(record: RecordedRequest) -> RecordedRequest:
                 record.text = text
         elif media == _FORM:
             form = single_query(text)
-            for secret_field in ("client_secret", "client_assertion"):
-                if secret_field in form:
-                    form[secret_field] = _REDACTED
+            for secret_field in ("client_secret", "client_assertion") & form.keys():
+                form[secret_field] = _REDACTED
             record.form = form
         else:
             record.text = text
     return record
 
 
-def _b64url_decode(value: str) -> bytes:
-    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+def _b64url_json(value: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
 
 
-def _thumbprint(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+def _missing(name: str) -> tuple[int, str, int, str]:
+    text = f"The request body must contain the following parameter: '{name}'."
+    return 400, "invalid_request", 900144, text
+
+
+def _thumbprints(der: bytes) -> set[str]:
+    digests = (hashlib.sha256(der).digest(), hashlib.sha1(der).digest())  # noqa: S324 (x5t)
+    return {base64.urlsafe_b64encode(d).decode("ascii").rstrip("=") for d in digests}
 
 
 def _parse_basic(authorization: str) -> tuple[str | None, str | None]:
@@ -110,7 +106,7 @@ def _parse_basic(authorization: str) -> tuple[str | None, str | None]:
     return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
 
 
-class SimulatedEntraToken(Simulator):
+class SimulatedEntraToken(TlsSimulator):
     """Entra ID's token side for one tenant and one app registration, on its own HTTPS port.
 
     ``tls`` is the CA to serve with (the simulated Graph shares its own); without one a temporary
@@ -128,10 +124,9 @@ class SimulatedEntraToken(Simulator):
         host: str = "127.0.0.1",
         port: int = 0,
         tls: TestCA | None = None,
-        records: Simulator | None = None,
+        records: TlsSimulator | None = None,
     ) -> None:
-        self._own_ca = tls is None
-        super().__init__(host=host, port=port, tls=tls or TestCA(prefix="sim-entra"))
+        super().__init__(host=host, port=port, tls=tls)
         if records is not None:
             self._requests, self._lock = records._requests, records._lock
         self.tenant_id = tenant_id
@@ -140,19 +135,8 @@ class SimulatedEntraToken(Simulator):
         # App Service managed identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER).
         self.identity_header = secrets.token_urlsafe(16)
         self.graph_url = "https://graph.microsoft.com/v1.0"  # for the discovery document
-        self._tokens: dict[str, float] = {}
-        self._token_count = 0
+        self._tokens: dict[str, float] = {}  # every token issued -> expiry (monotonic)
         self._cert_thumbprints: set[str] = set()
-
-    def stop(self) -> None:
-        super().stop()
-        if self._own_ca and self._tls is not None:
-            self._tls.remove()
-
-    @property
-    def ca_path(self) -> str:
-        assert self._tls is not None
-        return str(self._tls.ca_path)
 
     # -- URLs and state ----------------------------------------------------------------------
 
@@ -179,7 +163,7 @@ class SimulatedEntraToken(Simulator):
     def token_requests(self) -> int:
         """How many access tokens were issued."""
         with self._lock:
-            return self._token_count
+            return len(self._tokens)
 
     @property
     def issued_tokens(self) -> list[str]:
@@ -190,19 +174,18 @@ class SimulatedEntraToken(Simulator):
     def invalidate_tokens(self) -> None:
         """Make every issued token expired; new tokens work."""
         with self._lock:
-            for token in self._tokens:
-                self._tokens[token] = 0.0
+            self._tokens = dict.fromkeys(self._tokens, 0.0)
 
     def token_problem(self, token: str) -> str | None:
         """Why a resource server refuses this bearer token (None: it is valid)."""
         with self._lock:
             expiry = self._tokens.get(token)
+        if expiry is None and "." not in token:
+            return (
+                "IDX14100: JWT is not well formed, there are no dots (.). The token needs to be "
+                "in JWS or JWE Compact Serialization Format."
+            )
         if expiry is None:
-            if "." not in token:
-                return (
-                    "IDX14100: JWT is not well formed, there are no dots (.). The token needs "
-                    "to be in JWS or JWE Compact Serialization Format."
-                )
             return "Access token validation failure. Invalid audience."
         if expiry < time.monotonic():
             return "Lifetime validation failed, the token is expired."
@@ -210,19 +193,14 @@ class SimulatedEntraToken(Simulator):
 
     def add_client_certificate(self, certificate_pem: str | bytes) -> None:
         """Accept client assertions whose ``x5t#S256``/``x5t`` header matches this certificate."""
-        pem = certificate_pem.decode("ascii") if isinstance(certificate_pem, bytes) else (
-            certificate_pem
-        )  # fmt: skip
-        der = ssl.PEM_cert_to_DER_cert(pem)
+        pem = certificate_pem if isinstance(certificate_pem, str) else certificate_pem.decode()
         with self._lock:
-            self._cert_thumbprints.add(_thumbprint(hashlib.sha256(der).digest()))
-            self._cert_thumbprints.add(_thumbprint(hashlib.sha1(der).digest()))  # noqa: S324
+            self._cert_thumbprints |= _thumbprints(ssl.PEM_cert_to_DER_cert(pem))
 
     def _issue(self) -> str:
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[token] = time.monotonic() + _TOKEN_LIFETIME
-            self._token_count += 1
         return token
 
     # -- serving -----------------------------------------------------------------------------
@@ -248,52 +226,46 @@ class SimulatedEntraToken(Simulator):
         self, request: Request, record: RecordedRequest, correlation: str
     ) -> tuple[int, dict[str, Any]]:
         path, method = record.path, request.method
-        if m := re.fullmatch(r"/([^/]+)/v2\.0/\.well-known/openid-configuration", path):
-            if method != "GET":
-                return 405, {"error": "invalid_request"}
-            if unquote(m.group(1)).lower() != self.tenant_id.lower():
-                return 400, self._unknown_tenant("invalid_tenant", unquote(m.group(1)), correlation)
-            return 200, self._openid_configuration()
-        if m := re.fullmatch(r"/([^/]+)/oauth2/v2\.0/token", path):
-            if method != "POST":
-                return 405, {"error": "invalid_request"}
-            return self._token(unquote(m.group(1)), request, correlation)
-        if path == "/msi/token":
+        m = re.fullmatch(r"/([^/]+)/(v2\.0/\.well-known/openid-configuration|oauth2/v2\.0/token|"
+                         r"discovery/v2\.0/keys)|/msi/token", path)  # fmt: skip
+        if m is None:
+            return 404, {"error": "not_found", "error_description": path}
+        tenant, endpoint = unquote(m.group(1) or ""), m.group(2) or path
+        if method != ("POST" if endpoint == "oauth2/v2.0/token" else "GET"):
+            return 405, {"error": "invalid_request"}
+        if endpoint == "/msi/token":
             return self._managed_identity_token(request, record)
-        if re.fullmatch(r"/([^/]+)/discovery/v2\.0/keys", path) and method == "GET":
+        if endpoint.endswith("keys"):
             return 200, {"keys": []}
-        return 404, {"error": "not_found", "error_description": path}
+        if tenant.lower() != self.tenant_id.lower():
+            error = "invalid_request" if endpoint.endswith("token") else "invalid_tenant"
+            return 400, self._error(
+                error,
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID "
+                "and are signing into the correct cloud.",
+                correlation,
+            )
+        if endpoint.endswith("token"):
+            return self._token(request, correlation)
+        return 200, self._openid_configuration()
 
     def _openid_configuration(self) -> dict[str, Any]:
+        """The discovery document's fields a client reads."""
         base = self.authority
+        methods = ["client_secret_post", "private_key_jwt", "client_secret_basic"]
         return {
-            "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_post",
-                "private_key_jwt",
-                "client_secret_basic",
-            ],
-            "jwks_uri": f"{self.authority_host}/{self.tenant_id}/discovery/v2.0/keys",
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "issuer": f"{base}/v2.0",
-            "request_uri_parameter_supported": False,
-            "userinfo_endpoint": f"{self.graph_url}/oidc/userinfo",
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": methods,
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-            "http_logout_supported": True,
-            "frontchannel_logout_supported": True,
             "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid"],
-            "kerberos_endpoint": f"{base}/kerberos",
+            "id_token_signing_alg_values_supported": ["RS256"],
             "tenant_region_scope": "EU",
             "cloud_instance_name": "microsoftonline.com",
-            "cloud_graph_host_name": "graph.windows.net",
             "msgraph_host": self.graph_url.split("/")[2],
-            "rbac_url": "https://pas.windows.net",
         }
 
     def _error(self, error: str, code: int, description: str, correlation: str) -> dict[str, Any]:
@@ -312,99 +284,19 @@ class SimulatedEntraToken(Simulator):
             "error_uri": f"{self.authority_host}/error?code={code}",
         }
 
-    def _unknown_tenant(self, error: str, tenant: str, correlation: str) -> dict[str, Any]:
-        return self._error(
-            error,
-            90002,
-            f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and "
-            "are signing into the correct cloud.",
-            correlation,
-        )
-
-    def _token(self, tenant: str, request: Request, correlation: str) -> tuple[int, dict[str, Any]]:
-        def fail(status: int, error: str, code: int, description: str) -> tuple[int, Any]:
-            return status, self._error(error, code, description, correlation)
-
-        def missing(name: str) -> tuple[int, Any]:
-            text = f"The request body must contain the following parameter: '{name}'."
-            return fail(400, "invalid_request", 900144, text)
-
-        if tenant.lower() != self.tenant_id.lower():
-            return 400, self._unknown_tenant("invalid_request", tenant, correlation)
-        if media_type(request.headers.get("Content-Type", "")) != _FORM:
-            return missing("grant_type")
-        form = single_query(request.get_data().decode("utf-8", errors="replace"))
+    def _token(self, request: Request, correlation: str) -> tuple[int, dict[str, Any]]:
+        form: dict[str, str] = {}
+        if media_type(request.headers.get("Content-Type", "")) == _FORM:
+            form = single_query(request.get_data().decode("utf-8", errors="replace"))
         basic_id, basic_secret = _parse_basic(request.headers.get("Authorization", ""))
-        grant_type = form.get("grant_type", "")
-        client_id = form.get("client_id") or basic_id or ""
-        client_secret = form.get("client_secret") or basic_secret
-        assertion = form.get("client_assertion")
-        scope = form.get("scope", "")
-        if not grant_type:
-            return missing("grant_type")
-        if grant_type != "client_credentials":
-            return fail(
-                400,
-                "unsupported_grant_type",
-                70003,
-                f"The app requested an unsupported grant type '{grant_type}'. This simulator "
-                "supports only client_credentials.",
-            )
-        if not client_id:
-            return missing("client_id")
-        if client_id.lower() != self.client_id.lower():
-            return fail(
-                400,
-                "unauthorized_client",
-                700016,
-                f"Application with identifier '{client_id}' was not found in the directory "
-                f"'{self.tenant_id}'. This can happen if the application has not been installed "
-                "by the administrator of the tenant or consented to by any user in the tenant. "
-                "You may have sent your authentication request to the wrong tenant.",
-            )
-        if not scope:
-            return missing("scope")
-        scopes = scope.split()
-        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-            return fail(
-                400,
-                "invalid_scope",
-                1002012,
-                f"The provided value for scope {scope} is not valid. Client credential flows "
-                "must have a scope value with /.default suffixed to the resource identifier "
-                "(application ID URI).",
-            )
-        resource = scopes[0].removesuffix("/.default").rstrip("/")
-        if resource.lower() not in GRAPH_RESOURCES:
-            return fail(
-                400,
-                "invalid_resource",
-                500011,
-                f"The resource principal named {resource} was not found in the tenant named "
-                f"{self.tenant_id}. This can happen if the application has not been installed by "
-                "the administrator of the tenant or consented to by any user in the tenant.",
-            )
-        if assertion is not None:
-            problem = self._check_assertion(form.get("client_assertion_type", ""), assertion)
-            if problem is not None:
-                return fail(401, "invalid_client", *problem)
-        elif client_secret is None:
-            return fail(
-                401,
-                "invalid_client",
-                7000218,
-                "The request body must contain the following parameter: 'client_assertion' or "
-                "'client_secret'.",
-            )
-        elif not secrets.compare_digest(client_secret, self.client_secret):
-            return fail(
-                401,
-                "invalid_client",
-                7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request is "
-                "the client secret value, not the client secret ID, for a secret added to app "
-                f"'{self.client_id}'.",
-            )
+        problem = self._client_credentials_problem(
+            form,
+            form.get("client_id") or basic_id or "",
+            form.get("client_secret") or basic_secret,
+        )
+        if problem is not None:
+            status, error, code, description = problem
+            return status, self._error(error, code, description, correlation)
         return 200, {
             "token_type": "Bearer",
             "expires_in": _TOKEN_LIFETIME,
@@ -412,15 +304,55 @@ class SimulatedEntraToken(Simulator):
             "access_token": self._issue(),
         }
 
+    def _client_credentials_problem(
+        self, form: dict[str, str], client_id: str, client_secret: str | None
+    ) -> tuple[int, str, int, str] | None:
+        """(status, error, AADSTS code, description) of a refused client-credentials request (the
+        descriptions are the first sentence of Entra's)."""
+        grant_type, scope = form.get("grant_type", ""), form.get("scope", "")
+        scopes = scope.split()
+        resource = (scopes or [""])[0].removesuffix("/.default").rstrip("/")
+        if not grant_type:
+            return _missing("grant_type")
+        if grant_type != "client_credentials":
+            text = f"The app requested an unsupported grant type '{grant_type}'."
+            return 400, "unsupported_grant_type", 70003, text
+        if not client_id:
+            return _missing("client_id")
+        if client_id.lower() != self.client_id.lower():
+            text = f"Application with identifier '{client_id}' was not found in the directory."
+            return 400, "unauthorized_client", 700016, text
+        if not scope:
+            return _missing("scope")
+        if len(scopes) != 1 or not scope.endswith("/.default"):
+            return (
+                400,
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {scope} is not valid.",
+            )
+        if resource.lower() not in GRAPH_RESOURCES:
+            text = f"The resource principal named {resource} was not found in the tenant."
+            return 400, "invalid_resource", 500011, text
+        if "client_assertion" in form:
+            assertion_type = form.get("client_assertion_type", "")
+            refused = self._assertion_problem(assertion_type, form["client_assertion"])
+            return None if refused is None else (401, "invalid_client", *refused)
+        if client_secret is None:
+            text = "The request body must contain 'client_assertion' or 'client_secret'."
+            return 401, "invalid_client", 7000218, text
+        if not secrets.compare_digest(client_secret, self.client_secret):
+            return 401, "invalid_client", 7000215, "Invalid client secret provided."
+        return None
+
     def _managed_identity_token(
         self, request: Request, record: RecordedRequest
     ) -> tuple[int, dict[str, Any]]:
-        if request.method != "GET":
-            return 405, {"error": "invalid_request"}
         offered = request.headers.get("X-Identity-Header", "")
         if not secrets.compare_digest(offered, self.identity_header):
             return 401, {"error": "unauthorized", "error_description": "bad X-IDENTITY-HEADER"}
-        resource = record.query.get("resource", "").removesuffix("/.default").rstrip("/")
+        asked = record.query.get("resource", "")
+        resource = asked.removesuffix("/.default").rstrip("/")
         if resource not in GRAPH_RESOURCES:
             return 400, {
                 "error": "invalid_resource",
@@ -429,33 +361,27 @@ class SimulatedEntraToken(Simulator):
         return 200, {
             "access_token": self._issue(),
             "expires_on": str(int(time.time()) + _TOKEN_LIFETIME),
-            "resource": record.query.get("resource", ""),
+            "resource": asked,
             "token_type": "Bearer",
             "client_id": record.query.get("client_id", self.client_id),
         }
 
-    def _check_assertion(self, assertion_type: str, assertion: str) -> tuple[int, str] | None:
-        """Validate a client assertion's shape and claims; return (AADSTS code, text) on error."""
+    def _assertion_problem(self, assertion_type: str, assertion: str) -> tuple[int, str] | None:
+        """Check a client assertion's shape and claims: (AADSTS code, text) on error."""
         if assertion_type != _JWT_BEARER:
             return 700023, f"Invalid client_assertion_type '{assertion_type}'."
         try:
             header_b64, payload_b64, _signature = assertion.split(".")
-            header = json.loads(_b64url_decode(header_b64))
-            claims = json.loads(_b64url_decode(payload_b64))
+            header, claims = _b64url_json(header_b64), _b64url_json(payload_b64)
         except (ValueError, binascii.Error):
-            return 50027, "JWT token is invalid or malformed."
+            return _BAD_JWT
         if not isinstance(header, dict) or not isinstance(claims, dict):
-            return 50027, "JWT token is invalid or malformed."
+            return _BAD_JWT
+        offered = {str(header[n]).rstrip("=") for n in ("x5t#S256", "x5t") if n in header}
         with self._lock:
-            known = set(self._cert_thumbprints)
-        offered = {
-            str(header.get(name, "")).rstrip("=") for name in ("x5t#S256", "x5t") if name in header
-        }
-        if not offered & known:
-            return (
-                700027,
-                "Client assertion failed signature validation. (Reason - The key was not found.)",
-            )
+            if not offered & self._cert_thumbprints:
+                reason = "(Reason - The key was not found.)"
+                return 700027, f"Client assertion failed signature validation. {reason}"
         if claims.get("aud") != self.token_endpoint:
             return (
                 700212,
@@ -463,10 +389,9 @@ class SimulatedEntraToken(Simulator):
             )
         if claims.get("iss") != self.client_id or claims.get("sub") != self.client_id:
             return 700021, "Client assertion application identifier doesn't match 'client_id'."
-        now = time.time()
-        exp, nbf = claims.get("exp"), claims.get("nbf", 0)
+        now, exp, nbf = time.time(), claims.get("exp"), claims.get("nbf", 0)
         if not isinstance(exp, int | float) or not isinstance(nbf, int | float):
-            return 50027, "JWT token is invalid or malformed."
+            return _BAD_JWT
         if exp < now or nbf > now + 300:
             return 700024, "Client assertion is not within its valid time range."
         return None

@@ -1,31 +1,16 @@
 """A simulated Microsoft Graph over TLS, with its own Entra ID token endpoint beside it.
 
-Microsoft Graph under ``/v1.0``: the calls Vigil's governance needs (see
-``graph-governance.md``): user lookup, ``revokeSignInSessions`` (200 with the documented
-known-issue body), ``PATCH accountEnabled`` (204), ``sendMail`` (202, kept in the sender's Sent
-Items under its ``internetMessageId``), Sent Items listed with ``$filter`` on
-``internetMessageId``, ``riskyUsers`` (state, ``confirmCompromised`` / ``dismiss``, 204),
-``$batch`` (with ``dependsOn`` and 424s), the reporting APIs (``local/sim_auditlogs.py``) and the
-``/users`` and ``/groups`` delta queries (``local/sim_users_delta.py``).
+Under ``/v1.0``, what Vigil calls (``graph-governance.md``): users by id, userPrincipalName or
+``$filter``; ``PATCH`` (204); ``revokeSignInSessions`` (200, the documented known-issue body);
+``sendMail`` (202, kept in Sent Items under its ``internetMessageId``, found with ``$filter``);
+``riskyUsers`` actions (204); ``$batch`` (at most 20, unique ids, ``dependsOn`` and 424s, answered
+in any order); the paged reads of ``local/sim_graph_feeds.py``. Errors are Graph's envelope
+(``error.code``, ``message``, ``innerError`` with ``request-id``, ``client-request-id``, ``date``).
 
 Bearer tokens are those of :attr:`SimulatedGraph.entra`, a :class:`SimulatedEntraToken` on its
-own port that this simulator starts and stops with itself, sharing its CA and request log; the
-token side's attributes (``authority_host``, ``token_requests``, ``add_client_certificate``...)
-are reachable here too. Every request is recorded (Authorization and client secrets redacted) and
-tests can script faults (429 with or without ``Retry-After``, 503, 504, 401, 403, 404, delays)
-with :meth:`SimulatedGraph.inject_fault`, or stop the client after a call was carried out and
-before its answer with :meth:`SimulatedGraph.before_answer`.
-
-Typical use with MSAL::
-
-    with SimulatedGraph() as sim:
-        session = sim.make_session()          # trust_env=False, verify=sim.ca_path
-        app = msal.ConfidentialClientApplication(
-            sim.client_id, authority=sim.authority, client_credential=sim.client_secret,
-            instance_discovery=False, http_client=session)
-        token = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])["access_token"]
-        session.post(f"{sim.graph_url}/users/{uid}/revokeSignInSessions",
-                     headers={"Authorization": f"Bearer {token}"})
+own port, started and stopped with this one and sharing its CA and request log. Requests are
+recorded with credentials redacted; :meth:`SimulatedGraph.inject_fault` scripts answers and
+:meth:`SimulatedGraph.before_answer` stops a client after a call was carried out.
 
 Simplification (deliberate): the default user representation includes ``accountEnabled`` and
 ``onPremisesSyncEnabled`` (real Graph returns them only with ``$select``).
@@ -34,22 +19,18 @@ Simplification (deliberate): the default user representation includes ``accountE
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import requests
-
-from local.http import Fault, RecordedRequest, Request, Response, Simulator, TestCA
-from local.sim_auditlogs import AuditLogs, ReportError
+from local.http import Fault, RecordedRequest, Request, Response, TlsSimulator
 from local.sim_entra_token import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -61,17 +42,9 @@ from local.sim_entra_token import (
     media_type,
     single_query,
 )
-from local.sim_users_delta import DeltaError, UsersDelta
+from local.sim_graph_feeds import AuditLogs, GraphError, SimGroup, UsersDelta
 
-__all__ = [
-    "DEFAULT_CLIENT_ID",
-    "DEFAULT_CLIENT_SECRET",
-    "DEFAULT_TENANT_ID",
-    "GRAPH_SCOPE",
-    "RecordedRequest",
-    "SimUser",
-    "SimulatedGraph",
-]
+__all__ = ["GRAPH_SCOPE", "SimGroup", "SimUser", "SimulatedGraph"]
 
 _GRAPH_CONTEXT = "https://graph.microsoft.com/v1.0/$metadata"
 _GRAPH_CONTENT_TYPE = (
@@ -83,43 +56,41 @@ _BAD_JSON = (
     "Unable to read JSON request payload. Please ensure Content-Type header is set and payload "
     "is of valid JSON format."
 )
-_DEFAULT_FAULT_CODES: Mapping[int, tuple[str, str]] = {
+_WWW_AUTHENTICATE = (
+    'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
+    f'authorize", client_id="{GRAPH_APP_ID}"'
+)
+_FAULT_CODES: dict[int, tuple[str, str]] = {  # an injected fault's envelope, by status
     400: ("Request_BadRequest", "Bad request."),
     401: ("InvalidAuthenticationToken", "Access token validation failure."),
     403: ("Authorization_RequestDenied", "Insufficient privileges to complete the operation."),
     404: ("Request_ResourceNotFound", "Resource does not exist."),
-    409: ("Conflict", "Conflict."),
-    412: ("PreconditionFailed", "Precondition failed."),
-    423: ("Locked", "The resource is locked."),
     429: ("TooManyRequests", "Too many requests."),
     500: ("InternalServerError", "Internal server error."),
     502: ("BadGateway", "Bad gateway."),
     503: ("ServiceNotAvailable", "Service unavailable."),
     504: ("GatewayTimeout", "Gateway timeout."),
 }
-# Real user properties the simulator knows by name but does not model: `$select` returns null.
-_UNMODELLED_USER_PROPERTIES = frozenset(
-    """businessPhones city companyName country createdDateTime creationType department
-    employeeId externalUserState givenName identities jobTitle lastPasswordChangeDateTime
-    mailNickname mobilePhone officeLocation onPremisesDistinguishedName onPremisesDomainName
-    onPremisesImmutableId onPremisesLastSyncDateTime onPremisesSamAccountName
-    onPremisesSecurityIdentifier onPremisesUserPrincipalName otherMails passwordPolicies
-    postalCode preferredLanguage proxyAddresses state streetAddress surname usageLocation
-    userType""".split()
-)
-_DEFAULT_USER_PROPERTIES = (
+_USER_PROPERTIES = (  # the modelled ones; the first six are the default representation
     "id",
     "userPrincipalName",
     "mail",
     "displayName",
     "accountEnabled",
     "onPremisesSyncEnabled",
+    "signInSessionsValidFromDateTime",
 )
+_KNOWN_USER_PROPERTIES = {p.lower(): p for p in _USER_PROPERTIES}  # what `$select` may name
+_PATCHABLE = {"accountEnabled": ("account_enabled", bool), "displayName": ("display_name", str)}
+_EDM_TYPE = {bool: "Edm.Boolean", str: "Edm.String"}
+_USER_FILTER = {"mail": "mail", "userprincipalname": "user_principal_name", "id": "id"}
 _RISK_LEVEL = {"atRisk": "medium", "confirmedCompromised": "high"}
 _RISK_DETAIL = {
     "confirmedCompromised": "adminConfirmedUserCompromised",
     "dismissed": "adminDismissedAllRiskForUser",
 }
+_RISK_STATE_AFTER = {"confirmCompromised": "confirmedCompromised", "dismiss": "dismissed"}
+_BATCH_METHODS = {"GET", "POST", "PATCH", "PUT", "DELETE"}
 
 
 @dataclass
@@ -139,32 +110,8 @@ class SimUser:
 @dataclass
 class _Result:
     status: int
-    body: Any = None  # None means "no body"
+    body: Any = None  # None: no body
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Call:
-    """A Graph call, top-level or from a ``$batch``; ``path`` is relative to ``/v1.0``."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    content_type: str
-    has_body: bool
-    body: Any
-    request_id: str
-    client_request_id: str
-    beta: bool = False
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def _now() -> datetime:
@@ -175,7 +122,44 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class SimulatedGraph(Simulator):
+def _bad(message: str, code: str = "BadRequest", status: int = 400) -> GraphError:
+    return GraphError(status, code, message)
+
+
+def _not_found(key: str) -> GraphError:
+    return GraphError(
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{key}' does not exist or one of its queried reference-property objects are "
+        "not present.",
+    )
+
+
+def _envelope(code: str, message: str, request_id: str, client_request_id: str) -> Any:
+    inner = _inner(request_id, client_request_id)
+    return {"error": {"code": code, "message": message, "innerError": inner}}
+
+
+def _inner(request_id: str, client_request_id: str) -> dict[str, str]:
+    return {
+        "date": _now().strftime("%Y-%m-%dT%H:%M:%S"),
+        "request-id": request_id,
+        "client-request-id": client_request_id,
+    }
+
+
+def _media(call: RecordedRequest) -> str:
+    return media_type(call.headers.get("content-type", ""))
+
+
+def _json(call: RecordedRequest) -> Any:
+    """The JSON body of a call that must have one (Content-Type `application/json`)."""
+    if _media(call) != "application/json" or call.json is None:
+        raise _bad(_BAD_JSON)
+    return call.json
+
+
+class SimulatedGraph(TlsSimulator):
     """Simulated Microsoft Graph on one HTTPS port, and its Entra ID token endpoint on another.
 
     The CA certificate is written to :attr:`ca_path` at construction time (under ``state_dir`` or
@@ -194,29 +178,25 @@ class SimulatedGraph(Simulator):
         port: int = 0,
         state_dir: Path | None = None,
     ) -> None:
-        self._ca = TestCA(None if state_dir is None else Path(state_dir), prefix="sim-graph")
-        super().__init__(host=host, port=port, tls=self._ca)
+        super().__init__(host=host, port=port, state_dir=state_dir)
         self.entra = SimulatedEntraToken(
             tenant_id=tenant_id,
             client_id=client_id,
             client_secret=client_secret,
             host=host,
-            tls=self._ca,
+            tls=self.ca,
             records=self,
         )
         self.users: dict[str, SimUser] = {}
-        self._by_key: dict[str, SimUser] = {}
+        self._by_key: dict[str, SimUser] = {}  # lower-case id and UPN -> user (see find_user)
         self._sent_mail: list[dict[str, Any]] = []
         self._sent_items: dict[str, list[dict[str, Any]]] = {}  # sender object id -> messages
         # Answer reading mail folders with 403, as without Mail.ReadBasic.All / Mail.Read.
         self.mail_read_denied = False
         self._risk_interval: float | None = None  # Identity Protection throttle, seconds
         self._last_risk_call = float("-inf")
-        self.audit_logs = AuditLogs()  # sign-ins and directory audits (local/sim_auditlogs.py)
-        self.ca_path: Path = self._ca.ca_path
-        self.users_delta = UsersDelta()  # GET /users|groups/delta (local/sim_users_delta.py)
-
-    # ------------------------------------------------------------------ lifecycle
+        self.audit_logs = AuditLogs()  # sign-ins and directory audits
+        self.users_delta = UsersDelta()  # GET /users|groups/delta
 
     def start(self) -> None:
         """Serve Graph and its token endpoint, each in a daemon thread."""
@@ -225,10 +205,9 @@ class SimulatedGraph(Simulator):
         self.entra.graph_url = self.graph_url
 
     def stop(self) -> None:
-        """Stop serving both and remove the temporary CA directory."""
+        """Stop serving both and remove a temporary CA directory."""
         super().stop()
         self.entra.stop()
-        self._ca.remove()
 
     # ------------------------------------------------------------------ URLs and tokens
 
@@ -236,13 +215,6 @@ class SimulatedGraph(Simulator):
     def graph_url(self) -> str:
         """``https://localhost:PORT/v1.0``, the simulated ``https://graph.microsoft.com/v1.0``."""
         return f"https://localhost:{self.port}/v1.0"
-
-    def make_session(self) -> requests.Session:
-        """A ``requests.Session`` that trusts only the simulator's CA and ignores proxy/CA env."""
-        session = requests.Session()
-        session.trust_env = False
-        session.verify = str(self.ca_path)
-        return session
 
     # The token side's, reachable here (the settings and the tests name them on the Graph).
     tenant_id = property(lambda self: self.entra.tenant_id)
@@ -252,7 +224,6 @@ class SimulatedGraph(Simulator):
     authority_host = property(lambda self: self.entra.authority_host)
     authority = property(lambda self: self.entra.authority)
     identity_endpoint = property(lambda self: self.entra.identity_endpoint)
-    token_endpoint = property(lambda self: self.entra.token_endpoint)
     token_requests = property(lambda self: self.entra.token_requests)
     issued_tokens = property(lambda self: self.entra.issued_tokens)
 
@@ -263,7 +234,7 @@ class SimulatedGraph(Simulator):
     def add_client_certificate(self, certificate_pem: str | bytes) -> None:
         self.entra.add_client_certificate(certificate_pem)
 
-    # ------------------------------------------------------------------ state
+    # ------------------------------------------------------------------ state and faults
 
     def add_user(self, user: SimUser) -> None:
         with self._lock:
@@ -273,20 +244,14 @@ class SimulatedGraph(Simulator):
 
     def find_user(self, key: str) -> SimUser | None:
         """The user with this object id or userPrincipalName (case-insensitive), if any: from
-        the index kept by add_user, else by looking through them all (users added otherwise)."""
+        the index kept by add_user while it still holds, else by looking through them all (tests
+        also add, rename and delete users in `users` directly)."""
         wanted = key.lower()
         with self._lock:
             hit = self._by_key.get(wanted)
-            if (
-                hit is not None
-                and self.users.get(hit.id) is hit
-                and wanted in (hit.id.lower(), hit.user_principal_name.lower())
-            ):
-                return hit
-            for user in self.users.values():
-                if user.id.lower() == wanted or user.user_principal_name.lower() == wanted:
-                    return user
-        return None
+            if hit is None or self.users.get(hit.id) is not hit or not _is(hit, wanted):
+                hit = next((u for u in self.users.values() if _is(u, wanted)), None)
+            return hit
 
     def graph_requests(self, *, include_batch_items: bool = True) -> list[RecordedRequest]:
         """Recorded requests under ``/v1.0`` (optionally without ``$batch`` sub-requests)."""
@@ -303,6 +268,13 @@ class SimulatedGraph(Simulator):
         with self._lock:
             return list(self._sent_mail)
 
+    def sent_items(self, sender: str) -> list[dict[str, Any]]:
+        """The messages in this user's Sent Items (``id``, ``internetMessageId``, ``subject``,
+        ``toRecipients``, ``sentDateTime``), oldest first."""
+        user = self.find_user(sender)
+        with self._lock:
+            return list(self._sent_items.get(user.id, [])) if user else []
+
     def inject_fault(
         self,
         method: str,
@@ -317,17 +289,15 @@ class SimulatedGraph(Simulator):
         """Answer the next ``times`` matching Graph requests with this response instead (after
         ``delay`` seconds; status 0 answers as usual after the delay).
 
-        ``method`` is an HTTP method or ``"*"``; ``path_regex`` is searched (``re.search``) in the
-        request path without query, e.g. ``/v1.0/users/<id>/revokeSignInSessions``. ``$batch``
-        sub-requests are matched too, with path ``/v1.0/<relative url>``. Faults are checked
-        after authentication and before routing, in the order they were injected. Without
-        ``body`` a Graph error envelope is generated (e.g. ``TooManyRequests`` for 429);
-        ``innerError`` ids are filled in when the body has an ``error`` object without them.
+        ``method`` is an HTTP method or ``"*"``; ``path_regex`` is searched in the request path
+        without query, e.g. ``/v1.0/users/<id>/revokeSignInSessions``; ``$batch`` items match
+        with path ``/v1.0/<relative url>``. Faults are checked after authentication and before
+        routing, in the order they were injected. Without ``body`` a Graph error envelope is
+        generated (e.g. ``TooManyRequests`` for 429); a body's ``error`` gets ``innerError``.
         """
         pattern = re.compile(path_regex)
-        self.faults.add(
-            Fault(method.upper(), pattern, status, dict(headers or {}), body, delay, times)
-        )
+        headers = dict(headers or {})
+        self.faults.add(Fault(method.upper(), pattern, status, headers, body, delay, times))
 
     def limit_identity_protection(self, requests_per_second: float | None = 1.0) -> None:
         """Answer ``riskyUsers`` actions over this rate with 429 and no ``Retry-After``, as Graph
@@ -335,13 +305,6 @@ class SimulatedGraph(Simulator):
         with self._lock:
             self._risk_interval = None if requests_per_second is None else 1 / requests_per_second
             self._last_risk_call = float("-inf")
-
-    def sent_items(self, sender: str) -> list[dict[str, Any]]:
-        """The messages in this user's Sent Items (``id``, ``internetMessageId``, ``subject``,
-        ``toRecipients``), oldest first."""
-        user = self.find_user(sender)
-        with self._lock:
-            return list(self._sent_items.get(user.id, [])) if user else []
 
     def clear_faults(self) -> None:
         self.faults.clear()
@@ -351,7 +314,7 @@ class SimulatedGraph(Simulator):
         """How many injected fault responses are still to be served."""
         return self.faults.pending
 
-    # ------------------------------------------------------------------ Graph (HTTP level)
+    # ------------------------------------------------------------------ HTTP level
 
     def _record(self, request: Request) -> RecordedRequest:
         return graph_record(super()._record(request))
@@ -359,391 +322,212 @@ class SimulatedGraph(Simulator):
     def _answer(self, request: Request, record: RecordedRequest) -> Response:
         path, request_id = record.path, record.request_id
         client_request_id = record.headers.get("client-request-id") or request_id
-        ids = {"request-id": request_id, "client-request-id": client_request_id}
-        beta = path.startswith("/beta/auditLogs/")  # beta: only the reporting APIs
-        if not (beta or path == "/v1.0" or path.startswith("/v1.0/")):
-            return self._reply(_Result(404, {"error": "not_found"}), ids)
-        problem = self._check_bearer(request.headers.get("Authorization", ""))
-        if problem is not None:
-            error_body = self._graph_error(
-                "InvalidAuthenticationToken", problem, request_id, client_request_id
-            )
-            www = (
-                'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/'
-                f'oauth2/authorize", client_id="{GRAPH_APP_ID}"'
-            )
-            return self._reply(_Result(401, error_body, {"WWW-Authenticate": www}), ids)
-        media = media_type(request.headers.get("Content-Type", ""))
-        raw = request.get_data()
-        body: Any = None
-        if raw:
-            text = raw.decode("utf-8", errors="replace")
-            if media == "application/json":
-                try:
-                    body = json.loads(text)
-                except ValueError:
-                    error = self._graph_error(
-                        "BadRequest", _BAD_JSON, request_id, client_request_id
-                    )
-                    return self._reply(_Result(400, error), ids)
-            else:
-                body = text
-        call = _Call(
-            method=request.method,
-            path=path.removeprefix("/beta" if beta else "/v1.0") or "/",
-            query=record.query,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            content_type=media,
-            has_body=bool(raw),
-            body=body,
-            request_id=request_id,
-            client_request_id=client_request_id,
-            beta=beta,
-        )
-        return self._reply(self._graph_call(call, top_level=True), ids)
-
-    @staticmethod
-    def _reply(result: _Result, ids: Mapping[str, str]) -> Response:
-        headers = {**ids, "Cache-Control": "no-cache", **result.headers}
+        ids = (request_id, client_request_id)
+        if not (
+            path.startswith("/beta/auditLogs/") or path == "/v1.0" or path.startswith("/v1.0/")
+        ):
+            result = _Result(404, {"error": "not_found"})
+        elif problem := self._bearer_problem(request.headers.get("Authorization", "")):
+            body = _envelope("InvalidAuthenticationToken", problem, *ids)
+            result = _Result(401, body, {"WWW-Authenticate": _WWW_AUTHENTICATE})
+        elif _media(record) == "application/json" and record.text is not None:
+            result = _Result(400, _envelope("BadRequest", _BAD_JSON, *ids))  # unreadable JSON
+        else:
+            result = self._graph_call(record, client_request_id, top_level=True)
+        headers = {"request-id": request_id, "client-request-id": client_request_id}
+        headers |= {"Cache-Control": "no-cache", **result.headers}
         if result.body is None:
             return Response(status=result.status, headers=headers)
-        return Response(
-            json.dumps(result.body), result.status, headers, content_type=_GRAPH_CONTENT_TYPE
-        )
+        body_text = json.dumps(result.body)
+        return Response(body_text, result.status, headers, content_type=_GRAPH_CONTENT_TYPE)
 
     def _crash(self) -> Response:
         error = {"error": {"code": "generalException", "message": "Simulator error."}}
         return Response(json.dumps(error), 500, content_type="application/json; charset=utf-8")
 
-    def _check_bearer(self, authorization: str) -> str | None:
+    def _bearer_problem(self, authorization: str) -> str | None:
+        """Why the request's own Authorization (the record's is redacted) is refused."""
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return "Access token is empty."
         return self.entra.token_problem(token.strip())
 
-    def _graph_error(
-        self, code: str, message: str, request_id: str, client_request_id: str
-    ) -> dict[str, Any]:
-        return {
-            "error": {
-                "code": code,
-                "message": message,
-                "innerError": self._inner_error(request_id, client_request_id),
-            }
-        }
-
-    @staticmethod
-    def _inner_error(request_id: str, client_request_id: str) -> dict[str, str]:
-        return {
-            "date": _now().strftime("%Y-%m-%dT%H:%M:%S"),
-            "request-id": request_id,
-            "client-request-id": client_request_id,
-        }
-
-    # ------------------------------------------------------------------ Graph (routing)
-
-    def _graph_call(self, call: _Call, *, top_level: bool) -> _Result:
-        fault = self.faults.take(call.method, ("/beta" if call.beta else "/v1.0") + call.path)
+    def _graph_call(
+        self, call: RecordedRequest, client_request_id: str, top_level: bool
+    ) -> _Result:
+        """Answer one call, top-level or a ``$batch`` item: a fault if one matches, else route."""
+        ids = (call.request_id, client_request_id)
+        fault = self.faults.take(call.method, call.path)
         if fault is not None and fault.status:
-            return self._fault_result(fault, call)
-        try:
-            return self._route(call, top_level=top_level)
-        except _BadRequest as exc:
-            return _Result(
-                exc.status,
-                self._graph_error(exc.code, exc.message, call.request_id, call.client_request_id),
-            )
-
-    def _fault_result(self, fault: Fault, call: _Call) -> _Result:
-        headers = dict(fault.headers)
-        if fault.status == 204:
-            return _Result(204, None, headers)
-        if fault.body is None:
-            code, message = _DEFAULT_FAULT_CODES.get(fault.status, ("UnknownError", "Error."))
-            body: Any = self._graph_error(code, message, call.request_id, call.client_request_id)
-        else:
+            if fault.status == 204:
+                return _Result(204, None, dict(fault.headers))
+            if fault.body is None:
+                code, message = _FAULT_CODES.get(fault.status, ("UnknownError", "Error."))
+                return _Result(fault.status, _envelope(code, message, *ids), dict(fault.headers))
             body = json.loads(json.dumps(fault.body))  # a private deep copy
-            error = body.get("error")
-            if isinstance(error, dict) and "innerError" not in error:
-                error["innerError"] = self._inner_error(call.request_id, call.client_request_id)
-        return _Result(fault.status, body, headers)
+            if isinstance(body.get("error"), dict):
+                body["error"].setdefault("innerError", _inner(*ids))
+            return _Result(fault.status, body, dict(fault.headers))
+        try:
+            return self._route(call, top_level)
+        except GraphError as exc:
+            return _Result(exc.status, _envelope(exc.code, exc.message, *ids))
 
-    def _route(self, call: _Call, *, top_level: bool) -> _Result:
-        segments = [unquote(s) for s in call.path.strip("/").split("/")] if call.path != "/" else []
-        method = call.method.upper()
-        match segments:
-            case ["$batch"] if top_level:
-                self._allow(method, "POST")
-                return self._batch(call)
-            case ["auditLogs", ("signIns" | "directoryAudits") as log] if top_level:
-                self._allow(method, "GET")
-                return self._audit_log(call, log)
-            case _ if call.beta:
-                raise _BadRequest(400, "BadRequest", "The simulator serves only auditLogs on beta.")
-            case ["users"]:
-                self._allow(method, "GET")
-                return self._list_users(call)
-            case [("users" | "groups") as kind, "delta"]:
-                self._allow(method, "GET")
-                return self._delta(call, kind)
-            case ["users", key]:
-                self._allow(method, "GET", "PATCH")
-                user = self._require_user(key)
-                if method == "GET":
-                    return _Result(200, self._user_json(user, call.query.get("$select")))
-                return self._patch_user(call, user)
-            case ["users", key, "revokeSignInSessions"]:
-                self._allow(method, "POST")
-                user = self._require_user(key)
-                with self._lock:
-                    user.sign_in_sessions_valid_from = _now()
-                return _Result(
-                    200, {"@odata.context": f"{_GRAPH_CONTEXT}#Edm.Boolean", "value": True}
-                )
-            case ["users", key, "sendMail"]:
-                self._allow(method, "POST")
-                return self._send_mail(call, key)
-            case ["users", key, "mailFolders", folder, "messages"]:
-                self._allow(method, "GET")
-                return self._folder_messages(call, key, folder)
-            case ["identityProtection", "riskyUsers"]:
-                self._allow(method, "GET")
-                with self._lock:
-                    risky = [u for u in self.users.values() if u.risk_state != "none"]
-                return _Result(
-                    200,
-                    {
-                        "@odata.context": f"{_GRAPH_CONTEXT}#identityProtection/riskyUsers",
-                        "value": [self._risky_user_json(u) for u in risky],
-                    },
-                )
-            case ["identityProtection", "riskyUsers", ("confirmCompromised" | "dismiss") as action]:
-                self._allow(method, "POST")
-                with self._lock:
-                    clock = time.monotonic()
-                    interval = self._risk_interval
-                    if interval is not None and clock - self._last_risk_call < interval:
-                        code, message = _DEFAULT_FAULT_CODES[429]
-                        return _Result(  # no Retry-After: Identity Protection sends none
-                            429,
-                            self._graph_error(
-                                code, message, call.request_id, call.client_request_id
-                            ),
-                        )
-                    self._last_risk_call = clock
-                return self._risky_action(call, action)
-            case ["identityProtection", "riskyUsers", key]:
-                self._allow(method, "GET")
-                target = self._find_by_id(key)
-                if target is None:
-                    raise _not_found(key)
-                return _Result(200, self._risky_user_json(target))
-            case _:
-                segment = segments[0] if segments else ""
-                raise _BadRequest(
-                    400, "BadRequest", f"Resource not found for the segment '{segment}'."
-                )
+    def _route(self, call: RecordedRequest, top_level: bool) -> _Result:
+        beta = call.path.startswith("/beta/")  # where only the reporting APIs are served
+        relative = call.path.removeprefix("/beta" if beta else "/v1.0") or "/"
+        for pattern, methods in _ROUTES.items():
+            if (m := re.fullmatch(pattern, relative)) is None:
+                continue
+            if not top_level and pattern in _TOP_LEVEL_ONLY:
+                break
+            if call.method not in methods:
+                message = "Specified HTTP method is not allowed for the request target."
+                raise _bad(message, "Request_BadRequest", 405)
+            return methods[call.method](self, call, *(unquote(g) for g in m.groups()))
+        if beta:
+            raise _bad("The simulator serves only auditLogs on beta.")
+        segment = unquote(relative.strip("/").split("/")[0])
+        raise _bad(f"Resource not found for the segment '{segment}'.")
 
-    @staticmethod
-    def _allow(method: str, *allowed: str) -> None:
-        if method not in allowed:
-            raise _BadRequest(
-                405,
-                "Request_BadRequest",
-                "Specified HTTP method is not allowed for the request " "target.",
-            )
+    # ------------------------------------------------------------------ users
 
-    def _require_user(self, key: str) -> SimUser:
+    def _require_user(self, key: str, *, by_id: bool = False) -> SimUser:
+        """`by_id`: Identity Protection takes object ids only (a UPN there is a client bug)."""
         user = self.find_user(key)
-        if user is None:
+        if user is None or (by_id and user.id.lower() != key.lower()):
             raise _not_found(key)
         return user
 
-    def _find_by_id(self, object_id: str) -> SimUser | None:
+    def _user_json(self, user: SimUser, names: list[str] | tuple[str, ...]) -> dict[str, Any]:
         with self._lock:
-            for user in self.users.values():
-                if user.id.lower() == object_id.lower():
-                    return user
-        return None
+            valid_from = user.sign_in_sessions_valid_from
+            props = {
+                "id": user.id,
+                "userPrincipalName": user.user_principal_name,
+                "mail": user.mail,
+                "displayName": user.display_name,
+                "accountEnabled": user.account_enabled,
+                "onPremisesSyncEnabled": user.on_premises_sync_enabled,
+                "signInSessionsValidFromDateTime": _iso(valid_from) if valid_from else None,
+            }
+        return {name: props.get(name) for name in names}
 
     @staticmethod
-    def _require_json(call: _Call) -> Any:
-        if not call.has_body or call.content_type != "application/json":
-            raise _BadRequest(400, "BadRequest", _BAD_JSON)
-        return call.body
-
-    # users ---------------------------------------------------------------
-
-    @staticmethod
-    def _user_properties(user: SimUser) -> dict[str, Any]:
-        valid_from = user.sign_in_sessions_valid_from
-        return {
-            "id": user.id,
-            "userPrincipalName": user.user_principal_name,
-            "mail": user.mail,
-            "displayName": user.display_name,
-            "accountEnabled": user.account_enabled,
-            "onPremisesSyncEnabled": user.on_premises_sync_enabled,
-            "signInSessionsValidFromDateTime": _iso(valid_from) if valid_from else None,
-        }
-
-    def _select(self, select: str | None) -> list[str]:
-        if select is None:
-            return list(_DEFAULT_USER_PROPERTIES)
-        known = {name.lower(): name for name in self._user_properties(_PROTOTYPE_USER)}
-        known.update({name.lower(): name for name in _UNMODELLED_USER_PROPERTIES})
+    def _select(call: RecordedRequest) -> tuple[list[str], str]:
+        """The properties ``$select`` asks for (the default ones without it) and the entity set's
+        shape for ``@odata.context``."""
+        select = call.query.get("$select")
         chosen: list[str] = []
-        for raw_name in select.split(","):
-            name = raw_name.strip()
-            if not name:
-                continue
-            canonical = known.get(name.lower())
+        for name in filter(None, (n.strip() for n in (select or "").split(","))):
+            canonical = _KNOWN_USER_PROPERTIES.get(name.lower())
             if canonical is None:
-                raise _BadRequest(
-                    400,
-                    "Request_BadRequest",
-                    f"Parsing OData Select and Expand failed: Could not find a property named "
+                raise _bad(
+                    "Parsing OData Select and Expand failed: Could not find a property named "
                     f"'{name}' on type 'microsoft.graph.user'.",
+                    "Request_BadRequest",
                 )
             if canonical not in chosen:
                 chosen.append(canonical)
-        return chosen or list(_DEFAULT_USER_PROPERTIES)
+        names = chosen or list(_USER_PROPERTIES[:6])
+        return names, f"users({','.join(names)})" if select else "users"
 
-    def _user_json(
-        self, user: SimUser, select: str | None, *, entity: bool = True
-    ) -> dict[str, Any]:
-        names = self._select(select)
-        with self._lock:
-            props = self._user_properties(user)
-        out: dict[str, Any] = {}
-        if entity:
-            shape = f"users({','.join(names)})" if select else "users"
-            out["@odata.context"] = f"{_GRAPH_CONTEXT}#{shape}/$entity"
-        for name in names:
-            out[name] = props.get(name)
-        return out
+    def _get_user(self, call: RecordedRequest, key: str) -> _Result:
+        user = self._require_user(key)
+        names, shape = self._select(call)
+        body = {"@odata.context": f"{_GRAPH_CONTEXT}#{shape}/$entity"}
+        return _Result(200, body | self._user_json(user, names))
 
-    def _list_users(self, call: _Call) -> _Result:
-        flt = call.query.get("$filter")
+    def _list_users(self, call: RecordedRequest) -> _Result:
+        names, shape = self._select(call)
         with self._lock:
-            candidates = list(self.users.values())
-        if flt:
+            users = list(self.users.values())
+        if flt := call.query.get("$filter"):
             m = re.fullmatch(r"\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*", flt)
-            field_map = {"mail": "mail", "userprincipalname": "user_principal_name", "id": "id"}
-            if m is None or m.group(1).lower() not in field_map:
-                raise _BadRequest(
-                    400,
-                    "Request_UnsupportedQuery",
+            if m is None or m.group(1).lower() not in _USER_FILTER:
+                raise _bad(
                     f"Unsupported or invalid query filter clause specified: '{flt}'. The "
                     "simulator supports \"mail|userPrincipalName|id eq '...'\".",
+                    "Request_UnsupportedQuery",
                 )
-            attribute = field_map[m.group(1).lower()]
+            attribute = _USER_FILTER[m.group(1).lower()]
             wanted = m.group(2).replace("''", "'").lower()
-            candidates = [u for u in candidates if str(getattr(u, attribute)).lower() == wanted]
-        select = call.query.get("$select")
-        shape = f"users({','.join(self._select(select))})" if select else "users"
-        return _Result(
-            200,
-            {
-                "@odata.context": f"{_GRAPH_CONTEXT}#{shape}",
-                "value": [self._user_json(u, select, entity=False) for u in candidates],
-            },
-        )
+            users = [u for u in users if str(getattr(u, attribute)).lower() == wanted]
+        value = [self._user_json(u, names) for u in users]
+        return _Result(200, {"@odata.context": f"{_GRAPH_CONTEXT}#{shape}", "value": value})
 
-    def _delta(self, call: _Call, kind: str) -> _Result:
-        """`/users/delta` and `/groups/delta` (local/sim_users_delta.py)."""
+    def _patch_user(self, call: RecordedRequest, key: str) -> _Result:
+        user = self._require_user(key)
+        body = _json(call)
+        if not isinstance(body, dict):
+            raise _bad(_BAD_JSON)
+        for name, value in body.items():
+            if name not in _PATCHABLE:
+                text = f"Property '{name}' is read-only or not modelled by the simulator."
+                raise _bad(text, "Request_BadRequest")
+            expected = _PATCHABLE[name][1]
+            if not isinstance(value, expected):
+                text = f"Cannot convert the literal '{value}' to the expected type"
+                raise _bad(f"{text} '{_EDM_TYPE[expected]}'.", "Request_BadRequest")
+        with self._lock:
+            for name, value in body.items():
+                setattr(user, _PATCHABLE[name][0], value)
+        return _Result(204)
+
+    def _revoke(self, call: RecordedRequest, key: str) -> _Result:
+        user = self._require_user(key)
+        with self._lock:
+            user.sign_in_sessions_valid_from = _now()
+        return _Result(200, {"@odata.context": f"{_GRAPH_CONTEXT}#Edm.Boolean", "value": True})
+
+    def _delta(self, call: RecordedRequest, kind: str) -> _Result:
         if kind == "users":
-            select = self._select(call.query.get("$select"))
+            select = self._select(call)[0]
             with self._lock:
-                objects = {u.id: self._user_properties(u) for u in self.users.values()}
+                users = list(self.users.values())
+            objects = {u.id: self._user_json(u, _USER_PROPERTIES) for u in users}
         else:
             wanted = (call.query.get("$select") or "displayName,members").split(",")
             select = [p for p in ("displayName", "members") if p in wanted]
             objects = self.users_delta.group_objects()
         base = f"https://localhost:{self.port}/v1.0"
-        try:
-            body = self.users_delta.answer(kind, call.query, objects, select, base)
-        except DeltaError as exc:
-            ids = (call.request_id, call.client_request_id)
-            return _Result(exc.status, self._graph_error(exc.code, exc.message, *ids))
-        return _Result(200, body)
+        return _Result(200, self.users_delta.answer(kind, call.query, objects, select, base))
 
-    def _audit_log(self, call: _Call, log: str) -> _Result:
-        base = f"https://localhost:{self.port}/{'beta' if call.beta else 'v1.0'}"
-        try:
-            return _Result(200, self.audit_logs.answer(log, call.query, base, call.beta))
-        except ReportError as exc:
-            ids = (call.request_id, call.client_request_id)
-            return _Result(exc.status, self._graph_error(exc.code, exc.message, *ids), exc.headers)
+    def _audit_log(self, call: RecordedRequest, log: str) -> _Result:
+        beta = call.path.startswith("/beta/")
+        base = f"https://localhost:{self.port}/{'beta' if beta else 'v1.0'}"
+        return _Result(200, self.audit_logs.answer(log, call.query, base, beta))
 
-    def _patch_user(self, call: _Call, user: SimUser) -> _Result:
-        body = self._require_json(call)
-        if not isinstance(body, dict):
-            raise _BadRequest(400, "BadRequest", _BAD_JSON)
-        updates: dict[str, Any] = {}
-        for name, value in body.items():
-            if name == "accountEnabled":
-                if not isinstance(value, bool):
-                    raise _BadRequest(
-                        400,
-                        "Request_BadRequest",
-                        f"Cannot convert the literal '{value}' to the expected type 'Edm.Boolean'.",
-                    )
-                updates["account_enabled"] = value
-            elif name == "displayName":
-                if not isinstance(value, str):
-                    raise _BadRequest(400, "Request_BadRequest", "Invalid value for displayName.")
-                updates["display_name"] = value
-            else:
-                raise _BadRequest(
-                    400,
-                    "Request_BadRequest",
-                    f"Property '{name}' is read-only or not modelled by the simulator.",
-                )
+    # ------------------------------------------------------------------ mail
+
+    def _mailbox(self, key: str) -> SimUser:
+        user = self.find_user(key)
+        if user is None:
+            raise _bad(f"The requested user '{key}' is invalid.", "ErrorInvalidUser", 404)
+        return user
+
+    def _send_mail(self, call: RecordedRequest, sender_key: str) -> _Result:
+        """The JSON ``sendMail`` (Vigil sends no MIME)."""
+        sender, body = self._mailbox(sender_key), _json(call)
+        if problem := _send_mail_problem(body):
+            raise _bad(problem[1], problem[0])
+        message, save = body["message"], body.get("saveToSentItems", True)
         with self._lock:
-            for attribute, value in updates.items():
-                setattr(user, attribute, value)
-        return _Result(204)
-
-    # mail ----------------------------------------------------------------
-
-    def _send_mail(self, call: _Call, sender_key: str) -> _Result:
-        sender = self.find_user(sender_key)
-        if sender is None:
-            raise _BadRequest(
-                404, "ErrorInvalidUser", f"The requested user '{sender_key}' is invalid."
+            self._sent_mail.append(
+                {
+                    "sender": sender_key,
+                    "sender_id": sender.id,
+                    "message": message,
+                    "saveToSentItems": save,
+                }
             )
-        if call.has_body and call.content_type == "text/plain":
-            mime_b64 = call.body if isinstance(call.body, str) else ""
-            try:
-                mime = base64.b64decode(mime_b64.strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                mime = ""
-            if not mime:
-                raise _BadRequest(
-                    400,
-                    "ErrorMimeContentInvalidBase64String",
-                    "Invalid base64 string for MIME content.",
-                )
-            entry: dict[str, Any] = {"sender": sender_key, "sender_id": sender.id, "mime": mime}
-        else:
-            body = self._require_json(call)
-            message, save = _validate_send_mail(body)
-            entry = {
-                "sender": sender_key,
-                "sender_id": sender.id,
-                "message": message,
-                "saveToSentItems": save,
-            }
-        with self._lock:
-            self._sent_mail.append(entry)
-            if entry.get("saveToSentItems"):
-                message = entry["message"]
+            if save:
+                domain = sender.user_principal_name.partition("@")[2]
                 self._sent_items.setdefault(sender.id, []).append(
                     {
                         "id": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
                         "internetMessageId": message.get("internetMessageId")
-                        or f"<{uuid.uuid4().hex}@{sender.user_principal_name.partition('@')[2]}>",
+                        or f"<{uuid.uuid4().hex}@{domain}>",
                         "subject": message.get("subject"),
                         "toRecipients": message.get("toRecipients", []),
                         "sentDateTime": _iso(_now()),
@@ -751,63 +535,47 @@ class SimulatedGraph(Simulator):
                 )
         return _Result(202)
 
-    def _folder_messages(self, call: _Call, user_key: str, folder: str) -> _Result:
-        """``GET /users/{id}/mailFolders/sentitems/messages``, with ``$filter`` on
-        ``internetMessageId eq '...'`` (the only filter modelled) and ``$select``."""
-        user = self.find_user(user_key)
-        if user is None:
-            raise _BadRequest(
-                404, "ErrorInvalidUser", f"The requested user '{user_key}' is invalid."
-            )
+    def _folder_messages(self, call: RecordedRequest, user_key: str, folder: str) -> _Result:
+        """Sent Items only, with ``$filter`` on ``internetMessageId eq '...'`` and ``$select``."""
+        user = self._mailbox(user_key)
         if self.mail_read_denied:
-            raise _BadRequest(403, "ErrorAccessDenied", "Access is denied. Check credentials.")
+            raise _bad("Access is denied. Check credentials.", "ErrorAccessDenied", 403)
         if folder.lower() != "sentitems":
-            raise _BadRequest(
-                404, "ErrorInvalidIdMalformed", "The simulator models only the sentitems folder."
-            )
+            text = "The simulator models only the sentitems folder."
+            raise _bad(text, "ErrorInvalidIdMalformed", 404)
         with self._lock:
             messages = list(self._sent_items.get(user.id, []))
-        flt = call.query.get("$filter")
-        if flt:
+        if flt := call.query.get("$filter"):
             m = re.fullmatch(r"\s*internetMessageId\s+eq\s+'((?:[^']|'')*)'\s*", flt)
             if m is None:
-                raise _BadRequest(
-                    400,
-                    "ErrorInvalidUrlQueryFilter",
-                    "The simulator supports \"internetMessageId eq '...'\" only.",
-                )
+                text = "The simulator supports \"internetMessageId eq '...'\" only."
+                raise _bad(text, "ErrorInvalidUrlQueryFilter")
             wanted = m.group(1).replace("''", "'")
             messages = [x for x in messages if x["internetMessageId"] == wanted]
-        select = [f.strip() for f in (call.query.get("$select") or "").split(",") if f.strip()]
+        select = {f.strip() for f in call.query.get("$select", "").split(",")} - {""}
         value = [{k: v for k, v in x.items() if not select or k in select} for x in messages]
-        return _Result(
-            200,
-            {
-                "@odata.context": f"{_GRAPH_CONTEXT}#users('{user_key}')/mailFolders"
-                f"('{folder}')/messages",
-                "value": value,
-            },
-        )
+        context = f"{_GRAPH_CONTEXT}#users('{user_key}')/mailFolders('{folder}')/messages"
+        return _Result(200, {"@odata.context": context, "value": value})
 
-    # identity protection ---------------------------------------------------
+    # ------------------------------------------------------------------ identity protection
 
-    def _risky_action(self, call: _Call, action: str) -> _Result:
-        body = self._require_json(call)
+    def _risky_user(self, call: RecordedRequest, key: str) -> _Result:
+        return _Result(200, self._risky_user_json(self._require_user(key, by_id=True)))
+
+    def _risky_action(self, call: RecordedRequest, action: str) -> _Result:
+        with self._lock:
+            clock, interval = time.monotonic(), self._risk_interval
+            if interval is not None and clock - self._last_risk_call < interval:
+                raise _bad("Too many requests.", "TooManyRequests", 429)  # and no Retry-After
+            self._last_risk_call = clock
+        body = _json(call)
         ids = body.get("userIds") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
-            raise _BadRequest(
-                400, "BadRequest", "The request body must contain a non-empty 'userIds' array."
-            )
-        users: list[SimUser] = []
-        for object_id in ids:
-            user = self._find_by_id(object_id)
-            if user is None:  # userIds are object ids; a UPN here is a client bug
-                raise _not_found(object_id)
-            users.append(user)
-        state = "confirmedCompromised" if action == "confirmCompromised" else "dismissed"
+            raise _bad("The request body must contain a non-empty 'userIds' array.")
+        users = [self._require_user(object_id, by_id=True) for object_id in ids]
         with self._lock:
             for user in users:
-                user.risk_state = state
+                user.risk_state = _RISK_STATE_AFTER[action]
         return _Result(204)
 
     def _risky_user_json(self, user: SimUser) -> dict[str, Any]:
@@ -824,76 +592,44 @@ class SimulatedGraph(Simulator):
                 "userPrincipalName": user.user_principal_name,
             }
 
-    # $batch ----------------------------------------------------------------
+    # ------------------------------------------------------------------ $batch
 
-    def _batch(self, call: _Call) -> _Result:
-        body = self._require_json(call)
-        items = body.get("requests") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not items:
-            raise _BadRequest(400, "BadRequest", "Invalid batch payload format.")
-        if len(items) > _MAX_BATCH:
-            raise _BadRequest(
-                400,
-                "BadRequest",
-                f"The number of requests in the batch ({len(items)}) exceeds the limit of "
-                f"{_MAX_BATCH}.",
-            )
-        parsed = _validate_batch(items)
-
-        statuses: dict[str, int] = {}
+    def _batch(self, call: RecordedRequest) -> _Result:
+        client_request_id = call.headers.get("client-request-id") or call.request_id
+        statuses: dict[str, int] = {}  # lower-case id -> status
         responses: list[dict[str, Any]] = []
-        for item in parsed:
-            sub_request_id = str(uuid.uuid4())
-            failed = [d for d in item.depends_on if not 200 <= statuses[d.lower()] < 300]
-            parts = urlsplit(item.url)
-            path = "/" + parts.path.lstrip("/")
-            query = single_query(parts.query)
-            media = media_type(item.headers.get("content-type", ""))
-            record = RecordedRequest(
-                method=item.method,
-                path="/v1.0" + path,
-                query=query,
-                headers=dict(item.headers),
-                json=item.body if item.has_body and media == "application/json" else None,
-                text=item.body if item.has_body and isinstance(item.body, str) else None,
-                request_id=sub_request_id,
+        for item in _batch_items(_json(call)):
+            url = urlsplit(item["url"])
+            body, headers = item.get("body"), item["headers"]
+            is_json = media_type(headers.get("content-type", "")) == "application/json"
+            sub = RecordedRequest(
+                method=item["method"],
+                path="/v1.0/" + url.path.lstrip("/"),
+                query=single_query(url.query),
+                headers=headers,
+                json=body if is_json else None,
+                text=body if isinstance(body, str) else None,
+                request_id=str(uuid.uuid4()),
                 via_batch=True,
-                batch_item_id=item.id,
+                batch_item_id=item["id"],
             )
+            failed = [d for d in item["dependsOn"] if not 200 <= statuses[d.lower()] < 300]
             if failed:
-                result = _Result(
-                    424,
-                    self._graph_error(
-                        "FailedDependency",
-                        f"The request depends on request '{failed[0]}', which failed.",
-                        sub_request_id,
-                        call.client_request_id,
-                    ),
-                )
+                text = f"The request depends on request '{failed[0]}', which failed."
+                envelope = _envelope("FailedDependency", text, sub.request_id, client_request_id)
+                result = _Result(424, envelope)
             else:
-                sub = _Call(
-                    method=item.method,
-                    path=path,
-                    query=query,
-                    headers=item.headers,
-                    content_type=media,
-                    has_body=item.has_body,
-                    body=item.body,
-                    request_id=sub_request_id,
-                    client_request_id=call.client_request_id,
-                )
-                result = self._graph_call(sub, top_level=False)
-            record.status = result.status
-            self._keep(record)
-            statuses[item.id.lower()] = result.status
-            item_headers = dict(result.headers)
+                result = self._graph_call(sub, client_request_id, top_level=False)
+            sub.status = statuses[item["id"].lower()] = result.status
+            self._keep(sub)
+            answered = dict(result.headers)
             if result.body is not None:
-                item_headers.setdefault("Content-Type", _GRAPH_CONTENT_TYPE)
+                answered.setdefault("Content-Type", _GRAPH_CONTENT_TYPE)
             responses.append(
                 {
-                    "id": item.id,
+                    "id": item["id"],
                     "status": result.status,
-                    "headers": item_headers,
+                    "headers": answered,
                     "body": result.body,
                 }
             )
@@ -901,128 +637,119 @@ class SimulatedGraph(Simulator):
         return _Result(200, {"responses": responses})
 
 
-@dataclass
-class _BatchItem:
-    id: str
-    method: str
-    url: str
-    headers: dict[str, str]
-    has_body: bool
-    body: Any
-    depends_on: list[str]
+def _is(user: SimUser, wanted: str) -> bool:
+    return wanted in (user.id.lower(), user.user_principal_name.lower())
 
 
-def _validate_batch(items: list[Any]) -> list[_BatchItem]:
-    def bad(message: str) -> _BadRequest:
-        return _BadRequest(400, "BadRequest", message)
+_Handler = Callable[..., _Result]
+_AUDIT_LOGS = r"/auditLogs/(signIns|directoryAudits)"
+_TOP_LEVEL_ONLY = {r"/\$batch", _AUDIT_LOGS}
+# Path (under /v1.0) -> method -> handler(self, call, *path parameters); the first path that
+# matches decides (405 for another method).
+_ROUTES: dict[str, dict[str, _Handler]] = {
+    r"/\$batch": {"POST": SimulatedGraph._batch},
+    _AUDIT_LOGS: {"GET": SimulatedGraph._audit_log},
+    r"/users": {"GET": SimulatedGraph._list_users},
+    r"/(users|groups)/delta": {"GET": SimulatedGraph._delta},
+    r"/users/([^/]+)": {"GET": SimulatedGraph._get_user, "PATCH": SimulatedGraph._patch_user},
+    r"/users/([^/]+)/revokeSignInSessions": {"POST": SimulatedGraph._revoke},
+    r"/users/([^/]+)/sendMail": {"POST": SimulatedGraph._send_mail},
+    r"/users/([^/]+)/mailFolders/([^/]+)/messages": {"GET": SimulatedGraph._folder_messages},
+    r"/identityProtection/riskyUsers/(confirmCompromised|dismiss)": {
+        "POST": SimulatedGraph._risky_action
+    },
+    r"/identityProtection/riskyUsers/([^/]+)": {"GET": SimulatedGraph._risky_user},
+}
 
-    seen: set[str] = set()
-    parsed: list[_BatchItem] = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise bad("Invalid batch payload format.")
-        item_id, method, url = item.get("id"), item.get("method"), item.get("url")
-        if not isinstance(item_id, str) or not item_id:
-            raise bad("Each batch request must have a non-empty string 'id'.")
-        if item_id.lower() in seen:
-            raise bad(f"Batch request id '{item_id}' is duplicated; ids must be unique.")
-        if not isinstance(method, str) or method.upper() not in {
-            "GET",
-            "POST",
-            "PATCH",
-            "PUT",
-            "DELETE",
-        }:
-            raise bad(f"Batch request '{item_id}' has an invalid 'method'.")
-        if not isinstance(url, str) or not url or "://" in url:
-            raise bad(f"Batch request '{item_id}' must have a relative 'url'.")
-        if url.lstrip("/").split("?", 1)[0].strip("/").lower() == "$batch":
-            raise bad("Nested $batch requests are not supported.")
-        raw_headers = item.get("headers", {})
-        if not isinstance(raw_headers, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in raw_headers.items()
-        ):
-            raise bad(f"Batch request '{item_id}' has invalid 'headers'.")
-        headers = {k.lower(): v for k, v in raw_headers.items()}
-        has_body = "body" in item and item["body"] is not None
-        if has_body and "content-type" not in headers:
-            raise bad(f"Write request id : {item_id} does not contain Content-Type header or body.")
-        depends_on = item.get("dependsOn", [])
-        if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
-            raise bad(f"Batch request '{item_id}' has an invalid 'dependsOn'.")
-        for dep in depends_on:
-            if dep.lower() not in seen:
-                raise bad(
-                    f"Batch request '{item_id}' depends on '{dep}', which is not an earlier "
-                    "request in the batch."
-                )
-        seen.add(item_id.lower())
-        parsed.append(
-            _BatchItem(
-                id=item_id,
-                method=method.upper(),
-                url=url,
-                headers=headers,
-                has_body=has_body,
-                body=item.get("body"),
-                depends_on=list(depends_on),
-            )
+
+def _first(rules: list[tuple[bool, str]]) -> str | None:
+    """The message of the first rule that failed (rules: (failed, message))."""
+    return next((message for failed, message in rules if failed), None)
+
+
+def _batch_items(body: Any) -> list[dict[str, Any]]:
+    """The batch's requests, checked as Graph does (400 for the whole batch on the first
+    problem), with lower-case header names and upper-case methods."""
+    items = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+        raise _bad("Invalid batch payload format.")
+    if len(items) > _MAX_BATCH:
+        raise _bad(
+            f"The number of requests in the batch ({len(items)}) exceeds the limit of "
+            f"{_MAX_BATCH}."
         )
-    return parsed
+    seen: set[str] = set()
+    for item in items:
+        item_id, method, url = item.get("id"), item.get("method"), item.get("url")
+        headers, depends = item.get("headers", {}), item.get("dependsOn", [])
+        named = f"Batch request '{item_id}'"
+        problem = _first(
+            [
+                (not isinstance(item_id, str) or not item_id, "Each batch request must have a "
+                 "non-empty string 'id'."),
+                (str(item_id).lower() in seen, f"{named} id is duplicated; ids must be unique."),
+                (str(method).upper() not in _BATCH_METHODS, f"{named} has an invalid 'method'."),
+                (not isinstance(url, str) or not url or "://" in url,
+                 f"{named} must have a relative 'url'."),
+                (str(url).lstrip("/").split("?")[0].strip("/").lower() == "$batch",
+                 "Nested $batch requests are not supported."),
+                (not isinstance(headers, dict)
+                 or not all(isinstance(v, str) for v in [*headers, *headers.values()]),
+                 f"{named} has invalid 'headers'."),
+                (item.get("body") is not None
+                 and "content-type" not in {str(k).lower() for k in headers or {}},
+                 f"Write request id : {item_id} does not contain Content-Type header or body."),
+                (not isinstance(depends, list)
+                 or not all(isinstance(d, str) and d.lower() in seen for d in depends),
+                 f"{named} depends on {depends}, which are not all earlier requests in the batch."),
+            ]
+        )  # fmt: skip
+        if problem:
+            raise _bad(problem)
+        seen.add(str(item_id).lower())
+    return [  # copies: the recorded request keeps what was sent
+        i
+        | {
+            "method": i["method"].upper(),
+            "headers": {k.lower(): v for k, v in i.get("headers", {}).items()},
+            "dependsOn": i.get("dependsOn", []),
+        }
+        for i in items
+    ]
 
 
-def _validate_send_mail(body: Any) -> tuple[dict[str, Any], bool]:
-    """Check the documented ``sendMail`` JSON shape; return (message, saveToSentItems)."""
-
-    def bad(message: str, code: str = "ErrorInvalidRequest") -> _BadRequest:
-        return _BadRequest(400, code, message)
-
-    if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
-        raise bad("The request body must contain a 'message' object.")
-    message: dict[str, Any] = body["message"]
-    save = body.get("saveToSentItems", True)
-    if not isinstance(save, bool):
-        raise bad("'saveToSentItems' must be a boolean.")
-    if "subject" in message and not isinstance(message["subject"], str | None):
-        raise bad("'message.subject' must be a string.")
-    content = message.get("body")
-    if content is not None and (
-        not isinstance(content, dict)
-        or str(content.get("contentType", "text")).lower() not in {"text", "html"}
-        or not isinstance(content.get("content", ""), str)
-    ):
-        raise bad('\'message.body\' must be {"contentType": "Text|HTML", "content": str}.')
-    recipients = 0
-    for key in ("toRecipients", "ccRecipients", "bccRecipients"):
-        value = message.get(key, [])
-        if not isinstance(value, list):
-            raise bad(f"'message.{key}' must be an array of recipients.")
-        for recipient in value:
-            address = (
-                recipient.get("emailAddress", {}).get("address")
-                if isinstance(recipient, dict) and isinstance(recipient.get("emailAddress"), dict)
-                else None
-            )
-            if not isinstance(address, str) or "@" not in address:
-                raise bad("At least one recipient is not valid.", "ErrorInvalidRecipients")
-            recipients += 1
-    if recipients == 0:
-        raise bad("At least one recipient is not valid.", "ErrorInvalidRecipients")
-    message_id = message.get("internetMessageId")
-    if message_id is not None and (
-        not isinstance(message_id, str) or not re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", message_id)
-    ):
-        raise bad("'message.internetMessageId' must be '<id@domain>' (RFC 5322).")
-    return message, save
+def _send_mail_problem(body: Any) -> tuple[str, str] | None:
+    """(code, message) when a ``sendMail`` JSON body is not of the documented shape."""
+    message = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(message, dict):
+        return "ErrorInvalidRequest", "The request body must contain a 'message' object."
+    content, message_id = message.get("body"), message.get("internetMessageId")
+    lists = [message.get(k, []) for k in ("toRecipients", "ccRecipients", "bccRecipients")]
+    recipients = [r for value in lists if isinstance(value, list) for r in value]
+    invalid = _first(
+        [
+            (not isinstance(body.get("saveToSentItems", True), bool),
+             "'saveToSentItems' must be a boolean."),
+            (not isinstance(message.get("subject"), str | None),
+             "'message.subject' must be a string."),
+            (content is not None and not (
+                isinstance(content, dict)
+                and str(content.get("contentType", "text")).lower() in {"text", "html"}
+                and isinstance(content.get("content", ""), str)),
+             '\'message.body\' must be {"contentType": "Text|HTML", "content": str}.'),
+            (not all(isinstance(value, list) for value in lists),
+             "'message.toRecipients', 'ccRecipients' and 'bccRecipients' must be arrays."),
+            (message_id is not None and not re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", str(message_id)),
+             "'message.internetMessageId' must be '<id@domain>' (RFC 5322)."),
+        ]
+    )  # fmt: skip
+    if invalid:
+        return "ErrorInvalidRequest", invalid
+    if not recipients or not all("@" in str(_address(r)) for r in recipients):
+        return "ErrorInvalidRecipients", "At least one recipient is not valid."
+    return None
 
 
-def _not_found(key: str) -> _BadRequest:
-    return _BadRequest(
-        404,
-        "Request_ResourceNotFound",
-        f"Resource '{key}' does not exist or one of its queried reference-property objects are "
-        "not present.",
-    )
-
-
-_PROTOTYPE_USER = SimUser(id="", user_principal_name="", mail="")
+def _address(recipient: Any) -> Any:
+    email = recipient.get("emailAddress") if isinstance(recipient, dict) else None
+    return email.get("address") if isinstance(email, dict) else None

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from local.sim_graph import SimulatedGraph, SimUser
-from local.sim_users_delta import SimGroup
+from local.sim_graph import SimGroup, SimulatedGraph, SimUser
 from shared import storage as st
 from shared.entra import users_delta
 from shared.entra.groups_delta import sync_groups

@@ -3,7 +3,8 @@ Entra token endpoint (tested on its own in test_sim_entra_token.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,69 +19,30 @@ ALICE_ID = "11111111-1111-4111-8111-111111111111"
 BOB_ID = "22222222-2222-4222-8222-222222222222"
 SENDER_ID = "33333333-3333-4333-8333-333333333333"
 UNKNOWN_ID = "99999999-9999-4999-8999-999999999999"
+NOT_FOUND = "does not exist or one of its queried reference-property objects are not present."
+MESSAGE = {
+    "subject": "Vigil security notice",
+    "body": {"contentType": "HTML", "content": "<p>Seen.</p>"},
+    "toRecipients": [{"emailAddress": {"address": "alice@contoso.com"}}],
+}
 
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[SimulatedGraph]:
     graph = SimulatedGraph(state_dir=tmp_path / "sim-graph")
-    graph.add_user(
-        SimUser(
-            id=ALICE_ID,
-            user_principal_name="alice@contoso.com",
-            mail="alice@contoso.com",
-            display_name="Alice",
-        )
-    )
-    graph.add_user(
-        SimUser(
-            id=BOB_ID,
-            user_principal_name="bob@contoso.com",
-            mail="bob.smith@contoso.com",
-            display_name="Bob",
-            on_premises_sync_enabled=True,
-        )
-    )
-    graph.add_user(
-        SimUser(
-            id=SENDER_ID,
-            user_principal_name="vigil@contoso.com",
-            mail="vigil@contoso.com",
-            display_name="Vigil",
-        )
-    )
+    for uid, upn, mail, name in [
+        (ALICE_ID, "alice@contoso.com", "alice@contoso.com", "Alice"),
+        (BOB_ID, "bob@contoso.com", "bob.smith@contoso.com", "Bob"),
+        (SENDER_ID, "vigil@contoso.com", "vigil@contoso.com", "Vigil"),
+    ]:
+        graph.add_user(SimUser(uid, upn, mail, name, on_premises_sync_enabled=uid == BOB_ID))
     with graph:
         yield graph
 
 
-def _session(sim: SimulatedGraph) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = str(sim.ca_path)
-    return session
-
-
-def _app(
-    sim: SimulatedGraph, session: requests.Session, credential: Any = None
-) -> msal.ConfidentialClientApplication:
-    return msal.ConfidentialClientApplication(
-        sim.client_id,
-        authority=f"{sim.authority_host}/{sim.tenant_id}",
-        client_credential=sim.client_secret if credential is None else credential,
-        instance_discovery=False,
-        http_client=session,
-    )
-
-
-@pytest.fixture
-def http(sim: SimulatedGraph) -> Iterator[requests.Session]:
-    session = _session(sim)
-    yield session
-    session.close()
-
-
 @dataclass
 class Client:
-    """Graph calls with a token from the token endpoint (unless the call brings its own)."""
+    """Graph calls with a token MSAL got from the token endpoint (unless a call brings its own)."""
 
     sim: SimulatedGraph
     http: requests.Session
@@ -102,17 +64,106 @@ class Client:
 
 
 @pytest.fixture
-def g(sim: SimulatedGraph, http: requests.Session) -> Client:
-    result = _app(sim, http).acquire_token_for_client(scopes=[GRAPH_SCOPE])
-    assert isinstance(result["access_token"], str)
-    return Client(sim, http, result["access_token"])
+def g(sim: SimulatedGraph) -> Iterator[Client]:
+    with sim.make_session() as http:
+        app = msal.ConfidentialClientApplication(
+            sim.client_id,
+            authority=f"{sim.authority_host}/{sim.tenant_id}",
+            client_credential=sim.client_secret,
+            instance_discovery=False,
+            http_client=http,
+        )
+        result = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
+        assert isinstance(result["access_token"], str)
+        yield Client(sim, http, result["access_token"])
 
 
-def _auth(token: str, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", **extra}
+def state(sim: SimulatedGraph) -> Any:
+    """What a refused request must leave as it was."""
+    users = copy.deepcopy(sorted(sim.users.values(), key=lambda u: u.id))
+    return users, sim.sent_mail, [r for r in sim.requests if r.via_batch]
 
 
-# --------------------------------------------------------------------------- Graph
+def batch(*items: dict[str, Any]) -> dict[str, Any]:
+    return {"json": {"requests": list(items)}}
+
+
+GET_USERS = {"method": "GET", "url": "/users"}
+Prepare = Callable[[SimulatedGraph], Any] | None
+REFUSED: list[tuple[Prepare, str, str, dict[str, Any], int, str, str]] = [
+    # (prepare the simulator, method, url, request, status, error code, in the message)
+    (None, "POST", f"/users/{ALICE_ID}/revokeSignInSessions", {"headers": {"Authorization": None}},
+     401, "InvalidAuthenticationToken", "Access token is empty."),
+    (None, "POST", f"/users/{ALICE_ID}/revokeSignInSessions",
+     {"headers": {"Authorization": "Bearer not-a-token"}}, 401, "InvalidAuthenticationToken",
+     "IDX14100"),
+    (None, "POST", f"/users/{ALICE_ID}/revokeSignInSessions",
+     {"headers": {"Authorization": "Basic dXNlcjpwYXNz"}}, 401, "InvalidAuthenticationToken",
+     "Access token is empty."),
+    (SimulatedGraph.invalidate_tokens, "GET", f"/users/{ALICE_ID}", {}, 401,
+     "InvalidAuthenticationToken", "expired"),
+    (None, "GET", f"/users/{UNKNOWN_ID}", {}, 404, "Request_ResourceNotFound",
+     f"Resource '{UNKNOWN_ID}' {NOT_FOUND}"),
+    (None, "POST", f"/users/{UNKNOWN_ID}/revokeSignInSessions", {}, 404,
+     "Request_ResourceNotFound", f"Resource '{UNKNOWN_ID}' {NOT_FOUND}"),
+    (None, "GET", f"/users/{ALICE_ID}", {"params": {"$select": "acountEnabled"}}, 400,
+     "Request_BadRequest", "'acountEnabled'"),
+    (None, "PATCH", f"/users/{ALICE_ID}", {"data": b'{"accountEnabled": false}'}, 400,
+     "BadRequest", "Content-Type"),  # no Content-Type
+    (None, "PATCH", f"/users/{ALICE_ID}", {"json": {"accountEnabled": "no"}}, 400,
+     "Request_BadRequest", "Edm.Boolean"),
+    (None, "POST", f"/users/{SENDER_ID}/sendMail",
+     {"json": {"message": {"subject": "x", "toRecipients": []}}}, 400, "ErrorInvalidRecipients",
+     "recipient"),
+    (None, "POST", f"/users/{SENDER_ID}/sendMail", {"json": {"subject": "no message wrapper"}},
+     400, "ErrorInvalidRequest", "'message'"),
+    (None, "POST", "/users/vigil@contoso.com/sendMail",
+     {"json": {"message": {**MESSAGE, "internetMessageId": "no-angle-brackets"}}}, 400,
+     "ErrorInvalidRequest", "internetMessageId"),
+    (lambda sim: setattr(sim, "mail_read_denied", True), "GET",
+     "/users/vigil@contoso.com/mailFolders/sentitems/messages", {}, 403, "ErrorAccessDenied", ""),
+    (None, "POST", "/identityProtection/riskyUsers/dismiss",  # userIds are object ids
+     {"json": {"userIds": [ALICE_ID, "bob@contoso.com"]}}, 404, "Request_ResourceNotFound",
+     "bob@contoso.com"),
+    (None, "POST", "/$batch", batch(*({"id": str(i), **GET_USERS} for i in range(21))), 400,
+     "BadRequest", "limit of 20"),
+    (None, "POST", "/$batch",
+     batch({"id": "1", "method": "PATCH", "url": "/users/x", "body": {"a": 1}}), 400,
+     "BadRequest", "Content-Type"),
+    (None, "POST", "/$batch", batch({"id": "1", **GET_USERS}, {"id": "1", **GET_USERS}), 400,
+     "BadRequest", "duplicated"),
+    (None, "POST", "/$batch", batch({"id": "1", **GET_USERS, "dependsOn": ["9"]}), 400,
+     "BadRequest", "depends on"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("prepare", "method", "url", "kw", "status", "code", "text"), REFUSED)
+def test_a_refused_request_gets_graphs_error_envelope_and_changes_nothing(
+    sim: SimulatedGraph,
+    g: Client,
+    prepare: Callable[[SimulatedGraph], Any] | None,
+    method: str,
+    url: str,
+    kw: dict[str, Any],
+    status: int,
+    code: str,
+    text: str,
+) -> None:
+    if prepare is not None:
+        prepare(sim)
+    before = state(sim)
+    kw = {**kw, "headers": {"client-request-id": "my-correlation-id", **kw.get("headers", {})}}
+    response = g.request(method, url, **kw)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and text in error["message"]
+    assert error["innerError"]["request-id"] == response.headers["request-id"]
+    assert error["innerError"]["client-request-id"] == "my-correlation-id"
+    assert response.headers["client-request-id"] == "my-correlation-id"
+    assert "date" in error["innerError"]
+    if status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert state(sim) == before
 
 
 def test_revoke_sign_in_sessions_returns_200_with_known_issue_body(
@@ -120,23 +171,18 @@ def test_revoke_sign_in_sessions_returns_200_with_known_issue_body(
 ) -> None:
     assert sim.users[ALICE_ID].sign_in_sessions_valid_from is None
     response = g.post(f"/users/{ALICE_ID}/revokeSignInSessions")
-    assert response.status_code == 200
-    assert response.json() == {
-        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean",
-        "value": True,
-    }
+    assert (response.status_code, response.json()) == (
+        200,
+        {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean", "value": True},
+    )
     assert sim.users[ALICE_ID].sign_in_sessions_valid_from is not None
-
-    by_upn = g.post("/users/BOB@Contoso.com/revokeSignInSessions")
-    assert by_upn.status_code == 200
+    assert g.post("/users/BOB@Contoso.com/revokeSignInSessions").status_code == 200
     assert sim.users[BOB_ID].sign_in_sessions_valid_from is not None
 
 
-def test_patch_disables_account(sim: SimulatedGraph, g: Client) -> None:
-    url = f"/users/{ALICE_ID}"
-    response = g.patch(url, json={"accountEnabled": False})
-    assert response.status_code == 204
-    assert response.content == b""
+def test_patch_disables_and_enables_the_account(sim: SimulatedGraph, g: Client) -> None:
+    response = g.patch(f"/users/{ALICE_ID}", json={"accountEnabled": False})
+    assert (response.status_code, response.content) == (204, b"")
     assert sim.users[ALICE_ID].account_enabled is False
     recorded = sim.requests[-1]
     assert (recorded.method, recorded.path, recorded.json) == (
@@ -146,29 +192,19 @@ def test_patch_disables_account(sim: SimulatedGraph, g: Client) -> None:
     )
     assert recorded.headers["authorization"] == "Bearer ***"
     assert g.token not in repr(sim.requests)
-
-    no_content_type = g.patch(url, data=b'{"accountEnabled": true}')
-    assert no_content_type.status_code == 400
-    assert sim.users[ALICE_ID].account_enabled is False
-
-    not_bool = g.patch(url, json={"accountEnabled": "no"})
-    assert not_bool.status_code == 400
-    assert not_bool.json()["error"]["code"] == "Request_BadRequest"
-
-    enable = g.patch(url, json={"accountEnabled": True})
-    assert enable.status_code == 204
+    assert g.patch(f"/users/{ALICE_ID}", json={"accountEnabled": True}).status_code == 204
     assert sim.users[ALICE_ID].account_enabled is True
 
 
-def test_get_user_by_id_or_upn_with_select(sim: SimulatedGraph, g: Client) -> None:
+def test_users_by_id_or_upn_with_select_and_filter(sim: SimulatedGraph, g: Client) -> None:
     full = g.get(f"/users/{BOB_ID}").json()
-    assert full["id"] == BOB_ID
-    assert full["onPremisesSyncEnabled"] is True
-    assert full["accountEnabled"] is True
-
+    assert (full["id"], full["onPremisesSyncEnabled"], full["accountEnabled"]) == (
+        BOB_ID,
+        True,
+        True,
+    )
     selected = g.get(
-        "/users/ALICE@contoso.com",
-        params={"$select": "id,accountEnabled,onPremisesSyncEnabled"},
+        "/users/ALICE@contoso.com", params={"$select": "id,accountEnabled,onPremisesSyncEnabled"}
     )
     assert selected.status_code == 200
     body = selected.json()
@@ -177,88 +213,35 @@ def test_get_user_by_id_or_upn_with_select(sim: SimulatedGraph, g: Client) -> No
     )
     assert body == {"id": ALICE_ID, "accountEnabled": True, "onPremisesSyncEnabled": False}
 
-    bad_select = g.get(
-        f"/users/{ALICE_ID}",
-        params={"$select": "acountEnabled"},
-    )
-    assert bad_select.status_code == 400
+    def ids(flt: str, select: str = "id") -> list[dict[str, Any]]:
+        response = g.get("/users", params={"$filter": flt, "$select": select})
+        assert response.status_code == 200
+        value: list[dict[str, Any]] = response.json()["value"]
+        return value
+
+    by_mail = ids("mail eq 'Bob.Smith@contoso.com'", "id,mail")
+    assert by_mail == [{"id": BOB_ID, "mail": "bob.smith@contoso.com"}]
+    assert ids("userPrincipalName eq 'alice@contoso.com'") == [{"id": ALICE_ID}]
+    assert ids("mail eq 'nobody@contoso.com'") == []
 
 
-def test_filter_users_by_mail_or_upn(sim: SimulatedGraph, g: Client) -> None:
-    by_mail = g.get(
-        "/users",
-        params={"$filter": "mail eq 'Bob.Smith@contoso.com'", "$select": "id,mail"},
-    )
-    assert by_mail.status_code == 200
-    assert by_mail.json()["value"] == [{"id": BOB_ID, "mail": "bob.smith@contoso.com"}]
-
-    by_upn = g.get(
-        "/users",
-        params={"$filter": "userPrincipalName eq 'alice@contoso.com'"},
-    )
-    assert [u["id"] for u in by_upn.json()["value"]] == [ALICE_ID]
-
-    none = g.get(
-        "/users",
-        params={"$filter": "mail eq 'nobody@contoso.com'"},
-    )
-    assert none.json()["value"] == []
-
-
-def test_send_mail_is_accepted_and_recorded(sim: SimulatedGraph, g: Client) -> None:
-    message = {
-        "subject": "Vigil: activity blocked",
-        "body": {"contentType": "HTML", "content": "<p>Blocked.</p>"},
-        "toRecipients": [{"emailAddress": {"address": "alice@contoso.com"}}],
-    }
-    response = g.post(
-        "/users/vigil@contoso.com/sendMail",
-        json={"message": message, "saveToSentItems": False},
-    )
-    assert response.status_code == 202
-    assert response.content == b""
+def test_sent_mail_is_recorded_and_kept_in_sent_items_under_its_internet_message_id(
+    sim: SimulatedGraph, g: Client
+) -> None:
+    url = "/users/vigil@contoso.com"
+    unsaved = {**MESSAGE, "internetMessageId": "<vigil.not-kept@contoso.com>"}
+    response = g.post(f"{url}/sendMail", json={"message": unsaved, "saveToSentItems": False})
+    assert (response.status_code, response.content) == (202, b"")
     assert sim.sent_mail == [
         {
             "sender": "vigil@contoso.com",
             "sender_id": SENDER_ID,
-            "message": message,
+            "message": unsaved,
             "saveToSentItems": False,
         }
     ]
-
-    no_recipients = g.post(
-        f"/users/{SENDER_ID}/sendMail",
-        json={"message": {"subject": "x", "toRecipients": []}},
-    )
-    assert no_recipients.status_code == 400
-    assert no_recipients.json()["error"]["code"] == "ErrorInvalidRecipients"
-
-    malformed = g.post(
-        f"/users/{SENDER_ID}/sendMail",
-        json={"subject": "no message wrapper"},
-    )
-    assert malformed.status_code == 400
-    assert malformed.json()["error"]["code"] == "ErrorInvalidRequest"
-    assert len(sim.sent_mail) == 1
-
-
-def test_sent_items_keep_a_sent_mail_under_its_internet_message_id(
-    sim: SimulatedGraph, g: Client
-) -> None:
-    message = {
-        "subject": "Vigil security notice",
-        "body": {"contentType": "HTML", "content": "<p>Seen.</p>"},
-        "toRecipients": [{"emailAddress": {"address": "alice@contoso.com"}}],
-        "internetMessageId": "<vigil.abc@contoso.com>",
-    }
-    url = "/users/vigil@contoso.com"
-    sent = g.post(f"{url}/sendMail", json={"message": message})
-    assert sent.status_code == 202  # saveToSentItems defaults to true
-    unsaved = {**message, "internetMessageId": "<vigil.not-kept@contoso.com>"}
-    g.post(f"{url}/sendMail", json={"message": unsaved, "saveToSentItems": False})
-    bad = {**message, "internetMessageId": "no-angle-brackets"}
-    refused = g.post(f"{url}/sendMail", json={"message": bad})
-    assert refused.status_code == 400
+    kept = {**MESSAGE, "internetMessageId": "<vigil.abc@contoso.com>"}
+    assert g.post(f"{url}/sendMail", json={"message": kept}).status_code == 202  # saved: default
 
     def find(message_id: str) -> list[dict[str, object]]:
         got = g.get(
@@ -272,17 +255,11 @@ def test_sent_items_keep_a_sent_mail_under_its_internet_message_id(
         value: list[dict[str, object]] = got.json()["value"]
         return value
 
-    (kept,) = find("<vigil.abc@contoso.com>")
-    assert kept["internetMessageId"] == "<vigil.abc@contoso.com>" and set(kept) == {
-        "id",
-        "internetMessageId",
-    }
-    assert (
-        find("<vigil.not-kept@contoso.com>") == [] and len(sim.sent_items("vigil@contoso.com")) == 1
-    )
-    sim.mail_read_denied = True
-    denied = g.get(f"{url}/mailFolders/sentitems/messages")
-    assert denied.status_code == 403 and denied.json()["error"]["code"] == "ErrorAccessDenied"
+    (found,) = find("<vigil.abc@contoso.com>")
+    assert found["internetMessageId"] == "<vigil.abc@contoso.com>"
+    assert set(found) == {"id", "internetMessageId"}
+    assert find("<vigil.not-kept@contoso.com>") == []
+    assert len(sim.sent_items("vigil@contoso.com")) == 1
 
 
 def test_a_hook_runs_after_the_call_and_before_the_answer(sim: SimulatedGraph, g: Client) -> None:
@@ -308,15 +285,8 @@ def test_risky_users_confirm_and_dismiss(sim: SimulatedGraph, g: Client) -> None
     assert sim.users[BOB_ID].risk_state == "confirmedCompromised"
     risky = g.get(f"{base}/{ALICE_ID}").json()
     assert (risky["riskState"], risky["riskLevel"]) == ("confirmedCompromised", "high")
-
-    dismiss = g.post(f"{base}/dismiss", json={"userIds": [ALICE_ID]})
-    assert dismiss.status_code == 204
+    assert g.post(f"{base}/dismiss", json={"userIds": [ALICE_ID]}).status_code == 204
     assert sim.users[ALICE_ID].risk_state == "dismissed"
-
-    by_upn = g.post(  # userIds are object ids
-        f"{base}/dismiss", json={"userIds": ["bob@contoso.com"]}
-    )
-    assert by_upn.status_code == 404
     assert sim.users[BOB_ID].risk_state == "confirmedCompromised"
 
 
@@ -341,57 +311,10 @@ def test_tokens_of_the_token_endpoint_and_the_managed_identity_are_accepted(
     assert g.get(f"/users/{ALICE_ID}").json()["userPrincipalName"] == "alice@contoso.com"
     params = {"api-version": "2019-08-01", "resource": "https://graph.microsoft.com"}
     headers = {"X-IDENTITY-HEADER": sim.identity_header}
-    resp = g.http.get(sim.identity_endpoint, params=params, headers=headers)
-    me = g.get(f"/users/{ALICE_ID}", headers=_auth(resp.json()["access_token"]))
+    token = g.http.get(sim.identity_endpoint, params=params, headers=headers).json()
+    me = g.get(f"/users/{ALICE_ID}", headers={"Authorization": f"Bearer {token['access_token']}"})
     assert me.status_code == 200
     assert sim.entra.port != sim.port and sim.identity_endpoint.startswith(sim.authority_host)
-
-
-@pytest.mark.parametrize(
-    ("headers", "message"),
-    [
-        ({}, "Access token is empty."),
-        ({"Authorization": "Bearer not-a-token"}, "IDX14100"),
-        ({"Authorization": "Basic dXNlcjpwYXNz"}, "Access token is empty."),
-    ],
-)
-def test_missing_or_invalid_token_gives_401_envelope(
-    sim: SimulatedGraph, http: requests.Session, headers: dict[str, str], message: str
-) -> None:
-    response = http.post(
-        f"{sim.graph_url}/users/{ALICE_ID}/revokeSignInSessions",
-        headers={**headers, "client-request-id": "my-correlation-id"},
-    )
-    assert response.status_code == 401
-    error = response.json()["error"]
-    assert error["code"] == "InvalidAuthenticationToken"
-    assert message in error["message"]
-    assert error["innerError"]["request-id"] == response.headers["request-id"]
-    assert error["innerError"]["client-request-id"] == "my-correlation-id"
-    assert response.headers["client-request-id"] == "my-correlation-id"
-    assert "date" in error["innerError"]
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert sim.users[ALICE_ID].sign_in_sessions_valid_from is None
-
-
-def test_invalidated_token_gives_401(sim: SimulatedGraph, g: Client) -> None:
-    sim.invalidate_tokens()
-    response = g.get(f"/users/{ALICE_ID}")
-    assert response.status_code == 401
-    assert "expired" in response.json()["error"]["message"]
-
-
-def test_unknown_user_gives_404(sim: SimulatedGraph, g: Client) -> None:
-    for method, suffix in [("GET", ""), ("POST", "/revokeSignInSessions")]:
-        response = g.request(method, f"/users/{UNKNOWN_ID}{suffix}")
-        assert response.status_code == 404
-        error = response.json()["error"]
-        assert error["code"] == "Request_ResourceNotFound"
-        assert error["message"] == (
-            f"Resource '{UNKNOWN_ID}' does not exist or one of its queried reference-property "
-            "objects are not present."
-        )
-        assert error["innerError"]["request-id"] == response.headers["request-id"]
 
 
 def test_request_id_headers_on_every_graph_response(sim: SimulatedGraph, g: Client) -> None:
@@ -408,43 +331,27 @@ def test_request_id_headers_on_every_graph_response(sim: SimulatedGraph, g: Clie
 # --------------------------------------------------------------------------- $batch
 
 
-def _disable_then_revoke(user_id: str) -> dict[str, Any]:
-    return {
-        "requests": [
-            {
-                "id": "1",
-                "method": "PATCH",
-                "url": f"/users/{user_id}",
-                "headers": {"Content-Type": "application/json"},
-                "body": {"accountEnabled": False},
-            },
-            {
-                "id": "2",
-                "dependsOn": ["1"],
-                "method": "POST",
-                "url": f"/users/{user_id}/revokeSignInSessions",
-                "headers": {"Content-Type": "application/json"},
-                "body": {},
-            },
-        ]
-    }
+def disable_then_revoke(user_id: str) -> dict[str, Any]:
+    json = {"Content-Type": "application/json"}
+    return batch(
+        {"id": "1", "method": "PATCH", "url": f"/users/{user_id}", "headers": json,
+         "body": {"accountEnabled": False}},
+        {"id": "2", "dependsOn": ["1"], "method": "POST",
+         "url": f"/users/{user_id}/revokeSignInSessions", "headers": json, "body": {}},
+    )  # fmt: skip
 
 
 def test_batch_disable_then_revoke(sim: SimulatedGraph, g: Client) -> None:
-    response = g.post("/$batch", json=_disable_then_revoke(ALICE_ID))
-    assert response.status_code == 200
-    assert response.headers["request-id"]
+    response = g.post("/$batch", **disable_then_revoke(ALICE_ID))
+    assert response.status_code == 200 and response.headers["request-id"]
     items = response.json()["responses"]
     assert [i["id"] for i in items] == ["2", "1"]  # not in request order
     by_id = {i["id"]: i for i in items}
-    assert by_id["1"]["status"] == 204
-    assert by_id["1"]["body"] is None
-    assert by_id["2"]["status"] == 200
-    assert by_id["2"]["body"]["value"] is True
+    assert (by_id["1"]["status"], by_id["1"]["body"]) == (204, None)
+    assert (by_id["2"]["status"], by_id["2"]["body"]["value"]) == (200, True)
     assert all(isinstance(i["headers"], dict) for i in items)
     assert sim.users[ALICE_ID].account_enabled is False
     assert sim.users[ALICE_ID].sign_in_sessions_valid_from is not None
-
     graph = sim.graph_requests()
     assert [(r.method, r.path, r.via_batch, r.batch_item_id, r.status) for r in graph] == [
         ("POST", "/v1.0/$batch", False, None, 200),
@@ -455,7 +362,7 @@ def test_batch_disable_then_revoke(sim: SimulatedGraph, g: Client) -> None:
 
 
 def test_batch_failed_dependency_gives_424(sim: SimulatedGraph, g: Client) -> None:
-    response = g.post("/$batch", json=_disable_then_revoke(UNKNOWN_ID))
+    response = g.post("/$batch", **disable_then_revoke(UNKNOWN_ID))
     assert response.status_code == 200
     by_id = {i["id"]: i for i in response.json()["responses"]}
     assert by_id["1"]["status"] == 404
@@ -466,63 +373,19 @@ def test_batch_failed_dependency_gives_424(sim: SimulatedGraph, g: Client) -> No
 
 def test_batch_item_can_be_throttled_alone(sim: SimulatedGraph, g: Client) -> None:
     sim.inject_fault("PATCH", rf"/users/{ALICE_ID}$", 429, headers={"Retry-After": "7"})
-    response = g.post("/$batch", json=_disable_then_revoke(ALICE_ID))
+    response = g.post("/$batch", **disable_then_revoke(ALICE_ID))
     by_id = {i["id"]: i for i in response.json()["responses"]}
-    assert by_id["1"]["status"] == 429
-    assert by_id["1"]["headers"]["Retry-After"] == "7"
+    assert (by_id["1"]["status"], by_id["1"]["headers"]["Retry-After"]) == (429, "7")
     assert by_id["1"]["body"]["error"]["code"] == "TooManyRequests"
     assert by_id["2"]["status"] == 424
     assert sim.users[ALICE_ID].account_enabled is True
 
 
-@pytest.mark.parametrize(
-    ("payload", "fragment"),
-    [
-        (
-            {"requests": [{"id": str(i), "method": "GET", "url": "/users"} for i in range(21)]},
-            "limit of 20",
-        ),
-        (
-            {"requests": [{"id": "1", "method": "PATCH", "url": "/users/x", "body": {"a": 1}}]},
-            "Content-Type",
-        ),
-        (
-            {
-                "requests": [
-                    {"id": "1", "method": "GET", "url": "/users"},
-                    {"id": "1", "method": "GET", "url": "/users"},
-                ]
-            },
-            "duplicated",
-        ),
-        (
-            {"requests": [{"id": "1", "method": "GET", "url": "/users", "dependsOn": ["9"]}]},
-            "depends on",
-        ),
-    ],
-)
-def test_batch_rejects_invalid_payloads(
-    sim: SimulatedGraph,
-    g: Client,
-    payload: dict[str, Any],
-    fragment: str,
-) -> None:
-    response = g.post("/$batch", json=payload)
-    assert response.status_code == 400
-    assert fragment in response.json()["error"]["message"]
-    assert not any(r.via_batch for r in sim.requests)
-
-
 def test_batch_allows_twenty_requests_and_relative_urls_without_slash(
     sim: SimulatedGraph, g: Client
 ) -> None:
-    payload = {
-        "requests": [
-            {"id": str(i), "method": "GET", "url": f"users/{ALICE_ID}?$select=id"}
-            for i in range(20)
-        ]
-    }
-    response = g.post("/$batch", json=payload)
+    get = {"method": "GET", "url": f"users/{ALICE_ID}?$select=id"}
+    response = g.post("/$batch", **batch(*({"id": str(i), **get} for i in range(20))))
     assert response.status_code == 200
     items = response.json()["responses"]
     assert len(items) == 20
@@ -535,18 +398,14 @@ def test_batch_allows_twenty_requests_and_relative_urls_without_slash(
 def test_injected_429_with_retry_after_is_returned_once(sim: SimulatedGraph, g: Client) -> None:
     sim.inject_fault("POST", r"/revokeSignInSessions$", 429, headers={"Retry-After": "3"})
     url = f"/users/{ALICE_ID}/revokeSignInSessions"
-
     throttled = g.post(url)
-    assert throttled.status_code == 429
-    assert throttled.headers["Retry-After"] == "3"
+    assert (throttled.status_code, throttled.headers["Retry-After"]) == (429, "3")
     error = throttled.json()["error"]
     assert error["code"] == "TooManyRequests"
     assert error["innerError"]["request-id"] == throttled.headers["request-id"]
     assert sim.users[ALICE_ID].sign_in_sessions_valid_from is None
     assert sim.pending_faults == 0
-
-    retried = g.post(url)
-    assert retried.status_code == 200
+    assert g.post(url).status_code == 200
     assert sim.users[ALICE_ID].sign_in_sessions_valid_from is not None
 
 
@@ -555,12 +414,8 @@ def test_injected_faults_are_consumed_in_order(sim: SimulatedGraph, g: Client) -
     # Identity Protection throttles with a 429 that carries no Retry-After.
     sim.inject_fault("POST", "confirmCompromised", 429, times=2)
     sim.inject_fault("*", "riskyUsers", 503, headers={"Retry-After": "1"})
-    sim.inject_fault(
-        "POST",
-        "riskyUsers",
-        403,
-        body={"error": {"code": "Authorization_RequestDenied", "message": "Nope."}},
-    )
+    denied = {"error": {"code": "Authorization_RequestDenied", "message": "Nope."}}
+    sim.inject_fault("POST", "riskyUsers", 403, body=denied)
     statuses = []
     for _ in range(5):
         response = g.post(url, json={"userIds": [ALICE_ID]})
@@ -579,11 +434,7 @@ def test_fault_does_not_match_other_paths_or_methods(sim: SimulatedGraph, g: Cli
     assert g.get(f"/users/{ALICE_ID}").status_code == 200
     assert sim.pending_faults == 1
     sim.clear_faults()
-    patched = g.patch(f"/users/{ALICE_ID}", json={"accountEnabled": False})
-    assert patched.status_code == 204
-
-
-# --------------------------------------------------------------------------- lifecycle
+    assert g.patch(f"/users/{ALICE_ID}", json={"accountEnabled": False}).status_code == 204
 
 
 def test_temporary_ca_directory_is_removed_on_stop() -> None:

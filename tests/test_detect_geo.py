@@ -54,6 +54,39 @@ def test_anonymous_ip_stays_quiet(activity: Activity, why: str) -> None:
     assert found == [], why
 
 
+def _hosting(ip: str, isp: str = "CloudCo") -> IpInfo:
+    return IpInfo(ip, country="NL", isp=isp, category="cloud_provider", anonymous=("hosting",))
+
+
+def test_a_hosting_provider_new_for_the_user_and_the_org_alerts_once_known_it_does_not() -> None:
+    first = act(ip="192.0.2.10")
+    later = act(ip="192.0.2.11", at=T0 + timedelta(days=2))
+    _, found = replay(
+        anonymous_ip.detect,
+        [first, later],
+        infos={first.event_id: _hosting("192.0.2.10"), later.event_id: _hosting("192.0.2.11")},
+    )
+    assert [f.facts["ip"] for f in found] == ["192.0.2.10"]  # the user's own provider after
+    assert "hosting provider CloudCo: new for the user and the organisation" in (
+        found[0].suppressions_evaluated
+    )
+
+
+def test_a_hosting_provider_five_colleagues_use_is_the_orgs_cloud_but_tor_never_is() -> None:
+    a = act(ip="192.0.2.99", user="9", email="u9@contoso.com")
+
+    def seen_by(n: int) -> TenantProfile:
+        return TenantProfile(anonymous_ip_users={"isp:CloudCo": tuple(str(u) for u in range(n))})
+
+    def found(n: int, info: IpInfo) -> list[Finding]:
+        return replay(anonymous_ip.detect, [a], tenant=seen_by(n), infos={a.event_id: info})[1]
+
+    assert found(4, _hosting(a.ip)) == []  # the fifth person on the provider: the org's cloud
+    assert len(found(3, _hosting(a.ip))) == 1
+    assert len(found(4, replace(_hosting(a.ip), anonymous=("tor",)))) == 1  # never for Tor
+    assert len(found(4, _hosting(a.ip, isp="OtherCloud"))) == 1
+
+
 # --- suspicious IP ------------------------------------------------------------------------
 
 

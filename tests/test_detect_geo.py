@@ -9,7 +9,7 @@ import pytest
 
 from shared.detection import anonymous_ip, impossible_travel, infrequent_country, suspicious_ip
 from shared.detection.base import DetectorConfig, Finding, Sensitivity
-from shared.detection.profiles import TenantProfile, UserProfile
+from shared.detection.profiles import Seen, TenantProfile, UserProfile
 from shared.ipintel import IpInfo, IpIntel
 from shared.ipintel.ranges import parse_ranges
 from shared.models import Activity
@@ -146,6 +146,53 @@ def test_usual_countries_vpn_ranges_and_failures_do_not_alert() -> None:
     ]
     _, found = replay(infrequent_country.detect, acts, profile=profile, tenant=tenant, intel=INTEL)
     assert found == []
+
+
+def _last_seen(days_ago: dict[str, int], isps: dict[str, int] | None = None) -> UserProfile:
+    """A seasoned user last seen in each country `days_ago`; ISPs used on N days until T0."""
+    start = T0 - timedelta(days=90)
+    return UserProfile(
+        first_seen=start,
+        countries={c: Seen(start, T0 - timedelta(days=d), 20) for c, d in days_ago.items()},
+        isps={i: Seen(start, T0 - timedelta(days=1), n) for i, n in (isps or {}).items()},
+    )
+
+
+def test_back_from_a_long_absence_in_the_country_left_from_is_not_new() -> None:
+    tenant = known_tenant("GB", "BR", "US")
+
+    def found(profile: UserProfile, country: str) -> list[Finding]:
+        acts = [act(country=country)]
+        return replay(infrequent_country.detect, acts, profile=profile, tenant=tenant)[1]
+
+    dormant = _last_seen({"GB": 34})
+    assert found(dormant, "GB") == []
+    assert len(found(dormant, "BR")) == 1  # a dormant account used from somewhere new alerts
+    busy_elsewhere = _last_seen({"GB": 34, "US": 1})  # GB aged out while the user was active
+    assert len(found(busy_elsewhere, "GB")) == 1
+
+
+@pytest.mark.parametrize(
+    ("country", "isp", "days", "alerts"),
+    [
+        ("DE", "Carrier PL", 5, False),  # the user's carrier, placed across the border
+        ("DE", "Other ISP", 5, True),  # a neighbour, but not through the user's ISP
+        ("DE", "Carrier PL", 1, True),  # an ISP used once is not a common preference
+        ("ES", "Carrier PL", 5, True),  # the user's ISP, but nowhere near
+    ],
+)
+def test_the_users_common_isp_across_a_border_is_not_a_new_country(
+    country: str, isp: str, days: int, alerts: bool
+) -> None:
+    a = act(country=country)
+    found = replay(
+        infrequent_country.detect,
+        [a],
+        profile=_last_seen({"PL": 1}, {"Carrier PL": days}),
+        tenant=known_tenant("PL", "DE", "ES"),
+        infos={a.event_id: IpInfo(a.ip, country=country, isp=isp)},
+    )[1]
+    assert bool(found) is alerts
 
 
 # --- impossible travel --------------------------------------------------------------------

@@ -262,6 +262,18 @@ def test_vpn_hosting_or_tor_on_either_side_is_suppressed_at_every_sensitivity() 
         assert trip(NY, vpn, sensitivity=level) == []
 
 
+def test_a_satellite_operators_address_in_flight_says_nothing_about_where_the_user_is() -> None:
+    inflight = replace(AKL, asn=22351, isp="Intelsat")  # placed at the operator, not the plane
+    for level in ("low", "medium", "high"):
+        assert trip(NY, inflight, sensitivity=level) == []
+    assert len(trip(NY, replace(AKL, asn=64500, isp="Kiwi Broadband"))) == 1
+    a = act(country="NZ")
+    new_country = infrequent_country.detect
+    seen = seasoned(US=30)
+    assert replay(new_country, [a], profile=seen, infos={a.event_id: inflight})[1] == []
+    assert len(replay(new_country, [a], profile=seen, infos={a.event_id: AKL})[1]) == 1
+
+
 def test_a_country_the_user_commonly_uses_is_suppressed_below_high() -> None:
     regular = seasoned(US=30, NZ=10)
     assert trip(profile=regular) == []

@@ -69,6 +69,27 @@ def test_after_learning_a_quiet_users_baseline_is_lower_than_the_floor() -> None
     assert f.facts["threshold_basis"] == "user baseline" and f.facts["threshold"] == 5
 
 
+def test_failures_from_the_users_own_isp_and_country_are_held_to_the_floor_only() -> None:
+    """A mail app retrying the old password after a reset, from the user's own carrier."""
+    own = IpInfo("198.51.100.7", country="GB", isp="Example Mobile")
+    quiet = replace(
+        seasoned(GB=20),
+        failed_peaks={"2026-02-20": 1},
+        isps={"Example Mobile": Seen(LONG_AGO, T0 - timedelta(days=1), 10)},
+    )
+
+    def found(n: int, info: IpInfo) -> int:
+        acts = failures(n)
+        infos = {a.event_id: info for a in acts}
+        _, out = replay(failed_logins.detect, acts, profile=quiet, config=FAILED, infos=infos)
+        return sum(not f.extends for f in out)  # alerts raised (later failures extend them)
+
+    assert found(8, own) == 0  # above the user's baseline, below the floor
+    assert found(11, own) == 1  # the floor still holds
+    assert found(8, replace(own, isp="Elsewhere Hosting")) == 1  # not the user's ISP
+    assert found(8, replace(own, country="BR")) == 1  # the user's ISP name, but abroad
+
+
 def test_a_user_who_often_mistypes_keeps_the_floor() -> None:
     clumsy = replace(seasoned(GB=20), failed_peaks={"2026-02-25": 6})
     _, found = replay(failed_logins.detect, failures(9), profile=clumsy, config=FAILED)

@@ -564,7 +564,7 @@ class Month:
         v = next(victims)
         t0 = day(28, 3)
         self.takeover(v, t0, n["resi", "Bucharest"].ip(rng), 2)
-        back = self.local(v, 28, 9) if self.local(v, 28, 9) > t0 + timedelta(hours=1) else t0 + timedelta(hours=2)  # fmt: skip
+        back = t0 + timedelta(hours=1.5)  # the victim, up early (or late) at home
         self.session(v, back, self.place(v, 28), 1, typo=0)
         self.label("impossible_travel", v, t0, back)
         # Infrequent country: a new country, from a residential line (no anonymiser).

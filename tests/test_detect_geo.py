@@ -280,6 +280,13 @@ def test_a_country_the_user_commonly_uses_is_suppressed_below_high() -> None:
     assert len(trip(profile=regular, sensitivity="high")) == 1
 
 
+def test_an_attacker_abroad_then_the_user_at_home_is_not_suppressed_by_the_home_country() -> None:
+    """The user's common country on one side only: the other side is the uncommon activity."""
+    assert len(trip(AKL, NY, profile=seasoned(US=30))) == 1  # NZ first, then home
+    assert len(trip(NY, AKL, profile=seasoned(US=30))) == 1
+    assert trip(AKL, NY, profile=seasoned(US=30, NZ=10)) == []  # both the user's own
+
+
 def test_an_isp_alerted_before_in_the_org_is_suppressed_only_at_low() -> None:
     akl = replace(AKL, isp="Example Mobile")
     tenant = TenantProfile(alerted_isps={"Example Mobile": T0})

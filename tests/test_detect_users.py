@@ -178,6 +178,20 @@ def test_a_burst_of_distinct_admin_actions_from_abroad_alerts_an_ordinary_one_do
     assert [f.facts["factors"] for f in found] == [["burst", "new_isp_or_ip"]]
 
 
+def test_a_burst_from_the_home_line_the_admin_works_from_daily_does_not_alert() -> None:
+    kinds = ["ACCOUNT_CREATED", "EMAIL_CHANGED", "ADMIN_ROLE_CHANGED"]
+    home = [
+        admin(k, at=T0 + timedelta(minutes=5 * i), ip="192.0.2.50") for i, k in enumerate(kinds)
+    ]
+    infos = {a.event_id: IpInfo("192.0.2.50", country="GB", isp="Example Broadband") for a in home}
+    daily = Seen(LONG_AGO, T0 - timedelta(days=1), 20)
+    profile = established_admin(isps={"Example Broadband": daily})
+    kw: dict[str, Any] = {"profile": profile, "tenant": ORG, "infos": infos}
+    assert replay(unusual_admin.detect, home, **kw)[1] == []
+    (f,) = replay(unusual_admin.detect, home, config=at("high"), **kw)[1]
+    assert f.facts["factors"] == ["burst"]  # the burst alone, as from the office
+
+
 def test_a_user_with_no_admin_history_doing_admin_work_from_elsewhere_alerts() -> None:
     (f,) = replay(
         unusual_admin.detect, [admin("DOMAIN_ADDED", country="BR")], profile=seasoned(GB=20)

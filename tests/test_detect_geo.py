@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from shared.detection import anonymous_ip, impossible_travel, infrequent_country, suspicious_ip
-from shared.detection.base import DetectorConfig, Finding, Sensitivity
+from shared.detection.base import DetectorConfig, Finding, Observation, Sensitivity
+from shared.detection.fold import learn
 from shared.detection.profiles import Seen, TenantProfile, UserProfile
 from shared.ipintel import IpInfo, IpIntel
 from shared.ipintel.ranges import parse_ranges
@@ -85,6 +86,15 @@ def test_a_hosting_provider_five_colleagues_use_is_the_orgs_cloud_but_tor_never_
     assert len(found(3, _hosting(a.ip))) == 1
     assert len(found(4, replace(_hosting(a.ip), anonymous=("tor",)))) == 1  # never for Tor
     assert len(found(4, _hosting(a.ip, isp="OtherCloud"))) == 1
+
+
+def test_the_org_learns_who_uses_a_hosting_provider_but_not_an_anonymisers() -> None:
+    a = act(ip="192.0.2.10")
+    _, taught = learn(UserProfile(), Observation(a, _hosting(a.ip), False, False))
+    assert taught.anonymous_ip_users == {"192.0.2.10": (a.actor_id,), "isp:CloudCo": (a.actor_id,)}
+    tor = replace(_hosting(a.ip), anonymous=("tor",))
+    _, taught = learn(UserProfile(), Observation(a, tor, False, False))
+    assert taught.anonymous_ip_users == {"192.0.2.10": (a.actor_id,)}
 
 
 # --- suspicious IP ------------------------------------------------------------------------

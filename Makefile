@@ -7,7 +7,7 @@ STAMP_NODE := node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser run demo test lint typecheck check check-policies clean bench bench-quality
+.PHONY: setup browser run demo test lint typecheck check check-policies clean bench bench-quality bench-independent
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
@@ -63,3 +63,7 @@ bench: setup
 ## Detection quality only (labelled scenarios: recall, false alerts, alerts per incident, time to alert).
 bench-quality: setup
 	$(PY) -m bench.pipeline --quality-only
+
+## Detection quality on a second, independent labelled month (Workplace and Entra; about a minute).
+bench-independent: setup
+	$(PY) -m bench.independent --entra

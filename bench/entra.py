@@ -43,6 +43,7 @@ AUDIT_NAMES = {
     "ADMIN_ROLE_CHANGED": "Update role",
     "ACCOUNT_ACTIVATED": "Enable account",
     "ACCOUNT_DEACTIVATED": "Disable account",
+    "ACCOUNT_DELETED": "Delete user",
     "EMAIL_CHANGED": "Update user",
     "CUSTOM_INTEGRATION_EDIT": "Add service principal",
     "FORCED_PASSWORD_RESET": "Set force change user password",

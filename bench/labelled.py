@@ -403,7 +403,10 @@ def run() -> dict[str, Any]:
 
 
 def score(
-    arrivals: list[tuple[datetime, Activity]], labelled: list[Incident], intel: IpIntel = INTEL
+    arrivals: list[tuple[datetime, Activity]],
+    labelled: list[Incident],
+    intel: IpIntel = INTEL,
+    user_days: int = USERS * DAYS,
 ) -> dict[str, Any]:
     """Replay the arrivals as deployed and score the alerts against the labelled attacks."""
     started = time.perf_counter()
@@ -429,7 +432,6 @@ def score(
             delays.append(own[0].delay_s)
     matched = {a for ids in per_incident.values() for a in ids} | related
     false = [r for a, r in alerts.items() if a not in matched]
-    user_days = USERS * DAYS
     recall: dict[str, list[bool]] = {}
     for i, ids in per_incident.items():
         recall.setdefault(i.detector, []).append(bool(ids))

@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 
 from shared.detection import anonymous_ip, impossible_travel, infrequent_country, suspicious_ip
-from shared.detection.base import DetectorConfig, Finding, Sensitivity
-from shared.detection.profiles import TenantProfile, UserProfile
+from shared.detection.base import DetectorConfig, Finding, Observation, Sensitivity
+from shared.detection.fold import learn
+from shared.detection.profiles import Seen, TenantProfile, UserProfile
 from shared.ipintel import IpInfo, IpIntel
 from shared.ipintel.ranges import parse_ranges
 from shared.models import Activity
@@ -52,6 +53,48 @@ def test_activity_from_a_tor_exit_alerts_high_with_the_anonymity_in_evidence() -
 def test_anonymous_ip_stays_quiet(activity: Activity, why: str) -> None:
     _, found = replay(anonymous_ip.detect, [activity], intel=INTEL)
     assert found == [], why
+
+
+def _hosting(ip: str, isp: str = "CloudCo") -> IpInfo:
+    return IpInfo(ip, country="NL", isp=isp, category="cloud_provider", anonymous=("hosting",))
+
+
+def test_a_hosting_provider_new_for_the_user_and_the_org_alerts_once_known_it_does_not() -> None:
+    first = act(ip="192.0.2.10")
+    later = act(ip="192.0.2.11", at=T0 + timedelta(days=2))
+    _, found = replay(
+        anonymous_ip.detect,
+        [first, later],
+        infos={first.event_id: _hosting("192.0.2.10"), later.event_id: _hosting("192.0.2.11")},
+    )
+    assert [f.facts["ip"] for f in found] == ["192.0.2.10"]  # the user's own provider after
+    assert "hosting provider CloudCo: new for the user and the organisation" in (
+        found[0].suppressions_evaluated
+    )
+
+
+def test_a_hosting_provider_five_colleagues_use_is_the_orgs_cloud_but_tor_never_is() -> None:
+    a = act(ip="192.0.2.99", user="9", email="u9@contoso.com")
+
+    def seen_by(n: int) -> TenantProfile:
+        return TenantProfile(anonymous_ip_users={"isp:CloudCo": tuple(str(u) for u in range(n))})
+
+    def found(n: int, info: IpInfo) -> list[Finding]:
+        return replay(anonymous_ip.detect, [a], tenant=seen_by(n), infos={a.event_id: info})[1]
+
+    assert found(4, _hosting(a.ip)) == []  # the fifth person on the provider: the org's cloud
+    assert len(found(3, _hosting(a.ip))) == 1
+    assert len(found(4, replace(_hosting(a.ip), anonymous=("tor",)))) == 1  # never for Tor
+    assert len(found(4, _hosting(a.ip, isp="OtherCloud"))) == 1
+
+
+def test_the_org_learns_who_uses_a_hosting_provider_but_not_an_anonymisers() -> None:
+    a = act(ip="192.0.2.10")
+    _, taught = learn(UserProfile(), Observation(a, _hosting(a.ip), False, False))
+    assert taught.anonymous_ip_users == {"192.0.2.10": (a.actor_id,), "isp:CloudCo": (a.actor_id,)}
+    tor = replace(_hosting(a.ip), anonymous=("tor",))
+    _, taught = learn(UserProfile(), Observation(a, tor, False, False))
+    assert taught.anonymous_ip_users == {"192.0.2.10": (a.actor_id,)}
 
 
 # --- suspicious IP ------------------------------------------------------------------------
@@ -113,6 +156,53 @@ def test_usual_countries_vpn_ranges_and_failures_do_not_alert() -> None:
     ]
     _, found = replay(infrequent_country.detect, acts, profile=profile, tenant=tenant, intel=INTEL)
     assert found == []
+
+
+def _last_seen(days_ago: dict[str, int], isps: dict[str, int] | None = None) -> UserProfile:
+    """A seasoned user last seen in each country `days_ago`; ISPs used on N days until T0."""
+    start = T0 - timedelta(days=90)
+    return UserProfile(
+        first_seen=start,
+        countries={c: Seen(start, T0 - timedelta(days=d), 20) for c, d in days_ago.items()},
+        isps={i: Seen(start, T0 - timedelta(days=1), n) for i, n in (isps or {}).items()},
+    )
+
+
+def test_back_from_a_long_absence_in_the_country_left_from_is_not_new() -> None:
+    tenant = known_tenant("GB", "BR", "US")
+
+    def found(profile: UserProfile, country: str) -> list[Finding]:
+        acts = [act(country=country)]
+        return replay(infrequent_country.detect, acts, profile=profile, tenant=tenant)[1]
+
+    dormant = _last_seen({"GB": 34})
+    assert found(dormant, "GB") == []
+    assert len(found(dormant, "BR")) == 1  # a dormant account used from somewhere new alerts
+    busy_elsewhere = _last_seen({"GB": 34, "US": 1})  # GB aged out while the user was active
+    assert len(found(busy_elsewhere, "GB")) == 1
+
+
+@pytest.mark.parametrize(
+    ("country", "isp", "days", "alerts"),
+    [
+        ("DE", "Carrier PL", 5, False),  # the user's carrier, placed across the border
+        ("DE", "Other ISP", 5, True),  # a neighbour, but not through the user's ISP
+        ("DE", "Carrier PL", 1, True),  # an ISP used once is not a common preference
+        ("ES", "Carrier PL", 5, True),  # the user's ISP, but nowhere near
+    ],
+)
+def test_the_users_common_isp_across_a_border_is_not_a_new_country(
+    country: str, isp: str, days: int, alerts: bool
+) -> None:
+    a = act(country=country)
+    found = replay(
+        infrequent_country.detect,
+        [a],
+        profile=_last_seen({"PL": 1}, {"Carrier PL": days}),
+        tenant=known_tenant("PL", "DE", "ES"),
+        infos={a.event_id: IpInfo(a.ip, country=country, isp=isp)},
+    )[1]
+    assert bool(found) is alerts
 
 
 # --- impossible travel --------------------------------------------------------------------
@@ -182,10 +272,29 @@ def test_vpn_hosting_or_tor_on_either_side_is_suppressed_at_every_sensitivity() 
         assert trip(NY, vpn, sensitivity=level) == []
 
 
+def test_a_satellite_operators_address_in_flight_says_nothing_about_where_the_user_is() -> None:
+    inflight = replace(AKL, asn=22351, isp="Intelsat")  # placed at the operator, not the plane
+    for level in ("low", "medium", "high"):
+        assert trip(NY, inflight, sensitivity=level) == []
+    assert len(trip(NY, replace(AKL, asn=64500, isp="Kiwi Broadband"))) == 1
+    a = act(country="NZ")
+    new_country = infrequent_country.detect
+    seen = seasoned(US=30)
+    assert replay(new_country, [a], profile=seen, infos={a.event_id: inflight})[1] == []
+    assert len(replay(new_country, [a], profile=seen, infos={a.event_id: AKL})[1]) == 1
+
+
 def test_a_country_the_user_commonly_uses_is_suppressed_below_high() -> None:
     regular = seasoned(US=30, NZ=10)
     assert trip(profile=regular) == []
     assert len(trip(profile=regular, sensitivity="high")) == 1
+
+
+def test_an_attacker_abroad_then_the_user_at_home_is_not_suppressed_by_the_home_country() -> None:
+    """The user's common country on one side only: the other side is the uncommon activity."""
+    assert len(trip(AKL, NY, profile=seasoned(US=30))) == 1  # NZ first, then home
+    assert len(trip(NY, AKL, profile=seasoned(US=30))) == 1
+    assert trip(AKL, NY, profile=seasoned(US=30, NZ=10)) == []  # both the user's own
 
 
 def test_an_isp_alerted_before_in_the_org_is_suppressed_only_at_low() -> None:

@@ -69,6 +69,27 @@ def test_after_learning_a_quiet_users_baseline_is_lower_than_the_floor() -> None
     assert f.facts["threshold_basis"] == "user baseline" and f.facts["threshold"] == 5
 
 
+def test_failures_from_the_users_own_isp_and_country_are_held_to_the_floor_only() -> None:
+    """A mail app retrying the old password after a reset, from the user's own carrier."""
+    own = IpInfo("198.51.100.7", country="GB", isp="Example Mobile")
+    quiet = replace(
+        seasoned(GB=20),
+        failed_peaks={"2026-02-20": 1},
+        isps={"Example Mobile": Seen(LONG_AGO, T0 - timedelta(days=1), 10)},
+    )
+
+    def found(n: int, info: IpInfo) -> int:
+        acts = failures(n)
+        infos = {a.event_id: info for a in acts}
+        _, out = replay(failed_logins.detect, acts, profile=quiet, config=FAILED, infos=infos)
+        return sum(not f.extends for f in out)  # alerts raised (later failures extend them)
+
+    assert found(8, own) == 0  # above the user's baseline, below the floor
+    assert found(11, own) == 1  # the floor still holds
+    assert found(8, replace(own, isp="Elsewhere Hosting")) == 1  # not the user's ISP
+    assert found(8, replace(own, country="BR")) == 1  # the user's ISP name, but abroad
+
+
 def test_a_user_who_often_mistypes_keeps_the_floor() -> None:
     clumsy = replace(seasoned(GB=20), failed_peaks={"2026-02-25": 6})
     _, found = replay(failed_logins.detect, failures(9), profile=clumsy, config=FAILED)
@@ -155,6 +176,20 @@ def test_a_burst_of_distinct_admin_actions_from_abroad_alerts_an_ordinary_one_do
     infos = {a.event_id: IpInfo("192.0.2.50", country="GB", isp=isp) for a in away}
     found = replay(unusual_admin.detect, away, infos=infos, **kw)[1]
     assert [f.facts["factors"] for f in found] == [["burst", "new_isp_or_ip"]]
+
+
+def test_a_burst_from_the_home_line_the_admin_works_from_daily_does_not_alert() -> None:
+    kinds = ["ACCOUNT_CREATED", "EMAIL_CHANGED", "ADMIN_ROLE_CHANGED"]
+    home = [
+        admin(k, at=T0 + timedelta(minutes=5 * i), ip="192.0.2.50") for i, k in enumerate(kinds)
+    ]
+    infos = {a.event_id: IpInfo("192.0.2.50", country="GB", isp="Example Broadband") for a in home}
+    daily = Seen(LONG_AGO, T0 - timedelta(days=1), 20)
+    profile = established_admin(isps={"Example Broadband": daily})
+    kw: dict[str, Any] = {"profile": profile, "tenant": ORG, "infos": infos}
+    assert replay(unusual_admin.detect, home, **kw)[1] == []
+    (f,) = replay(unusual_admin.detect, home, config=at("high"), **kw)[1]
+    assert f.facts["factors"] == ["burst"]  # the burst alone, as from the office
 
 
 def test_a_user_with_no_admin_history_doing_admin_work_from_elsewhere_alerts() -> None:

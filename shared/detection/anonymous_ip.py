@@ -2,15 +2,49 @@
 
 What counts is what the IP data says (Tor list, anonymous-IP database). An address the customer
 tagged as theirs (Corporate, Administrative, VPN, Cloud provider) never alerts: custom tags win.
+
+A hosting range alone (a cloud provider, not an anonymiser) is where people also work from:
+security-service-edge proxies, Cloud PCs and virtual desktops, scripts on a VM. Such an address
+alerts only when its provider is new both for the user (not used by them in 30 days) and for the
+organisation (fewer than five people use it), so an attacker's rented server still does.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from shared.detection.base import DetectorConfig, Finding, Observation
-from shared.detection.profiles import WIDELY_USED, TenantProfile, UserProfile
+from shared.detection.profiles import BASELINE, WIDELY_USED, TenantProfile, UserProfile
+from shared.ipintel import IpInfo
 from shared.models import Severity, utc
 
 DETECTOR_ID = "vigil.anonymous_ip"
+
+
+def hosting_only(ip: IpInfo) -> bool:
+    """A cloud or hosting provider's address that the IP data does not call an anonymiser."""
+    return ip.anonymous == ("hosting",)
+
+
+def org_keys(ip: IpInfo) -> tuple[str, ...]:
+    """What the organisation's use of an anonymous-looking address is counted by: the address,
+    and for a hosting range its provider too (`TenantProfile.anonymous_ip_users`)."""
+    return (ip.ip, f"isp:{ip.isp}") if hosting_only(ip) and ip.isp else (ip.ip,)
+
+
+def usual_provider(tenant: TenantProfile, ip: IpInfo, actor: str) -> str:
+    """Why a hosting-only address is not suspicious for this user, or "" when it is."""
+    if not hosting_only(ip) or not ip.isp:
+        return ""
+    others = set(tenant.anonymous_ip_users.get(f"isp:{ip.isp}", ())) - {actor}
+    if len(others) >= WIDELY_USED - 1:
+        return f"hosting provider {ip.isp} used by {len(others)} other user(s)"
+    return ""
+
+
+def _used_by_user(profile: UserProfile, ip: IpInfo, t: datetime) -> bool:
+    seen = profile.isps.get(ip.isp) if hosting_only(ip) and ip.isp else None
+    return seen is not None and seen.first < t and seen.last >= t - BASELINE
 
 
 def detect(
@@ -24,6 +58,8 @@ def detect(
     others = set(tenant.anonymous_ip_users.get(ip.ip, ())) - {a.actor_id}
     if len(others) >= WIDELY_USED - 1:
         return profile, []  # widely used in the organisation: mis-tagged, not an attacker's
+    if usual_provider(tenant, ip, a.actor_id) or _used_by_user(profile, ip, utc(a.time)):
+        return profile, []  # the organisation's or the user's own cloud, not an anonymiser
     kinds = ", ".join(k.replace("_", " ") for k in ip.anonymous)
     who = a.actor_email or a.actor_id
     severity: Severity = "high" if "tor" in ip.anonymous else "medium"
@@ -54,6 +90,11 @@ def detect(
                 "customer safe range: not tagged",
                 f"widely used in the organisation: {len(others)} other user(s), "
                 f"suppressed from {WIDELY_USED - 1}",
+                *(
+                    (f"hosting provider {ip.isp}: new for the user and the organisation",)
+                    if hosting_only(ip)
+                    else ()
+                ),
             ),
             recommended_actions=(
                 "Confirm with the user. Pen-testers and people who must use anonymisers are "

@@ -5,6 +5,10 @@ The hard floor (more than FAILED_LOGIN_THRESHOLD in FAILED_LOGIN_WINDOW_MINUTES,
 of the floor and the user's baseline: twice their busiest window of the past 30 days (at least
 `baseline_minimum`). A burst is raised once while it continues: later failures within the window
 of the last extend the same alert; a new burst after a quiet window is a new alert.
+
+The baseline is for failures from elsewhere: a failure from the user's own ISP in their own
+country (both used on three days or more) is their device (a mistyped password, a mail app
+retrying the old password after a reset, MDCA's benign causes), held to the hard floor only.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from datetime import datetime, timedelta
 
 from shared.detection.base import DetectorConfig, Finding, Observation
 from shared.detection.bursts import Decision, busiest_window_with, fold
+from shared.detection.impossible_travel import COMMON_DAYS
 from shared.detection.profiles import BurstState, Failure, OpenBurst, TenantProfile, UserProfile
 from shared.models import Activity, utc
 
@@ -37,6 +42,19 @@ def decide(
     return fold(state, failure, key=key, more_than=threshold, window=window)
 
 
+def own_device(profile: UserProfile, obs: Observation) -> bool:
+    """From the ISP and country the user commonly signs in from: the user's own device."""
+    ip = obs.ip
+    isp = profile.isps.get(ip.isp) if ip.isp else None
+    country = profile.countries.get(ip.country) if ip.country else None
+    return (
+        isp is not None
+        and country is not None
+        and isp.days >= COMMON_DAYS
+        and country.days >= COMMON_DAYS
+    )
+
+
 def baseline_threshold(peaks: dict[str, int], day: str, multiplier: int, minimum: int) -> int:
     """More than this many failures in a window is unusual for this user (days before `day`)."""
     first = (datetime.fromisoformat(day) - timedelta(days=BASELINE_DAYS)).date().isoformat()
@@ -54,7 +72,7 @@ def detect(
     window = timedelta(minutes=int(cfg.params.get("window_minutes", 5)))
     day = utc(a.time).date().isoformat()
     threshold, basis = floor, "hard floor"
-    if not obs.user_learning:
+    if not obs.user_learning and not own_device(profile, obs):
         base = baseline_threshold(
             profile.failed_peaks,
             day,

@@ -21,7 +21,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.detection import impossible_travel, incidents, terminated_user, unusual_admin
+from shared.detection import (
+    anonymous_ip,
+    impossible_travel,
+    incidents,
+    terminated_user,
+    unusual_admin,
+)
 from shared.detection.base import Detection, DetectorConfig, Directory, Finding, Observation
 from shared.detection.policy_findings import TENANT_WIDE, before_creation, policy_findings
 from shared.detection.profiles import TenantProfile, UserProfile, remember
@@ -110,7 +116,10 @@ def learn(profile: UserProfile, obs: Observation) -> tuple[UserProfile, TenantPr
                 changes["countries"] = countries
             tenant = TenantProfile(first_seen=t, countries={ip.country: t})
         if ip.anonymous and not ip.safe:
-            tenant = replace(tenant, anonymous_ip_users={ip.ip: (a.actor_id,)})
+            users: dict[str, tuple[str, ...]] = dict.fromkeys(
+                anonymous_ip.org_keys(ip), (a.actor_id,)
+            )
+            tenant = replace(tenant, anonymous_ip_users=users)
         if ip.isp:
             isps = remember(profile.isps, ip.isp, t)
             if isps is not profile.isps:

@@ -51,6 +51,12 @@ def hop_of(obs: Observation) -> Hop | None:
     return obs.hop
 
 
+def common(profile: UserProfile, hop: Hop) -> bool:
+    """A country the user commonly uses (seen on COMMON_DAYS days or more)."""
+    seen = profile.countries.get(hop.country)
+    return seen is not None and seen.days >= COMMON_DAYS
+
+
 def suppressions(
     before: Hop,
     after: Hop,
@@ -78,9 +84,8 @@ def suppressions(
         True,
         before.no_physical_location or after.no_physical_location,
     )
-    common = profile.countries.get(after.country)  # the arrival, whichever came in first
     check(
-        "user (common country)", level != "high", common is not None and common.days >= COMMON_DAYS
+        "user (common country)", level != "high", common(profile, before) and common(profile, after)
     )
     check(
         "tenant (ISP alerted before)",

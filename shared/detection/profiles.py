@@ -186,7 +186,8 @@ class TenantProfile:
     countries: dict[str, datetime] = field(default_factory=dict)  # country -> first seen
     alerted_isps: dict[str, datetime] = field(default_factory=dict)  # tenant suppression tier
     # Anonymous-looking addresses -> the users seen on them (a few): one that many people use
-    # is the organisation's own egress mis-tagged by the IP data, not an attacker's proxy.
+    # is the organisation's own egress mis-tagged by the IP data, not an attacker's proxy. A hosting
+    # range's provider is counted too, as "isp:<name>" (cloud proxies, Cloud PCs).
     anonymous_ip_users: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Admin actions -> a few of the users who did them (how common an action is in the org).
     admin_actions: dict[str, tuple[str, ...]] = field(default_factory=dict)

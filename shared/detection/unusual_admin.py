@@ -7,7 +7,7 @@ Factors (weights), each judged on event time against the past BASELINE:
 | first admin activity of the user (no admin history at all) | 2 |
 | action new for the user **and** rare in the organisation (done by at most RARE_USERS others) | 2 |
 | country not used by the user for admin work (or at all, without admin history) | 2 |
-| ISP, else IP, not used by the user for admin work | 1 |
+| ISP not used by the user (for any work), else IP not used for admin work | 1 |
 | an hour (within HOUR_SLACK) the user never works in, admin or not (established admins) | 1 |
 | burst: BURST_ACTIONS or more distinct admin actions within BURST_WINDOW | 2 |
 
@@ -15,6 +15,8 @@ The sensitivity sets the score that alerts: high 2, medium 3, low 4 (`score_need
 policy's params overrides it). An action new for the user but common in the organisation, by an
 established admin from their usual place and hours, scores 0. Impersonated activity (an
 integration acting for the user) never teaches or judges where the user does admin work.
+An ISP the user works from every day (their home line) is not a new place for their admin work:
+legacy MDCA counts an IP, ISP or location "new" for the user.
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ def factors(profile: UserProfile, tenant: TenantProfile, obs: Observation) -> di
             if not known:
                 out["new_country"] = f"{ip.country}: not used by the user for admin work"
         if "new_country" not in out and history:
-            if ip.isp and not _recent(where, f"isp:{ip.isp}", t):
-                out["new_isp_or_ip"] = f"ISP {ip.isp}: not used for admin work"
+            own = _recent(where, f"isp:{ip.isp}", t) or _recent(profile.isps, ip.isp, t)
+            if ip.isp and not own:
+                out["new_isp_or_ip"] = f"ISP {ip.isp}: new for the user"
             elif not ip.isp and a.ip and not _recent(where, f"ip:{a.ip}", t):
                 out["new_isp_or_ip"] = f"IP {a.ip}: not used for admin work"
     days = max((s.days for s in history.values()), default=0)

@@ -17,6 +17,10 @@ from shared.ipintel import geo
 from shared.ipintel.ranges import CustomerRanges
 
 SAFE_CATEGORIES = frozenset({"corporate", "administrative", "vpn", "cloud_provider"})
+# Satellite operators (MDCA's built-in "Satellite providers" tag; Panther's AS22351): their
+# addresses are placed at a ground station or the operator's home, not where the user is (in-flight
+# Wi-Fi, remote sites). Intelsat, SpaceX Starlink, Viasat, Hughes.
+SATELLITE_ASNS = frozenset({22351, 14593, 7155, 6621})
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,13 @@ class IpInfo:
 
     @property
     def no_physical_location(self) -> bool:
-        """VPN, hosting, cloud or Tor: the address says nothing about where the person is."""
-        return bool(self.anonymous) or self.category in ("vpn", "cloud_provider")
+        """VPN, hosting, cloud, Tor or satellite: the address says nothing about where the
+        person is."""
+        return (
+            bool(self.anonymous)
+            or self.category in ("vpn", "cloud_provider")
+            or self.asn in SATELLITE_ASNS
+        )
 
     @property
     def has_location(self) -> bool:
@@ -146,6 +155,8 @@ class IpIntel:
             if a is not None:
                 asn, isp = a[0], isp or a[1]
                 break
+        if asn in SATELLITE_ASNS:
+            tags.append("Satellite providers")
         geo_rec, geo_source = None, ""
         for db in self.databases:
             g = db.geo(text)

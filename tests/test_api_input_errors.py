@@ -61,6 +61,7 @@ CASES: dict[str, list[Case]] = {
         Case("GET", "alerts", "top", {"top": "ten"}),
         Case("GET", "alerts", "top", {"top": "1e3"}),
         Case("GET", "alerts", "top", {"top": "\u0662"}),  # a digit, but not an ASCII one
+        Case("GET", "alerts", "top", {"top": "9" * 5000}),  # beyond int()'s digits
         Case("GET", "alerts", "next", {"next": "not-a-token"}),
         Case("GET", "alerts", "next", {"next": token({"after": 5})}),
         Case("GET", "alerts", "next", {"next": token({"after": "../../x"})}),
@@ -79,6 +80,7 @@ CASES: dict[str, list[Case]] = {
         Case("GET", "governance/actions", "limit", {"limit": "1001"}),
         Case("GET", "governance/actions", "limit", {"limit": "lots"}),
         Case("GET", "governance/actions", "limit", {"limit": "99999999999999999999999"}),
+        Case("GET", "governance/actions", "limit", {"limit": "1" * 4500}),
         Case("GET", "governance/actions", "tenant", {"tenant": "a#b"}),
         Case("GET", "governance/actions", "user", {"user": LONG}),
         Case("GET", "governance/actions", "alert", {"alert": "a\nb"}),
@@ -156,6 +158,14 @@ CASES: dict[str, list[Case]] = {
     "alert_patch": [
         Case("PATCH", "alerts/nope", "body", body=b"not json"),
         Case("PATCH", "alerts/nope", "body", body=b"[1]"),
+        Case("PATCH", "alerts/nope", "body", body=b"[" * 5000 + b"]" * 5000),
+        Case("PATCH", "alerts/nope", "body", body=b'{"a":' * 5000 + b"1" + b"}" * 5000),
+        Case("PATCH", "alerts/nope", "body", body=json.dumps({"comment": "x" * 70_000}).encode()),
+        Case("PATCH", "alerts/nope", "body", body=b'{"status": "resolved", "status": "new"}'),
+        Case("PATCH", "alerts/nope", "body", body=b'{"comment": NaN}'),
+        Case("PATCH", "alerts/nope", "body", body=b'{"comment": -Infinity}'),
+        Case("PATCH", "alerts/nope", "body", body=b'{"comment": 1e999}'),
+        Case("PATCH", "alerts/nope", "body", body=b'{"comment": "\xff"}'),
         Case("PATCH", "alerts/nope", "status", body=b'{"status": "closed"}'),
         Case("PATCH", "alerts/nope", "classification", body=b'{"classification": "benign"}'),
         Case("PATCH", "alerts/nope", "determination", body=b'{"determination": "bad"}'),

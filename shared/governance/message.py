@@ -39,6 +39,6 @@ class ActionRequest:
                 str(d.get("policy", "")),
                 bool(d.get("approval", False)),
             )
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise ValueError('governance message must be {"tenant", "alert", "action"}') from None
         return req

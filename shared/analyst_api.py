@@ -176,6 +176,8 @@ def list_activities(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
 def user_page(deps: AnalystDeps, ident: str, tenant: str, now: datetime) -> Reply:
     if not ident or len(ident) > 320:
         return Reply.error(400, "id: expected a Workplace user id or an e-mail address")
+    q.checked("id", ident, max_len=320)
+    tenant = q.checked("tenant", tenant.strip(), key=True)
     user = deps.user_page().find(ident, tenant)
     if user is None:
         return Reply.error(404, f"id: no user {ident!r} in the synced directory")

@@ -219,6 +219,9 @@ CASES: dict[str, list[Case]] = {
     "user_page": [
         Case("GET", "users/nobody@contoso.com", "id"),
         Case("GET", "users/nobody@contoso.com", "days", {"days": "90"}),
+        Case("GET", "users/nobody@contoso.com", "tenant", {"tenant": "a/b"}),
+        Case("GET", "users/nobody@contoso.com", "tenant", {"tenant": "\x00"}),
+        Case("GET", "users/a%00b", "id"),
     ],
     "audit_http": [
         Case("GET", "audit", "top", {"top": "0"}),

@@ -101,7 +101,7 @@ def _packed(rows: bytes) -> str:
 # What each queue's refusal says (after the queue's name).
 REFUSAL = {
     "detect_queue": "detection message must be",
-    "govern_queue": "governance message must be",
+    "govern_queue": "governance message must",
     "notify_queue": "notify message",
 }
 POISON: dict[str, list[str]] = {
@@ -113,7 +113,12 @@ POISON: dict[str, list[str]] = {
         _packed(b"[" * 100_000 + b"]" * 100_000),  # nested beyond the parser
         _packed(b" " * (20 * 1024 * 1024) + b"[]"),  # 20 MiB from 20 KiB: a zip bomb
     ],
-    "govern_queue": ['{"tenant": 1}', "[" * 5000 + "]" * 5000, "\ufffd\ufffd"],
+    "govern_queue": [
+        '{"tenant": 1}',
+        "[" * 5000 + "]" * 5000,
+        "\ufffd\ufffd",
+        '{"tenant": "1", "alert": "x", "action": "delete_everything"}',
+    ],
     "notify_queue": [
         '{"alert": "x"}',
         '{"tenant": "1", "alert": "x", "destination": "pager"}',

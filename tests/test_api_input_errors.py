@@ -39,7 +39,8 @@ def token(payload: object) -> str:
 
 
 def signed_request(payload: object, secret: str) -> str:
-    encoded = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    encoded = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     sig = hmac.new(secret.encode(), encoded.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(sig).decode().rstrip("=") + "." + encoded
 
@@ -138,6 +139,13 @@ CASES: dict[str, list[Case]] = {
         Case("POST", "workplace/uninstall", "signed_request", body=b"signed_request=%ff%fe.%00"),
         Case("POST", "workplace/uninstall", "signed_request", body=b"\xff\xfe\x00"),
         Case("POST", "workplace/uninstall", "signed_request", body=b"other=1&x=%zz"),
+        Case(  # signed, but nested beyond the parser
+            "POST",
+            "workplace/uninstall",
+            "signed_request",
+            body=b"signed_request="
+            + signed_request(b"[" * 2000 + b"]" * 2000, APP_SECRET).encode(),
+        ),
         Case(
             "POST",
             "workplace/uninstall",

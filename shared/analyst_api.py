@@ -55,7 +55,7 @@ def guarded(
     query: Mapping[str, str] | None = None,
     allowed: tuple[str, ...] = (),
 ) -> Reply:
-    """`answer` for a caller holding `role`; 401/403 otherwise; BadInput becomes a 400. With
+    """`answer` for a caller holding `role`; 401/403 otherwise; BadInput its 4xx (400, 413). With
     `query`, a parameter not in `allowed` is a 400 before anything is read."""
     who = authorize(
         headers,
@@ -74,7 +74,7 @@ def guarded(
             q.known(query, allowed)
         return answer(who)
     except q.BadInput as bad:
-        return Reply.error(400, str(bad))
+        return Reply.error(bad.status, str(bad))
 
 
 def list_alerts(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:

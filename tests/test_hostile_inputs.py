@@ -90,6 +90,17 @@ def test_every_kind_of_answer_carries_the_security_headers(stack: Stack) -> None
             assert h.get("Cache-Control") == "no-store", kind
 
 
+def test_a_command_body_over_the_limit_is_a_413_naming_it(stack: Stack) -> None:
+    answer = requests.patch(
+        f"{stack.api}/alerts/any",
+        data=json.dumps({"comment": "x" * 70_000}).encode(),
+        headers={**stack.as_analyst(), "X-Requested-With": "x"},
+        timeout=30,
+    )
+    assert answer.status_code == 413, answer.text[:300]
+    assert answer.json()["error"] == {"status": 413, "message": "body: at most 65536 bytes"}
+
+
 # ------------------------------------------------------------------------------ queues
 
 

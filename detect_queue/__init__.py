@@ -8,7 +8,7 @@ from shared.activities import ActivityBatch
 from shared.clock import now
 from shared.config import ConfigError
 from shared.models import Activity
-from shared.quarantine import quarantine_activities
+from shared.quarantine import quarantine_activities, read_message
 from shared.services import get_services
 
 bp = func.Blueprint()
@@ -19,9 +19,13 @@ POLICY_RETRY_SECONDS = 300  # a refused policy folder: the batch waits for the f
 @bp.function_name("detect_queue")
 @bp.queue_trigger(arg_name="msg", queue_name="%ACTIVITY_QUEUE%", connection="AzureWebJobsStorage")
 def detect_queue(msg: func.QueueMessage) -> None:
-    # A malformed message raises, so the host retries it and then parks it in the poison queue.
-    batch = ActivityBatch.from_message(msg.get_body())
+    # A malformed message is quarantined with its reason, not retried.
     svc = get_services()
+    batch = read_message(
+        svc.quarantine_deps, "detect_queue", msg.get_body(), ActivityBatch.from_message, now()
+    )
+    if batch is None:
+        return
 
     def quarantine(activities: list[Activity], reason: str) -> None:
         quarantine_activities(svc.quarantine_deps, activities, reason, now())

@@ -57,7 +57,7 @@ def decode_principal(header: str, name_header: str = "", id_header: str = "") ->
         claims = data["claims"]
         if not isinstance(claims, list):
             return None
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         return None
     role_typ = str(data.get("role_typ") or "")
     name_typ = str(data.get("name_typ") or "")

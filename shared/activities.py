@@ -57,6 +57,9 @@ def from_entity(e: dict[str, Any]) -> Activity:
 
 # A queue message is at most 64 KiB after the host's base64 encoding: 48 KiB of text.
 MAX_MESSAGE_CHARS = 45_000
+# What a v2 message's rows may inflate to (100 activities without `raw` are far less): a message
+# compressed to inflate to gigabytes is refused, not expanded.
+MAX_UNPACKED = 16 * 1024 * 1024
 
 
 def _to_row(a: Activity) -> list[Any]:
@@ -102,7 +105,7 @@ class ActivityBatch:
                 raise TypeError
             if not all(isinstance(rk, str) for rk in rks) or len(rks) > MAX_BATCH:
                 raise TypeError
-        except (ValueError, KeyError, TypeError, zlib.error):
+        except (ValueError, KeyError, TypeError, RecursionError, zlib.error):
             raise ValueError(
                 "detection message must be v2 "
                 '{"v": 2, "f": [field, ...], "z": base64(zlib(JSON rows))} with 1-100 '
@@ -115,7 +118,11 @@ def _unpack(data: dict[str, Any]) -> tuple[Activity, ...]:
     names, z = data["f"], data["z"]
     if not isinstance(names, list) or not isinstance(z, str) or "time" not in names:
         raise TypeError
-    rows = json.loads(zlib.decompress(base64.b64decode(z, validate=True)))
+    inflate = zlib.decompressobj()
+    packed = inflate.decompress(base64.b64decode(z, validate=True), MAX_UNPACKED)
+    if inflate.unconsumed_tail or not inflate.eof:
+        raise ValueError("inflates beyond MAX_UNPACKED, or is cut short")
+    rows = json.loads(packed)
     if not isinstance(rows, list) or not 0 < len(rows) <= MAX_BATCH:
         raise TypeError
     known = [(i, n) for i, n in enumerate(names) if n in _WIRE]

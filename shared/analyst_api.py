@@ -55,7 +55,7 @@ def guarded(
     query: Mapping[str, str] | None = None,
     allowed: tuple[str, ...] = (),
 ) -> Reply:
-    """`answer` for a caller holding `role`; 401/403 otherwise; BadInput becomes a 400. With
+    """`answer` for a caller holding `role`; 401/403 otherwise; BadInput its 4xx (400, 413). With
     `query`, a parameter not in `allowed` is a 400 before anything is read."""
     who = authorize(
         headers,
@@ -74,7 +74,7 @@ def guarded(
             q.known(query, allowed)
         return answer(who)
     except q.BadInput as bad:
-        return Reply.error(400, str(bad))
+        return Reply.error(bad.status, str(bad))
 
 
 def list_alerts(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
@@ -176,6 +176,8 @@ def list_activities(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
 def user_page(deps: AnalystDeps, ident: str, tenant: str, now: datetime) -> Reply:
     if not ident or len(ident) > 320:
         return Reply.error(400, "id: expected a Workplace user id or an e-mail address")
+    q.checked("id", ident, max_len=320)
+    tenant = q.checked("tenant", tenant.strip(), key=True)
     user = deps.user_page().find(ident, tenant)
     if user is None:
         return Reply.error(404, f"id: no user {ident!r} in the synced directory")

@@ -51,6 +51,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "No such resource",
         409: "The command does not apply in the record's current state",
         412: "If-Match does not hold: the resource changed since it was read",
+        413: "The body is over 64 KiB",
     }
     return {
         str(c): {"description": words[c], "content": {_JSON: {"schema": _ERROR}}} for c in codes
@@ -181,7 +182,7 @@ def document() -> dict[str, Any]:
             "patch": _op(
                 "Triage an alert (Graph security alert v2 vocabulary)",
                 responder,
-                {"200": alert_answer, **_errors(400, 404, 412)},
+                {"200": alert_answer, **_errors(400, 404, 412, 413)},
                 [
                     alert_id,
                     {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -82,7 +83,8 @@ def time(params: Mapping[str, str], name: str, *, required: bool = False) -> dat
 
 def integer(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = params.get(name, "").strip() or str(default)
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    # Length first: int() of thousands of digits raises (ValueError) or is slow.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not low <= int(raw) <= high:
         raise BadInput(f"{name}: expected an integer from {low} to {high}")
     return int(raw)
 
@@ -95,18 +97,58 @@ def choice(params: Mapping[str, str], name: str, allowed: Iterable[str]) -> str:
     return raw
 
 
-def json_object(body: bytes, name: str = "body", max_bytes: int = MAX_JSON_BODY) -> dict[str, Any]:
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the name {key[:40]!r} appears twice in one object")
+        found[key] = value
+    return found
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not a JSON value")
+
+
+def strict_json(body: bytes | str) -> Any:
+    """JSON as RFC 8259 defines it: no NaN or Infinity, no number beyond a double, no name twice
+    in one object (parsers disagree on which one wins); ValueError naming the problem otherwise
+    (nesting too deep for the parser included)."""
+    try:
+        return json.loads(
+            body,
+            object_pairs_hook=_unique_keys,
+            parse_float=_finite,
+            parse_constant=_no_constant,
+        )
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def json_object(
+    body: bytes,
+    name: str = "body",
+    max_bytes: int = MAX_JSON_BODY,
+    example: str = '{"status": "inProgress"}',
+) -> dict[str, Any]:
     """A JSON object body (empty: {}); anything else is BadInput naming it (413: too large)."""
     if len(body) > max_bytes:
         raise BadInput(f"{name}: at most {max_bytes} bytes", status=413)
     if not body.strip():
         return {}
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        raise BadInput(f'{name}: not JSON; send an object such as {{"by": "analyst"}}') from None
+        payload = strict_json(body)
+    except ValueError as bad:
+        raise BadInput(f"{name}: not JSON ({bad}); send an object such as {example}") from None
     if not isinstance(payload, dict):
-        raise BadInput(f"{name}: expected a JSON object")
+        raise BadInput(f"{name}: expected a JSON object such as {example}")
     return payload
 
 

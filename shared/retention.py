@@ -9,8 +9,8 @@ long data is stored, not about what happened when, so (unlike detection) it may 
   known community (a key range over that community's day partitions).
 - Alerts (partition: tenant; row key: inverted ticks of when the alert was raised, in event
   time, so the oldest sort last): the key range older than the cut-off, per known tenant.
-- Quarantine (partition: source, or `detection`; row key: ticks of receipt, or of the earliest
-  event, so the oldest sort first): the key range older than the activity cut-off.
+- Quarantine (partition: source, `detection` or `queue`; row key: ticks of receipt, or of the
+  earliest event, so the oldest sort first): the key range older than the activity cut-off.
 - Held events (partition `<source>_<community>`; row key: ticks of receipt): the key range
   older than the activity cut-off, per community that ever had events held (the table's
   `communities` partition lists them, installed or not).
@@ -43,12 +43,14 @@ from shared.held import partition as held_partition
 from shared.inbox import WebhookInbox
 from shared.installs import InstallStates
 from shared.models import utc
+from shared.quarantine import QUEUE_PARTITION
 from shared.storage import delete_rows, inverted_ticks, ticks_key
 from shared.workplace.normalize import SOURCE
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_PARTITIONS = (SOURCE, "detection")  # deliveries; activities detection could not judge
+# Deliveries; activities detection could not judge; queue messages no delivery could read.
+QUARANTINE_PARTITIONS = (SOURCE, "detection", QUEUE_PARTITION)
 DAILY_LIMIT_KEEP_DAYS = 7  # a late redelivery for an event day still finds its day's count
 RUN_SECONDS = 8 * 60  # stop deleting in time for host.json's 10-minute functionTimeout
 DELETE_WORKERS = 8  # delete transactions in flight at once

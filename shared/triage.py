@@ -87,11 +87,8 @@ class AlertChange:
 
 def parse_change(body: bytes) -> AlertChange:
     """A PATCH body; BadInput names the field and the values it allows."""
-    try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        raise q.BadInput('body: expected a JSON object such as {"status": "inProgress"}') from None
-    if not isinstance(data, dict) or not data:
+    data = q.json_object(body)
+    if not data:
         raise q.BadInput(f"body: expected a JSON object with any of {', '.join(PATCH_FIELDS)}")
     unknown = sorted(set(data) - set(PATCH_FIELDS))
     if unknown:

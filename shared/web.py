@@ -11,8 +11,18 @@ from typing import Any, ParamSpec
 from shared.query_params import BadInput
 
 # Sent with every answer: browsers must not guess another type than the one declared (a JSON
-# error quoting a delivery's text is never rendered as HTML).
-SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
+# error quoting a delivery's text is never rendered as HTML), nothing runs, loads or is framed
+# in an answer opened as a page (the install callback's pages included), and no cache or proxy
+# keeps one (alerts, the audit log, an install's redirect carrying its `state`). The console's
+# files relax the policy and caching for themselves (shared/console.py).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'none'",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def token(payload: object) -> str:
 
 
 def signed_request(payload: object, secret: str) -> str:
-    encoded = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    encoded = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     sig = hmac.new(secret.encode(), encoded.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(sig).decode().rstrip("=") + "." + encoded
 
@@ -61,6 +62,7 @@ CASES: dict[str, list[Case]] = {
         Case("GET", "alerts", "top", {"top": "ten"}),
         Case("GET", "alerts", "top", {"top": "1e3"}),
         Case("GET", "alerts", "top", {"top": "\u0662"}),  # a digit, but not an ASCII one
+        Case("GET", "alerts", "top", {"top": "9" * 5000}),  # beyond int()'s digits
         Case("GET", "alerts", "next", {"next": "not-a-token"}),
         Case("GET", "alerts", "next", {"next": token({"after": 5})}),
         Case("GET", "alerts", "next", {"next": token({"after": "../../x"})}),
@@ -79,6 +81,7 @@ CASES: dict[str, list[Case]] = {
         Case("GET", "governance/actions", "limit", {"limit": "1001"}),
         Case("GET", "governance/actions", "limit", {"limit": "lots"}),
         Case("GET", "governance/actions", "limit", {"limit": "99999999999999999999999"}),
+        Case("GET", "governance/actions", "limit", {"limit": "1" * 4500}),
         Case("GET", "governance/actions", "tenant", {"tenant": "a#b"}),
         Case("GET", "governance/actions", "user", {"user": LONG}),
         Case("GET", "governance/actions", "alert", {"alert": "a\nb"}),
@@ -136,6 +139,13 @@ CASES: dict[str, list[Case]] = {
         Case("POST", "workplace/uninstall", "signed_request", body=b"signed_request=%ff%fe.%00"),
         Case("POST", "workplace/uninstall", "signed_request", body=b"\xff\xfe\x00"),
         Case("POST", "workplace/uninstall", "signed_request", body=b"other=1&x=%zz"),
+        Case(  # signed, but nested beyond the parser
+            "POST",
+            "workplace/uninstall",
+            "signed_request",
+            body=b"signed_request="
+            + signed_request(b"[" * 2000 + b"]" * 2000, APP_SECRET).encode(),
+        ),
         Case(
             "POST",
             "workplace/uninstall",
@@ -156,6 +166,14 @@ CASES: dict[str, list[Case]] = {
     "alert_patch": [
         Case("PATCH", "alerts/nope", "body", body=b"not json"),
         Case("PATCH", "alerts/nope", "body", body=b"[1]"),
+        Case("PATCH", "alerts/nope", "body", body=b"[" * 5000 + b"]" * 5000),
+        Case("PATCH", "alerts/nope", "body", body=b'{"a":' * 5000 + b"1" + b"}" * 5000),
+        Case("PATCH", "alerts/nope", "body", body=json.dumps({"comment": "x" * 70_000}).encode()),
+        Case("PATCH", "alerts/nope", "body", body=b'{"status": "resolved", "status": "new"}'),
+        Case("PATCH", "alerts/nope", "body", body=b'{"comment": NaN}'),
+        Case("PATCH", "alerts/nope", "body", body=b'{"comment": -Infinity}'),
+        Case("PATCH", "alerts/nope", "body", body=b'{"comment": 1e999}'),
+        Case("PATCH", "alerts/nope", "body", body=b'{"comment": "\xff"}'),
         Case("PATCH", "alerts/nope", "status", body=b'{"status": "closed"}'),
         Case("PATCH", "alerts/nope", "classification", body=b'{"classification": "benign"}'),
         Case("PATCH", "alerts/nope", "determination", body=b'{"determination": "bad"}'),
@@ -209,6 +227,9 @@ CASES: dict[str, list[Case]] = {
     "user_page": [
         Case("GET", "users/nobody@contoso.com", "id"),
         Case("GET", "users/nobody@contoso.com", "days", {"days": "90"}),
+        Case("GET", "users/nobody@contoso.com", "tenant", {"tenant": "a/b"}),
+        Case("GET", "users/nobody@contoso.com", "tenant", {"tenant": "\x00"}),
+        Case("GET", "users/a%00b", "id"),
     ],
     "audit_http": [
         Case("GET", "audit", "top", {"top": "0"}),

@@ -99,16 +99,18 @@ def test_install_webhooks_detection_and_governance_end_to_end(stack: Stack) -> N
 
 
 def test_a_message_that_keeps_failing_ends_in_the_poison_queue(stack: Stack) -> None:
+    # Well formed (a malformed one is quarantined at once), but its alert does not exist.
     svc = get_services()
-    queue = svc.storage.queue(svc.settings.activity_queue)
-    queue.send_message('{"this is": "not a batch"}')
+    queue = svc.storage.queue(svc.settings.notify_queue)
+    message = '{"v": 1, "tenant": "1", "alert": "no-such-alert"}'
+    queue.send_message(message)
     attempts = 0
-    while stack.host.process_queue_once("detect_queue"):
+    while stack.host.process_queue_once("notify_queue"):
         attempts += 1
     assert attempts == 2  # maxDequeueCount
-    poison = svc.storage.queue(f"{svc.settings.activity_queue}-poison")
+    poison = svc.storage.queue(f"{svc.settings.notify_queue}-poison")
     (msg,) = poison.receive_messages()
-    assert msg.content == b'{"this is": "not a batch"}'
+    assert msg.content == message.encode()
     assert list(queue.receive_messages()) == []
 
 

@@ -211,12 +211,16 @@ def test_detect_then_govern_handlers_alert_and_revoke(
         assert action.status == "succeeded" and action.target == "alice@contoso.com"
 
 
-@pytest.mark.parametrize("handler", [detect_fn, govern_fn])
-def test_malformed_queue_messages_raise_so_the_host_retries_then_poisons(
-    svc: Services, handler: object
+@pytest.mark.parametrize(
+    ("name", "handler"), [("detect_queue", detect_fn), ("govern_queue", govern_fn)]
+)
+def test_malformed_queue_messages_are_quarantined_not_retried(
+    svc: Services, name: str, handler: object
 ) -> None:
-    with pytest.raises(ValueError):
-        handler(QueueMessage(id="1", body=b"{not json", dequeue_count=1))  # type: ignore[operator]
+    handler(QueueMessage(id="1", body=b"{not json", dequeue_count=1))  # type: ignore[operator]
+    (kept,) = svc.storage.table(st.QUARANTINE).list_entities()
+    assert kept["PartitionKey"] == "queue" and kept["Reason"].startswith(f"{name}: ")
+    assert kept["Body0"] == b"{not json"
 
 
 def test_queue_bodies_are_what_the_host_decodes(svc: Services) -> None:
@@ -274,6 +278,8 @@ def test_every_http_function_answers_with_nosniff(svc: Services) -> None:
         )
         resp = function.build().get_user_function()(req)
         assert resp.headers.get("X-Content-Type-Options") == "nosniff", name
+        assert resp.headers.get("X-Frame-Options") == "DENY", name
+        assert "frame-ancestors 'none'" in resp.headers.get("Content-Security-Policy", ""), name
 
 
 FORGED = "LOGIN_FAILED\nINFO shared.governance: all clear\r\x1b[2K\x1b[31mspoofed\u2028"

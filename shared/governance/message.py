@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from shared.governance.actions import ACTIONS
+
 
 @dataclass(frozen=True)
 class ActionRequest:
@@ -39,6 +41,10 @@ class ActionRequest:
                 str(d.get("policy", "")),
                 bool(d.get("approval", False)),
             )
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise ValueError('governance message must be {"tenant", "alert", "action"}') from None
+        if req.action not in ACTIONS:
+            raise ValueError(
+                f"governance message must name one of {', '.join(ACTIONS)}, not {req.action!r}"
+            )
         return req

@@ -26,7 +26,7 @@ class NotifyRequest:
         try:
             d = json.loads(body)
             request = cls(str(d["tenant"]), str(d["alert"]), str(d.get("destination", "")))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise ValueError('notify message must be {"tenant", "alert"}') from None
         if request.destination and request.destination not in DESTINATIONS:
             raise ValueError(f"notify message names an unknown destination {request.destination!r}")

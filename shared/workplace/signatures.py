@@ -59,7 +59,7 @@ def parse_signed_request(signed_request: str, secret: str) -> dict[str, Any]:
         raise InvalidSignedRequest("signed_request is not signed with the app secret")
     try:
         payload = json.loads(payload_raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
         raise InvalidSignedRequest("signed_request payload is not JSON") from None
     if not isinstance(payload, dict):
         raise InvalidSignedRequest("signed_request payload is not a JSON object")

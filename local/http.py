@@ -21,27 +21,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 import trustme
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
-
-__all__ = [
-    "Fault",
-    "Faults",
-    "RecordedRequest",
-    "Request",
-    "Response",
-    "Server",
-    "Simulator",
-    "TestCA",
-    "TlsSimulator",
-    "raw_target",
-]
+from werkzeug.wrappers import Request as Request  # re-exported: the simulators answer with them
+from werkzeug.wrappers import Response as Response
 
 logger = logging.getLogger(__name__)
 
@@ -279,12 +266,7 @@ class Simulator:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property

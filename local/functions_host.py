@@ -276,8 +276,7 @@ class LocalFunctionsHost:
         clock: Callable[[], datetime] | None = None,
         sign_ins: Mapping[str, str] | None = None,
     ) -> None:
-        """`sign_ins` plays App Service Authentication: a request with `Authorization: Bearer
-        <token>` for a token in it reaches the function with that `X-MS-CLIENT-PRINCIPAL`."""
+        """`sign_ins`: the `X-MS-CLIENT-PRINCIPAL` of each bearer token App Service would accept."""
         if not function_key:
             raise HostConfigurationError("function_key must not be empty")
         self._settings: Mapping[str, str] = dict(settings)
@@ -371,11 +370,8 @@ class LocalFunctionsHost:
         return f"http://127.0.0.1:{port}"
 
     def start(self, *, triggers: bool = True) -> None:
-        """Start the HTTP server, one scheduler thread per timer and one poller per queue.
-
-        With `triggers=False` only HTTP is served: timers and queues then run only when a test
-        calls `run_timer()` / `process_queue_once()`, which makes end-to-end tests deterministic.
-        """
+        """Serve HTTP and, with `triggers`, run a scheduler per timer and a poller per queue
+        (without: they run when a test calls `run_timer()` / `process_queue_once()`)."""
         if self._server is not None or self._stop_event.is_set():
             raise RuntimeError("LocalFunctionsHost can be started once")
         self._server = Server(self._wsgi, name="vigil-local-http", port=self._port)
@@ -534,8 +530,7 @@ class LocalFunctionsHost:
     # ---- timers ---------------------------------------------------------------------------
 
     def run_timer(self, function_name: str, past_due: bool = False) -> None:
-        """Invoke a timer function now (waiting for a running execution of it to finish); what
-        the function raises is raised."""
+        """Invoke a timer function now, after any running execution of it; raises what it does."""
         timer = self._timers.get(function_name)
         if timer is None:
             raise KeyError(f"no timer function named {function_name!r}")
@@ -579,10 +574,8 @@ class LocalFunctionsHost:
     # ---- queues ---------------------------------------------------------------------------
 
     def process_queue_once(self, function_name: str) -> int:
-        """Receive one batch for a queue function and process it synchronously (concurrently).
-
-        Returns the number of messages received and handled (succeeded, retried or poisoned).
-        """
+        """Receive one batch for a queue function and process it (concurrently); the number of
+        messages received and handled (succeeded, retried or poisoned)."""
         queue = self._queues.get(function_name)
         if queue is None:
             raise KeyError(f"no queue-triggered function named {function_name!r}")

@@ -210,10 +210,7 @@ class _Timer:
 class _Queue:
     function: _Function
     name: str
-
-    @property
-    def poison(self) -> str:
-        return f"{self.name}-poison"
+    poison: str  # "<name>-poison"
 
 
 def _compile_route(template: str, where: str) -> tuple[re.Pattern[str], dict[str, re.Pattern[str]]]:
@@ -344,7 +341,8 @@ class LocalFunctionsHost:
                 next_occurrence(schedule, datetime.now(UTC))  # validate now, like the host
                 self._timers[name] = _Timer(indexed, schedule)
             elif trigger["type"] == "queueTrigger":
-                queue = _Queue(indexed, str(trigger.get("queueName", "")).lower())  # as the host
+                queue_name = str(trigger.get("queueName", "")).lower()  # as the host
+                queue = _Queue(indexed, queue_name, f"{queue_name}-poison")
                 for candidate in (queue.name, queue.poison):
                     if not _QUEUE_NAME.fullmatch(candidate):
                         raise HostConfigurationError(f"{where}: invalid queue name {candidate!r}")

@@ -564,9 +564,7 @@ class LocalFunctionsHost:
             try:
                 self._fire_timer(timer, late, f"Timer fired at {now.isoformat()}", upcoming)
             except Exception:  # already logged with its traceback by _invoke
-                _LOG.warning(
-                    "Timer function '%s' failed; the schedule goes on", timer.function.name
-                )
+                _LOG.warning("Timer '%s' failed; the schedule goes on", timer.function.name)
             upcoming = next_occurrence(timer.schedule, max(self._clock(), upcoming))
 
     # ---- queues ---------------------------------------------------------------------------

@@ -103,6 +103,11 @@ class Fault:
     message: str = ""
 
 
+def _matches(method: str, pattern: re.Pattern[str], request_method: str, path: str) -> bool:
+    """Whether a fault's or hook's `method` (or "*") and path `pattern` match a request."""
+    return method in ("*", request_method.upper()) and pattern.search(path) is not None
+
+
 class Faults:
     """Scripted faults, consumed in the order they were added."""
 
@@ -123,12 +128,7 @@ class Faults:
         (cut short when the simulator stops); None when no fault matches."""
         with self._lock:
             fault = next(
-                (
-                    f
-                    for f in self._items
-                    if f.method in ("*", method.upper()) and f.pattern.search(path)
-                ),
-                None,
+                (f for f in self._items if _matches(f.method, f.pattern, method, path)), None
             )
             if fault is None:
                 return None
@@ -324,11 +324,7 @@ class Simulator:
         record.status = response.status_code  # before answering: seen as soon as a call returns
         with self._lock:
             hook = next(
-                (
-                    h
-                    for h in self._hooks
-                    if h[0] in ("*", record.method) and h[1].search(record.endpoint)
-                ),
+                (h for h in self._hooks if _matches(h[0], h[1], record.method, record.endpoint)),
                 None,
             )
             if hook is not None:

@@ -15,10 +15,8 @@ from shared.storage import AZURITE
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
-log = logging.getLogger(__name__)
-
-
 AZURITE_HEAP_MB = 12_288
+log = logging.getLogger(__name__)
 
 
 def connection_string(ports: dict[str, int]) -> str:

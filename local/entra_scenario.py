@@ -13,8 +13,12 @@ from typing import Any
 
 from local.sim_graph import SimulatedGraph, SimUser
 
-OFFICES = {"GB": ("198.51.100.10", 51.5072, -0.1276), "PL": ("198.51.100.20", 52.2297, 21.0122)}
-ATTACKER = ("203.0.113.66", "BR", -23.5505, -46.6333)
+Place = tuple[str, str, float, float]  # where a sign-in comes from: ip, country, lat, lon
+OFFICES: list[Place] = [
+    ("198.51.100.10", "GB", 51.5072, -0.1276),
+    ("198.51.100.20", "PL", 52.2297, 21.0122),
+]
+ATTACKER: Place = ("203.0.113.66", "BR", -23.5505, -46.6333)
 INVALID_PASSWORD, MFA_REQUIRED = 50126, 50074
 
 
@@ -103,10 +107,12 @@ def audit(
     }
 
 
-def _office(user: SimUser) -> tuple[str, str, float, float]:
-    country = sorted(OFFICES)[int(user.id[-1], 16) % len(OFFICES)]
-    ip, lat, lon = OFFICES[country]
-    return ip, country, lat, lon
+def _sign_in_from(place: Place, user: SimUser, at: datetime, code: int) -> dict[str, Any]:
+    ip, country, lat, lon = place
+    upn = user.user_principal_name
+    return sign_in(
+        at, user_id=user.id, upn=upn, code=code, ip=ip, country=country, lat=lat, lon=lon
+    )
 
 
 def ordinary_sign_ins(
@@ -114,28 +120,21 @@ def ordinary_sign_ins(
 ) -> list[dict[str, Any]]:
     """Each user signs in from their office; some get an MFA prompt first (not a failure)."""
     out = []
-    for i, u in enumerate(users):
-        ip, country, lat, lon = _office(u)
+    for i, user in enumerate(users):
+        office = OFFICES[int(user.id[-1], 16) % len(OFFICES)]
         at = start + timedelta(minutes=i, seconds=rng.randint(0, 50))
         codes = [MFA_REQUIRED, 0] if rng.random() < 0.3 else [0]
         for j, code in enumerate(codes):
-            out.append(
-                sign_in(at + timedelta(seconds=20 * j), user_id=u.id,
-                        upn=u.user_principal_name, code=code, ip=ip, country=country, lat=lat,
-                        lon=lon)
-            )  # fmt: skip
+            out.append(_sign_in_from(office, user, at + timedelta(seconds=20 * j), code))
     return out
 
 
 def password_guessing(victim: SimUser, start: datetime, attempts: int = 14) -> list[dict[str, Any]]:
     """Wrong passwords from abroad, 12 s apart (error 50126)."""
-    ip, country, lat, lon = ATTACKER
     return [
-        sign_in(start + timedelta(seconds=12 * i), user_id=victim.id,
-                upn=victim.user_principal_name, code=INVALID_PASSWORD, ip=ip, country=country,
-                lat=lat, lon=lon)
+        _sign_in_from(ATTACKER, victim, start + timedelta(seconds=12 * i), INVALID_PASSWORD)
         for i in range(attempts)
-    ]  # fmt: skip
+    ]
 
 
 def publish(graph: SimulatedGraph, sign_ins: list[dict[str, Any]]) -> None:

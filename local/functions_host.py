@@ -77,16 +77,6 @@ _HOP_BY_HOP: Final = frozenset({"content-length", "transfer-encoding", "connecti
 _SESSION_COOKIE: Final = "AppServiceAuthSession"
 
 
-@dataclass(frozen=True)
-class HttpRouteInfo:
-    """An indexed HTTP route: function name, route template, methods and auth level."""
-
-    function: str
-    template: str
-    methods: tuple[str, ...]
-    auth_level: str  # ANONYMOUS, FUNCTION or ADMIN
-
-
 class HostConfigurationError(ValueError):
     """The app, ``host.json`` or the settings cannot be run (the host would fail to index)."""
 
@@ -100,10 +90,13 @@ def parse_timespan(value: str) -> timedelta:
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive one is taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def next_occurrence(schedule: str, after: datetime) -> datetime:
-    """The first occurrence of a 6-field NCRONTAB ``schedule`` strictly after ``after``, in UTC
-    (a naive ``after`` is taken as UTC)."""
-    after_utc = after.replace(tzinfo=UTC) if after.tzinfo is None else after.astimezone(UTC)
+    """The first occurrence of a 6-field NCRONTAB ``schedule`` strictly after ``after``, in UTC."""
     expression = schedule.strip()
     if len(expression.split()) != 6 or not croniter.is_valid(expression, second_at_beginning=True):
         raise HostConfigurationError(
@@ -111,7 +104,7 @@ def next_occurrence(schedule: str, after: datetime) -> datetime:
             "{hour} {day} {month} {day-of-week}', e.g. '0 */15 * * * *')"
         )
     # NCrontab matches a day only if day-of-month AND day-of-week match (unlike Vixie cron).
-    cron = croniter(expression, after_utc, second_at_beginning=True, day_or=False)
+    cron = croniter(expression, _utc(after), second_at_beginning=True, day_or=False)
     occurrence: datetime = cron.get_next(datetime)
     return occurrence.astimezone(UTC)
 
@@ -217,10 +210,7 @@ class _Timer:
 class _Queue:
     function: _Function
     name: str
-
-    @property
-    def poison(self) -> str:
-        return f"{self.name}-poison"
+    poison: str  # "<name>-poison"
 
 
 def _compile_route(template: str, where: str) -> tuple[re.Pattern[str], dict[str, re.Pattern[str]]]:
@@ -283,8 +273,7 @@ class LocalFunctionsHost:
         clock: Callable[[], datetime] | None = None,
         sign_ins: Mapping[str, str] | None = None,
     ) -> None:
-        """`sign_ins` plays App Service Authentication: a request with `Authorization: Bearer
-        <token>` for a token in it reaches the function with that `X-MS-CLIENT-PRINCIPAL`."""
+        """`sign_ins`: the `X-MS-CLIENT-PRINCIPAL` of each bearer token App Service would accept."""
         if not function_key:
             raise HostConfigurationError("function_key must not be empty")
         self._settings: Mapping[str, str] = dict(settings)
@@ -352,7 +341,8 @@ class LocalFunctionsHost:
                 next_occurrence(schedule, datetime.now(UTC))  # validate now, like the host
                 self._timers[name] = _Timer(indexed, schedule)
             elif trigger["type"] == "queueTrigger":
-                queue = _Queue(indexed, str(trigger.get("queueName", "")).lower())  # as the host
+                queue_name = str(trigger.get("queueName", "")).lower()  # as the host
+                queue = _Queue(indexed, queue_name, f"{queue_name}-poison")
                 for candidate in (queue.name, queue.poison):
                     if not _QUEUE_NAME.fullmatch(candidate):
                         raise HostConfigurationError(f"{where}: invalid queue name {candidate!r}")
@@ -363,12 +353,9 @@ class LocalFunctionsHost:
         self._routes.sort(key=lambda r: -sum("{" not in s for s in r.template.split("/")))
 
     @property
-    def http_routes(self) -> list[HttpRouteInfo]:
-        """Every HTTP route indexed from the app (what a test can enumerate to cover them all)."""
-        return [
-            HttpRouteInfo(r.function.name, r.template, tuple(sorted(r.methods)), r.auth_level)
-            for r in self._routes
-        ]
+    def http_routes(self) -> dict[str, frozenset[str]]:
+        """The methods of each HTTP function (what a test can enumerate to cover them all)."""
+        return {r.function.name: r.methods for r in self._routes}
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -381,11 +368,8 @@ class LocalFunctionsHost:
         return f"http://127.0.0.1:{port}"
 
     def start(self, *, triggers: bool = True) -> None:
-        """Start the HTTP server, one scheduler thread per timer and one poller per queue.
-
-        With `triggers=False` only HTTP is served: timers and queues then run only when a test
-        calls `run_timer()` / `process_queue_once()`, which makes end-to-end tests deterministic.
-        """
+        """Serve HTTP and, with `triggers`, run a scheduler per timer and a poller per queue
+        (without: they run when a test calls `run_timer()` / `process_queue_once()`)."""
         if self._server is not None or self._stop_event.is_set():
             raise RuntimeError("LocalFunctionsHost can be started once")
         self._server = Server(self._wsgi, name="vigil-local-http", port=self._port)
@@ -402,10 +386,7 @@ class LocalFunctionsHost:
         )
 
     def stop(self) -> None:
-        """Stop everything; waits at most ~1.5 s for in-flight work, then leaves it behind.
-
-        Idempotent; also closes the storage clients of a host that was never started.
-        """
+        """Stop everything (idempotent); in-flight work gets ~1.5 s, then is left behind."""
         if self._stop_event.is_set():
             return
         self._stop_event.set()
@@ -424,9 +405,7 @@ class LocalFunctionsHost:
         _LOG.info("Local Functions host stopped")
 
     def _clock(self) -> datetime:
-        """The injected clock, as an aware UTC datetime (naive values are taken as UTC)."""
-        now = self._clock_source()
-        return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+        return _utc(self._clock_source())
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"vigil-local-{name}", daemon=True)
@@ -549,8 +528,7 @@ class LocalFunctionsHost:
     # ---- timers ---------------------------------------------------------------------------
 
     def run_timer(self, function_name: str, past_due: bool = False) -> None:
-        """Invoke a timer function now (waiting for a running execution of it to finish); what
-        the function raises is raised."""
+        """Invoke a timer function now, after any running execution of it; raises what it does."""
         timer = self._timers.get(function_name)
         if timer is None:
             raise KeyError(f"no timer function named {function_name!r}")
@@ -586,18 +564,14 @@ class LocalFunctionsHost:
             try:
                 self._fire_timer(timer, late, f"Timer fired at {now.isoformat()}", upcoming)
             except Exception:  # already logged with its traceback by _invoke
-                _LOG.warning(
-                    "Timer function '%s' failed; the schedule goes on", timer.function.name
-                )
+                _LOG.warning("Timer '%s' failed; the schedule goes on", timer.function.name)
             upcoming = next_occurrence(timer.schedule, max(self._clock(), upcoming))
 
     # ---- queues ---------------------------------------------------------------------------
 
     def process_queue_once(self, function_name: str) -> int:
-        """Receive one batch for a queue function and process it synchronously (concurrently).
-
-        Returns the number of messages received and handled (succeeded, retried or poisoned).
-        """
+        """Receive one batch for a queue function and process it (concurrently); the number of
+        messages received and handled (succeeded, retried or poisoned)."""
         queue = self._queues.get(function_name)
         if queue is None:
             raise KeyError(f"no queue-triggered function named {function_name!r}")
@@ -639,13 +613,8 @@ class LocalFunctionsHost:
         try:
             body = base64.b64decode("".join(raw.split()), validate=True)
         except ValueError:  # binascii.Error
-            _LOG.warning(
-                "Message decoding has failed! Check MessageEncoding settings. MessageId=%s. "
-                "Moving message to queue '%s'.",
-                message.id,
-                queue.poison,
-            )
-            self._to_poison(queue, message, raw)
+            failed = "Message decoding has failed! Check MessageEncoding settings."
+            self._to_poison(queue, message, raw, f"{failed} MessageId={message.id}.")
             return
         value = _make_queue_message(
             id=message.id,
@@ -661,17 +630,13 @@ class LocalFunctionsHost:
                 delay = int(self._queue_options.visibility_timeout.total_seconds())
                 client.update_message(message.id, message.pop_receipt, visibility_timeout=delay)
                 return
-            _LOG.warning(
-                "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
-                limit,
-                queue.poison,
-            )
-            self._to_poison(queue, message, raw)
+            self._to_poison(queue, message, raw, f"Message has reached MaxDequeueCount of {limit}.")
             return
         client.delete_message(message.id, message.pop_receipt)
 
-    def _to_poison(self, queue: _Queue, message: StorageQueueMessage, raw: str) -> None:
+    def _to_poison(self, queue: _Queue, message: StorageQueueMessage, raw: str, why: str) -> None:
         """The original raw text to `<queue>-poison`, then the message deleted."""
+        _LOG.warning("%s Moving message to queue '%s'.", why, queue.poison)
         self._client(queue.poison).send_message(raw)
         self._client(queue.name).delete_message(message.id, message.pop_receipt)
 

@@ -21,27 +21,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 import trustme
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
-
-__all__ = [
-    "Fault",
-    "Faults",
-    "RecordedRequest",
-    "Request",
-    "Response",
-    "Server",
-    "Simulator",
-    "TestCA",
-    "TlsSimulator",
-    "raw_target",
-]
+from werkzeug.wrappers import Request as Request  # re-exported: the simulators answer with them
+from werkzeug.wrappers import Response as Response
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +103,11 @@ class Fault:
     message: str = ""
 
 
+def _matches(method: str, pattern: re.Pattern[str], request_method: str, path: str) -> bool:
+    """Whether a fault's or hook's `method` (or "*") and path `pattern` match a request."""
+    return method in ("*", request_method.upper()) and pattern.search(path) is not None
+
+
 class Faults:
     """Scripted faults, consumed in the order they were added."""
 
@@ -136,12 +128,7 @@ class Faults:
         (cut short when the simulator stops); None when no fault matches."""
         with self._lock:
             fault = next(
-                (
-                    f
-                    for f in self._items
-                    if f.method in ("*", method.upper()) and f.pattern.search(path)
-                ),
-                None,
+                (f for f in self._items if _matches(f.method, f.pattern, method, path)), None
             )
             if fault is None:
                 return None
@@ -279,12 +266,7 @@ class Simulator:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property
@@ -342,11 +324,7 @@ class Simulator:
         record.status = response.status_code  # before answering: seen as soon as a call returns
         with self._lock:
             hook = next(
-                (
-                    h
-                    for h in self._hooks
-                    if h[0] in ("*", record.method) and h[1].search(record.endpoint)
-                ),
+                (h for h in self._hooks if _matches(h[0], h[1], record.method, record.endpoint)),
                 None,
             )
             if hook is not None:

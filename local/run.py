@@ -21,11 +21,8 @@ ATTACK_EVERY_S = 60.0
 def traffic(stack: Stack, stop: threading.Event, sources: list[str]) -> None:
     """Ordinary logins every few seconds, and a brute-force attack every minute, for each source:
     Workplace webhooks, and Entra sign-ins the simulated Graph serves for sync_timer to pull."""
-    rng = random.Random()
-    wp = stack.workplace
-    people = list(stack.graph.users.values())
-    next_attack = 20.0
-    elapsed = 0.0
+    rng, wp, people = random.Random(), stack.workplace, list(stack.graph.users.values())
+    next_attack, elapsed = 20.0, 0.0
     while not stop.wait(TRAFFIC_EVERY_S if elapsed else 3.0):
         elapsed += TRAFFIC_EVERY_S
         now = datetime.now(UTC)

@@ -1,17 +1,12 @@
-"""A local receiver for Vigil's notification webhooks: a Microsoft Teams incoming webhook and a
-generic signed webhook, on the shared serving layer (`local.http`), recording every request.
+"""A local receiver for Vigil's notification webhooks, on `local.http`, recording every request.
 
-* ``POST /teams/<id>``: what a Teams incoming webhook accepts: JSON ``{"type": "message",
-  "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content":
-  {"type": "AdaptiveCard", "version", "body": [...]}}]}``; answers 200 with the body ``1`` (as
-  Teams does), 400 with the reason otherwise.
-* ``POST /hooks/<id>``: a generic receiver: JSON body; when the receiver knows the secret it
-  checks ``X-Vigil-Signature-256: sha256=<hex HMAC-SHA256 of the body>`` (401 when it does not
-  match); answers 204.
+* ``POST /teams/<id>``: a Microsoft Teams incoming webhook: an Adaptive Card message (see
+  `teams_problem`) is answered 200 ``1``, as Teams does; anything else 400 with the reason.
+* ``POST /hooks/<id>``: a generic receiver of JSON; knowing the secret, it checks
+  ``X-Vigil-Signature-256: sha256=<hex HMAC-SHA256 of the body>`` (401 if not); answers 204.
 
-``fail(status, times, retry_after=...)`` makes the next ``times`` requests answer ``status``
-(e.g. 500, or 429 with ``Retry-After``) before any check. Plain HTTP on 127.0.0.1: Vigil allows
-webhooks over plain HTTP only to a loopback address.
+``fail(status, times, retry_after=...)`` answers the next ``times`` requests ``status`` before
+any check. Plain HTTP on 127.0.0.1: Vigil allows it only to a loopback address.
 """
 
 from __future__ import annotations

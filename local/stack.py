@@ -1,10 +1,7 @@
-"""The embedded default stack: Azurite, simulated Workplace and Graph, and the local host.
-
-`make run`, `make demo` and the end-to-end test all start Vigil through `local_stack()`. Settings
-that say `local` (`NOTIFY_TEAMS_WEBHOOK_URL`, `NOTIFY_WEBHOOK_URL`, `LOG_ANALYTICS_DCE_ENDPOINT`)
-get a local simulator (the webhook receiver, the Logs Ingestion endpoint with its managed identity
-endpoint) instead of a real service.
-"""
+"""The embedded default stack: Azurite, simulated Workplace and Graph, and the local host, as
+`make run`, `make demo` and the end-to-end tests start Vigil (`local_stack()`). Settings that say
+`local` (`NOTIFY_TEAMS_WEBHOOK_URL`, `NOTIFY_WEBHOOK_URL`, `LOG_ANALYTICS_DCE_ENDPOINT`) get a
+local simulator instead of a real service."""
 
 from __future__ import annotations
 
@@ -131,13 +128,9 @@ def _redirect(url: str, refused: str, headers: dict[str, str] | None = None) -> 
 def seed_graph_users(workplace: SimulatedWorkplace, graph: SimulatedGraph) -> None:
     """The same people exist in Entra ID, matched by e-mail (= UPN)."""
     for m in workplace.members:
+        user_id = str(uuid.uuid5(uuid.NAMESPACE_URL, m.email))
         graph.add_user(
-            SimUser(
-                id=str(uuid.uuid5(uuid.NAMESPACE_URL, m.email)),
-                user_principal_name=m.email,
-                mail=m.email,
-                display_name=m.name,
-            )
+            SimUser(user_id, user_principal_name=m.email, mail=m.email, display_name=m.name)
         )
 
 

@@ -32,6 +32,7 @@ from local.functions_host import (
 
 FUNCTION_KEY = "test-function-key"
 ANONYMOUS = func.AuthLevel.ANONYMOUS
+PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 
 @dataclass
@@ -223,13 +224,8 @@ def test_next_occurrence_is_utc_and_ncrontab_flavoured(
 def test_timespans_and_queue_defaults() -> None:
     assert parse_timespan("00:00:30") == timedelta(seconds=30)
     assert parse_timespan("1.02:03:04") == timedelta(days=1, hours=2, minutes=3, seconds=4)
-    assert QueueOptions.from_host_json({"version": "2.0"}) == QueueOptions(
-        batch_size=16,
-        new_batch_threshold=8,
-        max_dequeue_count=5,
-        visibility_timeout=timedelta(0),
-        max_polling_interval=timedelta(minutes=1),
-    )
+    defaults = QueueOptions(16, 8, 5, timedelta(0), timedelta(minutes=1))
+    assert QueueOptions.from_host_json({"version": "2.0"}) == defaults
 
 
 def _only(register: Callable[[func.FunctionApp], Any]) -> Callable[[Recorder], func.FunctionApp]:
@@ -322,13 +318,7 @@ def test_http_route_params_query_body_and_headers(make_host: HostFactory, rec: R
         ("GET", "secret", {}, 401, None),
         ("GET", "secret?code=wrong", {}, 401, None),
         ("GET", "secret", {"x-functions-key": "wrong"}, 401, None),
-        (
-            "GET",
-            f"secret?code={FUNCTION_KEY}",
-            {},
-            200,
-            ("Content-Type", "text/plain; charset=utf-8"),
-        ),
+        ("GET", f"secret?code={FUNCTION_KEY}", {}, 200, PLAIN_TEXT),
         ("GET", "secret", {"x-functions-key": FUNCTION_KEY}, 200, b"classified"),
         # not found, method not allowed
         ("GET", "nope", {}, 404, None),
@@ -458,27 +448,43 @@ def test_a_batch_of_base64_messages_is_decoded_processed_together_and_deleted(
     assert host.process_queue_once("work") == 0
 
 
-def test_failing_message_is_retried_then_poisoned(
-    make_host: HostFactory, rec: Recorder, queue: QueueFactory
+OVERRIDE = {"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "1"}
+
+
+@pytest.mark.parametrize(
+    ("options", "text", "encoded", "attempts"),
+    [
+        ({"maxDequeueCount": 2}, "please fail", True, 2),  # retried at once, then poisoned
+        ({"maxDequeueCount": 5, "settings": OVERRIDE}, "fail now", True, 1),  # settings win
+        # not base64 (the trap of the reference, section 3.2): poisoned at once, never run
+        ({}, '{"not": "base64"}', False, 0),
+    ],
+)
+def test_failing_message_is_retried_then_poisoned_as_sent(
+    make_host: HostFactory,
+    rec: Recorder,
+    queue: QueueFactory,
+    options: dict[str, Any],
+    text: str,
+    encoded: bool,
+    attempts: int,
 ) -> None:
-    host, sender = make_host(maxDequeueCount=2, visibilityTimeout="00:00:00"), queue()
-    sender.send_message("please fail")
-    original_raw = next(iter(queue(raw=True).peek_messages()))
-
-    assert host.process_queue_once("work") == 1
-    assert rec.attempts == [(b"please fail", 1)]
-    [still_there] = list(sender.peek_messages())
-    assert (still_there.content, still_there.dequeue_count) == ("please fail", 1)
-
-    assert host.process_queue_once("work") == 1
-    assert rec.attempts == [(b"please fail", 1), (b"please fail", 2)]
-    assert list(sender.peek_messages()) == []
-    assert rec.processed == []
-
-    [poisoned] = list(queue("-poison").peek_messages())
-    assert poisoned.content == "please fail"
+    host, sender, raw = make_host(**options), queue(raw=not encoded), queue(raw=True)
+    sender.send_message(text)
+    [original] = list(raw.peek_messages())
+    assert original.content == (base64.b64encode(text.encode()).decode() if encoded else text)
+    for attempt in range(1, max(attempts, 1) + 1):
+        assert host.process_queue_once("work") == 1
+        if attempt < attempts:  # made visible again at once (visibilityTimeout 0), counted
+            [still_there] = list(sender.peek_messages())
+            assert (still_there.content, still_there.dequeue_count) == (text, attempt)
+    assert rec.attempts == [(text.encode(), n) for n in range(1, attempts + 1)]
+    assert (rec.processed, list(raw.peek_messages())) == ([], [])
     [poisoned_raw] = list(queue("-poison", raw=True).peek_messages())
-    assert poisoned_raw.content == original_raw.content == base64.b64encode(b"please fail").decode()
+    assert poisoned_raw.content == original.content  # the raw text, as sent
+    if encoded:
+        [poisoned] = list(queue("-poison").peek_messages())
+        assert poisoned.content == text
 
 
 def test_failed_message_waits_for_the_visibility_timeout(
@@ -489,29 +495,6 @@ def test_failed_message_waits_for_the_visibility_timeout(
     assert host.process_queue_once("work") == 1
     assert host.process_queue_once("work") == 0  # invisible for a minute: the host's retry spacing
     assert queue(raw=True).get_queue_properties().approximate_message_count == 1
-
-
-def test_message_that_is_not_base64_goes_to_poison_at_once(
-    make_host: HostFactory, rec: Recorder, queue: QueueFactory
-) -> None:
-    host, raw = make_host(), queue(raw=True)
-    raw.send_message('{"not": "base64"}')  # the base64 trap of the reference, section 3.2
-    assert host.process_queue_once("work") == 1
-    assert rec.attempts == []
-    assert list(raw.peek_messages()) == []
-    [poisoned] = list(queue("-poison", raw=True).peek_messages())
-    assert poisoned.content == '{"not": "base64"}'
-
-
-def test_host_json_can_be_overridden_by_settings(
-    make_host: HostFactory, queue: QueueFactory
-) -> None:
-    override = {"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "1"}
-    host = make_host(maxDequeueCount=5, settings=override)
-    queue().send_message("fail now")
-    assert host.process_queue_once("work") == 1
-    [poisoned] = list(queue("-poison").peek_messages())
-    assert poisoned.content == "fail now"
 
 
 def test_background_poller_processes_messages(

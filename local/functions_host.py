@@ -234,6 +234,12 @@ def _text(status: int, text: str, headers: Mapping[str, str] | None = None) -> R
     return Response(text, status, headers, mimetype="text/plain")
 
 
+def _local_path(target: str) -> bool:
+    """Whether a redirect target stays on this host: a path, never `//host` or `/\\host`
+    (browsers read a backslash as a slash), and nothing a header cannot carry."""
+    return target.startswith("/") and target[1:2] not in ("/", "\\") and target.isprintable()
+
+
 def _principal_label(encoded: str) -> str:
     """ "name (roles)" of an `X-MS-CLIENT-PRINCIPAL` the host signs in with."""
     who = decode_principal(encoded)
@@ -484,7 +490,7 @@ class LocalFunctionsHost:
         if request.method == "POST":
             form = dict(parse_qsl(request.get_data().decode("utf-8", "replace")))
             back = form.get("post_login_redirect_uri", "/")
-            if not back.startswith("/") or back.startswith("//"):
+            if not _local_path(back):
                 back = "/"
             index = form.get("who", "")
             if not index.isdigit() or int(index) >= len(people):

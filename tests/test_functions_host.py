@@ -506,3 +506,38 @@ def test_background_poller_processes_messages(
     assert rec.processed == [b"in the background"]
     host.stop()
     assert not any(thread.is_alive() for thread in host._threads)  # stopped, none left behind
+
+
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [
+        ("/console/", "/console/"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("/console/\r\nSet-Cookie: x=1", "/"),
+    ],
+)
+def test_the_played_sign_in_redirects_only_to_a_path_on_this_host(
+    azurite_connection_string: str, rec: Recorder, target: str, location: str
+) -> None:
+    host = LocalFunctionsHost(
+        build_app(rec),
+        host_json=host_json(),
+        settings={"TEST_SCHEDULE": "0 0 0 1 1 *", "TEST_QUEUE": "unused"},
+        storage_connection_string=azurite_connection_string,
+        function_key=FUNCTION_KEY,
+        port=0,
+        sign_ins={"token": "principal"},
+    )
+    host.start(triggers=False)
+    try:
+        answer = requests.post(
+            f"{host.base_url}/.auth/login/aad",
+            data={"who": "0", "post_login_redirect_uri": target},
+            allow_redirects=False,
+            timeout=10,
+        )
+    finally:
+        host.stop()
+    assert answer.status_code == 302 and answer.headers["Location"] == location

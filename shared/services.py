@@ -280,10 +280,11 @@ class Services:
             self.ip_intel_with_tor,
             alert_lookup,
             lambda: [i.community_id for i in self.installs.all()],
-            entra_tenants=self._entra_tenants,
+            entra_tenants=self.entra_tenants,
         )
 
-    def _entra_tenants(self) -> list[str]:
+    def entra_tenants(self) -> list[str]:
+        """The Entra tenant Vigil reads (GRAPH_TENANT_ID, while the Entra source is on)."""
         s = self.settings
         return [s.graph_tenant_id] if "entra" in s.sources and s.graph_tenant_id else []
 

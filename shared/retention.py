@@ -10,9 +10,9 @@ long data is stored, not about what happened when, so (unlike detection) it may 
 - Alerts (partition: tenant; row key: inverted ticks of when the alert was raised, in event
   time, so the oldest sort last): the key range older than the cut-off, per known tenant.
 - Notifications (partition: tenant; row key `<alert id>|<destination>`): an expired alert's
-  records (its key range), deleted just before the alert, once their day of sending is more
-  than NOTIFY_KEEP_DAYS old (a notify message outlives neither; until then the alert waits
-  too). Each destination's daily cap (partition `~notify`, `daily|<destination>|<day>`): as
+  records (its key range), deleted just before the alert, once each was last written more
+  than NOTIFY_KEEP_DAYS ago (no notify message that must find it can be left; until then the
+  alert waits too). Each destination's daily cap (partition `~notify`, `daily|<destination>|<day>`): as
   the detection daily limits below.
 - SIEM outbox `sent` records (partition `sent`, row key: what was sent): those sent on days more
   than SIEM_SENT_KEEP_DAYS ago, found by their day's index partition `sent_<YYYYMMDD>`. A `sent`
@@ -75,7 +75,7 @@ SIEM_SENT_KEEP_DAYS = QUEUE_MESSAGE_DAYS + 1  # and so does a `sent` record
 RUN_SECONDS = 8 * 60  # stop deleting in time for host.json's 10-minute functionTimeout
 DELETE_WORKERS = 8  # delete transactions in flight at once
 KEYS = ["PartitionKey", "RowKey"]
-GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+ENTRA_TENANT = re.compile(r"[0-9A-Za-z][0-9A-Za-z.-]{0,253}")  # GRAPH_TENANT_ID: a GUID or domain
 
 
 @dataclass(frozen=True)
@@ -278,9 +278,10 @@ def purge(
 
 def _bounded(source: str, tenant: str) -> bool:
     """Whether the tenant id bounds its key ranges: a Workplace community's digits, an Entra
-    tenant's GUID (a tenant that is a prefix of another is told apart by the `_<day>` after it)."""
+    tenant's GUID or domain (a tenant that is a prefix of another is told apart by the
+    `_<day>` after it)."""
     if source == ENTRA:
-        return bool(GUID.fullmatch(tenant))
+        return bool(ENTRA_TENANT.fullmatch(tenant))
     return tenant.isascii() and tenant.isdigit()
 
 

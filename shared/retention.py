@@ -12,8 +12,8 @@ long data is stored, not about what happened when, so (unlike detection) it may 
 - Notifications (partition: tenant; row key `<alert id>|<destination>`): an expired alert's
   records (its key range), deleted just before the alert, once each was last written more
   than NOTIFY_KEEP_DAYS ago (no notify message that must find it can be left; until then the
-  alert waits too). Each destination's daily cap (partition `~notify`, `daily|<destination>|<day>`): as
-  the detection daily limits below.
+  alert waits too). Each destination's daily cap (partition `~notify`, row key
+  `daily|<destination>|<day>`): as the detection daily limits below.
 - SIEM outbox `sent` records (partition `sent`, row key: what was sent): those sent on days more
   than SIEM_SENT_KEEP_DAYS ago, found by their day's index partition `sent_<YYYYMMDD>`. A `sent`
   record keeps a redelivered message from sending its alert or batch twice; a message lives at

@@ -34,8 +34,8 @@ hourly into one total per community), the inbox (drained every minute), Entra pe
 messages (deleted once queued), sync and delta state (a row per tenant and log), profiles, users,
 groups and the Graph identity cache (one row per person or group), posture (a row per
 recommendation and community), throttle and API key rows (a few per tenant). Kept on purpose:
-the governance log (`Actions`) and the audit log (`Audit`), the record of what Vigil and its
-analysts did.
+the governance log (`Actions`), the audit log (`Audit`) and analysts' suppressions, the record
+of what Vigil and its analysts did.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import azure.functions as func
 from shared.activities import ActivityBatch
 from shared.clock import now
 from shared.config import ConfigError
+from shared.detection.engine import run_batch
 from shared.models import Activity
 from shared.quarantine import quarantine_activities, read_message
 from shared.services import get_services
@@ -37,5 +38,5 @@ def detect_queue(msg: func.QueueMessage) -> None:
         log.error("detection waits for valid policies and settings: %s", exc)
         svc.enqueue_detection(msg.get_body().decode(), POLICY_RETRY_SECONDS)
         return
-    svc.detection_deps(quarantine).run_batch(batch)
+    run_batch(svc.detection_deps(quarantine), batch)
     svc.siem_activities(msg.get_body())  # the batch's activities wait for the SIEM, if asked

@@ -21,6 +21,7 @@ from azure.data.tables import TableClient
 
 from shared import query_params as q
 from shared.activities import from_entity
+from shared.config import SOURCES
 from shared.ipintel import IpIntel
 from shared.models import Activity, Alert, utc
 from shared.paging import TokenSigner, query_digest
@@ -29,7 +30,6 @@ from shared.storage import inverted_ticks
 MAX_RANGE = timedelta(days=31)
 MAX_TOP = 1000
 MAX_CSV_ROWS = 10_000
-SOURCES = ("workplace", "entra")
 PARAMS = (
     "from",
     "to",

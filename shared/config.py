@@ -35,6 +35,8 @@ GovernanceMode = Literal["off", "dry-run", "enforce"]
 GraphAuth = Literal["client-credentials", "managed-identity"]
 
 DEV_STORAGE = "UseDevelopmentStorage=true"
+# Every source Vigil reads (`Activity.source`): VIGIL_SOURCES' choices, and the one list the rest
+# names them from (`shared/sources.py` holds each one's parts).
 SOURCES = ("workplace", "entra")
 
 

@@ -242,3 +242,4 @@ class UserRecord:
     last_seen: datetime | None = None
     deactivated_at: datetime | None = None
     groups: tuple[str, ...] = ()  # ids of the groups the directory sync found them in
+    listed_in_round: int = 0  # Entra: the users delta's full round that last listed them (0: none)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.activity_log import CSV_FIELDS, MAX_CSV_ROWS, MAX_TOP
+from shared.config import SOURCES
 from shared.triage import (
     CLASSIFICATIONS,
     DETERMINATIONS,
@@ -125,7 +126,7 @@ def document() -> dict[str, Any]:
                required=True),
         _query("tenant", "One Workplace community or Entra tenant id (default: every one)"),
         _query("source", "One source (default: every enabled one)",
-               {"enum": ["workplace", "entra"]}),
+               {"enum": list(SOURCES)}),
         _query("user", "The actor: Workplace id or e-mail"),
         _query("event", "Workplace event name (LOGIN_FAILED) or Vigil kind (login_failed)"),
         _query("outcome", "success or failure", {"enum": ["success", "failure"]}),
@@ -162,7 +163,7 @@ def document() -> dict[str, Any]:
                     _query("status", "Triage status", {"enum": list(STATUSES)}),
                     _query("severity", "Severity", {"enum": list(SEVERITIES)}),
                     _query("classification", "Classification", {"enum": list(CLASSIFICATIONS)}),
-                    _query("source", "Source", {"enum": ["workplace", "entra"]}),
+                    _query("source", "Source", {"enum": list(SOURCES)}),
                     _query(
                         "top",
                         f"Page size (1-{MAX_PAGE}, default 50)",
@@ -242,7 +243,7 @@ def document() -> dict[str, Any]:
                     for n in ("tenant", "status", "action", "user", "alert", "limit")
                 ]
                 + [
-                    _query("source", "The alert's source", {"enum": ["workplace", "entra"]}),
+                    _query("source", "The alert's source", {"enum": list(SOURCES)}),
                     _query("next", NEXT_DOC),
                 ],
             )  # fmt: skip

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from shared import clock
 from shared import storage as st
-from shared.activities import ActivityBatch, ActivityStore
+from shared.activities import ActivityStore
 from shared.activity_log import ActivityLog
 from shared.alerts import AlertStore, alert_row_key
 from shared.alerts import from_entity as alert_from_entity
@@ -18,9 +17,8 @@ from shared.analyst_api import AnalystDeps
 from shared.audit import AuditLog
 from shared.config import ConfigError, Settings, get_settings
 from shared.detection import builtins
-from shared.detection.alert_writer import DetectionResult
 from shared.detection.directory_lookup import DirectoryLookup
-from shared.detection.engine import Quarantine, run_batch
+from shared.detection.engine import DetectionDeps, Quarantine
 from shared.detection.fold import DetectorSet
 from shared.detection.state import ProfileStore
 from shared.entra import pull as entra_pull
@@ -52,7 +50,7 @@ from shared.secrets import SecretStore, secret_store_for
 from shared.siem.export import Ingestion
 from shared.siem.outbox import SiemOutbox
 from shared.sources import SourceDeps
-from shared.suppressions import Suppression, SuppressionStore
+from shared.suppressions import SuppressionStore
 from shared.triage import TriageStore
 from shared.user_page import UserPage
 from shared.users import UserStore
@@ -67,39 +65,6 @@ from shared.workplace.sync_state import SyncStateStore
 from shared.workplace.tokens import WorkplaceTokens
 
 TOR_CACHE_SECONDS = 300.0
-
-
-@dataclass(frozen=True)
-class DetectionDeps:
-    """What `run_batch` reads, writes and calls: `Services.detection_deps()` builds them as
-    detect_queue runs it (`dataclasses.replace` one to run it otherwise)."""
-
-    activities: ActivityStore
-    state: ProfileStore
-    alerts: AlertStore
-    enqueue: Callable[[ActionRequest], None]
-    detections: DetectorSet
-    intel: IpIntel
-    directory: DirectoryLookup | None = None
-    quarantine: Quarantine | None = None
-    suppressions: Callable[[str], list[Suppression]] | None = None
-    notify: Callable[[Alert], None] | None = None  # queues a new alert's notification
-
-    def run_batch(self, batch: ActivityBatch) -> DetectionResult:
-        """Load the batch's activities and run the detections over them."""
-        return run_batch(
-            batch,
-            activities=self.activities,
-            state=self.state,
-            alerts=self.alerts,
-            enqueue=self.enqueue,
-            detections=self.detections,
-            intel=self.intel,
-            directory=self.directory,
-            quarantine=self.quarantine,
-            suppressions=self.suppressions,
-            notify=self.notify,
-        )
 
 
 @dataclass
@@ -315,10 +280,11 @@ class Services:
             self.ip_intel_with_tor,
             alert_lookup,
             lambda: [i.community_id for i in self.installs.all()],
-            entra_tenants=self._entra_tenants,
+            entra_tenants=self.entra_tenants,
         )
 
-    def _entra_tenants(self) -> list[str]:
+    def entra_tenants(self) -> list[str]:
+        """The Entra tenant Vigil reads (GRAPH_TENANT_ID, while the Entra source is on)."""
         s = self.settings
         return [s.graph_tenant_id] if "entra" in s.sources and s.graph_tenant_id else []
 

@@ -99,7 +99,7 @@ class Entra:
         return report(deps.entra_status(), now)
 
 
-SOURCES: dict[str, Source] = {"workplace": Workplace(), "entra": Entra()}
+SOURCES: dict[str, Source] = {s.name: s for s in (Workplace(), Entra())}  # one per config.SOURCES
 
 
 def enabled(deps: SourceDeps) -> list[Source]:

@@ -21,6 +21,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared import query_params as q
 from shared.access import Principal
 from shared.alerts import AlertStore, from_entity, to_graph
+from shared.config import SOURCES
 from shared.models import utc
 from shared.paging import TokenSigner, query_digest
 from shared.storage import join_text, split_text
@@ -59,7 +60,6 @@ LIST_PARAMS = (
     "top",
     "next",
 )
-SOURCES = ("workplace", "entra")
 MAX_PAGE = 200
 MAX_HISTORY = 200
 MAX_SUPPRESS_DAYS = 365

@@ -20,6 +20,8 @@ def _to_entity(u: UserRecord) -> dict[str, Any]:
         "IsAdmin": u.is_admin,
         "AuthMethod": u.auth_method,
     }
+    if u.listed_in_round:
+        entity["ListedInRound"] = u.listed_in_round
     if u.groups:  # ids are digits: commas separate them; a long list spans several properties
         entity.update(split_text("Groups", ",".join(u.groups)))
     for name, value in (
@@ -47,6 +49,7 @@ def _from_entity(e: dict[str, Any]) -> UserRecord:
         last_seen=when("LastSeen"),
         deactivated_at=when("DeactivatedAt"),
         groups=tuple(g for g in join_text("Groups", e).split(",") if g),
+        listed_in_round=int(e.get("ListedInRound", 0)),
     )
 
 
@@ -70,6 +73,16 @@ class UserStore:
     def save_many(self, users: list[UserRecord]) -> None:
         """Upsert many records in transactions (one partition per tenant, 100 per batch)."""
         upsert_batches(self._table, [_to_entity(u) for u in users])
+
+    def listed_before(self, tenant_id: str, round_: int) -> list[UserRecord]:
+        """The tenant's records, not deleted, that a users delta round before `round_` listed
+        last (records no round listed, such as Workplace's, are never among them)."""
+        rows = self._table.query_entities(
+            "PartitionKey eq @pk and ListedInRound gt 0 and ListedInRound lt @r "
+            "and Status ne 'deleted'",
+            parameters={"pk": tenant_id, "r": round_},
+        )
+        return [_from_entity(e) for e in rows]
 
     def for_tenant(self, tenant_id: str) -> list[UserRecord]:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})

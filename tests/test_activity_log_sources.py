@@ -10,6 +10,7 @@ import pytest
 
 from shared import services
 from shared.activity_log import ActivityQuery, Position
+from shared.config import SOURCES
 from shared.models import Activity, Alert, Evidence, Install, UserRecord
 from shared.services import Services
 from tests.detect_samples import act
@@ -21,7 +22,7 @@ START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 @pytest.fixture
 def both(vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Services:
-    monkeypatch.setenv("VIGIL_SOURCES", "workplace,entra")
+    monkeypatch.setenv("VIGIL_SOURCES", ",".join(SOURCES))
     monkeypatch.setenv("GRAPH_TENANT_ID", ENTRA_TENANT)
     services.reset()
     svc = services.get_services()

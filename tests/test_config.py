@@ -7,9 +7,11 @@ from typing import Annotated
 
 import pytest
 
+from shared import sources
 from shared.config import (
     GROUPS,
     SETTINGS,
+    SOURCES,
     ConfigError,
     GraphSettings,
     Settings,
@@ -133,6 +135,11 @@ def test_an_invalid_secret_is_named_but_never_shown(value: str) -> None:
     assert "4711" not in str(err.value)
     assert "4711" not in repr(_Probe.from_env({"PROBE_PIN": "7", "PROBE_WORD": "4711"}))
     assert "4711" not in repr(Settings.from_env({"GRAPH_CLIENT_SECRET": "4711"}))
+
+
+def test_each_source_vigil_sources_may_name_has_its_parts() -> None:
+    assert tuple(sources.SOURCES) == SOURCES
+    assert Settings.from_env({"VIGIL_SOURCES": ",".join(SOURCES)}).sources == SOURCES
 
 
 def test_config_is_the_bottom_layer() -> None:

@@ -15,6 +15,7 @@ from shared import services
 from shared import storage as st
 from shared.activities import ActivityBatch
 from shared.detection.alert_writer import DetectionResult
+from shared.detection.engine import run_batch
 from shared.detection.state import ProfileStore, StateConflict
 from shared.governance.message import ActionRequest
 from shared.ipintel.tor import TorEntry
@@ -31,7 +32,7 @@ def detect(
 ) -> DetectionResult:
     total = DetectionResult()
     for batch in batches:
-        r = replace(svc.detection_deps(), enqueue=sent.append, suppressions=None).run_batch(batch)
+        r = run_batch(replace(svc.detection_deps(), enqueue=sent.append, suppressions=None), batch)
         total.activities += r.activities
         total.created += r.created
         total.updated += r.updated
@@ -447,7 +448,7 @@ def test_a_worker_remembers_profiles_it_saved_and_a_stale_one_is_redone(svc: Ser
 
     def on(store: ProfileStore, a: Activity) -> None:
         deps = replace(svc.detection_deps(), state=store, enqueue=lambda _: None, suppressions=None)
-        deps.run_batch(svc.activities.write([a])[0])
+        run_batch(deps, svc.activities.write([a])[0])
 
     first = act(at=T0, country="GB")
     second = act(at=T0 + timedelta(hours=1), country="GB", ip="198.51.100.8")

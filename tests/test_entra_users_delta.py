@@ -13,6 +13,7 @@ from shared import storage as st
 from shared.entra import users_delta
 from shared.entra.groups_delta import sync_groups
 from shared.entra.users_delta import DirectoryStateStore, sync_users
+from shared.models import UserRecord
 from shared.services import Services
 from tests.conftest import use_simulated_graph
 
@@ -118,6 +119,50 @@ def test_an_expired_delta_token_starts_a_full_round_again(
     assert record is not None and record.status == "deactivated"
     statuses = [r.status for r in graph.requests if r.path == "/v1.0/users/delta"]
     assert statuses == [200, 400, 200]
+
+
+def test_users_deleted_while_no_token_was_valid_are_deleted_when_the_full_round_ends(
+    graph: SimulatedGraph, entra: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph.users_delta.page_size = 2
+    tenant, ids = graph.tenant_id, sorted(graph.users)
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    sync_users(entra.entra_directory_deps, t0)
+    # Records no users round wrote: a Workplace community's user, and a member the groups
+    # delta met first, in the Entra tenant's own partition.
+    workplace = UserRecord("1000123", ids[3], "w@contoso.example")
+    member = UserRecord(tenant, str(uuid.UUID(int=99)), "")
+    entra.users.save_many([workplace])
+    entra.users.save_many([member])
+    graph.users_delta.expire_tokens()  # a week without a run, meanwhile:
+    del graph.users[ids[3]]  # deleted: the new round will not list them
+    graph.users[ids[0]].account_enabled = False
+
+    monkeypatch.setattr(users_delta, "MAX_PAGES_PER_RUN", 1)
+    graph.users_delta.page_size = 1  # the new round: four pages, one a run
+    t1 = t0 + timedelta(days=8)
+    runs = [sync_users(entra.entra_directory_deps, t1 + timedelta(minutes=m)) for m in range(4)]
+    assert [(r.rounds, r.full, r.state) for r in runs] == [(1, False, "current")] + [
+        (2, True, "syncing")
+    ] * 3  # the expired token, then the new round's first three pages
+    midway = {u.user_id: u for u in entra.users.for_tenant(tenant)}
+    assert (midway[ids[3]].status, midway[ids[4]].listed_in_round) == ("active", 1)  # not judged
+    store = DirectoryStateStore(entra.storage.table(st.ENTRA_SYNC))
+    before_last = store.get(tenant)
+    t_end = t1 + timedelta(minutes=4)
+    last = sync_users(entra.entra_directory_deps, t_end)
+    assert (last.rounds, last.full, last.state) == (2, False, "current")
+
+    after = {u.user_id: u for u in entra.users.for_tenant(tenant)}
+    assert (after[ids[3]].status, after[ids[3]].deactivated_at) == ("deleted", t_end)
+    assert after[ids[0]].status == "deactivated"
+    assert {after[i].status for i in (ids[1], ids[2], ids[4])} == {"active"}
+    assert after[member.user_id] == member  # no round listed it: left alone
+    assert entra.users.get("1000123", ids[3]) == workplace
+    # The round's end done again (a crash before its link was saved) changes nothing.
+    store.save(before_last)
+    sync_users(entra.entra_directory_deps, t_end + timedelta(minutes=1))
+    assert {u.user_id: u for u in entra.users.for_tenant(tenant)} == after
 
 
 def test_a_refused_delta_query_is_a_clear_state_and_not_asked_again_at_once(

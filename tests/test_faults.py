@@ -19,6 +19,7 @@ from local.azurite import ensure_azurite
 from shared import services
 from shared import storage as st
 from shared.activities import ActivityBatch
+from shared.detection.engine import run_batch
 from shared.governance.message import ActionRequest
 from shared.services import Services
 from shared.workplace.inbox_drain import drain_inbox
@@ -68,7 +69,7 @@ def detect_all(svc: Services, batches: list[ActivityBatch], sent: list[ActionReq
             try:
                 deps = svc.detection_deps()
                 deps = replace(deps, enqueue=sent.append, directory=None, suppressions=None)
-                deps.run_batch(batch)
+                run_batch(deps, batch)
                 break
             except Boom:
                 if attempt == 2:

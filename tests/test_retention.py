@@ -17,8 +17,10 @@ from shared import storage as st
 from shared.detection.daily_limit import DailyLimits
 from shared.installs import InstallStates
 from shared.models import Alert, Install
+from shared.notify.records import CAPS_PARTITION, NotifyRecord, NotifyStore
 from shared.quarantine import quarantine
 from shared.services import Services
+from shared.siem.outbox import PENDING, SENT, SiemOutbox, alert_key
 from shared.storage import ticks_key
 from tests.detect_samples import TENANT, act
 from tests.test_alerts_api import alert
@@ -142,6 +144,8 @@ def test_a_run_stopped_midway_is_finished_by_the_next(svc: Services) -> None:
         detection_state=svc.storage.table(st.DETECTION_STATE),
         install_states=svc.storage.table(st.INSTALL_STATES),
         held=svc.storage.table(st.HELD_EVENTS),
+        notifications=svc.storage.table(st.NOTIFICATIONS),
+        siem_outbox=svc.storage.table(st.SIEM_OUTBOX),
     )
     cutoffs = retention.Cutoffs.at(NOW, 180, 365)
     asked: list[int] = []
@@ -242,3 +246,94 @@ def test_held_events_and_detection_quarantine_go_by_their_key_times(svc: Service
     assert [r["Entry"] for r in kept] == ["e2"]
     (left,) = rows(svc, st.QUARANTINE)
     assert left["PartitionKey"] == "detection" and left["RowKey"] > st.ticks_key(NOW - 2 * DAY)
+
+
+def notified(store: NotifyStore, a: Alert, destination: str, at: datetime) -> None:
+    """The alert's record as delivery leaves it: decided on `at`'s day, sent at `at`."""
+    record = NotifyRecord(a.tenant_id, a.id, destination, "alert", at.date(), updated_at=at)
+    store.save(record.evolve(status="sent"), None)
+
+
+def test_notification_records_go_with_their_alert_once_no_message_can_need_them(
+    svc: Services,
+) -> None:
+    store = NotifyStore(svc.storage.table(st.NOTIFICATIONS))
+    old, old_late, recent = (
+        alert_at("old", NOW - 400 * DAY),
+        alert_at("old-late", NOW - 390 * DAY),  # raised a year ago, notified two days ago
+        alert_at("recent", NOW - 30 * DAY),
+    )
+    for a in (old, old_late, recent):
+        svc.alerts.save(a)
+    for destination in ("email", "webhook"):
+        notified(store, old, destination, NOW - 399 * DAY)
+        notified(store, recent, destination, NOW - 30 * DAY)
+    notified(store, old_late, "email", NOW - 2 * DAY)
+    for days_ago in (30, 8, 7, 0):
+        assert store.within_cap("email", (NOW - days_ago * DAY).date(), f"c{days_ago}", 5)
+
+    deleted = retention.run(svc.storage, svc.inbox, [TENANT], 180, 365, NOW)
+
+    assert deleted.alerts == 1 and deleted.notifications == 2 + 2  # old's two, two cap days
+    assert sorted(a.id for a in svc.alerts.for_tenant(TENANT)) == ["old-late", "recent"]
+    left = sorted(r["RowKey"] for r in rows(svc, st.NOTIFICATIONS) if r["PartitionKey"] == TENANT)
+    assert left == ["old-late|email", "recent|email", "recent|webhook"]
+    caps = [r["RowKey"] for r in rows(svc, st.NOTIFICATIONS) if r["PartitionKey"] == CAPS_PARTITION]
+    assert sorted(k.rpartition("|")[2] for k in caps) == [
+        (NOW - n * DAY).date().isoformat() for n in (7, 0)
+    ]
+    # Once its notification is old enough, the late one goes too, with its record.
+    later = retention.run(svc.storage, svc.inbox, [TENANT], 180, 365, NOW + 7 * DAY)
+    assert (later.alerts, later.notifications) == (1, 1 + 1)  # and the cap day now 14 days old
+    assert [a.id for a in svc.alerts.for_tenant(TENANT)] == ["recent"]
+
+
+def test_sent_siem_records_go_by_their_day_and_waiting_rows_stay(svc: Services) -> None:
+    outbox = SiemOutbox(svc.storage.table(st.SIEM_OUTBOX))
+    sent_long_ago = [alert_at(f"s{n}", NOW - 20 * DAY) for n in range(150)]  # two transactions
+    sent_lately, waiting = alert_at("lately", NOW - DAY), alert_at("waiting", NOW - 300 * DAY)
+    for a in [*sent_long_ago, sent_lately, waiting]:
+        assert outbox.add_alert(a)
+    outbox.mark_sent([alert_key(a) for a in sent_long_ago], NOW - 9 * DAY, "b1")
+    outbox.mark_sent([alert_key(sent_lately)], NOW - 7 * DAY, "b2")
+    table = svc.storage.table(st.SIEM_OUTBOX)
+    # A run that stopped between a record and its index row: the record is gone already.
+    table.delete_entity(SENT, alert_key(sent_long_ago[120]))
+
+    deleted = retention.run(svc.storage, svc.inbox, [TENANT], 180, 365, NOW)
+
+    assert deleted.siem_sent == 150
+    by_partition: dict[str, list[str]] = {}
+    for r in rows(svc, st.SIEM_OUTBOX):
+        by_partition.setdefault(r["PartitionKey"], []).append(r["RowKey"])
+    assert by_partition == {
+        PENDING: [alert_key(waiting)],  # never sent: never deleted, however old
+        SENT: [alert_key(sent_lately)],
+        f"sent_{NOW - 7 * DAY:%Y%m%d}": [alert_key(sent_lately)],
+    }
+    assert not outbox.add_alert(sent_lately)  # still within a message's life: not sent twice
+    again = retention.run(svc.storage, svc.inbox, [TENANT], 180, 365, NOW)
+    assert again.siem_sent == 0
+
+
+def test_the_entra_tenant_is_cleaned_by_its_own_partitions(svc: Services) -> None:
+    from shared.quarantine import quarantine as keep
+
+    entra = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    for age in (200, 10):
+        svc.activities.write(
+            [replace(act(at=NOW - age * DAY, tenant_id=entra), source="entra") for _ in range(1)]
+        )
+    svc.alerts.save(replace(alert_at("entra-old", NOW - 400 * DAY), tenant_id=entra))
+    received = NOW - 190 * DAY
+    keep(svc.quarantine_deps, "entra", f"{ticks_key(received)}_x", b"{}", "no id", received)
+
+    deleted = retention.run(svc.storage, svc.inbox, [], 180, 365, NOW, entra_tenants=[entra])
+
+    assert (deleted.activities, deleted.alerts, deleted.quarantine) == (1, 1, 1)
+    assert [r["PartitionKey"] for r in rows(svc, st.ACTIVITIES)] == [
+        f"entra_{entra}_{NOW - 10 * DAY:%Y%m%d}"
+    ]
+    assert svc.alerts.for_tenant(entra) == [] and rows(svc, st.QUARANTINE) == []
+    odd = retention.run(svc.storage, svc.inbox, [], 180, 365, NOW, entra_tenants=["x' or 1"])
+    assert odd.skipped_tenants == ["x' or 1"]

@@ -10,6 +10,7 @@ from datetime import timedelta
 from shared import analyst_api as api
 from shared.access import AUTOMATION
 from shared.detection.base import Finding
+from shared.detection.engine import run_batch
 from shared.governance.message import ActionRequest
 from shared.models import utc
 from shared.query_params import BadInput
@@ -97,7 +98,7 @@ def test_resolving_as_false_positive_with_suppress_stops_the_next_alert_until_re
         created = 0
         for batch in svc.activities.write(acts):  # as detect_queue runs it
             created += len(
-                replace(svc.detection_deps(), enqueue=sent.append).run_batch(batch).created
+                run_batch(replace(svc.detection_deps(), enqueue=sent.append), batch).created
             )
         return created
 

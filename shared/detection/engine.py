@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from shared.activities import ActivityBatch, ActivityStore
@@ -46,55 +47,39 @@ class DirectorySource(Protocol):
     ) -> dict[str, Directory]: ...
 
 
-def run_batch(
-    batch: ActivityBatch,
-    *,
-    activities: ActivityStore,
-    state: ProfileStore,
-    alerts: AlertStore,
-    enqueue: Callable[[ActionRequest], None],
-    detections: DetectorSet,
-    intel: IpIntel,
-    directory: DirectorySource | None = None,
-    quarantine: Quarantine | None = None,
-    suppressions: Callable[[str], list[Suppression]] | None = None,
-    notify: Callable[[Alert], None] | None = None,
-) -> DetectionResult:
+@dataclass(frozen=True)
+class DetectionDeps:
+    """What `run_batch` reads, writes and calls: `Services.detection_deps()` builds them as
+    detect_queue runs it (`dataclasses.replace` one to run it otherwise)."""
+
+    activities: ActivityStore
+    state: ProfileStore
+    alerts: AlertStore
+    enqueue: Callable[[ActionRequest], None]
+    detections: DetectorSet
+    intel: IpIntel
+    directory: DirectorySource | None = None
+    quarantine: Quarantine | None = None
+    suppressions: Callable[[str], list[Suppression]] | None = None
+    notify: Callable[[Alert], None] | None = None  # queues a new alert's notification
+
+
+def run_batch(deps: DetectionDeps, batch: ActivityBatch) -> DetectionResult:
     """Load the batch's activities and run the detections over them."""
-    engine = Engine(
-        profiles=state,
-        alerts=alerts,
-        enqueue=enqueue,
-        detections=detections,
-        intel=intel,
-        directory=directory,
-        quarantine=quarantine,
-        suppressions=suppressions,
-        notify=notify,
-    )
-    return engine.run_activities(activities.load(batch))
+    return Engine(deps).run_activities(deps.activities.load(batch))
 
 
 class Engine:
-    """The detections over activities already loaded (also what the benchmark drives)."""
+    """The detections over activities already loaded."""
 
-    def __init__(
-        self,
-        *,
-        profiles: ProfileStore,
-        alerts: AlertStore,
-        enqueue: Callable[[ActionRequest], None],
-        detections: DetectorSet,
-        intel: IpIntel,
-        directory: DirectorySource | None = None,
-        quarantine: Quarantine | None = None,
-        suppressions: Callable[[str], list[Suppression]] | None = None,
-        notify: Callable[[Alert], None] | None = None,  # queues each new alert's notification
-    ) -> None:
-        self.profiles, self.detections, self.intel = profiles, detections, intel
-        self.directory = directory
-        self.quarantine = quarantine
-        self.writer = AlertWriter(alerts, profiles.daily_limits, enqueue, suppressions, notify)
+    def __init__(self, deps: DetectionDeps) -> None:
+        self.profiles, self.detections, self.intel = deps.state, deps.detections, deps.intel
+        self.directory = deps.directory
+        self.quarantine = deps.quarantine
+        self.writer = AlertWriter(
+            deps.alerts, deps.state.daily_limits, deps.enqueue, deps.suppressions, deps.notify
+        )
+        detections = deps.detections
         self._terminated_on = any(
             d.id == "vigil.terminated_user" and c.enabled for d, c in detections.builtins
         )

@@ -44,9 +44,10 @@ def _members(entry: dict[str, Any]) -> tuple[set[str], set[str]]:
 
 
 def apply_page(
-    deps: DirectoryDeps, tenant_id: str, entries: list[Any], now: datetime
+    deps: DirectoryDeps, s: DirectoryState, entries: list[Any], now: datetime
 ) -> tuple[int, int]:
     """Merge one page of groups into the groups table and the user records."""
+    tenant_id = s.tenant_id
     usable = [e for e in entries if isinstance(e, dict) and usable_id(e.get("id"))]
     skipped = len(entries) - len(usable)
     if skipped:

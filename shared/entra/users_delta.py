@@ -13,6 +13,12 @@ kept from the stored record. `accountEnabled: false` makes the record `deactivat
 it `deleted`; terminated-user detection reads these records as it reads Workplace's. An expired
 delta token (400 `syncStateNotFound` after seven days, or 410) starts a full round again.
 
+A user deleted while no token was valid never comes back as `@removed`: the new round simply
+does not list them. So each record carries the number of the last full round that listed it
+(`listed_in_round`), and when a full round ends, the tenant's records an earlier round listed
+last are made `deleted` as `@removed` would (a re-read page changes nothing; records no round
+listed, such as Workplace's, are never touched).
+
 Permission: User.Read.All (application). Groups come the same way (`run_delta`), from
 `/groups/delta`: shared/entra/groups_delta.py.
 """
@@ -55,6 +61,7 @@ class DirectoryState:
     synced_at: datetime | None = None  # when a round (full or delta) last completed
     last_run_at: datetime | None = None
     rounds: int = 0  # full rounds started (the first, and one per expired token)
+    full: bool = False  # the round being read is a full one (lists every user)
     changes: int = 0  # user entries applied, in all
     skipped: int = 0  # entries Vigil could not read (no usable id), in all
 
@@ -86,6 +93,7 @@ class DirectoryStateStore:
             synced_at=when("SyncedAt"),
             last_run_at=when("LastRunAt"),
             rounds=int(e.get("Rounds", 0)),
+            full=bool(e.get("Full", False)),
             changes=int(e.get("Changes", 0)),
             skipped=int(e.get("Skipped", 0)),
         )
@@ -105,6 +113,7 @@ class DirectoryStateStore:
                 "SyncedAt": when(s.synced_at),
                 "LastRunAt": when(s.last_run_at),
                 "Rounds": s.rounds,
+                "Full": s.full,
                 "Changes": s.changes,
                 "Skipped": s.skipped,
             }
@@ -141,9 +150,11 @@ def merge(
 
 
 def apply_page(
-    deps: DirectoryDeps, tenant_id: str, entries: list[Any], now: datetime
+    deps: DirectoryDeps, s: DirectoryState, entries: list[Any], now: datetime
 ) -> tuple[int, int]:
-    """Merge one page into the user records; (entries applied, entries skipped)."""
+    """Merge one page into the user records, each listed in the state's round; (entries
+    applied, entries skipped)."""
+    tenant_id = s.tenant_id
     usable = [e for e in entries if isinstance(e, dict) and usable_id(e.get("id"))]
     skipped = len(entries) - len(usable)
     if skipped:
@@ -155,9 +166,23 @@ def apply_page(
     for e in usable:  # in page order: a user twice on a page ends in its last state
         uid = str(e["id"])
         after = merge(tenant_id, records.get(uid), e, now)
-        records[uid] = after
+        records[uid] = replace(after, listed_in_round=s.rounds)
     deps.users.save_many([records[uid] for uid in ids])
     return len(usable), skipped
+
+
+def delete_unlisted(deps: DirectoryDeps, s: DirectoryState, now: datetime) -> int:
+    """At the end of a full round: the users an earlier round listed and this one did not are
+    gone from the directory (deleted while no delta token was valid), as `@removed` says."""
+    removed = {"@removed": {"reason": "deleted"}}
+    gone = [
+        merge(s.tenant_id, u, {"id": u.user_id, **removed}, now)
+        for u in deps.users.listed_before(s.tenant_id, s.rounds)
+    ]
+    if gone:
+        deps.users.save_many(gone)
+        log.warning("entra directory: %d users the full round did not list: deleted", len(gone))
+    return len(gone)
 
 
 def _failed(s: DirectoryState, exc: GraphError, now: datetime, permission: str) -> DirectoryState:
@@ -189,12 +214,15 @@ class DirectoryDeps:
     graph: Callable[[], GraphClient]
 
 
-Apply = Callable[["DirectoryDeps", str, list[Any], datetime], tuple[int, int]]
+Apply = Callable[["DirectoryDeps", DirectoryState, list[Any], datetime], tuple[int, int]]
+Finish = Callable[["DirectoryDeps", DirectoryState, datetime], int]
 
 
 def sync_users(deps: DirectoryDeps, now: datetime, graph: Any = None) -> DirectoryState:
     """One run of the tenant's users delta: from the saved link, at most MAX_PAGES_PER_RUN pages."""
-    return run_delta(deps, now, "users", SELECT, apply_page, "User.Read.All", graph)
+    return run_delta(
+        deps, now, "users", SELECT, apply_page, "User.Read.All", graph, delete_unlisted
+    )
 
 
 def run_delta(
@@ -205,8 +233,11 @@ def run_delta(
     apply: Apply,
     permission: str,
     graph: Any = None,
+    finish_full: Finish | None = None,
 ) -> DirectoryState:
-    """One run of `/{kind}/delta` for the tenant: each page applied, then its link saved."""
+    """One run of `/{kind}/delta` for the tenant: each page applied, then its link saved;
+    `finish_full` when a full round has been read (before its delta link is saved, so a crash
+    reads the last page and finishes again)."""
     tenant, _ = deps.settings.graph_app()
     graph = graph if graph is not None else deps.graph()
     store = deps.states
@@ -216,7 +247,7 @@ def run_delta(
     s = replace(s, last_run_at=now, resume_after=None)
     for _ in range(MAX_PAGES_PER_RUN):
         if not s.link:
-            s = replace(s, rounds=s.rounds + 1, state="syncing")
+            s = replace(s, rounds=s.rounds + 1, state="syncing", full=True)
         url, params = (s.link, None) if s.link else (f"/{kind}/delta", {"$select": select})
         try:
             page = graph.report_page(url, params)
@@ -231,7 +262,7 @@ def run_delta(
             log.warning("entra directory (%s) of tenant %s: %s", kind, tenant, s.reason)
             return s
         values = page.get("value")
-        applied, skipped = apply(deps, tenant, values if isinstance(values, list) else [], now)
+        applied, skipped = apply(deps, s, values if isinstance(values, list) else [], now)
         s = replace(s, changes=s.changes + applied, skipped=s.skipped + skipped)
         next_link, delta_link = page.get("@odata.nextLink"), page.get("@odata.deltaLink")
         if isinstance(next_link, str) and next_link:
@@ -242,7 +273,9 @@ def run_delta(
             s = replace(s, link="", state="error", reason="a delta page with neither link")
             store.save(s)
             return s
-        s = replace(s, link=delta_link, state="current", reason="", synced_at=now)
+        if s.full and finish_full is not None:
+            s = replace(s, changes=s.changes + finish_full(deps, s, now))
+        s = replace(s, link=delta_link, state="current", reason="", synced_at=now, full=False)
         store.save(s)
         return s
     return s

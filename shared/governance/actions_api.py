@@ -9,6 +9,7 @@ from typing import Any, get_args
 
 from shared import query_params as q
 from shared.access import Principal
+from shared.config import SOURCES
 from shared.governance.actions import ACTIONS
 from shared.governance.commands import Refused, approve, retry, revert
 from shared.governance.dependencies import Governance
@@ -18,7 +19,6 @@ from shared.web import Reply, refuses_bad_input
 
 COMMANDS = {"approve": approve, "retry": retry, "revert": revert}
 FILTERS = ("tenant", "source", "status", "action", "user", "alert", "limit", "next")
-SOURCES = ("workplace", "entra")
 MAX_LIMIT = 1000
 
 

@@ -3,7 +3,9 @@
 `pending`: one row per alert (its log row) or per detected activity batch (the detect message,
 whose activities are loaded when sent). `sent`: one row per alert or batch sent, so a later
 `add` of the same thing (a redelivered message) does nothing. Rows leave `pending` only after
-their batch was accepted (204), and after their `sent` record is written.
+their batch was accepted (204), and after their `sent` record is written. `sent_<YYYYMMDD>`: the
+same keys by the day they were sent (written first), so retention finds the old `sent` records
+by partition (`shared/retention.py`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -22,6 +24,7 @@ from shared.siem.rows import alert_row, encoded
 from shared.storage import chunks, join_text, split_text
 
 PENDING, SENT = "pending", "sent"
+SENT_ON = "sent_"  # + the day of sending: which `sent` records that day wrote
 ALERT, ACTIVITIES = "alert", "activities"
 
 
@@ -38,6 +41,10 @@ def alert_key(alert: Alert) -> str:
 
 def batch_key(message: bytes) -> str:
     return f"{ACTIVITIES}|{hashlib.sha256(message).hexdigest()[:40]}"
+
+
+def sent_on(day: date) -> str:
+    return f"{SENT_ON}{day:%Y%m%d}"
 
 
 class SiemOutbox:
@@ -81,19 +88,21 @@ class SiemOutbox:
         return out
 
     def mark_sent(self, keys: Iterable[str], at: datetime, batch: str) -> None:
-        """Record them sent, then take them out of `pending` (after a crash in between, the
-        record keeps them from being sent again and the next run deletes the pending rows)."""
+        """Record them sent (the day's index first, so no record is written that retention
+        cannot find), then take them out of `pending` (after a crash in between, the record
+        keeps them from being sent again and the next run deletes the pending rows)."""
         keys = list(keys)
-        for part in chunks(keys, 100):
-            ops: list[Any] = [
-                (
-                    "upsert",
-                    {"PartitionKey": SENT, "RowKey": k, "SentAt": utc(at), "Batch": batch},
-                    {"mode": UpdateMode.REPLACE},
-                )
-                for k in part
-            ]
-            self._table.submit_transaction(ops)
+        for partition in (sent_on(utc(at).date()), SENT):
+            for part in chunks(keys, 100):
+                ops: list[Any] = [
+                    (
+                        "upsert",
+                        {"PartitionKey": partition, "RowKey": k, "SentAt": utc(at), "Batch": batch},
+                        {"mode": UpdateMode.REPLACE},
+                    )
+                    for k in part
+                ]
+                self._table.submit_transaction(ops)
         for part in chunks(keys, 100):
             deletes: list[Any] = [("delete", {"PartitionKey": PENDING, "RowKey": k}) for k in part]
             self._table.submit_transaction(deletes)

@@ -19,7 +19,7 @@ from shared.alerts import from_entity
 from shared.audit import AuditEntry, AuditLog
 from shared.governance.actions_api import record_json
 from shared.governance.records import ActionFilter, ActionStore
-from shared.paging import TokenSigner, query_digest
+from shared.paging import TokenSigner
 from shared.posture import PostureStore
 from shared.suppressions import SuppressionStore
 from shared.suppressions import from_alert as suppression_from
@@ -191,12 +191,10 @@ def list_audit(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
         for column, name in (("ActorName", "actor"), ("Command", "command"), ("Target", "target"))
         if (value := q.text(params, name))
     }
-    digest = query_digest(params)
-    after = (
-        str(deps.signer().verify(params["next"], digest)["after"]) if params.get("next") else None
-    )
+    signer = deps.signer()
+    after = signer.after(params, "audit")
     entries, last = deps.audit.page(where, after=after, since=since, limit=top)
-    token = deps.signer().sign({"after": last}, digest) if last else None
+    token = signer.next_token(params, "audit", last)
     return Reply.json(200, {"value": [e.as_json() for e in entries], "next": token})
 
 

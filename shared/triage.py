@@ -22,7 +22,7 @@ from shared import query_params as q
 from shared.access import Principal
 from shared.alerts import AlertStore, from_entity, to_graph
 from shared.models import utc
-from shared.paging import TokenSigner, query_digest
+from shared.paging import TokenSigner
 from shared.storage import join_text, split_text
 
 STATUSES = ("new", "inProgress", "resolved")
@@ -213,21 +213,18 @@ class TriageStore:
         q.known(params, LIST_PARAMS)
         since = q.time(params, "since")
         top = q.integer(params, "top", 50, 1, MAX_PAGE)
-        digest = query_digest(params)
-        after = None
-        if params.get("next"):
-            after = str(signer.verify(params["next"], digest).get("after", ""))
+        after = signer.after(params, "alerts")
         page = self.alerts.page(
             tenant_id=q.text(params, "tenant", key=True) or None,
             since=since,
             detector=q.text(params, "detector") or None,
             user=q.text(params, "user") or None,
-            after=after or None,
+            after=after,
             limit=top,
             severity=q.choice(params, "severity", SEVERITIES) or None,
             status=q.choice(params, "status", STATUSES) or None,
             classification=q.choice(params, "classification", CLASSIFICATIONS) or None,
             source=q.choice(params, "source", SOURCES) or None,
         )
-        token = signer.sign({"after": page.last_row_key}, digest) if page.last_row_key else None
+        token = signer.next_token(params, "alerts", page.last_row_key)
         return [to_graph(a) for a in page.alerts], token

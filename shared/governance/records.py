@@ -18,7 +18,6 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import table_tx
 from shared.models import ActionAttempt, GovernanceAction, utc
-from shared.paging import continuation_token, token_after
 from shared.storage import inverted_ticks
 
 TERMINAL = frozenset({"succeeded", "failed", "skipped", "reverted"})
@@ -148,7 +147,7 @@ def log_key(a: GovernanceAction) -> str:
 @dataclass(frozen=True)
 class ActionPage:
     actions: list[GovernanceAction]
-    next: str | None  # opaque continuation token
+    last_row_key: str | None  # where the next page starts (signed into `next`); None: no more
 
 
 @dataclass(frozen=True)
@@ -226,17 +225,17 @@ class ActionStore:
         return self.page(where, limit=limit).actions
 
     def page(
-        self, where: ActionFilter, *, limit: int = 100, next_token: str | None = None
+        self, where: ActionFilter, *, limit: int = 100, after: str | None = None
     ) -> ActionPage:
         """Records matching every given field, newest first (by creation), `limit` at a time.
 
         Log keys sort newest first within a tenant, so one tenant's page reads `limit` + 1 rows;
-        across tenants the matching rows after the token are merged. `next_token` is the token of
-        the previous page (ValueError when it is not one).
+        across tenants the matching rows after the log key `after` (the last of the previous
+        page) are merged.
         """
         clauses = ["RowKey gt @after", "RowKey lt @end"]
         params: dict[str, Any] = {"end": _LOG_END}
-        params["after"] = token_after(next_token) if next_token else LOG_PREFIX
+        params["after"] = after or LOG_PREFIX
         for column, value in (
             ("PartitionKey", where.tenant_id),
             ("Status", where.status),
@@ -268,4 +267,4 @@ class ActionStore:
         page = found[:limit]
         more = len(found) > limit
         actions = [_from_entity({**e, "RowKey": e["RowKey"].rsplit("-", 1)[1]}) for e in page]
-        return ActionPage(actions, continuation_token(page[-1]["RowKey"]) if more else None)
+        return ActionPage(actions, page[-1]["RowKey"] if more else None)

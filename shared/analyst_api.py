@@ -15,6 +15,7 @@ from shared import openapi
 from shared import query_params as q
 from shared.access import RESPONDER, Principal, Role, authorize, forgery_safe
 from shared.activity_log import ActivityLog, ActivityQuery, Position
+from shared.alert_index import MAX_ID
 from shared.alerts import from_entity
 from shared.audit import AuditEntry, AuditLog
 from shared.governance.actions_api import record_json
@@ -83,10 +84,15 @@ def list_alerts(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
 
 
 def get_alert(deps: AnalystDeps, alert_id: str) -> Reply:
-    entity = deps.triage.find(alert_id)
+    entity = deps.triage.find(checked_id(alert_id))
     if entity is None:
         return Reply.error(404, f"id: no alert {alert_id!r}")
     return _detail(deps, entity, 200)
+
+
+def checked_id(alert_id: str) -> str:
+    """The path's alert id, or BadInput (a 400) when it could not be one."""
+    return q.checked("id", alert_id, max_len=MAX_ID, key=True)
 
 
 def _detail(deps: AnalystDeps, entity: Any, status: int) -> Reply:
@@ -96,7 +102,10 @@ def _detail(deps: AnalystDeps, entity: Any, status: int) -> Reply:
     answer["activities"] = [log.as_json(a) for _, a in log.rows(query, Position())]
     answer["history"] = history(entity)
     answer["governanceActionRecords"] = [
-        record_json(r) for r in deps.actions.query(ActionFilter(alert_id=answer["id"]), limit=100)
+        record_json(r)
+        for r in deps.actions.query(
+            ActionFilter(tenant_id=answer["tenantId"], alert_id=answer["id"]), limit=100
+        )
     ]
     reply = Reply.json(status, answer)
     return Reply(reply.status, reply.body, reply.mimetype, {"ETag": etag_of(entity)})
@@ -106,6 +115,7 @@ def patch_alert(
     deps: AnalystDeps, alert_id: str, body: bytes, if_match: str, who: Principal, now: datetime
 ) -> Reply:
     change = parse_change(body)
+    checked_id(alert_id)
     try:
         entity, entry = deps.triage.change(alert_id, change, who, now, if_match.strip(" *"))
     except LookupError:

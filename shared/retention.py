@@ -8,7 +8,8 @@ long data is stored, not about what happened when, so (unlike detection) it may 
 - Activities (`<source>_<community>_<YYYYMMDD>`): whole event days before the cut-off, per
   known community (a key range over that community's day partitions).
 - Alerts (partition: tenant; row key: inverted ticks of when the alert was raised, in event
-  time, so the oldest sort last): the key range older than the cut-off, per known tenant.
+  time, so the oldest sort last): the key range older than the cut-off, per known tenant; each
+  alert's id index row (`shared/alert_index.py`) is deleted before it.
 - Quarantine (partition: source, or `detection`; row key: ticks of receipt, or of the earliest
   event, so the oldest sort first): the key range older than the activity cut-off.
 - Held events (partition `<source>_<community>`; row key: ticks of receipt): the key range
@@ -23,6 +24,9 @@ Bounded without retention (no time in their keys, and no need): directory stagin
 snapshot in progress per community, dropped when it completes), event-count tallies (folded
 hourly into one total per community), the inbox (drained every minute), profiles, users and
 groups (one row per person or group).
+
+The one scan: until the alert id index is complete, a run that finished its deletions writes
+the index rows of alerts stored before the index existed (`AlertIndex.backfill`, once).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from azure.data.tables import TableClient
 
 from shared import storage as st
 from shared.activities import day_partitions
+from shared.alert_index import AlertIndex
 from shared.held import HeldEvents
 from shared.held import partition as held_partition
 from shared.inbox import WebhookInbox
@@ -108,7 +113,7 @@ def expired_alerts(table: TableClient, tenant: str, before: datetime) -> Iterato
         table.query_entities(
             "PartitionKey eq @pk and RowKey gt @k",
             parameters={"pk": tenant, "k": inverted_ticks(before) + "~"},  # "~" sorts after "_<id>"
-            select=KEYS,
+            select=[*KEYS, "AlertId"],
         )
     )
 
@@ -171,6 +176,7 @@ class Tables:
     detection_state: TableClient
     install_states: TableClient
     held: TableClient
+    alert_index: AlertIndex | None = None  # None: alerts without index rows (tests)
 
 
 def purge(
@@ -199,7 +205,7 @@ def purge(
             out.activities += delete(tables.activities, rows)
         if cutoffs.alert_time is not None:
             rows = expired_alerts(tables.alerts, tenant, cutoffs.alert_time)
-            out.alerts += delete(tables.alerts, rows)
+            out.alerts += delete(tables.alerts, _unindexed(rows, tables.alert_index))
         rows = expired_daily_limits(tables.detection_state, tenant, cutoffs.daily_limit_day)
         out.daily_limits += delete(tables.detection_state, rows)
     if cutoffs.quarantine_time is not None:
@@ -238,6 +244,15 @@ def _unparked(rows: Iterable[Mapping[str, Any]], inbox: WebhookInbox | None) -> 
         yield row
 
 
+def _unindexed(rows: Iterable[Mapping[str, Any]], index: AlertIndex | None) -> Iterator[Any]:
+    """The alert rows, each one's id index row deleted before it (a crash between leaves an
+    expired alert the index no longer finds, and the next run deletes it)."""
+    for row in rows:
+        if index is not None:
+            index.forget(str(row["AlertId"]))
+        yield row
+
+
 def run(
     storage: st.Storage,
     inbox: WebhookInbox,
@@ -254,17 +269,27 @@ def run(
         detection_state=storage.table(st.DETECTION_STATE),
         install_states=storage.table(st.INSTALL_STATES),
         held=storage.table(st.HELD_EVENTS),
+        alert_index=AlertIndex(storage.table(st.ALERT_IDS), storage.table(st.API_STATE)),
     )
     deadline = time.monotonic() + RUN_SECONDS
+
+    def keep_going() -> bool:
+        return time.monotonic() < deadline
+
     deleted = purge(
         tables,
         tenants,
         Cutoffs.at(now, activity_days, alert_days),
         now,
         inbox,
-        keep_going=lambda: time.monotonic() < deadline,
+        keep_going=keep_going,
         workers=DELETE_WORKERS,
     )
+    if deleted.finished and tables.alert_index is not None:
+        indexed = tables.alert_index.backfill(tables.alerts, keep_going)
+        deleted.finished = indexed is not None
+        if indexed:
+            log.info("retention: wrote the id index rows of %d earlier alerts", indexed)
     if not deleted.finished:
         log.warning("retention: stopped after %d s; the next run carries on", RUN_SECONDS)
     if deleted.skipped_tenants:

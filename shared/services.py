@@ -12,6 +12,7 @@ from shared import clock
 from shared import storage as st
 from shared.activities import ActivityBatch, ActivityStore
 from shared.activity_log import ActivityLog
+from shared.alert_index import AlertIndex
 from shared.alerts import AlertStore, alert_row_key
 from shared.alerts import from_entity as alert_from_entity
 from shared.analyst_api import AnalystDeps
@@ -214,7 +215,8 @@ class Services:
 
     @functools.cached_property
     def alerts(self) -> AlertStore:
-        return AlertStore(self.storage.table(st.ALERTS))
+        index = AlertIndex(self.storage.table(st.ALERT_IDS), self.storage.table(st.API_STATE))
+        return AlertStore(self.storage.table(st.ALERTS), index)
 
     @functools.cached_property
     def actions(self) -> ActionStore:
@@ -297,7 +299,7 @@ class Services:
 
     @functools.cached_property
     def triage(self) -> TriageStore:
-        return TriageStore(self.storage.table(st.ALERTS))
+        return TriageStore(self.alerts)
 
     @functools.cached_property
     def signer(self) -> TokenSigner:

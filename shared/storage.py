@@ -47,6 +47,7 @@ INBOX = "Inbox"
 ACTIVITIES = "Activities"
 DETECTION_STATE = "DetectionState"
 ALERTS = "Alerts"
+ALERT_IDS = "AlertIds"  # per alert id: the tenant and row key of its alert (shared/alert_index.py)
 ACTIONS = "Actions"
 QUARANTINE = "Quarantine"
 HELD_EVENTS = "HeldEvents"  # per community without an active install: its events, held apart
@@ -74,6 +75,7 @@ TABLES = (
     ACTIVITIES,
     DETECTION_STATE,
     ALERTS,
+    ALERT_IDS,
     ACTIONS,
     QUARANTINE,
     HELD_EVENTS,

@@ -16,10 +16,11 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared import query_params as q
 from shared.access import Principal
+from shared.alert_index import usable_id
 from shared.alerts import AlertStore, from_entity, to_graph
 from shared.models import utc
 from shared.paging import TokenSigner
@@ -145,14 +146,30 @@ def etag_of(entity: Any) -> str:
 class TriageStore:
     """The alerts table, read and written for triage (detection writes it through AlertStore)."""
 
-    def __init__(self, table: TableClient) -> None:
-        self._table = table
-        self.alerts = AlertStore(table)
+    def __init__(self, alerts: AlertStore) -> None:
+        self._table, self.alerts = alerts.table, alerts
 
     def find(self, alert_id: str) -> Any | None:
-        """An alert's entity by id alone (ids are unique across tenants), with its ETag."""
+        """An alert's entity by id alone (ids are unique across tenants), with its ETag: two
+        point reads through the id index. Until the index is complete (alerts stored before it
+        existed), an id it misses is looked for by a scan, and its index row written."""
+        if not usable_id(alert_id):
+            return None
+        index = self.alerts.index
+        at = index.locate(alert_id)
+        if at is not None:
+            try:
+                entity = self._table.get_entity(at.tenant_id, at.row_key)
+            except ResourceNotFoundError:
+                return None  # indexed, then not stored (a crash between): there is no alert
+            return entity if entity.get("AlertId") == alert_id else None
+        if index.complete():
+            return None
         rows = self._table.query_entities("AlertId eq @id", parameters={"id": alert_id})
-        return next(iter(rows), None)
+        found = next(iter(rows), None)
+        if found is not None:
+            index.record(alert_id, found["PartitionKey"], found["RowKey"])
+        return found
 
     def change(
         self, alert_id: str, change: AlertChange, who: Principal, now: datetime, if_match: str

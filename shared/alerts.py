@@ -4,6 +4,7 @@ grows with later findings of its incident (`merge`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.alert_index import AlertIndex
+from shared.id_index import IdIndex, Location
 from shared.models import Alert, Evidence, utc
 from shared.storage import inverted_ticks
 
@@ -197,9 +198,9 @@ class AlertPage:
 
 
 class AlertStore:
-    """Alerts by tenant, each with its row in the id index (`AlertIndex`), written first."""
+    """Alerts by tenant, each with its row in the id index (`IdIndex`), written first."""
 
-    def __init__(self, table: TableClient, index: AlertIndex) -> None:
+    def __init__(self, table: TableClient, index: IdIndex) -> None:
         self.table, self.index = table, index
 
     def save(self, alert: Alert) -> str:
@@ -308,6 +309,14 @@ class AlertStore:
         page = found[:limit]
         more = len(found) > limit
         return AlertPage([from_entity(e) for e in page], page[-1]["RowKey"] if more else None)
+
+    def stored_ids(self) -> Iterator[tuple[str, Location]]:
+        """Every alert's id and where it is (a scan: the index's backfill)."""
+        rows = self.table.query_entities(
+            "RowKey ne ''", select=["PartitionKey", "RowKey", "AlertId"]
+        )
+        for row in rows:
+            yield str(row["AlertId"]), Location(str(row["PartitionKey"]), str(row["RowKey"]))
 
     def for_tenant(self, tenant_id: str) -> list[Alert]:
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})

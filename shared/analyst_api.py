@@ -15,11 +15,11 @@ from shared import openapi
 from shared import query_params as q
 from shared.access import RESPONDER, Principal, Role, authorize, forgery_safe
 from shared.activity_log import ActivityLog, ActivityQuery, Position
-from shared.alert_index import MAX_ID
 from shared.alerts import from_entity
 from shared.audit import AuditEntry, AuditLog
 from shared.governance.actions_api import record_json
 from shared.governance.records import ActionFilter, ActionStore
+from shared.id_index import MAX_ID
 from shared.paging import TokenSigner
 from shared.posture import PostureStore
 from shared.suppressions import SuppressionStore

@@ -9,7 +9,7 @@ long data is stored, not about what happened when, so (unlike detection) it may 
   known community (a key range over that community's day partitions).
 - Alerts (partition: tenant; row key: inverted ticks of when the alert was raised, in event
   time, so the oldest sort last): the key range older than the cut-off, per known tenant; each
-  alert's id index row (`shared/alert_index.py`) is deleted before it.
+  alert's id index row (`shared/id_index.py`) is deleted before it.
 - Quarantine (partition: source, or `detection`; row key: ticks of receipt, or of the earliest
   event, so the oldest sort first): the key range older than the activity cut-off.
 - Held events (partition `<source>_<community>`; row key: ticks of receipt): the key range
@@ -25,8 +25,9 @@ snapshot in progress per community, dropped when it completes), event-count tall
 hourly into one total per community), the inbox (drained every minute), profiles, users and
 groups (one row per person or group).
 
-The one scan: until the alert id index is complete, a run that finished its deletions writes
-the index rows of alerts stored before the index existed (`AlertIndex.backfill`, once).
+The one scan: until the id index is complete, a run that finished its deletions writes the
+index rows of alerts and governance actions stored before the index existed (`IdIndex.backfill`,
+once per deployment).
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ from azure.data.tables import TableClient
 
 from shared import storage as st
 from shared.activities import day_partitions
-from shared.alert_index import AlertIndex
+from shared.alerts import AlertStore
+from shared.governance.records import ActionStore
 from shared.held import HeldEvents
 from shared.held import partition as held_partition
+from shared.id_index import IdIndex
 from shared.inbox import WebhookInbox
 from shared.installs import InstallStates
 from shared.models import utc
@@ -176,7 +179,7 @@ class Tables:
     detection_state: TableClient
     install_states: TableClient
     held: TableClient
-    alert_index: AlertIndex | None = None  # None: alerts without index rows (tests)
+    alert_index: IdIndex | None = None  # None: alerts without index rows (tests)
 
 
 def purge(
@@ -244,7 +247,7 @@ def _unparked(rows: Iterable[Mapping[str, Any]], inbox: WebhookInbox | None) -> 
         yield row
 
 
-def _unindexed(rows: Iterable[Mapping[str, Any]], index: AlertIndex | None) -> Iterator[Any]:
+def _unindexed(rows: Iterable[Mapping[str, Any]], index: IdIndex | None) -> Iterator[Any]:
     """The alert rows, each one's id index row deleted before it (a crash between leaves an
     expired alert the index no longer finds, and the next run deletes it)."""
     for row in rows:
@@ -261,7 +264,11 @@ def run(
     alert_days: int,
     now: datetime,
 ) -> Deleted:
-    """`retention_timer`: one pass over the known tenants with the configured retentions."""
+    """`retention_timer`: one pass over the known tenants with the configured retentions (and,
+    until each is complete, the id indexes' backfill)."""
+    ids, state = storage.table(st.ID_INDEX), storage.table(st.API_STATE)
+    alerts = AlertStore(storage.table(st.ALERTS), IdIndex(ids, state, "alert"))
+    actions = ActionStore(storage.table(st.ACTIONS), IdIndex(ids, state, "action"))
     tables = Tables(
         activities=storage.table(st.ACTIVITIES),
         alerts=storage.table(st.ALERTS),
@@ -269,7 +276,7 @@ def run(
         detection_state=storage.table(st.DETECTION_STATE),
         install_states=storage.table(st.INSTALL_STATES),
         held=storage.table(st.HELD_EVENTS),
-        alert_index=AlertIndex(storage.table(st.ALERT_IDS), storage.table(st.API_STATE)),
+        alert_index=alerts.index,
     )
     deadline = time.monotonic() + RUN_SECONDS
 
@@ -285,11 +292,12 @@ def run(
         keep_going=keep_going,
         workers=DELETE_WORKERS,
     )
-    if deleted.finished and tables.alert_index is not None:
-        indexed = tables.alert_index.backfill(tables.alerts, keep_going)
-        deleted.finished = indexed is not None
-        if indexed:
-            log.info("retention: wrote the id index rows of %d earlier alerts", indexed)
+    for store in (alerts, actions):
+        if deleted.finished:
+            indexed = store.index.backfill(store.stored_ids(), keep_going)
+            deleted.finished = indexed is not None
+            if indexed:
+                log.info("retention: indexed the ids of %d earlier %ss", indexed, store.index.kind)
     if not deleted.finished:
         log.warning("retention: stopped after %d s; the next run carries on", RUN_SECONDS)
     if deleted.skipped_tenants:

@@ -12,7 +12,6 @@ from shared import clock
 from shared import storage as st
 from shared.activities import ActivityBatch, ActivityStore
 from shared.activity_log import ActivityLog
-from shared.alert_index import AlertIndex
 from shared.alerts import AlertStore, alert_row_key
 from shared.alerts import from_entity as alert_from_entity
 from shared.analyst_api import AnalystDeps
@@ -38,6 +37,7 @@ from shared.governance.records import ActionStore
 from shared.governance.throttle import TenantRateLimit
 from shared.groups import GroupStore
 from shared.held import HeldEvents
+from shared.id_index import IdIndex, Kind
 from shared.inbox import WebhookInbox
 from shared.installs import InstallStates, InstallStore
 from shared.ipintel import IpDatabase, IpIntel
@@ -215,12 +215,14 @@ class Services:
 
     @functools.cached_property
     def alerts(self) -> AlertStore:
-        index = AlertIndex(self.storage.table(st.ALERT_IDS), self.storage.table(st.API_STATE))
-        return AlertStore(self.storage.table(st.ALERTS), index)
+        return AlertStore(self.storage.table(st.ALERTS), self.id_index("alert"))
+
+    def id_index(self, kind: Kind) -> IdIndex:
+        return IdIndex(self.storage.table(st.ID_INDEX), self.storage.table(st.API_STATE), kind)
 
     @functools.cached_property
     def actions(self) -> ActionStore:
-        return ActionStore(self.storage.table(st.ACTIONS))
+        return ActionStore(self.storage.table(st.ACTIONS), self.id_index("action"))
 
     @functools.cached_property
     def users(self) -> UserStore:

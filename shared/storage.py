@@ -47,7 +47,7 @@ INBOX = "Inbox"
 ACTIVITIES = "Activities"
 DETECTION_STATE = "DetectionState"
 ALERTS = "Alerts"
-ALERT_IDS = "AlertIds"  # per alert id: the tenant and row key of its alert (shared/alert_index.py)
+ID_INDEX = "IdIndex"  # per alert or governance action id: where it is (shared/id_index.py)
 ACTIONS = "Actions"
 QUARANTINE = "Quarantine"
 HELD_EVENTS = "HeldEvents"  # per community without an active install: its events, held apart
@@ -75,7 +75,7 @@ TABLES = (
     ACTIVITIES,
     DETECTION_STATE,
     ALERTS,
-    ALERT_IDS,
+    ID_INDEX,
     ACTIONS,
     QUARANTINE,
     HELD_EVENTS,

@@ -20,8 +20,8 @@ from azure.data.tables import UpdateMode
 
 from shared import query_params as q
 from shared.access import Principal
-from shared.alert_index import usable_id
 from shared.alerts import AlertStore, from_entity, to_graph
+from shared.id_index import usable_id
 from shared.models import utc
 from shared.paging import TokenSigner
 from shared.storage import join_text, split_text

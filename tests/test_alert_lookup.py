@@ -105,7 +105,7 @@ def test_an_alert_stored_before_the_index_is_found_and_indexed(
     found = svc.triage.find(older.id)
     assert found is not None and found["RowKey"] == alert_row_key(older)
     assert len(requests_made) == 2 and all(map(point_read, requests_made)), requests_made
-    assert svc.storage.table(st.ALERT_IDS).get_entity(older.id, "alert")["Tenant"] == TENANT
+    assert svc.storage.table(st.ID_INDEX).get_entity(older.id, "alert")["Tenant"] == TENANT
 
 
 def test_a_crash_between_the_index_row_and_the_alert_loses_nothing(svc: Services) -> None:
@@ -176,7 +176,7 @@ def test_retention_deletes_an_expired_alert_and_its_index_row(svc: Services) -> 
     svc.alerts.save(kept)
     deleted = retention.run(svc.storage, svc.inbox, [expired.tenant_id], 180, 365, NOW)
     assert deleted.alerts == 1
-    ids = {e["PartitionKey"] for e in svc.storage.table(st.ALERT_IDS).list_entities()}
+    ids = {e["PartitionKey"] for e in svc.storage.table(st.ID_INDEX).list_entities()}
     assert ids == {"recent"}
     assert svc.triage.find("old") is None and svc.triage.find("recent") is not None
 

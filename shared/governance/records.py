@@ -3,11 +3,14 @@
 Each action has two rows, written together in one transaction: its record under its id (read
 and written with ETags by the executor) and a copy under a log key that sorts newest first
 (`log-<inverted created time>-<id>`), which the governance log and every query read in order.
+A record is found by its id alone through its row in the id index (`shared/id_index.py`),
+written before the record.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +20,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import table_tx
+from shared.id_index import IdIndex, Location, usable_id
 from shared.models import ActionAttempt, GovernanceAction, utc
 from shared.storage import inverted_ticks
 
@@ -163,8 +167,8 @@ class ActionFilter:
 
 
 class ActionStore:
-    def __init__(self, table: TableClient) -> None:
-        self._table = table
+    def __init__(self, table: TableClient, index: IdIndex) -> None:
+        self._table, self.index = table, index
 
     def get(self, tenant_id: str, action_id: str) -> GovernanceAction | None:
         found = self.read(tenant_id, action_id)
@@ -197,6 +201,8 @@ class ActionStore:
             )
         else:
             record = ("upsert", entity, replace_mode)
+        if new or not etag:  # a record that may not exist yet: indexed first
+            self.index.record(action.id, action.tenant_id, action.id)
         try:
             results = table_tx.submit(self._table, [record, ("upsert", copy, replace_mode)])
         except (
@@ -210,12 +216,33 @@ class ActionStore:
             raise RecordConflict(f"governance action {action.id} changed concurrently") from None
         return str(results[0].etag or "")
 
-    def find(self, action_id: str) -> GovernanceAction | None:
-        """A record by id alone (ids are unique across tenants)."""
+    def find(self, action_id: str) -> tuple[GovernanceAction, str] | None:
+        """A record and its ETag by id alone (ids are unique across tenants): two point reads
+        through the id index. Until the index is complete (records stored before it existed),
+        an id it misses is looked for by a scan, and its index row written."""
+        if not usable_id(action_id):
+            return None
+        at = self.index.locate(action_id)
+        if at is not None:
+            return self.read(at.tenant_id, at.row_key)
+        if self.index.complete():
+            return None
         rows = self._table.query_entities("RowKey eq @id", parameters={"id": action_id})
         for row in rows:
-            return _from_entity(row)
+            self.index.record(action_id, row["PartitionKey"], action_id)
+            return _from_entity(row), str(row.metadata["etag"])
         return None
+
+    def stored_ids(self) -> Iterator[tuple[str, Location]]:
+        """Every record's id and where it is (a scan of the records, not their log copies: the
+        index's backfill)."""
+        rows = self._table.query_entities(
+            "RowKey lt @log or RowKey ge @end",
+            parameters={"log": LOG_PREFIX, "end": _LOG_END},
+            select=["PartitionKey", "RowKey"],
+        )
+        for row in rows:
+            yield str(row["RowKey"]), Location(str(row["PartitionKey"]), str(row["RowKey"]))
 
     def for_tenant(self, tenant_id: str) -> list[GovernanceAction]:
         return self.query(ActionFilter(tenant_id=tenant_id))

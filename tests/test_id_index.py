@@ -1,6 +1,7 @@
-"""Finding an alert by its id alone (GET/PATCH /api/alerts/{id}, `activities?alert=`): two point
-reads through the id index on Azurite, however many alerts are stored; alerts stored before the
-index are found too; a crash between the index row and the alert loses nothing."""
+"""Finding an alert (GET/PATCH /api/alerts/{id}, `activities?alert=`) or a governance action
+(approve, retry, revert) by its id alone: two point reads through the id index on Azurite,
+however many are stored; records stored before the index are found too; a crash between the
+index row and the record loses nothing."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from shared import retention
 from shared import storage as st
 from shared.access import READER, RESPONDER, Principal
 from shared.alerts import alert_row_key, to_entity
+from shared.governance.records import ActionFilter
 from shared.models import Alert
 from shared.services import Services
 from tests.conftest import KEY
 from tests.detect_samples import TENANT
 from tests.test_alerts_api import alert
+from tests.test_governance_guardrails import http
+from tests.test_governance_log import records
 from tests.test_retention import NOW
 
 ANALYST = Principal("user", "ana@contoso.com", "ana-id", frozenset({RESPONDER}))
@@ -58,7 +62,7 @@ def legacy(svc: Services, a: Alert) -> None:
 
 def backfill(svc: Services) -> None:
     deleted = retention.run(svc.storage, svc.inbox, [], 0, 0, NOW)
-    assert deleted.finished and svc.alerts.index.complete()
+    assert deleted.finished and svc.alerts.index.complete() and svc.actions.index.complete()
 
 
 def test_a_lookup_is_two_point_reads_however_many_alerts(
@@ -188,3 +192,45 @@ def test_a_grown_alert_keeps_its_index_row(svc: Services) -> None:
     assert svc.alerts.merge(later) == "merged"
     entity = svc.triage.find(a.id)
     assert entity is not None and json.loads(entity["ActivityIds"]) == ["e1", "e2"]
+
+
+def test_a_governance_action_is_found_in_two_point_reads(
+    svc: Services, requests_made: list[str]
+) -> None:
+    made = records(svc, 30)
+    for r in (made[0], made[17]):
+        requests_made.clear()
+        found = svc.actions.find(r.id)
+        assert found is not None and found[0].id == r.id and found[0].tenant_id == r.tenant_id
+        assert len(requests_made) == 2 and all(map(point_read, requests_made)), requests_made
+
+
+def test_an_action_stored_before_the_index_is_found_then_backfilled(
+    svc: Services, requests_made: list[str]
+) -> None:
+    old, older, *_ = records(svc, 6)
+    ids = svc.storage.table(st.ID_INDEX)
+    for r in (old, older):  # as stored before the index existed: no row
+        ids.delete_entity(r.id, "action")
+    assert svc.actions.index.locate(old.id) is None
+    found = svc.actions.find(old.id)  # the scan this once, and its row written
+    assert found is not None and found[0].id == old.id
+    assert svc.actions.index.locate(old.id) is not None
+    backfill(svc)
+    assert svc.actions.index.complete()
+    located = svc.actions.index.locate(older.id)
+    assert located is not None and located.tenant_id == older.tenant_id
+    assert {e["PartitionKey"] for e in ids.list_entities() if e["RowKey"] == "action"} == {
+        r.id for r in svc.actions.query(ActionFilter())
+    }  # the records' ids, not their log copies'
+    requests_made.clear()
+    status, body = http("POST", f"governance/actions/{'e' * 32}/approve")
+    assert status == 404 and "no governance action" in body["error"]["message"]
+    assert not any("$filter" in r and "Actions" in r for r in requests_made), requests_made
+
+
+def test_approve_finds_the_action_through_the_index(svc: Services) -> None:
+    pending = replace(records(svc, 3)[1], status="pending", approval_required=True)
+    svc.actions.save(pending)
+    status, body = http("POST", f"governance/actions/{pending.id}/approve")
+    assert status == 200 and body["status"] == "approved", body

@@ -27,11 +27,11 @@ def _headers(req: func.HttpRequest) -> dict[str, str]:
 @bp.route(route="governance/actions", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def governance_actions(req: func.HttpRequest) -> func.HttpResponse:
     svc, params = get_services(), dict(req.params)
-    return _response(
-        api.guarded(
-            svc.analyst_deps, _headers(req), READER, lambda _: list_actions(svc.governance, params)
-        )
-    )
+
+    def answer(_: Principal) -> Reply:
+        return list_actions(svc.governance, params, svc.signer)
+
+    return _response(api.guarded(svc.analyst_deps, _headers(req), READER, answer))
 
 
 @bp.function_name("governance_command")

@@ -217,7 +217,7 @@ class ActivityLog:
         )
         position = Position()
         if params.get("next"):
-            p = self.signer.verify(params["next"], query_digest(params, ignore=("next", "code")))
+            p = self.signer.verify(params["next"], query_digest(params, "activities"))
             position = Position(str(p.get("pk", "")), str(p.get("rk", "")))
         return query, position, top, fmt
 
@@ -242,7 +242,7 @@ class ActivityLog:
         last = position
         for pos, activity in self.rows(query, position):
             if len(found) == top:
-                token = self.signer.sign(last.as_json(), query_digest(params))
+                token = self.signer.sign(last.as_json(), query_digest(params, "activities"))
                 return found, token, fmt
             found.append(activity)
             last = pos

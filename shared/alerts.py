@@ -4,6 +4,7 @@ grows with later findings of its incident (`merge`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.id_index import IdIndex, Location
 from shared.models import Alert, Evidence, utc
 from shared.storage import inverted_ticks
 
@@ -196,13 +198,16 @@ class AlertPage:
 
 
 class AlertStore:
-    def __init__(self, table: TableClient) -> None:
-        self._table = table
+    """Alerts by tenant, each with its row in the id index (`IdIndex`), written first."""
+
+    def __init__(self, table: TableClient, index: IdIndex) -> None:
+        self.table, self.index = table, index
 
     def save(self, alert: Alert) -> str:
         """Create or refresh an alert; triage fields (status, classification) are left alone."""
         entity = to_entity(alert)
-        self._table.upsert_entity(entity, mode=UpdateMode.MERGE)
+        self.index.record(alert.id, alert.tenant_id, entity["RowKey"])
+        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
         return str(entity["RowKey"])
 
     def merge(self, alert: Alert) -> Merged:
@@ -213,10 +218,12 @@ class AlertStore:
         key = alert_row_key(alert)
         for _ in range(16):
             try:
-                e = self._table.get_entity(alert.tenant_id, key)
+                e = self.table.get_entity(alert.tenant_id, key)
             except ResourceNotFoundError:
+                # Indexed first: a crash before the alert leaves a row that finds nothing.
+                self.index.record(alert.id, alert.tenant_id, key)
                 try:
-                    self._table.create_entity(to_entity(alert))
+                    self.table.create_entity(to_entity(alert))
                     return "created"
                 except ResourceExistsError:
                     continue
@@ -227,7 +234,7 @@ class AlertStore:
             if new is old:
                 return "unchanged"
             try:
-                self._table.update_entity(
+                self.table.update_entity(
                     to_entity(new),
                     mode=UpdateMode.MERGE,
                     etag=e.metadata["etag"],
@@ -240,7 +247,7 @@ class AlertStore:
 
     def get(self, tenant_id: str, row_key: str) -> Alert | None:
         try:
-            return from_entity(self._table.get_entity(tenant_id, row_key))
+            return from_entity(self.table.get_entity(tenant_id, row_key))
         except ResourceNotFoundError:
             return None
 
@@ -283,9 +290,7 @@ class AlertStore:
         if source:
             clauses.append("Source eq @src")
             params["src"] = source
-        rows = self._table.query_entities(
-            " and ".join(clauses) or "RowKey ne ''", parameters=params
-        )
+        rows = self.table.query_entities(" and ".join(clauses) or "RowKey ne ''", parameters=params)
         found: list[dict[str, Any]] = []
         for e in rows:
             if user and user.lower() not in (
@@ -305,6 +310,14 @@ class AlertStore:
         more = len(found) > limit
         return AlertPage([from_entity(e) for e in page], page[-1]["RowKey"] if more else None)
 
+    def stored_ids(self) -> Iterator[tuple[str, Location]]:
+        """Every alert's id and where it is (a scan: the index's backfill)."""
+        rows = self.table.query_entities(
+            "RowKey ne ''", select=["PartitionKey", "RowKey", "AlertId"]
+        )
+        for row in rows:
+            yield str(row["AlertId"]), Location(str(row["PartitionKey"]), str(row["RowKey"]))
+
     def for_tenant(self, tenant_id: str) -> list[Alert]:
-        rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": tenant_id})
         return [from_entity(e) for e in rows]

@@ -19,7 +19,8 @@ from shared.alerts import from_entity
 from shared.audit import AuditEntry, AuditLog
 from shared.governance.actions_api import record_json
 from shared.governance.records import ActionFilter, ActionStore
-from shared.paging import TokenSigner, query_digest
+from shared.id_index import MAX_ID
+from shared.paging import TokenSigner
 from shared.posture import PostureStore
 from shared.suppressions import SuppressionStore
 from shared.suppressions import from_alert as suppression_from
@@ -83,10 +84,15 @@ def list_alerts(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
 
 
 def get_alert(deps: AnalystDeps, alert_id: str) -> Reply:
-    entity = deps.triage.find(alert_id)
+    entity = deps.triage.find(checked_id(alert_id))
     if entity is None:
         return Reply.error(404, f"id: no alert {alert_id!r}")
     return _detail(deps, entity, 200)
+
+
+def checked_id(alert_id: str) -> str:
+    """The path's alert id, or BadInput (a 400) when it could not be one."""
+    return q.checked("id", alert_id, max_len=MAX_ID, key=True)
 
 
 def _detail(deps: AnalystDeps, entity: Any, status: int) -> Reply:
@@ -96,7 +102,10 @@ def _detail(deps: AnalystDeps, entity: Any, status: int) -> Reply:
     answer["activities"] = [log.as_json(a) for _, a in log.rows(query, Position())]
     answer["history"] = history(entity)
     answer["governanceActionRecords"] = [
-        record_json(r) for r in deps.actions.query(ActionFilter(alert_id=answer["id"]), limit=100)
+        record_json(r)
+        for r in deps.actions.query(
+            ActionFilter(tenant_id=answer["tenantId"], alert_id=answer["id"]), limit=100
+        )
     ]
     reply = Reply.json(status, answer)
     return Reply(reply.status, reply.body, reply.mimetype, {"ETag": etag_of(entity)})
@@ -106,6 +115,7 @@ def patch_alert(
     deps: AnalystDeps, alert_id: str, body: bytes, if_match: str, who: Principal, now: datetime
 ) -> Reply:
     change = parse_change(body)
+    checked_id(alert_id)
     try:
         entity, entry = deps.triage.change(alert_id, change, who, now, if_match.strip(" *"))
     except LookupError:
@@ -193,12 +203,10 @@ def list_audit(deps: AnalystDeps, params: Mapping[str, str]) -> Reply:
         for column, name in (("ActorName", "actor"), ("Command", "command"), ("Target", "target"))
         if (value := q.text(params, name))
     }
-    digest = query_digest(params)
-    after = (
-        str(deps.signer().verify(params["next"], digest)["after"]) if params.get("next") else None
-    )
+    signer = deps.signer()
+    after = signer.after(params, "audit")
     entries, last = deps.audit.page(where, after=after, since=since, limit=top)
-    token = deps.signer().sign({"after": last}, digest) if last else None
+    token = signer.next_token(params, "audit", last)
     return Reply.json(200, {"value": [e.as_json() for e in entries], "next": token})
 
 

@@ -87,7 +87,10 @@ def _op(
     return op
 
 
-NEXT_DOC = "Opaque continuation token from the previous answer's `next` (signed: pass it unchanged)"
+NEXT_DOC = (
+    "Opaque continuation token from the previous answer's `next`, signed and bound to this "
+    "listing and query: send it unchanged with the same parameters (otherwise a 400)"
+)
 PAGE = {
     "type": "object",
     "properties": {
@@ -119,7 +122,7 @@ ALERT_PATCH = {
 
 def document() -> dict[str, Any]:
     reader, responder = "Vigil.Reader", "Vigil.Responder"
-    alert_id = _path("id", "The alert's id")
+    alert_id = _path("id", "The alert's id (at most 256 characters, none of / \\ # ?)")
     activity_params = [
         _query("from", "Start of the range (ISO 8601, inclusive)", required=True),
         _query("to", "End of the range (ISO 8601, exclusive), at most 31 days after from",

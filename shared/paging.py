@@ -2,10 +2,8 @@
 
 A token carries where the next page starts and a digest of the query it belongs to, signed with
 HMAC-SHA256 under a key Vigil keeps in its own storage (created on first use, shared by every
-instance). A token from another query, another deployment or with one byte changed is refused.
-
-`continuation_token` / `token_after` are the governance log's plain tokens (the row key, base64):
-opaque, not signed.
+instance). A token from another listing, another query, another deployment or with one byte
+changed is refused. Every `next` the API hands out is made here.
 """
 
 from __future__ import annotations
@@ -27,11 +25,13 @@ from shared.query_params import BadInput
 _MAC_BYTES = 16
 
 
-def query_digest(params: Mapping[str, str], *, ignore: tuple[str, ...] = ("next", "code")) -> str:
-    """A short digest of a request's query (without the token itself): a token only continues
-    the query that issued it."""
+def query_digest(
+    params: Mapping[str, str], listing: str, *, ignore: tuple[str, ...] = ("next", "code")
+) -> str:
+    """A short digest of a listing's name and its request's query (without the token itself): a
+    token only continues the listing and query that issued it."""
     kept = sorted((k, v) for k, v in params.items() if k not in ignore)
-    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([listing, kept]).encode()).hexdigest()[:16]
 
 
 class TokenSigner:
@@ -60,6 +60,19 @@ class TokenSigner:
             raise refused
         return dict(data["p"])
 
+    def after(self, params: Mapping[str, str], listing: str) -> str | None:
+        """The row key the request's `next` token continues after (None: from the start)."""
+        if not params.get("next"):
+            return None
+        after = self.verify(params["next"], query_digest(params, listing)).get("after")
+        if not isinstance(after, str) or not after:
+            raise BadInput("next: not a continuation token of this query (pass it unchanged)")
+        return after
+
+    def next_token(self, params: Mapping[str, str], listing: str, last: str | None) -> str | None:
+        """The `next` token of a page whose last row has the key `last` (None: no more)."""
+        return self.sign({"after": last}, query_digest(params, listing)) if last else None
+
 
 def stored_key(table: TableClient) -> bytes:
     """The deployment's token key: created once (the first writer wins), then read."""
@@ -69,20 +82,3 @@ def stored_key(table: TableClient) -> bytes:
     except ResourceExistsError:
         entity = dict(table.get_entity("paging", "key"))
     return bytes.fromhex(str(entity["Key"]))
-
-
-def continuation_token(row_key: str) -> str:
-    """The `next` token of a page whose last row has this key."""
-    return base64.urlsafe_b64encode(json.dumps({"after": row_key}).encode()).decode()
-
-
-def token_after(token: str) -> str:
-    """The row key a `next` token continues after; BadInput (a ValueError naming `next`) when
-    it is not such a token."""
-    try:
-        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        raise BadInput("next: not a continuation token from this API") from None
-    if not isinstance(after, str) or not after.isprintable():
-        raise BadInput("next: not a continuation token from this API")
-    return after

@@ -8,7 +8,8 @@ long data is stored, not about what happened when, so (unlike detection) it may 
 - Activities (`<source>_<tenant>_<YYYYMMDD>`): whole event days before the cut-off, per known
   Workplace community and Entra tenant (a key range over that tenant's day partitions).
 - Alerts (partition: tenant; row key: inverted ticks of when the alert was raised, in event
-  time, so the oldest sort last): the key range older than the cut-off, per known tenant.
+  time, so the oldest sort last): the key range older than the cut-off, per known tenant; each
+  alert's id index row (`shared/id_index.py`) is deleted before it.
 - Notifications (partition: tenant; row key `<alert id>|<destination>`): an expired alert's
   records (its key range), deleted just before the alert, once each was last written more
   than NOTIFY_KEEP_DAYS ago (no notify message that must find it can be left; until then the
@@ -36,6 +37,10 @@ groups and the Graph identity cache (one row per person or group), posture (a ro
 recommendation and community), throttle and API key rows (a few per tenant). Kept on purpose:
 the governance log (`Actions`), the audit log (`Audit`) and analysts' suppressions, the record
 of what Vigil and its analysts did.
+
+The one scan: until the id index is complete, a run that finished its deletions writes the
+index rows of alerts and governance actions stored before the index existed (`IdIndex.backfill`,
+once per deployment).
 """
 
 from __future__ import annotations
@@ -53,10 +58,13 @@ from azure.data.tables import TableClient, TableTransactionError
 
 from shared import storage as st
 from shared.activities import day_partitions
+from shared.alerts import AlertStore
 from shared.config import SOURCES
 from shared.entra.normalize import SOURCE as ENTRA
+from shared.governance.records import ActionStore
 from shared.held import HeldEvents
 from shared.held import partition as held_partition
+from shared.id_index import IdIndex
 from shared.inbox import WebhookInbox
 from shared.installs import InstallStates
 from shared.models import utc
@@ -139,7 +147,7 @@ def expired_alerts(table: TableClient, tenant: str, before: datetime) -> Iterato
         table.query_entities(
             "PartitionKey eq @pk and RowKey gt @k",
             parameters={"pk": tenant, "k": inverted_ticks(before) + "~"},  # "~" sorts after "_<id>"
-            select=KEYS,
+            select=[*KEYS, "AlertId"],
         )
     )
 
@@ -226,6 +234,7 @@ class Tables:
     held: TableClient
     notifications: TableClient
     siem_outbox: TableClient
+    alert_index: IdIndex | None = None  # None: alerts without index rows (tests)
 
 
 def purge(
@@ -258,7 +267,8 @@ def purge(
             out.activities += delete(tables.activities, rows)
         if cutoffs.alert_time is not None:
             rows = expired_alerts(tables.alerts, tenant, cutoffs.alert_time)
-            out.alerts += delete(tables.alerts, _notified(tables, tenant, rows, cutoffs, out))
+            notified = _notified(tables, tenant, rows, cutoffs, out)
+            out.alerts += delete(tables.alerts, _unindexed(notified, tables.alert_index))
         rows = expired_daily_limits(tables.detection_state, tenant, cutoffs.daily_limit_day)
         out.daily_limits += delete(tables.detection_state, rows)
     rows = expired_daily_limits(tables.notifications, CAPS_PARTITION, cutoffs.daily_limit_day)
@@ -355,6 +365,15 @@ def _unparked(rows: Iterable[Mapping[str, Any]], inbox: WebhookInbox | None) -> 
         yield row
 
 
+def _unindexed(rows: Iterable[Mapping[str, Any]], index: IdIndex | None) -> Iterator[Any]:
+    """The alert rows, each one's id index row deleted before it (a crash between leaves an
+    expired alert the index no longer finds, and the next run deletes it)."""
+    for row in rows:
+        if index is not None:
+            index.forget(str(row["AlertId"]))
+        yield row
+
+
 def run(
     storage: st.Storage,
     inbox: WebhookInbox,
@@ -364,7 +383,11 @@ def run(
     now: datetime,
     entra_tenants: Iterable[str] = (),
 ) -> Deleted:
-    """`retention_timer`: one pass over the known tenants with the configured retentions."""
+    """`retention_timer`: one pass over the known tenants with the configured retentions (and,
+    until each is complete, the id indexes' backfill)."""
+    ids, state = storage.table(st.ID_INDEX), storage.table(st.API_STATE)
+    alerts = AlertStore(storage.table(st.ALERTS), IdIndex(ids, state, "alert"))
+    actions = ActionStore(storage.table(st.ACTIONS), IdIndex(ids, state, "action"))
     tables = Tables(
         activities=storage.table(st.ACTIVITIES),
         alerts=storage.table(st.ALERTS),
@@ -374,8 +397,13 @@ def run(
         held=storage.table(st.HELD_EVENTS),
         notifications=storage.table(st.NOTIFICATIONS),
         siem_outbox=storage.table(st.SIEM_OUTBOX),
+        alert_index=alerts.index,
     )
     deadline = time.monotonic() + RUN_SECONDS
+
+    def keep_going() -> bool:
+        return time.monotonic() < deadline
+
     deleted = purge(
         tables,
         tenants,
@@ -383,9 +411,15 @@ def run(
         now,
         inbox,
         entra_tenants=entra_tenants,
-        keep_going=lambda: time.monotonic() < deadline,
+        keep_going=keep_going,
         workers=DELETE_WORKERS,
     )
+    for store in (alerts, actions):
+        if deleted.finished:
+            indexed = store.index.backfill(store.stored_ids(), keep_going)
+            deleted.finished = indexed is not None
+            if indexed:
+                log.info("retention: indexed the ids of %d earlier %ss", indexed, store.index.kind)
     if not deleted.finished:
         log.warning("retention: stopped after %d s; the next run carries on", RUN_SECONDS)
     if deleted.skipped_tenants:

@@ -35,6 +35,7 @@ from shared.governance.records import ActionStore
 from shared.governance.throttle import TenantRateLimit
 from shared.groups import GroupStore
 from shared.held import HeldEvents
+from shared.id_index import IdIndex, Kind
 from shared.inbox import WebhookInbox
 from shared.installs import InstallStates, InstallStore
 from shared.ipintel import IpDatabase, IpIntel
@@ -179,11 +180,14 @@ class Services:
 
     @functools.cached_property
     def alerts(self) -> AlertStore:
-        return AlertStore(self.storage.table(st.ALERTS))
+        return AlertStore(self.storage.table(st.ALERTS), self.id_index("alert"))
+
+    def id_index(self, kind: Kind) -> IdIndex:
+        return IdIndex(self.storage.table(st.ID_INDEX), self.storage.table(st.API_STATE), kind)
 
     @functools.cached_property
     def actions(self) -> ActionStore:
-        return ActionStore(self.storage.table(st.ACTIONS))
+        return ActionStore(self.storage.table(st.ACTIONS), self.id_index("action"))
 
     @functools.cached_property
     def users(self) -> UserStore:
@@ -262,7 +266,7 @@ class Services:
 
     @functools.cached_property
     def triage(self) -> TriageStore:
-        return TriageStore(self.storage.table(st.ALERTS))
+        return TriageStore(self.alerts)
 
     @functools.cached_property
     def signer(self) -> TokenSigner:

@@ -47,6 +47,7 @@ INBOX = "Inbox"
 ACTIVITIES = "Activities"
 DETECTION_STATE = "DetectionState"
 ALERTS = "Alerts"
+ID_INDEX = "IdIndex"  # per alert or governance action id: where it is (shared/id_index.py)
 ACTIONS = "Actions"
 QUARANTINE = "Quarantine"
 HELD_EVENTS = "HeldEvents"  # per community without an active install: its events, held apart
@@ -74,6 +75,7 @@ TABLES = (
     ACTIVITIES,
     DETECTION_STATE,
     ALERTS,
+    ID_INDEX,
     ACTIONS,
     QUARANTINE,
     HELD_EVENTS,

@@ -16,14 +16,15 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared import query_params as q
 from shared.access import Principal
 from shared.alerts import AlertStore, from_entity, to_graph
 from shared.config import SOURCES
+from shared.id_index import usable_id
 from shared.models import utc
-from shared.paging import TokenSigner, query_digest
+from shared.paging import TokenSigner
 from shared.storage import join_text, split_text
 
 STATUSES = ("new", "inProgress", "resolved")
@@ -142,14 +143,30 @@ def etag_of(entity: Any) -> str:
 class TriageStore:
     """The alerts table, read and written for triage (detection writes it through AlertStore)."""
 
-    def __init__(self, table: TableClient) -> None:
-        self._table = table
-        self.alerts = AlertStore(table)
+    def __init__(self, alerts: AlertStore) -> None:
+        self._table, self.alerts = alerts.table, alerts
 
     def find(self, alert_id: str) -> Any | None:
-        """An alert's entity by id alone (ids are unique across tenants), with its ETag."""
+        """An alert's entity by id alone (ids are unique across tenants), with its ETag: two
+        point reads through the id index. Until the index is complete (alerts stored before it
+        existed), an id it misses is looked for by a scan, and its index row written."""
+        if not usable_id(alert_id):
+            return None
+        index = self.alerts.index
+        at = index.locate(alert_id)
+        if at is not None:
+            try:
+                entity = self._table.get_entity(at.tenant_id, at.row_key)
+            except ResourceNotFoundError:
+                return None  # indexed, then not stored (a crash between): there is no alert
+            return entity if entity.get("AlertId") == alert_id else None
+        if index.complete():
+            return None
         rows = self._table.query_entities("AlertId eq @id", parameters={"id": alert_id})
-        return next(iter(rows), None)
+        found = next(iter(rows), None)
+        if found is not None:
+            index.record(alert_id, found["PartitionKey"], found["RowKey"])
+        return found
 
     def change(
         self, alert_id: str, change: AlertChange, who: Principal, now: datetime, if_match: str
@@ -210,21 +227,18 @@ class TriageStore:
         q.known(params, LIST_PARAMS)
         since = q.time(params, "since")
         top = q.integer(params, "top", 50, 1, MAX_PAGE)
-        digest = query_digest(params)
-        after = None
-        if params.get("next"):
-            after = str(signer.verify(params["next"], digest).get("after", ""))
+        after = signer.after(params, "alerts")
         page = self.alerts.page(
             tenant_id=q.text(params, "tenant", key=True) or None,
             since=since,
             detector=q.text(params, "detector") or None,
             user=q.text(params, "user") or None,
-            after=after or None,
+            after=after,
             limit=top,
             severity=q.choice(params, "severity", SEVERITIES) or None,
             status=q.choice(params, "status", STATUSES) or None,
             classification=q.choice(params, "classification", CLASSIFICATIONS) or None,
             source=q.choice(params, "source", SOURCES) or None,
         )
-        token = signer.sign({"after": page.last_row_key}, digest) if page.last_row_key else None
+        token = signer.next_token(params, "alerts", page.last_row_key)
         return [to_graph(a) for a in page.alerts], token

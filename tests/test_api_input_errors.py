@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from local.stack import APP_SECRET, Stack, local_stack
+from shared.paging import TokenSigner, query_digest
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,13 @@ def signed_request(payload: object, secret: str) -> str:
     return base64.urlsafe_b64encode(sig).decode().rstrip("=") + "." + encoded
 
 
+def foreign(listing: str, query: dict[str, str], after: str = "x") -> str:
+    """A well-formed token of `listing` and `query`, signed by another deployment's key."""
+    return TokenSigner(b"another deployment").sign({"after": after}, query_digest(query, listing))
+
+
 LONG = "x" * 300
+WINDOW = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-02T00:00:00Z"}
 
 CASES: dict[str, list[Case]] = {
     "alerts_http": [
@@ -68,6 +75,8 @@ CASES: dict[str, list[Case]] = {
         Case("GET", "alerts", "next", {"next": token({"after": "../../x"})}),
         Case("GET", "alerts", "next", {"next": token(["after"])}),
         Case("GET", "alerts", "next", {"next": "W" * 5000}),
+        Case("GET", "alerts", "next", {"next": foreign("alerts", {})}),
+        Case("GET", "alerts", "next", {"next": "é" * 30}),
         Case("GET", "alerts", "tenant", {"tenant": "a/b"}),
         Case("GET", "alerts", "tenant", {"tenant": "a#b?c"}),
         Case("GET", "alerts", "detector", {"detector": LONG}),
@@ -87,6 +96,10 @@ CASES: dict[str, list[Case]] = {
         Case("GET", "governance/actions", "alert", {"alert": "a\nb"}),
         Case("GET", "governance/actions", "colour", {"colour": "red"}),
         Case("GET", "governance/actions", "source", {"source": "okta"}),
+        Case("GET", "governance/actions", "next", {"next": "not-a-token"}),
+        Case("GET", "governance/actions", "next", {"next": token({"after": "log-0"})}),
+        Case("GET", "governance/actions", "next", {"next": foreign("governance", {}, "log-0")}),
+        Case("GET", "governance/actions", "next", {"next": "W" * 5000}),
     ],
     "governance_command": [
         # The approver is the caller (shared/access.py): the body is not read at all.
@@ -162,6 +175,9 @@ CASES: dict[str, list[Case]] = {
     "alert_get": [
         Case("GET", "alerts/nope", "id"),
         Case("GET", "alerts/nope", "expand", {"expand": "all"}),
+        Case("GET", "alerts/a%23b", "id"),
+        Case("GET", f"alerts/{LONG}", "id"),
+        Case("GET", "alerts/a%27%20or%20AlertId%20ne%20%27", "id"),
     ],
     "alert_patch": [
         Case("PATCH", "alerts/nope", "body", body=b"not json"),
@@ -184,6 +200,8 @@ CASES: dict[str, list[Case]] = {
             "PATCH", "alerts/nope", "suppress", body=b'{"status": "new", "suppress": {"days": 7}}'
         ),
         Case("PATCH", "alerts/nope", "id", body=b'{"status": "new"}'),
+        Case("PATCH", f"alerts/{LONG}", "id", body=b'{"status": "new"}'),
+        Case("PATCH", "alerts/a%27%20or%20true%20or%20%27", "id", body=b'{"status": "new"}'),
     ],
     "activities_http": [
         Case("GET", "activities", "from"),
@@ -211,6 +229,7 @@ CASES: dict[str, list[Case]] = {
                 "next": token({"pk": "x"}),
             },
         ),
+        Case("GET", "activities", "next", {**WINDOW, "next": foreign("activities", WINDOW)}),
         Case(
             "GET",
             "activities",
@@ -235,6 +254,8 @@ CASES: dict[str, list[Case]] = {
         Case("GET", "audit", "top", {"top": "0"}),
         Case("GET", "audit", "since", {"since": "yesterday"}),
         Case("GET", "audit", "next", {"next": "abc"}),
+        Case("GET", "audit", "next", {"next": token({"after": "x"})}),
+        Case("GET", "audit", "next", {"next": foreign("audit", {})}),
     ],
     "suppressions_http": [Case("GET", "suppressions", "active", {"active": "1"})],
     "suppression_delete": [Case("DELETE", "suppressions/nope", "id")],

@@ -15,6 +15,7 @@ from shared.governance.commands import Refused, approve, retry, revert
 from shared.governance.dependencies import Governance
 from shared.governance.records import ActionFilter
 from shared.models import ActionStatus, GovernanceAction
+from shared.paging import TokenSigner
 from shared.web import Reply, refuses_bad_input
 
 COMMANDS = {"approve": approve, "retry": retry, "revert": revert}
@@ -38,9 +39,10 @@ def record_json(record: GovernanceAction) -> dict[str, Any]:
 
 
 @refuses_bad_input
-def list_actions(gov: Governance, params: Mapping[str, str]) -> Reply:
+def list_actions(gov: Governance, params: Mapping[str, str], signer: TokenSigner) -> Reply:
     """`GET /api/governance/actions?status=&action=&user=&alert=&tenant=&source=&limit=&next=`:
-    newest first (by creation), `limit` at a time, with `next` the token of the following page."""
+    newest first (by creation), `limit` at a time, with `next` the signed token of the
+    following page."""
     q.known(params, FILTERS)
     where = ActionFilter(
         tenant_id=q.text(params, "tenant", key=True),
@@ -53,14 +55,14 @@ def list_actions(gov: Governance, params: Mapping[str, str]) -> Reply:
     page = gov.actions.page(
         where,
         limit=q.integer(params, "limit", 100, 1, MAX_LIMIT),
-        next_token=q.text(params, "next", max_len=1000) or None,
+        after=signer.after(params, "governance"),
     )
     return Reply.json(
         200,
         {
             "actions": [record_json(r) for r in page.actions],
             "count": len(page.actions),
-            "next": page.next,
+            "next": signer.next_token(params, "governance", page.last_row_key),
         },
     )
 

@@ -30,8 +30,7 @@ class Refused(RuntimeError):
 
 
 def _find(gov: Governance, action_id: str) -> tuple[GovernanceAction, str]:
-    record = gov.actions.find(action_id)
-    found = gov.actions.read(record.tenant_id, action_id) if record else None
+    found = gov.actions.find(action_id)
     if found is None:
         raise Refused(404, f"no governance action {action_id}")
     return found

@@ -3,11 +3,14 @@
 Each action has two rows, written together in one transaction: its record under its id (read
 and written with ETags by the executor) and a copy under a log key that sorts newest first
 (`log-<inverted created time>-<id>`), which the governance log and every query read in order.
+A record is found by its id alone through its row in the id index (`shared/id_index.py`),
+written before the record.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -17,8 +20,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import table_tx
+from shared.id_index import IdIndex, Location, usable_id
 from shared.models import ActionAttempt, GovernanceAction, utc
-from shared.paging import continuation_token, token_after
 from shared.storage import inverted_ticks
 
 TERMINAL = frozenset({"succeeded", "failed", "skipped", "reverted"})
@@ -148,7 +151,7 @@ def log_key(a: GovernanceAction) -> str:
 @dataclass(frozen=True)
 class ActionPage:
     actions: list[GovernanceAction]
-    next: str | None  # opaque continuation token
+    last_row_key: str | None  # where the next page starts (signed into `next`); None: no more
 
 
 @dataclass(frozen=True)
@@ -164,8 +167,8 @@ class ActionFilter:
 
 
 class ActionStore:
-    def __init__(self, table: TableClient) -> None:
-        self._table = table
+    def __init__(self, table: TableClient, index: IdIndex) -> None:
+        self._table, self.index = table, index
 
     def get(self, tenant_id: str, action_id: str) -> GovernanceAction | None:
         found = self.read(tenant_id, action_id)
@@ -198,6 +201,8 @@ class ActionStore:
             )
         else:
             record = ("upsert", entity, replace_mode)
+        if new or not etag:  # a record that may not exist yet: indexed first
+            self.index.record(action.id, action.tenant_id, action.id)
         try:
             results = table_tx.submit(self._table, [record, ("upsert", copy, replace_mode)])
         except (
@@ -211,12 +216,33 @@ class ActionStore:
             raise RecordConflict(f"governance action {action.id} changed concurrently") from None
         return str(results[0].etag or "")
 
-    def find(self, action_id: str) -> GovernanceAction | None:
-        """A record by id alone (ids are unique across tenants)."""
+    def find(self, action_id: str) -> tuple[GovernanceAction, str] | None:
+        """A record and its ETag by id alone (ids are unique across tenants): two point reads
+        through the id index. Until the index is complete (records stored before it existed),
+        an id it misses is looked for by a scan, and its index row written."""
+        if not usable_id(action_id):
+            return None
+        at = self.index.locate(action_id)
+        if at is not None:
+            return self.read(at.tenant_id, at.row_key)
+        if self.index.complete():
+            return None
         rows = self._table.query_entities("RowKey eq @id", parameters={"id": action_id})
         for row in rows:
-            return _from_entity(row)
+            self.index.record(action_id, row["PartitionKey"], action_id)
+            return _from_entity(row), str(row.metadata["etag"])
         return None
+
+    def stored_ids(self) -> Iterator[tuple[str, Location]]:
+        """Every record's id and where it is (a scan of the records, not their log copies: the
+        index's backfill)."""
+        rows = self._table.query_entities(
+            "RowKey lt @log or RowKey ge @end",
+            parameters={"log": LOG_PREFIX, "end": _LOG_END},
+            select=["PartitionKey", "RowKey"],
+        )
+        for row in rows:
+            yield str(row["RowKey"]), Location(str(row["PartitionKey"]), str(row["RowKey"]))
 
     def for_tenant(self, tenant_id: str) -> list[GovernanceAction]:
         return self.query(ActionFilter(tenant_id=tenant_id))
@@ -226,17 +252,17 @@ class ActionStore:
         return self.page(where, limit=limit).actions
 
     def page(
-        self, where: ActionFilter, *, limit: int = 100, next_token: str | None = None
+        self, where: ActionFilter, *, limit: int = 100, after: str | None = None
     ) -> ActionPage:
         """Records matching every given field, newest first (by creation), `limit` at a time.
 
         Log keys sort newest first within a tenant, so one tenant's page reads `limit` + 1 rows;
-        across tenants the matching rows after the token are merged. `next_token` is the token of
-        the previous page (ValueError when it is not one).
+        across tenants the matching rows after the log key `after` (the last of the previous
+        page) are merged.
         """
         clauses = ["RowKey gt @after", "RowKey lt @end"]
         params: dict[str, Any] = {"end": _LOG_END}
-        params["after"] = token_after(next_token) if next_token else LOG_PREFIX
+        params["after"] = after or LOG_PREFIX
         for column, value in (
             ("PartitionKey", where.tenant_id),
             ("Status", where.status),
@@ -268,4 +294,4 @@ class ActionStore:
         page = found[:limit]
         more = len(found) > limit
         actions = [_from_entity({**e, "RowKey": e["RowKey"].rsplit("-", 1)[1]}) for e in page]
-        return ActionPage(actions, continuation_token(page[-1]["RowKey"]) if more else None)
+        return ActionPage(actions, page[-1]["RowKey"] if more else None)

@@ -1,14 +1,9 @@
-"""A simulated Entra ID token endpoint over TLS (MSAL accepts only an ``https`` authority).
-
-* ``GET /{tenant}/v2.0/.well-known/openid-configuration`` and ``/{tenant}/discovery/v2.0/keys``;
-* ``POST /{tenant}/oauth2/v2.0/token``: client credentials with a secret (form or HTTP Basic), or
-  with a certificate assertion when a certificate was registered with
-  :meth:`SimulatedEntraToken.add_client_certificate`;
-* ``GET /msi/token``: App Service's managed identity endpoint (api-version 2019-08-01).
-
-Errors are Entra's (``AADSTS`` codes). Tokens are opaque random strings, not JWTs; a client
-assertion's signature is not verified (only its header thumbprint, ``aud``, ``iss``/``sub`` and
-lifetime). :meth:`token_problem` is how a resource server (the simulated Graph) checks a token.
+"""A simulated Entra ID token endpoint over TLS (MSAL accepts only an ``https`` authority):
+OpenID discovery and keys, client credentials with a secret or (after
+:meth:`SimulatedEntraToken.add_client_certificate`) a certificate assertion, and App Service's
+managed identity endpoint (``GET /msi/token``). Errors are Entra's (``AADSTS`` codes). Tokens are
+opaque random strings; an assertion's signature is not verified (only its header thumbprint,
+``aud``, ``iss``/``sub`` and lifetime). :meth:`token_problem` is how the simulated Graph checks one.
 """
 
 from __future__ import annotations
@@ -92,20 +87,6 @@ def _thumbprints(der: bytes) -> set[str]:
     return {base64.urlsafe_b64encode(d).decode("ascii").rstrip("=") for d in digests}
 
 
-def _parse_basic(authorization: str) -> tuple[str | None, str | None]:
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() != "basic" or not value:
-        return None, None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None, None
-    client_id, sep, secret = decoded.partition(":")
-    if not sep:
-        return None, None
-    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
-
-
 class SimulatedEntraToken(TlsSimulator):
     """Entra ID's token side for one tenant and one app registration, on its own HTTPS port.
 
@@ -134,7 +115,6 @@ class SimulatedEntraToken(TlsSimulator):
         self.client_secret = client_secret
         # App Service managed identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER).
         self.identity_header = secrets.token_urlsafe(16)
-        self.graph_url = "https://graph.microsoft.com/v1.0"  # for the discovery document
         self._tokens: dict[str, float] = {}  # every token issued -> expiry (monotonic)
         self._cert_thumbprints: set[str] = set()
 
@@ -253,19 +233,12 @@ class SimulatedEntraToken(TlsSimulator):
     def _openid_configuration(self) -> dict[str, Any]:
         """The discovery document's fields a client reads."""
         base = self.authority
-        methods = ["client_secret_post", "private_key_jwt", "client_secret_basic"]
         return {
             "issuer": f"{base}/v2.0",
             "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": methods,
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
             "jwks_uri": f"{base}/discovery/v2.0/keys",
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "tenant_region_scope": "EU",
-            "cloud_instance_name": "microsoftonline.com",
-            "msgraph_host": self.graph_url.split("/")[2],
         }
 
     def _error(self, error: str, code: int, description: str, correlation: str) -> dict[str, Any]:
@@ -288,12 +261,7 @@ class SimulatedEntraToken(TlsSimulator):
         form: dict[str, str] = {}
         if media_type(request.headers.get("Content-Type", "")) == _FORM:
             form = single_query(request.get_data().decode("utf-8", errors="replace"))
-        basic_id, basic_secret = _parse_basic(request.headers.get("Authorization", ""))
-        problem = self._client_credentials_problem(
-            form,
-            form.get("client_id") or basic_id or "",
-            form.get("client_secret") or basic_secret,
-        )
+        problem = self._client_credentials_problem(form)
         if problem is not None:
             status, error, code, description = problem
             return status, self._error(error, code, description, correlation)
@@ -304,12 +272,11 @@ class SimulatedEntraToken(TlsSimulator):
             "access_token": self._issue(),
         }
 
-    def _client_credentials_problem(
-        self, form: dict[str, str], client_id: str, client_secret: str | None
-    ) -> tuple[int, str, int, str] | None:
+    def _client_credentials_problem(self, form: dict[str, str]) -> tuple[int, str, int, str] | None:
         """(status, error, AADSTS code, description) of a refused client-credentials request (the
         descriptions are the first sentence of Entra's)."""
         grant_type, scope = form.get("grant_type", ""), form.get("scope", "")
+        client_id, client_secret = form.get("client_id", ""), form.get("client_secret")
         scopes = scope.split()
         resource = (scopes or [""])[0].removesuffix("/.default").rstrip("/")
         if not grant_type:

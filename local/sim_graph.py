@@ -1,19 +1,10 @@
-"""A simulated Microsoft Graph over TLS, with its own Entra ID token endpoint beside it.
+"""A simulated Microsoft Graph over TLS, with its Entra ID token endpoint (:attr:`entra`) beside it.
 
-Under ``/v1.0``, what Vigil calls (``graph-governance.md``): users by id, userPrincipalName or
-``$filter``; ``PATCH`` (204); ``revokeSignInSessions`` (200, the documented known-issue body);
-``sendMail`` (202, kept in Sent Items under its ``internetMessageId``, found with ``$filter``);
-``riskyUsers`` actions (204); ``$batch`` (at most 20, unique ids, ``dependsOn`` and 424s, answered
-in any order); the paged reads of ``local/sim_graph_feeds.py``. Errors are Graph's envelope
-(``error.code``, ``message``, ``innerError`` with ``request-id``, ``client-request-id``, ``date``).
-
-Bearer tokens are those of :attr:`SimulatedGraph.entra`, a :class:`SimulatedEntraToken` on its
-own port, started and stopped with this one and sharing its CA and request log. Requests are
-recorded with credentials redacted; :meth:`SimulatedGraph.inject_fault` scripts answers and
-:meth:`SimulatedGraph.before_answer` stops a client after a call was carried out.
-
-Simplification (deliberate): the default user representation includes ``accountEnabled`` and
-``onPremisesSyncEnabled`` (real Graph returns them only with ``$select``).
+Under ``/v1.0``, what Vigil calls (``graph-governance.md``): users by id, UPN or ``$filter``;
+``PATCH``; ``revokeSignInSessions``; ``sendMail`` (kept in Sent Items, found by
+``internetMessageId``); ``riskyUsers``; ``$batch`` (answered in any order); and the paged reads
+of ``local/sim_graph_feeds.py``. Errors are Graph's envelope, with ``innerError``. Simplification:
+the default user representation includes ``accountEnabled`` and ``onPremisesSyncEnabled``.
 """
 
 from __future__ import annotations
@@ -84,11 +75,6 @@ _KNOWN_USER_PROPERTIES = {p.lower(): p for p in _USER_PROPERTIES}  # what `$sele
 _PATCHABLE = {"accountEnabled": ("account_enabled", bool), "displayName": ("display_name", str)}
 _EDM_TYPE = {bool: "Edm.Boolean", str: "Edm.String"}
 _USER_FILTER = {"mail": "mail", "userprincipalname": "user_principal_name", "id": "id"}
-_RISK_LEVEL = {"atRisk": "medium", "confirmedCompromised": "high"}
-_RISK_DETAIL = {
-    "confirmedCompromised": "adminConfirmedUserCompromised",
-    "dismissed": "adminDismissedAllRiskForUser",
-}
 _RISK_STATE_AFTER = {"confirmCompromised": "confirmedCompromised", "dismiss": "dismissed"}
 _BATCH_METHODS = {"GET", "POST", "PATCH", "PUT", "DELETE"}
 
@@ -160,11 +146,7 @@ def _json(call: RecordedRequest) -> Any:
 
 
 class SimulatedGraph(TlsSimulator):
-    """Simulated Microsoft Graph on one HTTPS port, and its Entra ID token endpoint on another.
-
-    The CA certificate is written to :attr:`ca_path` at construction time (under ``state_dir`` or
-    a temporary directory that :meth:`stop` removes). URLs are available after :meth:`start`.
-    """
+    """Graph on one HTTPS port and its token endpoint on another, sharing the CA and request log."""
 
     name = "sim-graph"
 
@@ -199,13 +181,10 @@ class SimulatedGraph(TlsSimulator):
         self.users_delta = UsersDelta()  # GET /users|groups/delta
 
     def start(self) -> None:
-        """Serve Graph and its token endpoint, each in a daemon thread."""
         self.entra.start()
         super().start()
-        self.entra.graph_url = self.graph_url
 
     def stop(self) -> None:
-        """Stop serving both and remove a temporary CA directory."""
         super().stop()
         self.entra.stop()
 
@@ -222,14 +201,9 @@ class SimulatedGraph(TlsSimulator):
     client_secret = property(lambda self: self.entra.client_secret)
     identity_header = property(lambda self: self.entra.identity_header)
     authority_host = property(lambda self: self.entra.authority_host)
-    authority = property(lambda self: self.entra.authority)
     identity_endpoint = property(lambda self: self.entra.identity_endpoint)
     token_requests = property(lambda self: self.entra.token_requests)
     issued_tokens = property(lambda self: self.entra.issued_tokens)
-
-    def invalidate_tokens(self) -> None:
-        """Make every issued token fail with 401 (as if expired); new tokens work."""
-        self.entra.invalidate_tokens()
 
     def add_client_certificate(self, certificate_pem: str | bytes) -> None:
         self.entra.add_client_certificate(certificate_pem)
@@ -263,8 +237,7 @@ class SimulatedGraph(TlsSimulator):
 
     @property
     def sent_mail(self) -> list[dict[str, Any]]:
-        """Accepted ``sendMail`` calls: ``{"sender", "sender_id", "message", "saveToSentItems"}``
-        (or ``"mime"`` instead of ``"message"`` for the MIME variant)."""
+        """Accepted ``sendMail`` calls: ``{"sender", "message", "saveToSentItems"}``."""
         with self._lock:
             return list(self._sent_mail)
 
@@ -286,15 +259,10 @@ class SimulatedGraph(TlsSimulator):
         times: int = 1,
         delay: float = 0.0,
     ) -> None:
-        """Answer the next ``times`` matching Graph requests with this response instead (after
-        ``delay`` seconds; status 0 answers as usual after the delay).
-
-        ``method`` is an HTTP method or ``"*"``; ``path_regex`` is searched in the request path
-        without query, e.g. ``/v1.0/users/<id>/revokeSignInSessions``; ``$batch`` items match
-        with path ``/v1.0/<relative url>``. Faults are checked after authentication and before
-        routing, in the order they were injected. Without ``body`` a Graph error envelope is
-        generated (e.g. ``TooManyRequests`` for 429); a body's ``error`` gets ``innerError``.
-        """
+        """Answer the next ``times`` requests matching ``method`` (or ``"*"``) and ``path_regex``
+        (searched in the path, ``$batch`` items as ``/v1.0/<url>``) with this, after
+        authentication. Without ``body``, Graph's envelope for the status (429:
+        ``TooManyRequests``); a body's ``error`` gets ``innerError``."""
         pattern = re.compile(path_regex)
         headers = dict(headers or {})
         self.faults.add(Fault(method.upper(), pattern, status, headers, body, delay, times))
@@ -305,9 +273,6 @@ class SimulatedGraph(TlsSimulator):
         with self._lock:
             self._risk_interval = None if requests_per_second is None else 1 / requests_per_second
             self._last_risk_call = float("-inf")
-
-    def clear_faults(self) -> None:
-        self.faults.clear()
 
     @property
     def pending_faults(self) -> int:
@@ -514,12 +479,7 @@ class SimulatedGraph(TlsSimulator):
         message, save = body["message"], body.get("saveToSentItems", True)
         with self._lock:
             self._sent_mail.append(
-                {
-                    "sender": sender_key,
-                    "sender_id": sender.id,
-                    "message": message,
-                    "saveToSentItems": save,
-                }
+                {"sender": sender_key, "message": message, "saveToSentItems": save}
             )
             if save:
                 domain = sender.user_principal_name.partition("@")[2]
@@ -560,7 +520,11 @@ class SimulatedGraph(TlsSimulator):
     # ------------------------------------------------------------------ identity protection
 
     def _risky_user(self, call: RecordedRequest, key: str) -> _Result:
-        return _Result(200, self._risky_user_json(self._require_user(key, by_id=True)))
+        """The riskyUser as Vigil selects it (``$select=id,riskState``)."""
+        user = self._require_user(key, by_id=True)
+        with self._lock:
+            body = {"id": user.id, "riskState": user.risk_state}
+        return _Result(200, {"@odata.context": f"{_GRAPH_CONTEXT}#riskyUsers/$entity", **body})
 
     def _risky_action(self, call: RecordedRequest, action: str) -> _Result:
         with self._lock:
@@ -577,20 +541,6 @@ class SimulatedGraph(TlsSimulator):
             for user in users:
                 user.risk_state = _RISK_STATE_AFTER[action]
         return _Result(204)
-
-    def _risky_user_json(self, user: SimUser) -> dict[str, Any]:
-        with self._lock:
-            state = user.risk_state
-            return {
-                "id": user.id,
-                "isDeleted": False,
-                "isProcessing": False,
-                "riskLevel": _RISK_LEVEL.get(state, "none"),
-                "riskState": state,
-                "riskDetail": _RISK_DETAIL.get(state, "none"),
-                "userDisplayName": user.display_name,
-                "userPrincipalName": user.user_principal_name,
-            }
 
     # ------------------------------------------------------------------ $batch
 

@@ -33,6 +33,7 @@ _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _TOKEN_LIFETIME = 3599
 _REDACTED = "***"
 _FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json; charset=utf-8"
 _BAD_JWT = (50027, "JWT token is invalid or malformed.")
 
 
@@ -191,16 +192,9 @@ class SimulatedEntraToken(TlsSimulator):
     def _answer(self, request: Request, record: RecordedRequest) -> Response:
         correlation = record.headers.get("client-request-id") or record.request_id
         status, body = self._route(request, record, correlation)
-        reply = Response(json.dumps(body), status, content_type="application/json; charset=utf-8")
-        reply.headers.update(
-            {
-                "x-ms-request-id": record.request_id,
-                "client-request-id": correlation,
-                "Cache-Control": "no-store, no-cache",
-                "Pragma": "no-cache",
-            }
-        )
-        return reply
+        headers = {"x-ms-request-id": record.request_id, "client-request-id": correlation}
+        headers |= {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
+        return Response(json.dumps(body), status, headers, content_type=_JSON)
 
     def _route(
         self, request: Request, record: RecordedRequest, correlation: str
@@ -219,13 +213,9 @@ class SimulatedEntraToken(TlsSimulator):
             return 200, {"keys": []}
         if tenant.lower() != self.tenant_id.lower():
             error = "invalid_request" if endpoint.endswith("token") else "invalid_tenant"
-            return 400, self._error(
-                error,
-                90002,
-                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID "
-                "and are signing into the correct cloud.",
-                correlation,
-            )
+            text = f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID"
+            text += " and are signing into the correct cloud."
+            return 400, self._error(error, 90002, text, correlation)
         if endpoint.endswith("token"):
             return self._token(request, correlation)
         return 200, self._openid_configuration()
@@ -292,12 +282,8 @@ class SimulatedEntraToken(TlsSimulator):
         if not scope:
             return _missing("scope")
         if len(scopes) != 1 or not scope.endswith("/.default"):
-            return (
-                400,
-                "invalid_scope",
-                1002012,
-                f"The provided value for scope {scope} is not valid.",
-            )
+            text = f"The provided value for scope {scope} is not valid."
+            return 400, "invalid_scope", 1002012, text
         if resource.lower() not in GRAPH_RESOURCES:
             text = f"The resource principal named {resource} was not found in the tenant."
             return 400, "invalid_resource", 500011, text

@@ -113,12 +113,8 @@ def _bad(message: str, code: str = "BadRequest", status: int = 400) -> GraphErro
 
 
 def _not_found(key: str) -> GraphError:
-    return GraphError(
-        404,
-        "Request_ResourceNotFound",
-        f"Resource '{key}' does not exist or one of its queried reference-property objects are "
-        "not present.",
-    )
+    text = "does not exist or one of its queried reference-property objects are not present."
+    return GraphError(404, "Request_ResourceNotFound", f"Resource '{key}' {text}")
 
 
 def _envelope(code: str, message: str, request_id: str, client_request_id: str) -> Any:
@@ -483,16 +479,12 @@ class SimulatedGraph(TlsSimulator):
             )
             if save:
                 domain = sender.user_principal_name.partition("@")[2]
-                self._sent_items.setdefault(sender.id, []).append(
-                    {
-                        "id": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
-                        "internetMessageId": message.get("internetMessageId")
-                        or f"<{uuid.uuid4().hex}@{domain}>",
-                        "subject": message.get("subject"),
-                        "toRecipients": message.get("toRecipients", []),
-                        "sentDateTime": _iso(_now()),
-                    }
-                )
+                message_id = message.get("internetMessageId") or f"<{uuid.uuid4().hex}@{domain}>"
+                item_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+                kept = {"id": item_id, "internetMessageId": message_id}
+                kept |= {"subject": message.get("subject"), "sentDateTime": _iso(_now())}
+                kept["toRecipients"] = message.get("toRecipients", [])
+                self._sent_items.setdefault(sender.id, []).append(kept)
         return _Result(202)
 
     def _folder_messages(self, call: RecordedRequest, user_key: str, folder: str) -> _Result:
@@ -575,14 +567,8 @@ class SimulatedGraph(TlsSimulator):
             answered = dict(result.headers)
             if result.body is not None:
                 answered.setdefault("Content-Type", _GRAPH_CONTENT_TYPE)
-            responses.append(
-                {
-                    "id": item["id"],
-                    "status": result.status,
-                    "headers": answered,
-                    "body": result.body,
-                }
-            )
+            reply = {"id": item["id"], "status": result.status, "headers": answered}
+            responses.append(reply | {"body": result.body})
         responses.reverse()  # Graph answers in any order; keep clients honest
         return _Result(200, {"responses": responses})
 

@@ -160,7 +160,6 @@ class UsersDelta:
 
     def __init__(self) -> None:
         self.page_size = 200
-        self.requests = 0
         self.groups: dict[str, SimGroup] = {}
         self._rounds: dict[str, _Round] = {}  # rounds being paged, by reference
         self._baselines: dict[str, _Round] = {}  # finished rounds, by delta token
@@ -189,7 +188,6 @@ class UsersDelta:
         """One page of `/{kind}/delta`. `objects`: id -> every property of each current object;
         `select`: the properties the first request asked for (already validated)."""
         with self._lock:
-            self.requests += 1
             if "$skiptoken" in query:
                 ref, offset = _unskip(query["$skiptoken"])
                 if ref not in self._rounds:

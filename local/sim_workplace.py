@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -83,7 +83,6 @@ _NODE_FIELDS: dict[str, frozenset[str]] = {
     ),
     "Group": frozenset("id name description privacy purpose email updated_time archived".split()),
     "Community": frozenset({"id", "name", "install"}),
-    "WorkplaceInstall": frozenset({"id", "permissions", "install_type"}),
     "Page": frozenset({"id", "name"}),
 }
 # The community's member edges: which members each lists.
@@ -122,12 +121,10 @@ _SYSTEMS = (
 )
 
 _VERSION_PREFIX = re.compile(r"^/(v\d+\.\d+)(?=/|$)")
-_FIELD_TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\S))\s*")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 _FORM = "application/x-www-form-urlencoded"
 _SECRET_PARAMS = ("access_token", "client_secret")
-
-_Fields: TypeAlias = "dict[str, _Fields | None]"
 
 
 @dataclass
@@ -268,52 +265,27 @@ def _browser_of(useragent: str) -> tuple[str, str]:
     return browser, os_name
 
 
-def _parse_fields(raw: str) -> _Fields:
-    """Parse Graph's `fields=` syntax, e.g. "id,name,install{id,permissions}"."""
-    tokens = [(m.start(), m.group(1), m.group(2)) for m in _FIELD_TOKEN.finditer(raw)]
-    stack: list[_Fields] = [{}]
-    last: str | None = None  # the field a "{" opens
-    for pos, name, mark in tokens:
-        if name is not None and last is None:
-            stack[-1][name] = None
-            last = name
-        elif mark == "," and last is not None:
-            last = None
-        elif mark == "{" and last is not None and stack[-1][last] is None:
-            stack.append({})
-            stack[-2][last] = stack[-1]
-            last = None
-        elif mark == "}" and len(stack) > 1 and last is not None:
-            stack.pop()
-            last = next(reversed(stack[-1]))
-        else:
-            expected = "Field name expected." if last is None else "Expected end of string."
-            raise _GraphError(f'Syntax error "{expected}" at character {pos}: {raw}', 2500)
-    if len(stack) > 1:
-        raise _GraphError(f'Syntax error "Expected "}}"." at character {len(raw)}: {raw}', 2500)
-    return stack[0]
+def _parse_fields(raw: str) -> list[str]:
+    """Graph's `fields=` as a flat comma list, e.g. "id,name,install" (nesting is not modelled)."""
+    names = [name.strip() for name in raw.split(",")]
+    if not all(_FIELD_NAME.fullmatch(name) for name in names):
+        raise _GraphError(f'Syntax error "Field name expected." in fields: {raw}', 2500)
+    return names
 
 
-def _check_fields(requested: _Fields, node_type: str) -> None:
-    for name in requested:
-        if name not in _NODE_FIELDS[node_type]:
-            raise _GraphError(
-                f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})", 100
-            )
+def _check_fields(requested: list[str], node_type: str) -> None:
+    if unknown := [name for name in requested if name not in _NODE_FIELDS[node_type]]:
+        raise _GraphError(
+            f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type ({node_type})",
+            100,
+        )
 
 
-def _select(values: Mapping[str, Any], requested: _Fields, node_type: str) -> dict[str, Any]:
+def _select(values: Mapping[str, Any], requested: list[str], node_type: str) -> dict[str, Any]:
     """Graph's field selection: `id` always first, unknown names rejected, unset fields omitted."""
     _check_fields(requested, node_type)
-    out: dict[str, Any] = {"id": values["id"]}
-    for name, sub in requested.items():
-        value = values.get(name)
-        if name == "id" or value is None or value == "":
-            continue
-        if sub is not None and isinstance(value, Mapping):
-            value = _select(value, sub, "WorkplaceInstall")  # the one nested node modelled
-        out[name] = value
-    return out
+    selected = {name: values.get(name) for name in ["id", *requested]}
+    return {name: value for name, value in selected.items() if value not in (None, "")}
 
 
 def _unsupported(method: str, object_id: str) -> _GraphError:
@@ -360,7 +332,7 @@ def _cursor(edge: str, index: int) -> str:
     return _b64url(f"{edge}:{index}".encode())
 
 
-def _cursor_index(cursor: str, edge: str, name: str) -> int:
+def _cursor_index(cursor: str, edge: str) -> int:
     try:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         kind, _, index = decoded.partition(":")
@@ -368,7 +340,7 @@ def _cursor_index(cursor: str, edge: str, name: str) -> int:
             return int(index)
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         pass
-    raise _GraphError(f"(#100) The {name} cursor {cursor!r} is not valid for this edge", 100)
+    raise _GraphError(f"(#100) The after cursor {cursor!r} is not valid for this edge", 100)
 
 
 def _params(request: Request) -> dict[str, list[str]]:
@@ -448,10 +420,7 @@ class SimulatedWorkplace(Simulator):
     ) -> None:
         super().__init__()
         self.app_id, self.app_secret, self.clock = app_id, app_secret, clock
-        self.auto_approve = True  # the install dialog's answer: False denies the install
         self.app_permissions: tuple[str, ...] = DEFAULT_APP_PERMISSIONS
-        # The app's registered Redirect URLs; None accepts any absolute http(s) URL.
-        self.redirect_uris: set[str] | None = None
         # When set, Graph answers carry them as X-App-Usage (percentages, workplace-api.md §10)
         # and X-Business-Use-Case-Usage ({"<id>": [{...}]}).
         self.app_usage: dict[str, int] | None = None
@@ -645,10 +614,11 @@ class SimulatedWorkplace(Simulator):
         }
         return {"object": "workplace_security", "entry": [entry]}
 
-    def event_value(
+    def change(
         self,
         event: str,
         *,
+        field: str | None = None,
         actor: SimMember,
         target: SimMember | None = None,
         ip: str,
@@ -656,13 +626,16 @@ class SimulatedWorkplace(Simulator):
         timestamp: datetime,
         useragent: str = FIREFOX_USERAGENT,
         **extra: Any,
-    ) -> dict[str, Any]:
-        """The `value` of one security change, with exactly the attested fields plus `extra`."""
+    ) -> tuple[str, dict[str, Any]]:
+        """(field, value) of one security change: the field from EVENT_FIELDS unless given, the
+        value with exactly the attested fields plus `extra`."""
+        if field is None and event not in EVENT_FIELDS:
+            raise KeyError(f"{event!r} is not in EVENT_FIELDS: pass field= for unknown events")
         if timestamp.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
         target = actor if target is None else target
         browser_name, browser_os = _browser_of(useragent)
-        return {
+        return field or EVENT_FIELDS[event], {
             "actor_community_id": self.community_id,
             "actor_scim_company_id": self.company_id,
             "actor_id": actor.id,
@@ -680,14 +653,6 @@ class SimulatedWorkplace(Simulator):
             "target_company_id": self.company_id,
             **extra,
         }
-
-    def change(
-        self, event: str, *, field: str | None = None, **kw: Any
-    ) -> tuple[str, dict[str, Any]]:
-        """(field, value) for `event`; the field comes from EVENT_FIELDS unless given."""
-        if field is None and event not in EVENT_FIELDS:
-            raise KeyError(f"{event!r} is not in EVENT_FIELDS: pass field= for unknown events")
-        return field or EVENT_FIELDS[event], self.event_value(event, **kw)
 
     def uninstall_signed_request(self, *, encoding: Literal["hex", "raw"] = "hex") -> str:
         """A deauthorization `signed_request` for this community (§5), signed like Meta's apps.
@@ -826,24 +791,16 @@ class SimulatedWorkplace(Simulator):
             raise _DialogError("Missing redirect_uri: the install dialog needs the Redirect URL.")
         if target.scheme not in ("http", "https") or not target.netloc:
             raise _DialogError(f"The redirect_uri must be an absolute URL: {redirect_uri}")
-        if self.redirect_uris is not None and redirect_uri not in self.redirect_uris:
-            raise _DialogError(f"URL blocked: {redirect_uri} is not a registered Redirect URL.")
         if unknown := [p for p in requested if p.lower() not in allowed]:
             raise _DialogError(f"Invalid permission {unknown[0]!r}: the app has {sorted(allowed)}")
         state = req.last("state")
-        answer: dict[str, str] = {
-            "error": "access_denied",
-            "error_reason": "user_denied",
-            "error_description": "Permissions error",
-        }
-        if self.auto_approve:
-            code = self.issue_install_code(
-                redirect_uri,
-                permissions=[p.upper() for p in requested] if requested else None,
-                page_name=req.last("suggested_page_name") or "Vigil",
-                state=state,
-            )
-            answer = {"code": code}
+        code = self.issue_install_code(
+            redirect_uri,
+            permissions=[p.upper() for p in requested] if requested else None,
+            page_name=req.last("suggested_page_name") or "Vigil",
+            state=state,
+        )
+        answer = {"code": code}
         if state is not None:
             answer["state"] = state
         return Response(status=302, headers={"Location": _with_query(redirect_uri, answer)})
@@ -988,7 +945,7 @@ class SimulatedWorkplace(Simulator):
         raise _unsupported(req.method, node)
 
     def _community_edge(
-        self, req: _Incoming, caller: SimInstall, edge: str, requested: _Fields
+        self, req: _Incoming, caller: SimInstall, edge: str, requested: list[str]
     ) -> dict[str, Any]:
         if edge == "groups":
             self._check_group_permission(caller, "/community/groups")
@@ -1037,11 +994,11 @@ class SimulatedWorkplace(Simulator):
         req: _Incoming,
         edge: str,
         rows: list[dict[str, Any]],
-        requested: _Fields,
+        requested: list[str],
         node_type: str,
     ) -> dict[str, Any]:
         """One page of an edge's rows with the requested fields (checked even on an empty edge),
-        with Graph's cursors and next/previous links."""
+        with Graph's cursors and a `next` link (callers read forward only)."""
         _check_fields(requested, node_type)
         limit_text = req.last("limit") or str(DEFAULT_PAGE_LIMIT)
         if not limit_text.isdigit() or int(limit_text) < 1:
@@ -1049,32 +1006,20 @@ class SimulatedWorkplace(Simulator):
                 f"(#100) Param limit must be a positive integer, got {limit_text!r}", 100
             )
         limit = int(limit_text)
-        after, before = req.last("after"), req.last("before")
-        if after is not None:
-            start = _cursor_index(after, edge, "after") + 1
-            stop = start + limit
-        elif before is not None:
-            stop = _cursor_index(before, edge, "before")
-            start = max(0, stop - limit)
-        else:
-            start, stop = 0, limit
-        page = [_select(row, requested, node_type) for row in rows[start:stop]]
+        after = req.last("after")
+        start = 0 if after is None else _cursor_index(after, edge) + 1
+        page = [_select(row, requested, node_type) for row in rows[start : start + limit]]
         if not page:
             return {"data": []}
         first, last = _cursor(edge, start), _cursor(edge, start + len(page) - 1)
         paging: dict[str, Any] = {"cursors": {"before": first, "after": last}}
-        if start > 0:
-            paging["previous"] = self._page_url(req, limit, "before", first)
         if start + len(page) < len(rows):
-            paging["next"] = self._page_url(req, limit, "after", last)
+            # The proof is per request (and expires), so it is left out: the client adds its own.
+            dropped = {"after", "limit", "appsecret_proof", "appsecret_time"}
+            params = {k: v for k, v in req.params.items() if k not in dropped}
+            params |= {"limit": [str(limit)], "after": [last]}
+            paging["next"] = f"{self.url}{req.path}?{urlencode(params, doseq=True)}"
         return {"data": page, "paging": paging}
-
-    def _page_url(self, req: _Incoming, limit: int, direction: str, cursor: str) -> str:
-        # The proof is per request (and expires), so it is left out: the client adds a fresh one.
-        dropped = {"after", "before", "limit", "appsecret_proof", "appsecret_time"}
-        params = [(k, v) for k, values in req.params.items() if k not in dropped for v in values]
-        params += [("limit", str(limit)), (direction, cursor)]
-        return f"{self.url}{req.path}?{urlencode(params)}"
 
 
 def _prefix(endpoint: str) -> re.Pattern[str]:

@@ -324,10 +324,6 @@ def _member_values(member: SimMember) -> dict[str, Any]:
     }
 
 
-def _group_values(group: SimGroup) -> dict[str, Any]:
-    return vars(group) | {"archived": False}
-
-
 def _cursor(edge: str, index: int) -> str:
     return _b64url(f"{edge}:{index}".encode())
 
@@ -581,21 +577,19 @@ class SimulatedWorkplace(Simulator):
         webhook_url: str,
         envelope: dict[str, Any] | bytes,
         *,
-        signature: Literal["sha256", "sha1", "both", "none", "bad"] = "both",
+        signature: Literal["both", "none", "bad"] = "both",
         timeout: float = 5.0,
     ) -> ClientResponse:
         """POST a webhook the way Workplace does and return the receiver's response.
 
-        "bad" signs both headers with a wrong key; "none" sends no signature header.
+        It signs with SHA-256 and SHA-1 headers; "bad" signs with a wrong key, "none" not at all.
         """
         body = envelope if isinstance(envelope, bytes) else _graph_json(envelope)
         key = secrets.token_bytes(32) if signature == "bad" else self.app_secret.encode()
         headers = {"Content-Type": "application/json", "User-Agent": WEBHOOK_USER_AGENT}
-        if signature in ("sha256", "both", "bad"):
-            digest = hmac.new(key, body, hashlib.sha256).hexdigest()
-            headers["X-Hub-Signature-256"] = f"sha256={digest}"
-        if signature in ("sha1", "both", "bad"):
-            headers["X-Hub-Signature"] = f"sha1={hmac.new(key, body, hashlib.sha1).hexdigest()}"
+        if signature != "none":
+            headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(key, body, "sha256").hexdigest()
+            headers["X-Hub-Signature"] = "sha1=" + hmac.new(key, body, "sha1").hexdigest()
         response = requests.post(
             webhook_url, data=body, headers=headers, timeout=timeout, allow_redirects=False
         )
@@ -937,9 +931,6 @@ class SimulatedWorkplace(Simulator):
                     by_id = {m.id: m for m in self.members if m.active}
                     rows = [_member_values(by_id[i]) for i in group.member_ids if i in by_id]
                     return self._paged(req, f"group{group.id}", rows, requested, "User")
-                case [_] if group is not None:
-                    self._check_group_permission(caller, node)
-                    return _select(_group_values(group), requested, "Group")
                 case [_] if (person := self._find_member(node)) is not None:
                     return _select(_member_values(person), requested, "User")
         raise _unsupported(req.method, node)
@@ -949,7 +940,7 @@ class SimulatedWorkplace(Simulator):
     ) -> dict[str, Any]:
         if edge == "groups":
             self._check_group_permission(caller, "/community/groups")
-            rows = [_group_values(g) for g in self.groups]
+            rows = [vars(g) | {"archived": False} for g in self.groups]
             return self._paged(req, edge, rows, requested, "Group")
         if edge not in _MEMBER_EDGES:
             raise _GraphError(

@@ -38,7 +38,7 @@ PROOF_MAX_FUTURE_SECONDS = 5
 DEFAULT_PAGE_LIMIT = 25
 GRAPH_API_VERSION = "v18.0"
 
-# The attested sample record's user agent (workplace-api.md §6.3).
+# The attested sample record's user agent and how Workplace shows it (workplace-api.md §6.3).
 FIREFOX_USERAGENT = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:86.0) Gecko/20100101 Firefox/86.0"
 )
@@ -105,22 +105,8 @@ _FAULT_MESSAGES = {
     613: "(#613) Calls to this api have exceeded the rate limit.",
 }
 
-# (marker in the user agent, name as Workplace shows it), first match wins.
-_BROWSERS = (
-    ("Edg/", "Edge"),
-    ("Firefox/", "Firefox"),
-    ("Chrome/", "Chrome"),
-    ("Safari/", "Safari"),
-)
-_SYSTEMS = (
-    (r"Mac OS X (\d+)[._](\d+)", "Mac OS X {}.{}"),
-    (r"iPhone OS (\d+)[._](\d+)", "iOS {}.{}"),
-    (r"Android (\d+(?:\.\d+)?)", "Android {}"),
-    (r"Windows NT 10\.0", "Windows 10"),
-    (r"Linux", "Linux"),
-)
-
-_VERSION_PREFIX = re.compile(r"^/(v\d+\.\d+)(?=/|$)")
+_GRAPH_TIME = "%Y-%m-%dT%H:%M:%S+0000"
+_VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/|$)")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 _FORM = "application/x-www-form-urlencoded"
@@ -254,15 +240,7 @@ def _graph_json(payload: Any) -> bytes:
 def _graph_time(epoch: int | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
-
-
-def _browser_of(useragent: str) -> tuple[str, str]:
-    """(browser_name, browser_os) as Workplace shows them, e.g. ("Firefox", "Mac OS X 10.15")."""
-    browser = next((name for marker, name in _BROWSERS if marker in useragent), "Other")
-    systems = ((re.search(pattern, useragent), shown) for pattern, shown in _SYSTEMS)
-    os_name = next((shown.format(*m.groups()) for m, shown in systems if m), "Other")
-    return browser, os_name
+    return datetime.fromtimestamp(epoch, UTC).strftime(_GRAPH_TIME)
 
 
 def _parse_fields(raw: str) -> list[str]:
@@ -618,7 +596,6 @@ class SimulatedWorkplace(Simulator):
         ip: str,
         ip_country: str,
         timestamp: datetime,
-        useragent: str = FIREFOX_USERAGENT,
         **extra: Any,
     ) -> tuple[str, dict[str, Any]]:
         """(field, value) of one security change: the field from EVENT_FIELDS unless given, the
@@ -628,7 +605,6 @@ class SimulatedWorkplace(Simulator):
         if timestamp.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
         target = actor if target is None else target
-        browser_name, browser_os = _browser_of(useragent)
         return field or EVENT_FIELDS[event], {
             "actor_community_id": self.community_id,
             "actor_scim_company_id": self.company_id,
@@ -637,12 +613,12 @@ class SimulatedWorkplace(Simulator):
             "target_id": target.id,
             "target_email": target.email,
             "ip": ip,
-            "timestamp": timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000"),
+            "timestamp": timestamp.astimezone(UTC).strftime(_GRAPH_TIME),
             "event": event,
-            "browser_name": browser_name,
-            "browser_os": browser_os,
+            "browser_name": "Firefox",
+            "browser_os": "Mac OS X 10.15",
             "ip_country": ip_country,
-            "useragent": useragent,
+            "useragent": FIREFOX_USERAGENT,
             "target_community_id": self.community_id,
             "target_company_id": self.company_id,
             **extra,
@@ -694,10 +670,7 @@ class SimulatedWorkplace(Simulator):
             form = parse_qs(record.body.decode("utf-8", "replace"), keep_blank_values=True)
             pairs = [(k, "<redacted>" if k in _SECRET_PARAMS else v) for k in form for v in form[k]]
             record.body = urlencode(pairs).encode()
-        version = _VERSION_PREFIX.match(record.path)
-        record.endpoint = (record.path[version.end() :] if version else record.path) or "/"
-        record.version = version.group(1) if version else None
-        record.at = self.clock()
+        record.endpoint = _VERSION_PREFIX.sub("", record.path) or "/"
         return record
 
     def _answer(self, request: Request, record: RecordedRequest) -> Response:

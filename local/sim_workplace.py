@@ -65,11 +65,12 @@ EVENT_FIELDS: dict[str, str] = {
 }
 
 # What the simulated app is configured with on developers.facebook.com; an install grants all of
-# them unless the dialog asks for a subset with permissions[]=. Upper-case enums are inferred (§3).
+# them. Upper-case enums are inferred (§3). The app's page (its bot account) is named after it.
 DEFAULT_APP_PERMISSIONS = tuple(
     "MANAGE_ACCOUNTS MANAGE_WORK_PROFILES PROVISION_USER_ACCOUNTS READ_GROUP_CONTENT "
     "READ_USER_EMAIL".split()
 )
+APP_PAGE_NAME = "Vigil"
 # Reading groups needs one of these (the community node's rule, workplace-api.md §3; inferred).
 _GROUP_PERMISSIONS = frozenset({"READ_GROUP_CONTENT", "MANAGE_GROUPS"})
 
@@ -144,11 +145,8 @@ class SimGroup:
 class InstallCode:
     """A one-time code handed out by the install dialog."""
 
-    code: str
     redirect_uri: str
     issued_at: float
-    permissions: tuple[str, ...]
-    page_name: str
     state: str | None = None
     used: bool = False
 
@@ -161,10 +159,8 @@ class SimInstall:
     id: str | None
     token: str
     page_id: str
-    page_name: str
     permissions: tuple[str, ...]
     require_proof: bool = True
-    installed_at: float = 0.0
     uninstalled: bool = False  # its token then fails with 190/458
 
 
@@ -477,21 +473,11 @@ class SimulatedWorkplace(Simulator):
                     return g
         raise KeyError(f"no group {id_or_name!r} in the simulated community")
 
-    def issue_install_code(
-        self,
-        redirect_uri: str,
-        *,
-        permissions: Sequence[str] | None = None,
-        page_name: str = "Vigil",
-        state: str | None = None,
-    ) -> str:
+    def issue_install_code(self, redirect_uri: str, *, state: str | None = None) -> str:
         """Issue a one-time install code, as the Workplace-initiated install (§3, entry 1) does."""
         code = "AQ" + "".join(secrets.choice(_TOKEN_ALPHABET + "-_") for _ in range(254))
-        granted = tuple(permissions) if permissions is not None else self.app_permissions
         with self._lock:
-            self.install_codes[code] = InstallCode(
-                code, redirect_uri, self.clock(), granted, page_name, state
-            )
+            self.install_codes[code] = InstallCode(redirect_uri, self.clock(), state)
         return code
 
     def add_custom_integration(self, *, require_proof: bool = False) -> str:
@@ -499,7 +485,7 @@ class SimulatedWorkplace(Simulator):
         token = _new_token()
         with self._lock:
             self.issued_tokens[token] = SimInstall(
-                None, token, _random_digits(15), "Vigil", self.app_permissions, require_proof
+                None, token, _random_digits(15), self.app_permissions, require_proof
             )
         return token
 
@@ -746,8 +732,6 @@ class SimulatedWorkplace(Simulator):
     def _install_dialog(self, req: _Incoming) -> Response:
         app_id, redirect_uri = req.last("app_id"), req.last("redirect_uri")
         target = urlsplit(redirect_uri or "")
-        requested = req.params.get("permissions[]", [])
-        allowed = {p.lower() for p in self.app_permissions}
         if req.method != "GET":
             raise _DialogError("The install dialog only answers GET requests.")
         if not app_id:
@@ -758,16 +742,8 @@ class SimulatedWorkplace(Simulator):
             raise _DialogError("Missing redirect_uri: the install dialog needs the Redirect URL.")
         if target.scheme not in ("http", "https") or not target.netloc:
             raise _DialogError(f"The redirect_uri must be an absolute URL: {redirect_uri}")
-        if unknown := [p for p in requested if p.lower() not in allowed]:
-            raise _DialogError(f"Invalid permission {unknown[0]!r}: the app has {sorted(allowed)}")
         state = req.last("state")
-        code = self.issue_install_code(
-            redirect_uri,
-            permissions=[p.upper() for p in requested] if requested else None,
-            page_name=req.last("suggested_page_name") or "Vigil",
-            state=state,
-        )
-        answer = {"code": code}
+        answer = {"code": self.issue_install_code(redirect_uri, state=state)}
         if state is not None:
             answer["state"] = state
         return Response(status=302, headers={"Location": _with_query(redirect_uri, answer)})
@@ -815,9 +791,8 @@ class SimulatedWorkplace(Simulator):
                 )
             issued.used = True
             install = SimInstall(
-                _random_digits(16), _new_token(), _random_digits(15), issued.page_name,
-                issued.permissions, installed_at=self.clock(),
-            )  # fmt: skip
+                _random_digits(16), _new_token(), _random_digits(15), self.app_permissions
+            )
             self.installs.append(install)
             self.issued_tokens[install.token] = install
         return {"access_token": install.token, "token_type": "bearer"}
@@ -893,7 +868,7 @@ class SimulatedWorkplace(Simulator):
             group = next((g for g in self.groups if g.id == node), None)
             match segments:
                 case ["me"]:
-                    page = {"id": caller.page_id, "name": caller.page_name}
+                    page = {"id": caller.page_id, "name": APP_PAGE_NAME}
                     return _select(page, requested, "Page")
                 case [_] if node in ("community", "company", self.community_id):
                     return _select(self._community_values(caller), requested, "Community")

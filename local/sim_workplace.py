@@ -542,7 +542,6 @@ class SimulatedWorkplace(Simulator):
         envelope: dict[str, Any] | bytes,
         *,
         signature: Literal["both", "none", "bad"] = "both",
-        timeout: float = 5.0,
     ) -> ClientResponse:
         """POST a webhook the way Workplace does and return the receiver's response.
 
@@ -555,7 +554,7 @@ class SimulatedWorkplace(Simulator):
             headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(key, body, "sha256").hexdigest()
             headers["X-Hub-Signature"] = "sha1=" + hmac.new(key, body, "sha1").hexdigest()
         response = requests.post(
-            webhook_url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            webhook_url, data=body, headers=headers, timeout=5, allow_redirects=False
         )
         with self._lock:
             self._deliveries.append(Delivery(webhook_url, body, headers, response.status_code))
@@ -626,18 +625,14 @@ class SimulatedWorkplace(Simulator):
         return f"{_b64url(sig)}.{payload_segment}"
 
     def deliver_uninstall(
-        self,
-        deauthorize_url: str,
-        *,
-        encoding: Literal["hex", "raw"] = "hex",
-        timeout: float = 5.0,
+        self, deauthorize_url: str, *, encoding: Literal["hex", "raw"] = "hex"
     ) -> ClientResponse:
         """POST `signed_request=` to the Deauthorization Callback URL, as Workplace does."""
         return requests.post(
             deauthorize_url,
             data={"signed_request": self.uninstall_signed_request(encoding=encoding)},
             headers={"User-Agent": WEBHOOK_USER_AGENT},
-            timeout=timeout,
+            timeout=5,
             allow_redirects=False,
         )
 

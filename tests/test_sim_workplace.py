@@ -439,10 +439,10 @@ def test_deliver_signs_the_raw_body_as_asked(
 
     [(headers, body)] = posts(got)
     assert json.loads(body) == envelope
+    assert [(d.url, d.body, d.status_code) for d in sim.deliveries] == [(url, body, 200)]
     assert (headers["content-type"], headers["user-agent"]) == (
         "application/json", "facebookexternalua"
     )  # fmt: skip
-    assert [(d.url, d.body, d.status_code) for d in sim.deliveries] == [(url, body, 200)]
     for header, algorithm in [("x-hub-signature-256", "sha256"), ("x-hub-signature", "sha1")]:
         sent = headers.get(header)
         assert (sent is None) == (mode == "none")

@@ -3,11 +3,10 @@
 It speaks the wire format of `workplace-api.md` and is deliberately strict: what real Workplace
 would reject (a reused or stale install code, a missing or stale `appsecret_proof`, an unknown
 field) is rejected here too, with Graph's error envelope. It is stricter in one place: a code
-exchange with `client_secret` in the query string is refused (Graph accepts it), so no caller
-that puts the app secret in a URL passes its tests. It also sends signed
-`workplace_security` webhooks, builds uninstall `signed_request` values, and carries out the
-account actions (`POST /{id}/logout`, `POST /{id}?active=false|true`).
-"""
+exchange with `client_secret`, or a call with `access_token`, in the query string is refused
+(Graph accepts them), so no caller that puts a secret in a URL passes its tests. It also sends
+signed `workplace_security` webhooks, builds uninstall `signed_request` values, and carries out
+the account actions (`POST /{id}/logout`, `POST /{id}?active=false|true`)."""
 
 from __future__ import annotations
 
@@ -65,12 +64,11 @@ EVENT_FIELDS: dict[str, str] = {
 }
 
 # What the simulated app is configured with on developers.facebook.com; an install grants all of
-# them. Upper-case enums are inferred (§3). The app's page (its bot account) is named after it.
+# them. Upper-case enums are inferred (§3).
 DEFAULT_APP_PERMISSIONS = tuple(
     "MANAGE_ACCOUNTS MANAGE_WORK_PROFILES PROVISION_USER_ACCOUNTS READ_GROUP_CONTENT "
     "READ_USER_EMAIL".split()
 )
-APP_PAGE_NAME = "Vigil"
 # Reading groups needs one of these (the community node's rule, workplace-api.md §3; inferred).
 _GROUP_PERMISSIONS = frozenset({"READ_GROUP_CONTENT", "MANAGE_GROUPS"})
 
@@ -84,7 +82,6 @@ _NODE_FIELDS: dict[str, frozenset[str]] = {
     ),
     "Group": frozenset("id name description privacy purpose email updated_time archived".split()),
     "Community": frozenset({"id", "name", "install"}),
-    "Page": frozenset({"id", "name"}),
 }
 # The community's member edges: which members each lists.
 _MEMBER_EDGES: dict[str, Callable[[SimMember], bool]] = {
@@ -158,7 +155,6 @@ class SimInstall:
 
     id: str | None
     token: str
-    page_id: str
     permissions: tuple[str, ...]
     require_proof: bool = True
     uninstalled: bool = False  # its token then fails with 190/458
@@ -249,10 +245,13 @@ def _parse_fields(raw: str) -> list[str]:
 
 def _check_fields(requested: list[str], node_type: str) -> None:
     if unknown := [name for name in requested if name not in _NODE_FIELDS[node_type]]:
-        raise _GraphError(
-            f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type ({node_type})",
-            100,
-        )
+        raise _no_field(unknown[0], node_type)
+
+
+def _no_field(name: str, node_type: str) -> _GraphError:
+    return _GraphError(
+        f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})", 100
+    )
 
 
 def _select(values: Mapping[str, Any], requested: list[str], node_type: str) -> dict[str, Any]:
@@ -289,12 +288,11 @@ def _no_permission(what: str, needs: str) -> _GraphError:
 def _member_values(member: SimMember) -> dict[str, Any]:
     """The member node's values (attributes that are no node field are never selected)."""
     first, _, last = member.name.partition(" ")
-    invited, claimed = member.account_invite_time, member.account_claim_time
     return vars(member) | {
         "first_name": first,
         "last_name": last,
-        "account_invite_time": _graph_time(invited),
-        "account_claim_time": _graph_time(claimed),
+        "account_invite_time": _graph_time(member.account_invite_time),
+        "account_claim_time": _graph_time(member.account_claim_time),
     }
 
 
@@ -484,9 +482,7 @@ class SimulatedWorkplace(Simulator):
         """Create a custom integration and return its token (appsecret_proof is its toggle)."""
         token = _new_token()
         with self._lock:
-            self.issued_tokens[token] = SimInstall(
-                None, token, _random_digits(15), self.app_permissions, require_proof
-            )
+            self.issued_tokens[token] = SimInstall(None, token, self.app_permissions, require_proof)
         return token
 
     def fail(
@@ -701,11 +697,11 @@ class SimulatedWorkplace(Simulator):
         reply.headers["facebook-api-version"] = GRAPH_API_VERSION
         reply.headers["x-fb-trace-id"] = _fbtrace_id()
         with self._lock:
-            usages = {
-                "X-App-Usage": self.app_usage,
-                "X-Business-Use-Case-Usage": self.business_usage,
-            }
-        for header, usage in usages.items():
+            usages = [
+                ("X-App-Usage", self.app_usage),
+                ("X-Business-Use-Case-Usage", self.business_usage),
+            ]
+        for header, usage in usages:
             if usage is not None:
                 reply.headers[header] = json.dumps(usage, separators=(",", ":"))
         return reply
@@ -785,9 +781,7 @@ class SimulatedWorkplace(Simulator):
                     36008,
                 )
             issued.used = True
-            install = SimInstall(
-                _random_digits(16), _new_token(), _random_digits(15), self.app_permissions
-            )
+            install = SimInstall(_random_digits(16), _new_token(), self.app_permissions)
             self.installs.append(install)
             self.issued_tokens[install.token] = install
         return {"access_token": install.token, "token_type": "bearer"}
@@ -795,16 +789,14 @@ class SimulatedWorkplace(Simulator):
     # -- Graph nodes and edges ---------------------------------------------------------------
 
     def _authenticate(self, req: _Incoming) -> SimInstall:
-        scheme, _, credentials = req.headers.get("authorization", "").strip().partition(" ")
-        header_token = credentials.strip() if scheme.lower() in ("bearer", "oauth") else ""
-        query_token = req.last("access_token")
-        if header_token and query_token and header_token != query_token:
+        if "access_token" in parse_qs(req.query):
+            # Graph would accept it; the simulator refuses, as for client_secret.
             raise _GraphError(
-                "(#100) Two different access tokens were sent (Authorization header and "
-                "access_token parameter)",
+                "Simulator: access_token in the query string. Send it in the Authorization header.",
                 100,
             )
-        token = header_token or query_token
+        scheme, _, credentials = req.headers.get("authorization", "").strip().partition(" ")
+        token = credentials.strip() if scheme.lower() in ("bearer", "oauth") else ""
         if not token:
             raise _GraphError(
                 "An access token is required to request this resource.",
@@ -862,9 +854,6 @@ class SimulatedWorkplace(Simulator):
         with self._lock:
             group = next((g for g in self.groups if g.id == node), None)
             match segments:
-                case ["me"]:
-                    page = {"id": caller.page_id, "name": APP_PAGE_NAME}
-                    return _select(page, requested, "Page")
                 case [_] if node in ("community", "company", self.community_id):
                     return _select(self._community_values(caller), requested, "Community")
                 case [_, edge] if node in ("community", "company", self.community_id):
@@ -886,9 +875,7 @@ class SimulatedWorkplace(Simulator):
             rows = [vars(g) | {"archived": False} for g in self.groups]
             return self._paged(req, edge, rows, requested, "Group")
         if edge not in _MEMBER_EDGES:
-            raise _GraphError(
-                f"(#100) Tried accessing nonexisting field ({edge}) on node type (Community)", 100
-            )
+            raise _no_field(edge, "Community")
         if edge == "admins" and "MANAGE_ACCOUNTS" not in caller.permissions:
             raise _no_permission("/community/admins", "the Manage Accounts permission")
         rows = [_member_values(m) for m in self.members if _MEMBER_EDGES[edge](m)]

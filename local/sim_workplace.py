@@ -6,7 +6,8 @@ field) is rejected here too, with Graph's error envelope. It is stricter in one 
 exchange with `client_secret`, or a call with `access_token`, in the query string is refused
 (Graph accepts them), so no caller that puts a secret in a URL passes its tests. It also sends
 signed `workplace_security` webhooks, builds uninstall `signed_request` values, and carries out
-the account actions (`POST /{id}/logout`, `POST /{id}?active=false|true`)."""
+the account actions (`POST /{id}/logout`, `POST /{id}?active=false|true`).
+"""
 
 from __future__ import annotations
 

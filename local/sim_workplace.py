@@ -3,10 +3,10 @@
 It speaks the wire format of `workplace-api.md` and is deliberately strict: what real Workplace
 would reject (a reused or stale install code, a missing or stale `appsecret_proof`, an unknown
 field) is rejected here too, with Graph's error envelope. It is stricter in one place: a code
-exchange with `client_secret` in the query string is refused (Graph accepts it), so no caller
-that puts the app secret in a URL passes its tests. It also sends signed
-`workplace_security` webhooks, builds uninstall `signed_request` values, and carries out the
-account actions (`POST /{id}/logout`, `POST /{id}?active=false|true`).
+exchange with `client_secret`, or a call with `access_token`, in the query string is refused
+(Graph accepts them), so no caller that puts a secret in a URL passes its tests. It also sends
+signed `workplace_security` webhooks, builds uninstall `signed_request` values, and carries out
+the account actions (`POST /{id}/logout`, `POST /{id}?active=false|true`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -38,7 +38,7 @@ PROOF_MAX_FUTURE_SECONDS = 5
 DEFAULT_PAGE_LIMIT = 25
 GRAPH_API_VERSION = "v18.0"
 
-# The attested sample record's user agent (workplace-api.md §6.3).
+# The attested sample record's user agent and how Workplace shows it (workplace-api.md §6.3).
 FIREFOX_USERAGENT = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:86.0) Gecko/20100101 Firefox/86.0"
 )
@@ -65,7 +65,7 @@ EVENT_FIELDS: dict[str, str] = {
 }
 
 # What the simulated app is configured with on developers.facebook.com; an install grants all of
-# them unless the dialog asks for a subset with permissions[]=. Upper-case enums are inferred (§3).
+# them. Upper-case enums are inferred (§3).
 DEFAULT_APP_PERMISSIONS = tuple(
     "MANAGE_ACCOUNTS MANAGE_WORK_PROFILES PROVISION_USER_ACCOUNTS READ_GROUP_CONTENT "
     "READ_USER_EMAIL".split()
@@ -83,8 +83,6 @@ _NODE_FIELDS: dict[str, frozenset[str]] = {
     ),
     "Group": frozenset("id name description privacy purpose email updated_time archived".split()),
     "Community": frozenset({"id", "name", "install"}),
-    "WorkplaceInstall": frozenset({"id", "permissions", "install_type"}),
-    "Page": frozenset({"id", "name"}),
 }
 # The community's member edges: which members each lists.
 _MEMBER_EDGES: dict[str, Callable[[SimMember], bool]] = {
@@ -106,28 +104,12 @@ _FAULT_MESSAGES = {
     613: "(#613) Calls to this api have exceeded the rate limit.",
 }
 
-# (marker in the user agent, name as Workplace shows it), first match wins.
-_BROWSERS = (
-    ("Edg/", "Edge"),
-    ("Firefox/", "Firefox"),
-    ("Chrome/", "Chrome"),
-    ("Safari/", "Safari"),
-)
-_SYSTEMS = (
-    (r"Mac OS X (\d+)[._](\d+)", "Mac OS X {}.{}"),
-    (r"iPhone OS (\d+)[._](\d+)", "iOS {}.{}"),
-    (r"Android (\d+(?:\.\d+)?)", "Android {}"),
-    (r"Windows NT 10\.0", "Windows 10"),
-    (r"Linux", "Linux"),
-)
-
-_VERSION_PREFIX = re.compile(r"^/(v\d+\.\d+)(?=/|$)")
-_FIELD_TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\S))\s*")
+_GRAPH_TIME = "%Y-%m-%dT%H:%M:%S+0000"
+_VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/|$)")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 _FORM = "application/x-www-form-urlencoded"
 _SECRET_PARAMS = ("access_token", "client_secret")
-
-_Fields: TypeAlias = "dict[str, _Fields | None]"
 
 
 @dataclass
@@ -161,11 +143,8 @@ class SimGroup:
 class InstallCode:
     """A one-time code handed out by the install dialog."""
 
-    code: str
     redirect_uri: str
     issued_at: float
-    permissions: tuple[str, ...]
-    page_name: str
     state: str | None = None
     used: bool = False
 
@@ -177,11 +156,8 @@ class SimInstall:
 
     id: str | None
     token: str
-    page_id: str
-    page_name: str
     permissions: tuple[str, ...]
     require_proof: bool = True
-    installed_at: float = 0.0
     uninstalled: bool = False  # its token then fails with 190/458
 
 
@@ -257,63 +233,33 @@ def _graph_json(payload: Any) -> bytes:
 def _graph_time(epoch: int | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    return datetime.fromtimestamp(epoch, UTC).strftime(_GRAPH_TIME)
 
 
-def _browser_of(useragent: str) -> tuple[str, str]:
-    """(browser_name, browser_os) as Workplace shows them, e.g. ("Firefox", "Mac OS X 10.15")."""
-    browser = next((name for marker, name in _BROWSERS if marker in useragent), "Other")
-    systems = ((re.search(pattern, useragent), shown) for pattern, shown in _SYSTEMS)
-    os_name = next((shown.format(*m.groups()) for m, shown in systems if m), "Other")
-    return browser, os_name
+def _parse_fields(raw: str) -> list[str]:
+    """Graph's `fields=` as a flat comma list, e.g. "id,name,install" (nesting is not modelled)."""
+    names = [name.strip() for name in raw.split(",")]
+    if not all(_FIELD_NAME.fullmatch(name) for name in names):
+        raise _GraphError(f'Syntax error "Field name expected." in fields: {raw}', 2500)
+    return names
 
 
-def _parse_fields(raw: str) -> _Fields:
-    """Parse Graph's `fields=` syntax, e.g. "id,name,install{id,permissions}"."""
-    tokens = [(m.start(), m.group(1), m.group(2)) for m in _FIELD_TOKEN.finditer(raw)]
-    stack: list[_Fields] = [{}]
-    last: str | None = None  # the field a "{" opens
-    for pos, name, mark in tokens:
-        if name is not None and last is None:
-            stack[-1][name] = None
-            last = name
-        elif mark == "," and last is not None:
-            last = None
-        elif mark == "{" and last is not None and stack[-1][last] is None:
-            stack.append({})
-            stack[-2][last] = stack[-1]
-            last = None
-        elif mark == "}" and len(stack) > 1 and last is not None:
-            stack.pop()
-            last = next(reversed(stack[-1]))
-        else:
-            expected = "Field name expected." if last is None else "Expected end of string."
-            raise _GraphError(f'Syntax error "{expected}" at character {pos}: {raw}', 2500)
-    if len(stack) > 1:
-        raise _GraphError(f'Syntax error "Expected "}}"." at character {len(raw)}: {raw}', 2500)
-    return stack[0]
+def _check_fields(requested: list[str], node_type: str) -> None:
+    if unknown := [name for name in requested if name not in _NODE_FIELDS[node_type]]:
+        raise _no_field(unknown[0], node_type)
 
 
-def _check_fields(requested: _Fields, node_type: str) -> None:
-    for name in requested:
-        if name not in _NODE_FIELDS[node_type]:
-            raise _GraphError(
-                f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})", 100
-            )
+def _no_field(name: str, node_type: str) -> _GraphError:
+    return _GraphError(
+        f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})", 100
+    )
 
 
-def _select(values: Mapping[str, Any], requested: _Fields, node_type: str) -> dict[str, Any]:
+def _select(values: Mapping[str, Any], requested: list[str], node_type: str) -> dict[str, Any]:
     """Graph's field selection: `id` always first, unknown names rejected, unset fields omitted."""
     _check_fields(requested, node_type)
-    out: dict[str, Any] = {"id": values["id"]}
-    for name, sub in requested.items():
-        value = values.get(name)
-        if name == "id" or value is None or value == "":
-            continue
-        if sub is not None and isinstance(value, Mapping):
-            value = _select(value, sub, "WorkplaceInstall")  # the one nested node modelled
-        out[name] = value
-    return out
+    selected = {name: values.get(name) for name in ["id", *requested]}
+    return {name: value for name, value in selected.items() if value not in (None, "")}
 
 
 def _unsupported(method: str, object_id: str) -> _GraphError:
@@ -343,24 +289,19 @@ def _no_permission(what: str, needs: str) -> _GraphError:
 def _member_values(member: SimMember) -> dict[str, Any]:
     """The member node's values (attributes that are no node field are never selected)."""
     first, _, last = member.name.partition(" ")
-    invited, claimed = member.account_invite_time, member.account_claim_time
     return vars(member) | {
         "first_name": first,
         "last_name": last,
-        "account_invite_time": _graph_time(invited),
-        "account_claim_time": _graph_time(claimed),
+        "account_invite_time": _graph_time(member.account_invite_time),
+        "account_claim_time": _graph_time(member.account_claim_time),
     }
-
-
-def _group_values(group: SimGroup) -> dict[str, Any]:
-    return vars(group) | {"archived": False}
 
 
 def _cursor(edge: str, index: int) -> str:
     return _b64url(f"{edge}:{index}".encode())
 
 
-def _cursor_index(cursor: str, edge: str, name: str) -> int:
+def _cursor_index(cursor: str, edge: str) -> int:
     try:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         kind, _, index = decoded.partition(":")
@@ -368,7 +309,7 @@ def _cursor_index(cursor: str, edge: str, name: str) -> int:
             return int(index)
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         pass
-    raise _GraphError(f"(#100) The {name} cursor {cursor!r} is not valid for this edge", 100)
+    raise _GraphError(f"(#100) The after cursor {cursor!r} is not valid for this edge", 100)
 
 
 def _params(request: Request) -> dict[str, list[str]]:
@@ -448,10 +389,7 @@ class SimulatedWorkplace(Simulator):
     ) -> None:
         super().__init__()
         self.app_id, self.app_secret, self.clock = app_id, app_secret, clock
-        self.auto_approve = True  # the install dialog's answer: False denies the install
         self.app_permissions: tuple[str, ...] = DEFAULT_APP_PERMISSIONS
-        # The app's registered Redirect URLs; None accepts any absolute http(s) URL.
-        self.redirect_uris: set[str] | None = None
         # When set, Graph answers carry them as X-App-Usage (percentages, workplace-api.md §10)
         # and X-Business-Use-Case-Usage ({"<id>": [{...}]}).
         self.app_usage: dict[str, int] | None = None
@@ -534,30 +472,18 @@ class SimulatedWorkplace(Simulator):
                     return g
         raise KeyError(f"no group {id_or_name!r} in the simulated community")
 
-    def issue_install_code(
-        self,
-        redirect_uri: str,
-        *,
-        permissions: Sequence[str] | None = None,
-        page_name: str = "Vigil",
-        state: str | None = None,
-    ) -> str:
+    def issue_install_code(self, redirect_uri: str, *, state: str | None = None) -> str:
         """Issue a one-time install code, as the Workplace-initiated install (§3, entry 1) does."""
         code = "AQ" + "".join(secrets.choice(_TOKEN_ALPHABET + "-_") for _ in range(254))
-        granted = tuple(permissions) if permissions is not None else self.app_permissions
         with self._lock:
-            self.install_codes[code] = InstallCode(
-                code, redirect_uri, self.clock(), granted, page_name, state
-            )
+            self.install_codes[code] = InstallCode(redirect_uri, self.clock(), state)
         return code
 
     def add_custom_integration(self, *, require_proof: bool = False) -> str:
         """Create a custom integration and return its token (appsecret_proof is its toggle)."""
         token = _new_token()
         with self._lock:
-            self.issued_tokens[token] = SimInstall(
-                None, token, _random_digits(15), "Vigil", self.app_permissions, require_proof
-            )
+            self.issued_tokens[token] = SimInstall(None, token, self.app_permissions, require_proof)
         return token
 
     def fail(
@@ -612,23 +538,20 @@ class SimulatedWorkplace(Simulator):
         webhook_url: str,
         envelope: dict[str, Any] | bytes,
         *,
-        signature: Literal["sha256", "sha1", "both", "none", "bad"] = "both",
-        timeout: float = 5.0,
+        signature: Literal["both", "none", "bad"] = "both",
     ) -> ClientResponse:
         """POST a webhook the way Workplace does and return the receiver's response.
 
-        "bad" signs both headers with a wrong key; "none" sends no signature header.
+        It signs with SHA-256 and SHA-1 headers; "bad" signs with a wrong key, "none" not at all.
         """
         body = envelope if isinstance(envelope, bytes) else _graph_json(envelope)
         key = secrets.token_bytes(32) if signature == "bad" else self.app_secret.encode()
         headers = {"Content-Type": "application/json", "User-Agent": WEBHOOK_USER_AGENT}
-        if signature in ("sha256", "both", "bad"):
-            digest = hmac.new(key, body, hashlib.sha256).hexdigest()
-            headers["X-Hub-Signature-256"] = f"sha256={digest}"
-        if signature in ("sha1", "both", "bad"):
-            headers["X-Hub-Signature"] = f"sha1={hmac.new(key, body, hashlib.sha1).hexdigest()}"
+        if signature != "none":
+            headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(key, body, "sha256").hexdigest()
+            headers["X-Hub-Signature"] = "sha1=" + hmac.new(key, body, "sha1").hexdigest()
         response = requests.post(
-            webhook_url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            webhook_url, data=body, headers=headers, timeout=5, allow_redirects=False
         )
         with self._lock:
             self._deliveries.append(Delivery(webhook_url, body, headers, response.status_code))
@@ -645,24 +568,26 @@ class SimulatedWorkplace(Simulator):
         }
         return {"object": "workplace_security", "entry": [entry]}
 
-    def event_value(
+    def change(
         self,
         event: str,
         *,
+        field: str | None = None,
         actor: SimMember,
         target: SimMember | None = None,
         ip: str,
         ip_country: str,
         timestamp: datetime,
-        useragent: str = FIREFOX_USERAGENT,
         **extra: Any,
-    ) -> dict[str, Any]:
-        """The `value` of one security change, with exactly the attested fields plus `extra`."""
+    ) -> tuple[str, dict[str, Any]]:
+        """(field, value) of one security change: the field from EVENT_FIELDS unless given, the
+        value with exactly the attested fields plus `extra`."""
+        if field is None and event not in EVENT_FIELDS:
+            raise KeyError(f"{event!r} is not in EVENT_FIELDS: pass field= for unknown events")
         if timestamp.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
         target = actor if target is None else target
-        browser_name, browser_os = _browser_of(useragent)
-        return {
+        return field or EVENT_FIELDS[event], {
             "actor_community_id": self.community_id,
             "actor_scim_company_id": self.company_id,
             "actor_id": actor.id,
@@ -670,24 +595,16 @@ class SimulatedWorkplace(Simulator):
             "target_id": target.id,
             "target_email": target.email,
             "ip": ip,
-            "timestamp": timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000"),
+            "timestamp": timestamp.astimezone(UTC).strftime(_GRAPH_TIME),
             "event": event,
-            "browser_name": browser_name,
-            "browser_os": browser_os,
+            "browser_name": "Firefox",
+            "browser_os": "Mac OS X 10.15",
             "ip_country": ip_country,
-            "useragent": useragent,
+            "useragent": FIREFOX_USERAGENT,
             "target_community_id": self.community_id,
             "target_company_id": self.company_id,
             **extra,
         }
-
-    def change(
-        self, event: str, *, field: str | None = None, **kw: Any
-    ) -> tuple[str, dict[str, Any]]:
-        """(field, value) for `event`; the field comes from EVENT_FIELDS unless given."""
-        if field is None and event not in EVENT_FIELDS:
-            raise KeyError(f"{event!r} is not in EVENT_FIELDS: pass field= for unknown events")
-        return field or EVENT_FIELDS[event], self.event_value(event, **kw)
 
     def uninstall_signed_request(self, *, encoding: Literal["hex", "raw"] = "hex") -> str:
         """A deauthorization `signed_request` for this community (§5), signed like Meta's apps.
@@ -705,18 +622,14 @@ class SimulatedWorkplace(Simulator):
         return f"{_b64url(sig)}.{payload_segment}"
 
     def deliver_uninstall(
-        self,
-        deauthorize_url: str,
-        *,
-        encoding: Literal["hex", "raw"] = "hex",
-        timeout: float = 5.0,
+        self, deauthorize_url: str, *, encoding: Literal["hex", "raw"] = "hex"
     ) -> ClientResponse:
         """POST `signed_request=` to the Deauthorization Callback URL, as Workplace does."""
         return requests.post(
             deauthorize_url,
             data={"signed_request": self.uninstall_signed_request(encoding=encoding)},
             headers={"User-Agent": WEBHOOK_USER_AGENT},
-            timeout=timeout,
+            timeout=5,
             allow_redirects=False,
         )
 
@@ -735,10 +648,7 @@ class SimulatedWorkplace(Simulator):
             form = parse_qs(record.body.decode("utf-8", "replace"), keep_blank_values=True)
             pairs = [(k, "<redacted>" if k in _SECRET_PARAMS else v) for k in form for v in form[k]]
             record.body = urlencode(pairs).encode()
-        version = _VERSION_PREFIX.match(record.path)
-        record.endpoint = (record.path[version.end() :] if version else record.path) or "/"
-        record.version = version.group(1) if version else None
-        record.at = self.clock()
+        record.endpoint = _VERSION_PREFIX.sub("", record.path) or "/"
         return record
 
     def _answer(self, request: Request, record: RecordedRequest) -> Response:
@@ -788,11 +698,11 @@ class SimulatedWorkplace(Simulator):
         reply.headers["facebook-api-version"] = GRAPH_API_VERSION
         reply.headers["x-fb-trace-id"] = _fbtrace_id()
         with self._lock:
-            usages = {
-                "X-App-Usage": self.app_usage,
-                "X-Business-Use-Case-Usage": self.business_usage,
-            }
-        for header, usage in usages.items():
+            usages = [
+                ("X-App-Usage", self.app_usage),
+                ("X-Business-Use-Case-Usage", self.business_usage),
+            ]
+        for header, usage in usages:
             if usage is not None:
                 reply.headers[header] = json.dumps(usage, separators=(",", ":"))
         return reply
@@ -814,8 +724,6 @@ class SimulatedWorkplace(Simulator):
     def _install_dialog(self, req: _Incoming) -> Response:
         app_id, redirect_uri = req.last("app_id"), req.last("redirect_uri")
         target = urlsplit(redirect_uri or "")
-        requested = req.params.get("permissions[]", [])
-        allowed = {p.lower() for p in self.app_permissions}
         if req.method != "GET":
             raise _DialogError("The install dialog only answers GET requests.")
         if not app_id:
@@ -826,24 +734,8 @@ class SimulatedWorkplace(Simulator):
             raise _DialogError("Missing redirect_uri: the install dialog needs the Redirect URL.")
         if target.scheme not in ("http", "https") or not target.netloc:
             raise _DialogError(f"The redirect_uri must be an absolute URL: {redirect_uri}")
-        if self.redirect_uris is not None and redirect_uri not in self.redirect_uris:
-            raise _DialogError(f"URL blocked: {redirect_uri} is not a registered Redirect URL.")
-        if unknown := [p for p in requested if p.lower() not in allowed]:
-            raise _DialogError(f"Invalid permission {unknown[0]!r}: the app has {sorted(allowed)}")
         state = req.last("state")
-        answer: dict[str, str] = {
-            "error": "access_denied",
-            "error_reason": "user_denied",
-            "error_description": "Permissions error",
-        }
-        if self.auto_approve:
-            code = self.issue_install_code(
-                redirect_uri,
-                permissions=[p.upper() for p in requested] if requested else None,
-                page_name=req.last("suggested_page_name") or "Vigil",
-                state=state,
-            )
-            answer = {"code": code}
+        answer = {"code": self.issue_install_code(redirect_uri, state=state)}
         if state is not None:
             answer["state"] = state
         return Response(status=302, headers={"Location": _with_query(redirect_uri, answer)})
@@ -890,10 +782,7 @@ class SimulatedWorkplace(Simulator):
                     36008,
                 )
             issued.used = True
-            install = SimInstall(
-                _random_digits(16), _new_token(), _random_digits(15), issued.page_name,
-                issued.permissions, installed_at=self.clock(),
-            )  # fmt: skip
+            install = SimInstall(_random_digits(16), _new_token(), self.app_permissions)
             self.installs.append(install)
             self.issued_tokens[install.token] = install
         return {"access_token": install.token, "token_type": "bearer"}
@@ -901,16 +790,14 @@ class SimulatedWorkplace(Simulator):
     # -- Graph nodes and edges ---------------------------------------------------------------
 
     def _authenticate(self, req: _Incoming) -> SimInstall:
-        scheme, _, credentials = req.headers.get("authorization", "").strip().partition(" ")
-        header_token = credentials.strip() if scheme.lower() in ("bearer", "oauth") else ""
-        query_token = req.last("access_token")
-        if header_token and query_token and header_token != query_token:
+        if "access_token" in parse_qs(req.query):
+            # Graph would accept it; the simulator refuses, as for client_secret.
             raise _GraphError(
-                "(#100) Two different access tokens were sent (Authorization header and "
-                "access_token parameter)",
+                "Simulator: access_token in the query string. Send it in the Authorization header.",
                 100,
             )
-        token = header_token or query_token
+        scheme, _, credentials = req.headers.get("authorization", "").strip().partition(" ")
+        token = credentials.strip() if scheme.lower() in ("bearer", "oauth") else ""
         if not token:
             raise _GraphError(
                 "An access token is required to request this resource.",
@@ -968,9 +855,6 @@ class SimulatedWorkplace(Simulator):
         with self._lock:
             group = next((g for g in self.groups if g.id == node), None)
             match segments:
-                case ["me"]:
-                    page = {"id": caller.page_id, "name": caller.page_name}
-                    return _select(page, requested, "Page")
                 case [_] if node in ("community", "company", self.community_id):
                     return _select(self._community_values(caller), requested, "Community")
                 case [_, edge] if node in ("community", "company", self.community_id):
@@ -980,24 +864,19 @@ class SimulatedWorkplace(Simulator):
                     by_id = {m.id: m for m in self.members if m.active}
                     rows = [_member_values(by_id[i]) for i in group.member_ids if i in by_id]
                     return self._paged(req, f"group{group.id}", rows, requested, "User")
-                case [_] if group is not None:
-                    self._check_group_permission(caller, node)
-                    return _select(_group_values(group), requested, "Group")
                 case [_] if (person := self._find_member(node)) is not None:
                     return _select(_member_values(person), requested, "User")
         raise _unsupported(req.method, node)
 
     def _community_edge(
-        self, req: _Incoming, caller: SimInstall, edge: str, requested: _Fields
+        self, req: _Incoming, caller: SimInstall, edge: str, requested: list[str]
     ) -> dict[str, Any]:
         if edge == "groups":
             self._check_group_permission(caller, "/community/groups")
-            rows = [_group_values(g) for g in self.groups]
+            rows = [vars(g) | {"archived": False} for g in self.groups]
             return self._paged(req, edge, rows, requested, "Group")
         if edge not in _MEMBER_EDGES:
-            raise _GraphError(
-                f"(#100) Tried accessing nonexisting field ({edge}) on node type (Community)", 100
-            )
+            raise _no_field(edge, "Community")
         if edge == "admins" and "MANAGE_ACCOUNTS" not in caller.permissions:
             raise _no_permission("/community/admins", "the Manage Accounts permission")
         rows = [_member_values(m) for m in self.members if _MEMBER_EDGES[edge](m)]
@@ -1037,11 +916,11 @@ class SimulatedWorkplace(Simulator):
         req: _Incoming,
         edge: str,
         rows: list[dict[str, Any]],
-        requested: _Fields,
+        requested: list[str],
         node_type: str,
     ) -> dict[str, Any]:
         """One page of an edge's rows with the requested fields (checked even on an empty edge),
-        with Graph's cursors and next/previous links."""
+        with Graph's cursors and a `next` link (callers read forward only)."""
         _check_fields(requested, node_type)
         limit_text = req.last("limit") or str(DEFAULT_PAGE_LIMIT)
         if not limit_text.isdigit() or int(limit_text) < 1:
@@ -1049,32 +928,20 @@ class SimulatedWorkplace(Simulator):
                 f"(#100) Param limit must be a positive integer, got {limit_text!r}", 100
             )
         limit = int(limit_text)
-        after, before = req.last("after"), req.last("before")
-        if after is not None:
-            start = _cursor_index(after, edge, "after") + 1
-            stop = start + limit
-        elif before is not None:
-            stop = _cursor_index(before, edge, "before")
-            start = max(0, stop - limit)
-        else:
-            start, stop = 0, limit
-        page = [_select(row, requested, node_type) for row in rows[start:stop]]
+        after = req.last("after")
+        start = 0 if after is None else _cursor_index(after, edge) + 1
+        page = [_select(row, requested, node_type) for row in rows[start : start + limit]]
         if not page:
             return {"data": []}
         first, last = _cursor(edge, start), _cursor(edge, start + len(page) - 1)
         paging: dict[str, Any] = {"cursors": {"before": first, "after": last}}
-        if start > 0:
-            paging["previous"] = self._page_url(req, limit, "before", first)
         if start + len(page) < len(rows):
-            paging["next"] = self._page_url(req, limit, "after", last)
+            # The proof is per request (and expires), so it is left out: the client adds its own.
+            dropped = {"after", "limit", "appsecret_proof", "appsecret_time"}
+            params = {k: v for k, v in req.params.items() if k not in dropped}
+            params |= {"limit": [str(limit)], "after": [last]}
+            paging["next"] = f"{self.url}{req.path}?{urlencode(params, doseq=True)}"
         return {"data": page, "paging": paging}
-
-    def _page_url(self, req: _Incoming, limit: int, direction: str, cursor: str) -> str:
-        # The proof is per request (and expires), so it is left out: the client adds a fresh one.
-        dropped = {"after", "before", "limit", "appsecret_proof", "appsecret_time"}
-        params = [(k, v) for k, values in req.params.items() if k not in dropped for v in values]
-        params += [("limit", str(limit)), (direction, cursor)]
-        return f"{self.url}{req.path}?{urlencode(params)}"
 
 
 def _prefix(endpoint: str) -> re.Pattern[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -70,8 +69,8 @@ def exchange(sim: SimulatedWorkplace, install_code: str, **overrides: str) -> re
     return requests.post(f"{sim.url}/v3.2/oauth/access_token", data=form, timeout=5)
 
 
-def install(sim: SimulatedWorkplace, *permissions: str) -> str:
-    code = callback_params(dialog(sim, **{"permissions[]": list(permissions) or None}))["code"]
+def install(sim: SimulatedWorkplace) -> str:
+    code = callback_params(dialog(sim))["code"]
     response = exchange(sim, code)
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
@@ -111,26 +110,15 @@ def graph_error(response: requests.Response) -> dict[str, Any]:
 # -- install dialog -------------------------------------------------------------------------
 
 
-def test_dialog_redirects_with_a_one_time_code_and_the_state_or_the_denial(
-    sim: SimulatedWorkplace,
-) -> None:
-    params = callback_params(dialog(sim, suggested_page_name="Vigil Bot"))
+def test_dialog_redirects_with_a_one_time_code_and_the_state(sim: SimulatedWorkplace) -> None:
+    params = callback_params(dialog(sim))
 
     assert set(params) == {"code", "state"} and params["state"] == "nonce-1"
     issued = sim.install_codes[params["code"]]
-    assert (issued.redirect_uri, issued.issued_at, issued.page_name, issued.used) == (
-        REDIRECT_URI, NOW, "Vigil Bot", False
-    )  # fmt: skip
+    assert (issued.redirect_uri, issued.issued_at, issued.used) == (REDIRECT_URI, NOW, False)
     assert set(callback_params(dialog(sim, state=None))) == {"code"}  # no state, none echoed
     kept = urlsplit(dialog(sim, redirect_uri=REDIRECT_URI + "?tenant=a").headers["Location"])
     assert parse_qs(kept.query)["tenant"] == ["a"] and "code" in parse_qs(kept.query)
-    sim.auto_approve, sim.install_codes = False, {}  # the admin denies
-
-    denied = callback_params(dialog(sim))
-
-    assert (denied["error"], denied["error_reason"]) == ("access_denied", "user_denied")
-    assert denied["error_description"] and denied["state"] == "nonce-1"
-    assert "code" not in denied and not sim.install_codes
 
 
 @pytest.mark.parametrize(
@@ -140,32 +128,17 @@ def test_dialog_redirects_with_a_one_time_code_and_the_state_or_the_denial(
         {"app_id": None},
         {"redirect_uri": None},
         {"redirect_uri": "/relative/callback"},
-        {"redirect_uri": "https://evil.example/callback"},  # not registered
-        {"permissions[]": "impersonate"},
     ],
 )
 def test_dialog_rejects_an_invalid_request_with_an_html_400(
     sim: SimulatedWorkplace, params: dict[str, Any]
 ) -> None:
-    sim.redirect_uris = {REDIRECT_URI}
-
     response = dialog(sim, **params)
 
     assert response.status_code == 400
     assert response.headers["Content-Type"].startswith("text/html")
     assert "Location" not in response.headers
     assert not sim.install_codes
-    assert "code" in callback_params(dialog(sim))  # the registered Redirect URL still works
-
-
-def test_dialog_grants_the_requested_permission_subset(
-    sim: SimulatedWorkplace, clock: FakeClock
-) -> None:
-    token = install(sim, "manage_accounts", "read_user_email")
-
-    body = signed_get(sim, clock, "/community", token, fields="install").json()
-
-    assert body["install"]["permissions"] == ["MANAGE_ACCOUNTS", "READ_USER_EMAIL"]
 
 
 # -- code exchange --------------------------------------------------------------------------
@@ -181,8 +154,7 @@ def test_code_exchanges_once_and_expires(sim: SimulatedWorkplace, clock: FakeClo
     assert set(body) == {"access_token", "token_type"} and body["token_type"] == "bearer"
     assert body["access_token"].startswith("DQVJ")
     [made] = sim.installs
-    assert (made.token, made.installed_at) == (body["access_token"], NOW)
-    assert sim.issued_tokens[made.token] is made
+    assert made.token == body["access_token"] and sim.issued_tokens[made.token] is made
     error = graph_error(second)
     assert (error["type"], error["code"], error["error_subcode"]) == ("OAuthException", 100, 36009)
     assert len(sim.installs) == 1
@@ -222,39 +194,25 @@ def test_bad_exchanges_fail_with_a_graph_error_and_leave_the_code_usable(
     assert exchange(sim, real_code).status_code == 200
 
 
-def test_the_secret_is_redacted_in_the_record_and_refused_in_the_query_string(
+def test_secrets_in_the_query_string_are_refused_and_redacted_in_the_record(
     sim: SimulatedWorkplace,
 ) -> None:
     code = callback_params(dialog(sim))["code"]
     form = {"client_id": APP_ID, "client_secret": APP_SECRET, "redirect_uri": REDIRECT_URI}
+    token = sim.add_custom_integration()
 
-    in_query = requests.get(
+    secret_in_query = requests.get(
         f"{sim.url}/oauth/access_token", params={**form, "code": code}, timeout=5
     )
+    token_in_query = graph_get(sim, "/community", None, access_token=token)
 
-    error = graph_error(in_query)
+    error = graph_error(secret_in_query)
     assert error["code"] == 100 and "client_secret in the query string" in error["message"]
     assert not sim.installs
     assert exchange(sim, code).status_code == 200  # the code was not spent
-    records = sim.requests_to("/oauth/access_token")
-    assert [r.method for r in records] == ["GET", "POST"]
-    for record in records:
-        assert APP_SECRET.encode() not in record.body
-        assert record.query["client_secret"] == "<redacted>"
-
-
-def test_a_slow_endpoint_is_recorded_on_arrival_and_answers_after_its_delay(
-    sim: SimulatedWorkplace,
-) -> None:
-    code = callback_params(dialog(sim))["code"]
-    sim.slow("/oauth/access_token", seconds=30)
-
-    with pytest.raises(requests.Timeout):
-        requests.post(f"{sim.url}/oauth/access_token", data={"client_id": APP_ID}, timeout=0.3)
-
-    [record] = sim.requests_to("/oauth/access_token")
-    assert record.status == 0  # still waiting: not answered yet
-    assert exchange(sim, code).status_code == 200  # one slow call only
+    assert sim.requests_to("/oauth/access_token")[0].query["client_secret"] == "<redacted>"
+    assert "access_token in the query string" in graph_error(token_in_query)["message"]
+    assert sim.requests_to("/community")[0].query["access_token"] == "<redacted>"
 
 
 # -- Graph reads: auth, appsecret_proof, nodes and fields -----------------------------------
@@ -277,14 +235,7 @@ def test_nodes_answer_the_requested_fields(sim: SimulatedWorkplace, clock: FakeC
         "install": {**install_node, "install_type": "COMMUNITY"},
     }
     assert got("/company", "name") == {"id": COMMUNITY, "name": "Contoso"}
-    assert got(f"/{COMMUNITY}", "install{id}") == {"id": COMMUNITY, "install": {"id": made.id}}
-    assert got("/me", "id,name") == {"id": made.page_id, "name": "Vigil"}
-    query_token = graph_get(sim, "/me", None, access_token=token, **proof(token, int(clock.now)))
-    assert query_token.json() == {"id": made.page_id, "name": "Vigil"}
-    assert sim.requests_to("/me")[-1].query["access_token"] == "<redacted>"
-    integration = sim.add_custom_integration()  # no proof needed; not an install: no `install`
-    body = graph_get(sim, "/community", integration, fields="id,name,install").json()
-    assert body == {"id": COMMUNITY, "name": "Contoso"}
+    assert got(f"/{COMMUNITY}", "id") == {"id": COMMUNITY}
     megan = sim.member("megan.bowen@contoso.com")
     assert got(f"/{megan.id}", "email,first_name,account_invite_time,manager") == {
         "id": megan.id,
@@ -304,6 +255,11 @@ def test_proofs_expire_after_300_seconds(sim: SimulatedWorkplace, clock: FakeClo
     assert graph_error(graph_get(sim, "/community", token, **stamped))["code"] == 100
 
 
+def email_only_install(sim: SimulatedWorkplace) -> str:
+    sim.app_permissions = ("READ_USER_EMAIL",)
+    return install(sim)
+
+
 def token_for(sim: SimulatedWorkplace, kind: str) -> str | None:
     """An access token of this kind: an install's (all or only the e-mail permission), an
     uninstalled install's, a custom integration's that needs a proof, none, or a literal."""
@@ -313,7 +269,7 @@ def token_for(sim: SimulatedWorkplace, kind: str) -> str | None:
         return token
     makers: dict[str, Callable[[], str | None]] = {
         "install": lambda: install(sim),
-        "email-only": lambda: install(sim, "read_user_email"),
+        "email-only": lambda: email_only_install(sim),
         "strict-ci": lambda: sim.add_custom_integration(require_proof=True),
         "none": lambda: None,
     }
@@ -402,8 +358,8 @@ def test_requests_are_recorded_with_the_authorization_redacted(
     signed_get(sim, clock, "/v3.2/community/members", token, fields="id,email", limit="2")
 
     [record] = sim.requests
-    assert (record.method, record.path, record.endpoint, record.version, record.status) == (
-        "GET", "/v3.2/community/members", "/community/members", "v3.2", 200
+    assert (record.method, record.path, record.endpoint, record.status) == (
+        "GET", "/v3.2/community/members", "/community/members", 200
     )  # fmt: skip
     assert (record.query["fields"], record.query["limit"]) == ("id,email", "2")
     assert "appsecret_proof" in record.query
@@ -414,93 +370,27 @@ def test_requests_are_recorded_with_the_authorization_redacted(
 # -- directory edges and paging -------------------------------------------------------------
 
 
-def collect(
-    sim: SimulatedWorkplace, clock: FakeClock, token: str, edge: str, **params: str
-) -> tuple[list[dict[str, Any]], int]:
-    """Follow `paging.next` to the end; returns the rows and the number of pages. `edge` is a
-    community edge ("members") or a path ("/{group-id}/members")."""
-    path = f"/v18.0{edge}" if edge.startswith("/") else f"/v18.0/community/{edge}"
-    url: str | None = f"{sim.url}{path}"
-    rows: list[dict[str, Any]] = []
-    pages = 0
-    while url is not None:
-        response = requests.get(
-            url,
-            {**params, **fresh(token, int(clock.now))},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=5,
-        )
-        assert response.status_code == 200, response.text
-        rows.extend(response.json()["data"])
-        pages += 1
-        url, params = response.json().get("paging", {}).get("next"), {}
-        assert url is None or (url.startswith(f"{sim.url}{path}?") and "appsecret" not in url)
-    return rows, pages
-
-
-def test_paging_returns_every_member_once_with_cursors_both_ways(
+def test_an_edge_pages_forward_with_the_requested_fields(
     sim: SimulatedWorkplace, clock: FakeClock
 ) -> None:
     for i in range(30):
         sim.add_member(f"Extra Person{i}", f"extra{i}@contoso.com")
     token = install(sim)
-    active = sorted(m.id for m in sim.members if m.active)
 
-    rows, pages = collect(sim, clock, token, "members", fields="id,name,email", limit="4")
-    body = signed_get(sim, clock, "/community/members", token).json()  # 25 a page by default
-    after = body["paging"]["cursors"]["after"]
-    rest = signed_get(sim, clock, "/community/members", token, after=after).json()
-    before = rest["paging"]["cursors"]["before"]
-    back = signed_get(sim, clock, "/community/members", token, before=before).json()
+    first = signed_get(sim, clock, "/v18.0/community/members", token).json()  # 25 by default
+    next_url = first["paging"]["next"]
+    rest = signed_get(sim, clock, next_url.removeprefix(sim.url), token).json()
+    small = signed_get(sim, clock, "/community/members", token, fields="id,email", limit="4")
 
-    assert sorted(r["id"] for r in rows) == active and pages == -(-len(active) // 4)
-    assert all(set(r) == {"id", "name", "email"} for r in rows)
-    assert len(body["data"]) == 25 and set(body["data"][0]) == {"id", "name"}
-    assert set(body["paging"]) == {"cursors", "next"}  # the first page has no previous
-    assert set(body["paging"]["cursors"]) == {"before", "after"}
-    assert "next" not in rest["paging"] and "previous" in rest["paging"]
-    assert sorted(r["id"] for r in body["data"] + rest["data"]) == active
-    assert back["data"] == body["data"]
-
-
-def test_former_members_and_admins(sim: SimulatedWorkplace, clock: FakeClock) -> None:
-    token = install(sim)
-    sim.member("adele.vance@contoso.com").active = False
-
-    former, _ = collect(sim, clock, token, "former_members", fields="id,email,active")
-    admins, _ = collect(sim, clock, token, "admins", fields="id,email")
-
-    assert {r["email"] for r in former} == {"pradeep.gupta@contoso.com", "adele.vance@contoso.com"}
-    assert all(r["active"] is False for r in former)
-    assert {r["id"] for r in admins} == {m.id for m in sim.members if m.admin and m.active}
-
-
-def test_groups_and_their_members_are_paged_edges(
-    sim: SimulatedWorkplace, clock: FakeClock
-) -> None:
-    token = install(sim)
-    extra = sim.add_group("Night Shift", ["adele.vance@contoso.com", "alex.wilber@contoso.com"])
-    sim.member("alex.wilber@contoso.com").active = False  # deactivated: off every group's list
-
-    groups, pages = collect(sim, clock, token, "groups", fields="id,name", limit="2")
-    everyone = sim.group("all contoso")
-    members, member_pages = collect(
-        sim, clock, token, f"/{everyone.id}/members", fields="id,email", limit="3"
-    )
-    night, _ = collect(sim, clock, token, f"/{extra.id}/members", fields="id,email")
-
-    assert [(g["id"], g["name"]) for g in groups] == [(g.id, g.name) for g in sim.groups]
-    assert pages == 2 and all(set(g) == {"id", "name"} for g in groups)
-    active = [m for m in sim.members if m.active]
-    assert sorted(r["id"] for r in members) == sorted(
-        m.id for m in active if m.id in everyone.member_ids
-    )
-    assert member_pages == 2 and all(set(r) == {"id", "email"} for r in members)
-    assert night == [
-        {"id": sim.member("adele.vance@contoso.com").id, "email": "adele.vance@contoso.com"}
+    assert len(first["data"]) == 25 and set(first["data"][0]) == {"id", "name"}
+    assert set(first["paging"]["cursors"]) == {"before", "after"}
+    assert next_url.startswith(f"{sim.url}/v18.0/community/members?")
+    assert "appsecret" not in next_url  # the client adds a fresh proof
+    assert [r["id"] for r in first["data"] + rest["data"]] == [
+        m.id for m in sim.members if m.active
     ]
-    group = signed_get(sim, clock, f"/{extra.id}", token, fields="id,name,privacy").json()
-    assert group == {"id": extra.id, "name": "Night Shift", "privacy": "CLOSED"}
+    assert "next" not in rest["paging"]
+    assert [set(r) for r in small.json()["data"]] == [{"id", "email"}] * 4
 
 
 # -- webhooks -------------------------------------------------------------------------------
@@ -535,22 +425,9 @@ def hub_signature(algorithm: str, body: bytes) -> str:
     return f"{algorithm}=" + hmac.new(APP_SECRET.encode(), body, algorithm).hexdigest()
 
 
-@pytest.mark.parametrize(
-    ("mode", "sha256", "sha1"),
-    [
-        ("both", "valid", "valid"),
-        ("sha256", "valid", None),
-        ("sha1", None, "valid"),
-        ("none", None, None),
-        ("bad", "wrong", "wrong"),
-    ],
-)
+@pytest.mark.parametrize("mode", ["both", "none", "bad"])
 def test_deliver_signs_the_raw_body_as_asked(
-    sim: SimulatedWorkplace,
-    receiver: tuple[str, Receiver],
-    mode: Any,
-    sha256: str | None,
-    sha1: str | None,
+    sim: SimulatedWorkplace, receiver: tuple[str, Receiver], mode: Any
 ) -> None:
     url, got = receiver
     envelope = login_envelope(sim)
@@ -559,19 +436,16 @@ def test_deliver_signs_the_raw_body_as_asked(
 
     [(headers, body)] = posts(got)
     assert json.loads(body) == envelope
+    assert [(d.url, d.body, d.status_code) for d in sim.deliveries] == [(url, body, 200)]
     assert (headers["content-type"], headers["user-agent"]) == (
         "application/json", "facebookexternalua"
     )  # fmt: skip
-    assert [(d.url, d.body, d.status_code) for d in sim.deliveries] == [(url, body, 200)]
-    for header, algorithm, want in [
-        ("x-hub-signature-256", "sha256", sha256),
-        ("x-hub-signature", "sha1", sha1),
-    ]:
+    for header, algorithm in [("x-hub-signature-256", "sha256"), ("x-hub-signature", "sha1")]:
         sent = headers.get(header)
-        assert (sent is None) == (want is None)
-        if want is not None:
-            assert sent is not None and sent.startswith(f"{algorithm}=")
-            assert hmac.compare_digest(sent, hub_signature(algorithm, body)) == (want == "valid")
+        assert (sent is None) == (mode == "none")
+        if sent is not None:
+            assert sent.startswith(f"{algorithm}=")
+            assert hmac.compare_digest(sent, hub_signature(algorithm, body)) == (mode == "both")
 
 
 def test_deliver_escapes_like_meta_so_reserialising_breaks_the_signature(
@@ -597,20 +471,16 @@ def test_deliver_escapes_like_meta_so_reserialising_breaks_the_signature(
 # -- event payloads -------------------------------------------------------------------------
 
 
-def test_event_value_has_exactly_the_attested_fields(sim: SimulatedWorkplace) -> None:
+def test_change_has_exactly_the_attested_fields_plus_extras(sim: SimulatedWorkplace) -> None:
     actor = sim.member("megan.bowen@contoso.com")
     target = sim.member("adele.vance@contoso.com")
+    kw: dict[str, Any] = {"actor": actor, "ip": "198.51.100.20", "ip_country": "DE"}
+    when = datetime(2024, 5, 1, 8, 30, 5, tzinfo=UTC)
 
-    value = sim.event_value(
-        "FORCED_PASSWORD_RESET",
-        actor=actor,
-        target=target,
-        ip="198.51.100.20",
-        ip_country="DE",
-        timestamp=datetime(2024, 5, 1, 8, 30, 5, tzinfo=UTC),
-    )
+    field_name, value = sim.change("FORCED_PASSWORD_RESET", **kw, target=target, timestamp=when)
+    _, login = sim.change("LOGIN", **kw, timestamp=when, is_interactive=False)
 
-    assert set(value) == ATTESTED_VALUE_FIELDS
+    assert field_name == "password" and set(value) == ATTESTED_VALUE_FIELDS
     assert (value["actor_id"], value["actor_email"]) == (actor.id, "megan.bowen@contoso.com")
     assert (value["target_id"], value["target_email"]) == (target.id, target.email)
     assert value["timestamp"] == "2024-05-01T08:30:05+0000"
@@ -618,27 +488,13 @@ def test_event_value_has_exactly_the_attested_fields(sim: SimulatedWorkplace) ->
     assert value["actor_scim_company_id"] == value["target_company_id"] == COMPANY
     assert value["useragent"] == FIREFOX_USERAGENT
     assert (value["browser_name"], value["browser_os"]) == ("Firefox", "Mac OS X 10.15")
-
-
-def test_change_defaults_target_to_actor_adds_extras_and_needs_a_field_for_unknown_events(
-    sim: SimulatedWorkplace,
-) -> None:
-    actor = sim.member("megan.bowen@contoso.com")
-    kw: dict[str, Any] = {"actor": actor, "ip": "203.0.113.7", "ip_country": "PL"}
-    when = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-
-    field_name, value = sim.change(
-        "LOGIN", **kw, timestamp=when, is_interactive=False, impersonator_id="100064094363103"
-    )
-
-    assert field_name == "login"
-    assert set(value) == ATTESTED_VALUE_FIELDS | {"is_interactive", "impersonator_id"}
-    assert value["target_id"] == value["actor_id"] == actor.id
+    assert set(login) == ATTESTED_VALUE_FIELDS | {"is_interactive"}
+    assert login["target_id"] == actor.id  # the target defaults to the actor
     with pytest.raises(KeyError):
         sim.change("SOMETHING_NEW", **kw, timestamp=when)
     assert sim.change("SOMETHING_NEW", field="account", **kw, timestamp=when)[0] == "account"
     with pytest.raises(ValueError, match="timezone-aware"):
-        sim.event_value("LOGIN", **kw, timestamp=datetime(2024, 5, 1))  # naive on purpose
+        sim.change("LOGIN", **kw, timestamp=datetime(2024, 5, 1))  # naive on purpose
 
 
 def test_security_envelope_is_keyed_by_the_company_and_event_fields_follow_the_catalogue(
@@ -661,77 +517,3 @@ def test_security_envelope_is_keyed_by_the_company_and_event_fields_follow_the_c
         "login password two_factor account admin domain integrations files".split()
     )
     assert len(EVENT_FIELDS) == 30
-
-
-# -- uninstall ------------------------------------------------------------------------------
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-@pytest.mark.parametrize("encoding", ["hex", "raw"])
-def test_uninstall_signed_request_verifies(sim: SimulatedWorkplace, encoding: Any) -> None:
-    signed = sim.uninstall_signed_request(encoding=encoding)
-
-    sig_b64, payload_b64 = signed.split(".", 1)
-    assert "=" not in signed
-    mac = hmac.new(APP_SECRET.encode(), payload_b64.encode(), hashlib.sha256)
-    expected = mac.hexdigest().encode() if encoding == "hex" else mac.digest()
-    assert hmac.compare_digest(b64url_decode(sig_b64), expected)
-    assert json.loads(b64url_decode(payload_b64)) == {
-        "algorithm": "HMAC-SHA256",
-        "community_id": COMMUNITY,
-        "issued_at": NOW,
-    }
-
-
-def test_deliver_uninstall_posts_the_signed_request_form(
-    sim: SimulatedWorkplace, receiver: tuple[str, Receiver]
-) -> None:
-    url, got = receiver
-
-    sim.deliver_uninstall(url)
-
-    [(headers, body)] = posts(got)
-    assert headers["content-type"] == "application/x-www-form-urlencoded"
-    assert parse_qs(body.decode())["signed_request"] == [sim.uninstall_signed_request()]
-
-
-# -- lifecycle, faults and account actions --------------------------------------------------
-
-
-def test_url_needs_a_running_server_and_stop_frees_it() -> None:
-    sim = SimulatedWorkplace(app_id=APP_ID, app_secret=APP_SECRET)
-    with pytest.raises(RuntimeError):
-        _ = sim.url
-    sim.start()
-    url = sim.url
-    assert url.startswith("http://127.0.0.1:")
-    assert sim.dialog_url == url + "/dialog/work/app_install/"
-    sim.stop()
-    sim.stop()
-    with pytest.raises(requests.ConnectionError):
-        requests.get(url + "/me", timeout=2)
-
-
-def test_account_actions_log_out_and_deactivate_and_the_state_reads_back(
-    sim: SimulatedWorkplace,
-) -> None:
-    token = sim.add_custom_integration()
-    person = sim.add_member("Eve Example", "eve@contoso.com")
-    auth = {"Authorization": f"Bearer {token}"}
-    seen: list[int] = []
-    sim.before_answer("POST", "/logout$", lambda r: seen.append(sim.member(person.id).logouts))
-
-    logout = requests.post(f"{sim.url}/{person.id}/logout", headers=auth, timeout=5)
-    assert logout.json() == {"success": True} and sim.member(person.id).logouts == 1
-    assert seen == [1]  # the hook ran after the logout was carried out
-    off = requests.post(
-        f"{sim.url}/{person.id}", params={"active": "false"}, headers=auth, timeout=5
-    )
-    assert off.json() == {"success": True}
-    assert graph_get(sim, f"/{person.id}", token, fields="id,active").json() == {
-        "id": person.id,
-        "active": False,
-    }

@@ -125,6 +125,18 @@ def _redirect(url: str, refused: str, headers: dict[str, str] | None = None) -> 
     return str(answer.headers["Location"])
 
 
+def graph_settings(graph: SimulatedGraph) -> dict[str, str]:
+    """Vigil's Graph settings, pointed at the simulated Graph and its token endpoint."""
+    return {
+        "GRAPH_URL": graph.graph_url,
+        "GRAPH_AUTHORITY_HOST": graph.authority_host,
+        "GRAPH_TENANT_ID": graph.tenant_id,
+        "GRAPH_CLIENT_ID": graph.client_id,
+        "GRAPH_CLIENT_SECRET": graph.client_secret,
+        "GRAPH_CA_BUNDLE": str(graph.ca_path),
+    }
+
+
 def seed_graph_users(workplace: SimulatedWorkplace, graph: SimulatedGraph) -> None:
     """The same people exist in Entra ID, matched by e-mail (= UPN)."""
     for m in workplace.members:
@@ -170,12 +182,7 @@ def local_stack(
             "WORKPLACE_GRAPH_URL": workplace.url,
             "WORKPLACE_DIALOG_URL": workplace.dialog_url,
             "WORKPLACE_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
-            "GRAPH_URL": graph.graph_url,
-            "GRAPH_AUTHORITY_HOST": graph.authority_host,
-            "GRAPH_TENANT_ID": graph.tenant_id,
-            "GRAPH_CLIENT_ID": graph.client_id,
-            "GRAPH_CLIENT_SECRET": graph.client_secret,
-            "GRAPH_CA_BUNDLE": str(graph.ca_path),
+            **graph_settings(graph),
             "SYNC_SCHEDULE": schedule,
             "TOR_REFRESH_SCHEDULE": "0 0 * * * *",  # hourly; unreachable offline: last copy kept
             "RETENTION_SCHEDULE": "0 30 3 * * *",

@@ -10,6 +10,7 @@ import pytest
 from local.azurite import ensure_azurite
 from local.sim_graph import SimulatedGraph
 from local.sim_workplace import SimulatedWorkplace
+from local.stack import graph_settings
 from shared import services
 from shared.services import Services
 
@@ -68,14 +69,7 @@ def wp(vigil_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[S
 
 def use_simulated_graph(monkeypatch: pytest.MonkeyPatch, graph: SimulatedGraph) -> Services:
     """Point Vigil's Graph settings at the simulated Graph and return fresh services."""
-    for key, value in {
-        "GRAPH_URL": graph.graph_url,
-        "GRAPH_AUTHORITY_HOST": graph.authority_host,
-        "GRAPH_TENANT_ID": graph.tenant_id,
-        "GRAPH_CLIENT_ID": graph.client_id,
-        "GRAPH_CLIENT_SECRET": graph.client_secret,
-        "GRAPH_CA_BUNDLE": str(graph.ca_path),
-    }.items():
+    for key, value in graph_settings(graph).items():
         monkeypatch.setenv(key, value)
     services.reset()
     return services.get_services()

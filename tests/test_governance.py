@@ -22,6 +22,7 @@ from azure.functions.queue import QueueMessage  # the worker's concrete message 
 
 import govern_queue
 from local.sim_graph import SimulatedGraph, SimUser
+from local.stack import graph_settings
 from shared import services
 from shared.governance import actions as act
 from shared.governance.attempt import RetryLater
@@ -44,12 +45,7 @@ ENTRA_ACTIONS = (act.NOTIFY_USER, act.REVOKE_SESSIONS, act.SUSPEND_USER, act.CON
 
 def graph_env(graph: SimulatedGraph, **extra: str) -> dict[str, str]:
     return {
-        "GRAPH_URL": graph.graph_url,
-        "GRAPH_AUTHORITY_HOST": graph.authority_host,
-        "GRAPH_TENANT_ID": graph.tenant_id,
-        "GRAPH_CLIENT_ID": graph.client_id,
-        "GRAPH_CLIENT_SECRET": graph.client_secret,
-        "GRAPH_CA_BUNDLE": str(graph.ca_path),
+        **graph_settings(graph),
         "GOVERNANCE_MAIL_SENDER": SENDER,
         **extra,
     }

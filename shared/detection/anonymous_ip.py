@@ -32,16 +32,6 @@ def org_keys(ip: IpInfo) -> tuple[str, ...]:
     return (ip.ip, f"isp:{ip.isp}") if hosting_only(ip) and ip.isp else (ip.ip,)
 
 
-def usual_provider(tenant: TenantProfile, ip: IpInfo, actor: str) -> str:
-    """Why a hosting-only address is not suspicious for this user, or "" when it is."""
-    if not hosting_only(ip) or not ip.isp:
-        return ""
-    others = set(tenant.anonymous_ip_users.get(f"isp:{ip.isp}", ())) - {actor}
-    if len(others) >= WIDELY_USED - 1:
-        return f"hosting provider {ip.isp} used by {len(others)} other user(s)"
-    return ""
-
-
 def _used_by_user(profile: UserProfile, ip: IpInfo, t: datetime) -> bool:
     seen = profile.isps.get(ip.isp) if hosting_only(ip) and ip.isp else None
     return seen is not None and seen.first < t and seen.last >= t - BASELINE
@@ -55,11 +45,14 @@ def detect(
         return profile, []
     if ip.safe:
         return profile, []  # the customer says this address is theirs
-    others = set(tenant.anonymous_ip_users.get(ip.ip, ())) - {a.actor_id}
-    if len(others) >= WIDELY_USED - 1:
-        return profile, []  # widely used in the organisation: mis-tagged, not an attacker's
-    if usual_provider(tenant, ip, a.actor_id) or _used_by_user(profile, ip, utc(a.time)):
-        return profile, []  # the organisation's or the user's own cloud, not an anonymiser
+    # Widely used in the organisation (the address: mis-tagged; a hosting range's provider: the
+    # organisation's own cloud), or the user's own cloud: not an attacker's anonymiser.
+    users = {k: set(tenant.anonymous_ip_users.get(k, ())) - {a.actor_id} for k in org_keys(ip)}
+    if any(len(u) >= WIDELY_USED - 1 for u in users.values()):
+        return profile, []
+    if _used_by_user(profile, ip, utc(a.time)):
+        return profile, []
+    others = users[ip.ip]
     kinds = ", ".join(k.replace("_", " ") for k in ip.anonymous)
     who = a.actor_email or a.actor_id
     severity: Severity = "high" if "tor" in ip.anonymous else "medium"

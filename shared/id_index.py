@@ -19,7 +19,7 @@ from typing import Literal
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.query_params import KEY_FORBIDDEN
+from shared.query_params import BadInput, checked
 
 Kind = Literal["alert", "action"]
 MAX_ID = 256  # longer is not an id of ours (ours are 32 characters)
@@ -34,11 +34,10 @@ class Location:
 def usable_id(record_id: str) -> bool:
     """Whether `record_id` could be an id at all (a table key, printable, short); anything else
     is answered without reading storage."""
-    return (
-        0 < len(record_id) <= MAX_ID
-        and record_id.isprintable()
-        and not any(c in record_id for c in KEY_FORBIDDEN)
-    )
+    try:
+        return bool(checked("id", record_id, max_len=MAX_ID, key=True))
+    except BadInput:
+        return False
 
 
 class IdIndex:

@@ -11,6 +11,13 @@ from shared.models import UserRecord, utc
 from shared.storage import get_many, join_text, split_text, upsert_batches
 
 
+def directory_id(value: Any) -> str:
+    """A directory feed's id of a person or group, or "" when it cannot be one: it must fit a
+    table key and an item of a comma-separated list (the groups a record lists)."""
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    return "" if any(c in text for c in "/\\#?,") or not text.isprintable() else text
+
+
 def _to_entity(u: UserRecord) -> dict[str, Any]:
     entity: dict[str, Any] = {
         "PartitionKey": u.tenant_id,

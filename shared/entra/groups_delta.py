@@ -16,8 +16,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from shared.entra.users_delta import DirectoryDeps, DirectoryState, run_delta, usable_id
+from shared.entra.users_delta import DirectoryDeps, DirectoryState, run_delta
 from shared.models import UserRecord
+from shared.users import directory_id
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def _members(entry: dict[str, Any]) -> tuple[set[str], set[str]]:
     for m in entry.get("members@delta") or ():
         if not isinstance(m, dict) or m.get("@odata.type", USER_TYPE) != USER_TYPE:
             continue
-        uid = usable_id(m.get("id"))
+        uid = directory_id(m.get("id"))
         if uid:
             (removed if "@removed" in m else added).add(uid)
     return added, removed
@@ -48,7 +49,7 @@ def apply_page(
 ) -> tuple[int, int]:
     """Merge one page of groups into the groups table and the user records."""
     tenant_id = s.tenant_id
-    usable = [e for e in entries if isinstance(e, dict) and usable_id(e.get("id"))]
+    usable = [e for e in entries if isinstance(e, dict) and directory_id(e.get("id"))]
     skipped = len(entries) - len(usable)
     if skipped:
         log.warning("entra directory: %d group entries without a usable id skipped", skipped)

@@ -39,7 +39,7 @@ from shared.governance.graph import GraphClient
 from shared.governance.graph_results import GraphError
 from shared.groups import GroupStore
 from shared.models import UserRecord, utc
-from shared.users import UserStore
+from shared.users import UserStore, directory_id
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,6 @@ class DirectoryStateStore:
         )
 
 
-def usable_id(value: Any) -> str:
-    text = value if isinstance(value, str) else ""
-    return "" if not text or any(c in text for c in "/\\#?,") or not text.isprintable() else text
-
-
 def merge(
     tenant_id: str, before: UserRecord | None, entry: dict[str, Any], now: datetime
 ) -> UserRecord:
@@ -155,7 +150,7 @@ def apply_page(
     """Merge one page into the user records, each listed in the state's round; (entries
     applied, entries skipped)."""
     tenant_id = s.tenant_id
-    usable = [e for e in entries if isinstance(e, dict) and usable_id(e.get("id"))]
+    usable = [e for e in entries if isinstance(e, dict) and directory_id(e.get("id"))]
     skipped = len(entries) - len(usable)
     if skipped:
         log.warning("entra directory: %d user entries without a usable id skipped", skipped)

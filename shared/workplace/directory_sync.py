@@ -30,7 +30,7 @@ from shared.logsafe import quoted
 from shared.models import Install
 from shared.secrets import SecretStore
 from shared.table_tx import submit
-from shared.users import UserStore
+from shared.users import UserStore, directory_id
 from shared.workplace import directory
 from shared.workplace.client import FailureKind, WorkplaceClient, WorkplaceError
 from shared.workplace.counts import EventCountStore, new_activities
@@ -101,12 +101,6 @@ def _staging_pk(community_id: str, run_id: str, part: str = "") -> str:
     return f"{community_id}_{run_id}" + (f"_{part}" if part else "")
 
 
-def _usable_id(value: Any) -> str:
-    """The row's id, or "" when it cannot be a table key or a comma-separated list item."""
-    text = str(value or "")
-    return "" if any(c in text for c in "/\\#?,") or not text.isprintable() else text
-
-
 def _upsert(table: TableClient, entities: list[dict[str, Any]]) -> None:
     unique = list({e["RowKey"]: e for e in entities}.values())
     for batch in st.transaction_batches(unique):
@@ -119,7 +113,7 @@ def _stage(table: TableClient, pk: str, edge: str, rows: list[dict[str, Any]]) -
     flag = {"members": "Member", "former_members": "Former", "admins": "Admin"}[edge]
     entities = []
     for row in rows:
-        user_id = _usable_id(row.get("id"))
+        user_id = directory_id(row.get("id"))
         if not user_id:
             continue
         entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": user_id, flag: True}
@@ -133,7 +127,7 @@ def _stage_groups(table: TableClient, pk: str, rows: list[dict[str, Any]]) -> No
     entities = [
         {"PartitionKey": pk, "RowKey": group_id, "Name": str(row.get("name") or "")}
         for row in rows
-        if (group_id := _usable_id(row.get("id")))
+        if (group_id := directory_id(row.get("id")))
     ]
     _upsert(table, entities)
 
@@ -145,7 +139,7 @@ def _stage_memberships(
     entities = [
         {"PartitionKey": pk, "RowKey": f"{group_id}_{user_id}", "Group": group_id, "User": user_id}
         for row in rows
-        if (user_id := _usable_id(row.get("id")))
+        if (user_id := directory_id(row.get("id")))
     ]
     _upsert(table, entities)
 
